@@ -1,0 +1,156 @@
+"""Batched generation that records the raw model's log-probabilities of what it wrote.
+
+The log-prob of each generated token is read from the *raw* model distribution (before
+temperature or nucleus filtering), as lm-polygraph records them, so it equals what
+:func:`selfbias.scoring.score_token_ids` gives for the same tokens.
+
+The n samples of a prompt share one prompt pass (its cache is repeated n times). Each sample
+draws from its own random stream, seeded by (seed, prompt, sample index), so a sample does not
+depend on which other prompts share its batch: a resumed run regenerates identical answers.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+
+from .models import LoadedModel
+from .scoring import _budgets, _ids, _plan, forward_contexts
+
+__all__ = ["Generation", "generate"]
+
+
+@dataclass(frozen=True)
+class Generation:
+    """One generated answer: its text, tokens, raw log-probs and why it ended."""
+
+    text: str  # decoded tokens; a stop string and what follows it are not included
+    token_ids: tuple[int, ...]
+    logprobs: tuple[float, ...]  # log p_model(token | prompt, earlier tokens), before temperature
+    finish_reason: str  # "eos" | "stop" | "length"
+
+    @property
+    def sum_logprob(self) -> float:
+        return float(sum(self.logprobs))
+
+
+def _row_seed(seed: int, prompt: str, index: int) -> int:
+    digest = hashlib.sha256(f"{seed}\x00{index}\x00{prompt}".encode()).digest()
+    return int.from_bytes(digest[:8], "little") & (2**63 - 1)
+
+
+def _choose(logits: torch.Tensor, temperature: float, top_p: float, generator: torch.Generator | None) -> int:
+    """Next token for one row: argmax when temperature is 0, else a draw from the tempered (nucleus) distribution."""
+    if temperature <= 0:
+        return int(logits.argmax())
+    probs = torch.softmax(logits / temperature, dim=-1)
+    if top_p < 1.0:
+        sorted_p, order = probs.sort(descending=True)
+        outside = sorted_p.cumsum(-1) - sorted_p >= top_p  # keep the smallest set reaching top_p
+        sorted_p[outside] = 0.0
+        probs = torch.zeros_like(probs).scatter_(0, order, sorted_p)
+    return int(torch.multinomial(probs.cpu(), 1, generator=generator))
+
+
+def _stop_cut(lm: LoadedModel, ids: list[int], stop: Sequence[str]) -> int | None:
+    """Number of tokens to keep if a stop string occurs in the decoded text, else None.
+
+    Kept tokens are those whose text ends before the stop string starts.
+    """
+    text = lm.tokenizer.decode(ids)
+    cuts = [text.find(s) for s in stop if s and s in text]
+    if not cuts:
+        return None
+    cut = min(cuts)
+    keep = len(ids)
+    while keep > 0 and len(lm.tokenizer.decode(ids[:keep])) > cut:
+        keep -= 1
+    return keep
+
+
+def generate(
+    lm: LoadedModel,
+    prompts: Sequence[str],
+    *,
+    n: int = 1,
+    temperature: float = 0.0,
+    top_p: float = 1.0,
+    max_new_tokens: int = 48,
+    stop: Sequence[str] = (),
+    seed: int = 0,
+    memory_mb: float = 1024,
+    batch_size: int | None = None,
+) -> list[list[Generation]]:
+    """Generate ``n`` answers per prompt; returns ``out[i][j]`` for sample j of prompt i.
+
+    ``temperature=0`` is greedy decoding. Generation ends at an EOS token (not included), at a
+    stop string (cut before it) or after ``max_new_tokens``.
+    """
+    if isinstance(prompts, str):
+        raise TypeError("prompts must be a sequence of strings")
+    contexts = [_ids(lm, p) for p in prompts]
+    if any(not c for c in contexts):
+        raise ValueError("empty prompt: nothing to condition on")
+    token_budget, _ = _budgets(lm, memory_mb)
+    lengths = [(len(c), [max_new_tokens] * n) for c in contexts]
+    out: list[list[Generation]] = [[] for _ in prompts]
+    with torch.inference_mode():
+        for batch in _plan(lengths, token_budget, 10**9, batch_size):
+            results = _generate_batch(lm, [contexts[i] for i in batch], [prompts[i] for i in batch], n,
+                                      temperature, top_p, max_new_tokens, tuple(stop), seed)
+            for i, gens in zip(batch, results):
+                out[i] = gens
+    return out
+
+
+def _generate_batch(lm, contexts, prompts, n, temperature, top_p, max_new_tokens, stop, seed):
+    logits, cache, mask, lengths = forward_contexts(lm, contexts)
+    # row r = sample (r % n) of prompt (r // n)
+    rows = torch.arange(len(contexts), device=lm.device).repeat_interleave(n)
+    cache.batch_select_indices(rows)
+    logits, mask, lengths = logits[rows], mask[rows], lengths[rows]
+    generators = [
+        torch.Generator().manual_seed(_row_seed(seed, prompts[r // n], r % n)) if temperature > 0 else None
+        for r in range(len(rows))
+    ]
+    eos = set(lm.eos_token_ids)
+    ids: list[list[int]] = [[] for _ in rows]
+    logps: list[list[float]] = [[] for _ in rows]
+    finish = ["length"] * len(rows)
+    active = list(range(len(rows)))  # rows still generating, in cache order
+    for step in range(max_new_tokens):
+        raw = torch.log_softmax(logits, dim=-1)
+        still = []
+        for k, r in enumerate(active):
+            token = _choose(logits[k], temperature, top_p, generators[r])
+            if token in eos:
+                finish[r] = "eos"
+                continue
+            ids[r].append(token)
+            logps[r].append(float(raw[k, token]))
+            if stop:
+                keep = _stop_cut(lm, ids[r], stop)
+                if keep is not None:
+                    del ids[r][keep:], logps[r][keep:]
+                    finish[r] = "stop"
+                    continue
+            still.append(k)
+        if not still or step == max_new_tokens - 1:
+            break
+        # drop finished rows from the cache, then feed each live row its last token
+        if len(still) < len(active):
+            keep_t = torch.tensor(still, device=lm.device)
+            cache.batch_select_indices(keep_t)
+            mask, lengths = mask[keep_t], lengths[keep_t]
+            active = [active[k] for k in still]
+        feed = torch.tensor([[ids[r][-1]] for r in active], device=lm.device)
+        mask = torch.cat([mask, torch.ones_like(feed)], dim=1)
+        out = lm.model(input_ids=feed, attention_mask=mask, position_ids=lengths[:, None] + step,
+                       cache=cache, use_cache=True, logits_to_keep=1)
+        cache, logits = out.cache, out.logits[:, -1, :].float()
+    decode = lm.tokenizer.decode
+    gens = [Generation(decode(ids[r]), tuple(ids[r]), tuple(logps[r]), finish[r]) for r in range(len(rows))]
+    return [gens[i * n:(i + 1) * n] for i in range(len(contexts))]

