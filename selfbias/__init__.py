@@ -1,0 +1,55 @@
+"""selfbias: measure self-preference bias in language models.
+
+A model tends to trust answers it generated itself, because high-likelihood text *feels* correct
+when the same model judges it. selfbias records how likely each candidate answer is under each
+model (probe), asks models to judge answers with and without outside alternatives (judge), and
+estimates how likelihood drives misplaced confidence (stats), with paper-ready figures (plots).
+
+Heavy modules (torch, transformers, matplotlib) load on first use, so `import selfbias` is fast.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING
+
+__version__ = "0.1.0"
+
+# public name -> module that defines it
+_EXPORTS = {
+    "load_model": "models", "wrap_model": "models", "LoadedModel": "models", "ModelError": "models",
+    "BUNDLED_MODELS": "models", "DEFAULT_MODEL": "models",
+    "score": "scoring", "score_requests": "scoring", "score_token_ids": "scoring",
+    "next_token_logprobs": "scoring", "Score": "scoring", "ScoringError": "scoring",
+    "generate": "generation", "Generation": "generation",
+    "load_task": "tasks", "list_tasks": "tasks", "Item": "tasks", "Task": "tasks", "TaskError": "tasks",
+    "Run": "runs", "RunStore": "runs", "RunError": "runs", "load_run": "runs",
+    "probe": "probe", "judge": "judge",
+}
+_SUBMODULES = {"models", "scoring", "generation", "tasks", "prompts", "runs", "stats", "plots", "cli"}
+
+__all__ = sorted(_EXPORTS) + ["__version__"]
+
+
+def __getattr__(name: str):
+    if name in _EXPORTS:
+        value = getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
+        globals()[name] = value  # the function shadows a same-named module (probe, judge)
+        return value
+    if name in _SUBMODULES:
+        return importlib.import_module(f".{name}", __name__)
+    raise AttributeError(f"module 'selfbias' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(__all__) | _SUBMODULES)
+
+
+if TYPE_CHECKING:  # for editors and type checkers
+    from .generation import Generation, generate
+    from .judge import judge
+    from .models import BUNDLED_MODELS, DEFAULT_MODEL, LoadedModel, ModelError, load_model, wrap_model
+    from .probe import probe
+    from .runs import Run, RunError, RunStore, load_run
+    from .scoring import Score, ScoringError, next_token_logprobs, score, score_requests, score_token_ids
+    from .tasks import Item, Task, TaskError, list_tasks, load_task

@@ -196,10 +196,12 @@ def forward_contexts(lm: LoadedModel, contexts: Sequence[Sequence[int]], padding
     pad = _left_pad if padding_side == "left" else _right_pad
     ids, mask = pad(contexts, lm.tokenizer.pad_token_id, lm.device)
     positions = (mask.cumsum(-1) - 1).clamp(min=0)
+    lengths = mask.sum(-1)
+    last_col = torch.full_like(lengths, mask.shape[1] - 1) if padding_side == "left" else lengths - 1
     last = torch.zeros_like(mask, dtype=torch.bool)
-    last[torch.arange(len(contexts)), (positions * mask).argmax(-1)] = True  # last real token of each row
+    last[torch.arange(len(contexts)), last_col] = True  # the last real token of each row
     out = lm.model(input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=True, logits_to_keep=last)
-    return out.logits.float(), out.cache, mask, mask.sum(-1)
+    return out.logits.float(), out.cache, mask, lengths
 
 
 def _run_branches(lm: LoadedModel, contexts: Sequence[Sequence[int]], branches: Sequence[_Branch], padding_side: str = "left") -> list[torch.Tensor]:

@@ -1,0 +1,263 @@
+"""Answer checkers: decide whether a free-form answer is correct for an item.
+
+Every checker has the signature ``(answer: str, item) -> bool`` and reads only ``item.references``,
+``item.distractors``, ``item.choices`` and ``item.meta``, so any object with those attributes works.
+"""
+
+from __future__ import annotations
+
+import importlib
+import re
+import unicodedata
+from decimal import Decimal, InvalidOperation
+from typing import Any, Callable
+
+# ---------------------------------------------------------------------------------------------
+# numbers
+
+_SIGN = r"(?:(?<![\w.])[-\u2212])?"  # a minus counts only when it does not follow a word ("5-3")
+_NUMBER = re.compile(
+    _SIGN + r"\$?(?:\d{1,3}(?:,\d{3})+(?!\d)|\d+)(?:\.\d+)?"  # 1,234,567.89 | 42 | 3.5
+    r"|" + _SIGN + r"\$?\.\d+"  # .5
+)
+_UNITS = {w: i for i, w in enumerate(
+    "zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen "
+    "fifteen sixteen seventeen eighteen nineteen".split())}
+_TENS = {w: 10 * i for i, w in enumerate(
+    "twenty thirty forty fifty sixty seventy eighty ninety".split(), start=2)}
+_SCALES = {"thousand": 1_000, "million": 1_000_000, "billion": 1_000_000_000}
+_NUMBER_WORDS = set(_UNITS) | set(_TENS) | set(_SCALES) | {"hundred"}
+
+
+def _words_to_number(text: str) -> Decimal | None:
+    """The last run of spelled-out number words ("forty-two", "one hundred and five"), if any."""
+    tokens = re.findall(r"[a-z]+", text.lower().replace("-", " "))
+    runs: list[list[str]] = []
+    previous_was_number = False
+    for i, tok in enumerate(tokens):
+        inside_run = tok == "and" and previous_was_number and i + 1 < len(tokens) \
+            and tokens[i + 1] in _NUMBER_WORDS
+        if tok in _NUMBER_WORDS:
+            if not previous_was_number:
+                negative = i > 0 and tokens[i - 1] in ("minus", "negative")
+                runs.append(["-"] if negative else [])
+            runs[-1].append(tok)
+            previous_was_number = True
+        elif not inside_run:
+            previous_was_number = False
+    if not runs:
+        return None
+    total, current, sign = 0, 0, 1
+    for tok in runs[-1]:
+        if tok == "-":
+            sign = -1
+        elif tok in _UNITS:
+            current += _UNITS[tok]
+        elif tok in _TENS:
+            current += _TENS[tok]
+        elif tok == "hundred":
+            current = max(current, 1) * 100
+        else:
+            total += max(current, 1) * _SCALES[tok]
+            current = 0
+    return Decimal(sign * (total + current))
+
+
+def parse_number(text: str) -> Decimal | None:
+    """The final number in ``text`` as a Decimal, or None.
+
+    Tolerates negatives ("-5", "\u22125"), thousands separators ("1,234"), decimals, a leading "$",
+    surrounding words and a trailing period ("The answer is 42."). Spelled-out numbers
+    ("forty-two") are used only when the text has no digits.
+    """
+    matches = _NUMBER.findall(str(text))
+    if not matches:
+        return _words_to_number(str(text))
+    raw = matches[-1].replace(",", "").replace("$", "").replace("\u2212", "-")
+    try:
+        return Decimal(raw)
+    except InvalidOperation:  # pragma: no cover - the regex only matches valid decimals
+        return None
+
+
+def check_number(answer: str, item: Any) -> bool:
+    """True when the final number in the answer equals a reference number (exactly, as decimals)."""
+    value = parse_number(answer)
+    if value is None:
+        return False
+    return any(value == ref for ref in map(parse_number, item.references) if ref is not None)
+
+
+# ---------------------------------------------------------------------------------------------
+# text
+
+_ARTICLES = {"a", "an", "the"}
+_NEGATIONS = {"not", "no", "never", "neither", "nor", "cannot", "isnt", "arent", "wasnt", "dont",
+              "doesnt", "didnt", "cant", "wont"}
+SPAN_SLACK = 8  # words an answer may have besides the reference for the span rule
+
+
+def normalize_text(text: str) -> str:
+    """Lower-case, strip accents, drop punctuation and the articles a/an/the, squeeze whitespace.
+
+    Hyphens, dashes and slashes become spaces ("Port-au-Prince" = "Port au Prince"); other
+    punctuation is deleted ("Washington, D.C." = "Washington DC", "N'Djamena" = "NDjamena").
+    """
+    text = unicodedata.normalize("NFKD", str(text))
+    text = "".join(c for c in text if not unicodedata.combining(c)).lower()
+    text = re.sub(r"[-\u2010-\u2015/]", " ", text)
+    text = "".join(c for c in text if c == " " or unicodedata.category(c)[0] not in "PS")
+    return " ".join(w for w in text.split() if w not in _ARTICLES)
+
+
+def _contains_span(words: list[str], span: list[str]) -> bool:
+    n = len(span)
+    return n > 0 and any(words[i:i + n] == span for i in range(len(words) - n + 1))
+
+
+def check_text(answer: str, item: Any) -> bool:
+    """Normalised exact match against any reference (aliases are references), plus a span rule.
+
+    Span rule: a short answer (at most ``SPAN_SLACK`` words besides the reference, after
+    normalisation) is also correct when a normalised reference appears in it as a whole-word span
+    ("The capital is Paris."), unless it also contains a distractor span or a negation word
+    (not, no, never, ...), which would make it ambiguous ("Paris or Lyon", "not Paris").
+    """
+    norm = normalize_text(answer)
+    refs = [normalize_text(r) for r in item.references]
+    if not norm:
+        return False
+    if norm in refs:
+        return True
+    words = norm.split()
+    hits = [r.split() for r in refs if _contains_span(words, r.split())]
+    if not hits:
+        return False
+    longest = max(hits, key=len)
+    if len(words) > len(longest) + SPAN_SLACK or (_NEGATIONS & set(words)) - set(longest):
+        return False
+    distractors = [normalize_text(d).split() for d in getattr(item, "distractors", ())]
+    return not any(_contains_span(words, d) and not any(_contains_span(h, d) for h in hits)
+                   for d in distractors)
+
+
+# ---------------------------------------------------------------------------------------------
+# multiple choice
+
+def _labels(item: Any) -> list[str]:
+    return [chr(ord("A") + i) for i in range(len(item.choices))]
+
+
+def _extra_labels(item: Any) -> list[str]:
+    """The source's own labels when they differ from A, B, C (ARC has some 1, 2, 3, 4)."""
+    meta = getattr(item, "meta", None) or {}
+    labels = [str(label) for label in meta.get("labels", [])]
+    return labels if len(labels) == len(item.choices) else []
+
+
+def correct_choice(item: Any) -> int | None:
+    """Index of the correct choice: a reference that is a label, else a reference choice text."""
+    for labels in (_labels(item), _extra_labels(item)):
+        for ref in item.references:
+            if ref in labels:
+                return labels.index(ref)
+    texts = [normalize_text(c) for c in item.choices]
+    for ref in item.references:
+        if normalize_text(ref) in texts:
+            return texts.index(normalize_text(ref))
+    return None
+
+
+def chosen_index(answer: str, item: Any) -> int | None:
+    """Which choice an answer picks: "B", "(b)", "B) text", "Answer: B", or a choice's text."""
+    text = str(answer).strip()
+    for labels in (_labels(item), _extra_labels(item)):
+        if not labels:
+            continue
+        alt = "|".join(re.escape(label) for label in labels)
+        lone = re.fullmatch(rf"\(?({alt})\)?[.):]?", text, flags=re.IGNORECASE)
+        lead = re.match(rf"\(?({alt})[).:](?:\s|$)", text)
+        said = re.search(rf"\b(?i:answer|option|choice)\s*(?:is|:)?\s*\(?({alt})\b", text)
+        for m in (lone, lead, said):
+            if m:
+                return [label.upper() for label in labels].index(m.group(1).upper())
+    norm = normalize_text(text)
+    texts = [normalize_text(c) for c in item.choices]
+    if norm in texts:
+        return texts.index(norm)
+    words = norm.split()
+    hits = [i for i, t in enumerate(texts) if _contains_span(words, t.split())]
+    # a choice contained in another matching choice ("heat" in "heat and light") does not count
+    hits = [i for i in hits if not any(j != i and _contains_span(texts[j].split(), texts[i].split())
+                                       for j in hits)]
+    return hits[0] if len(hits) == 1 else None
+
+
+def check_choice(answer: str, item: Any) -> bool:
+    """True when the answer picks the correct choice, by letter (or source label) or by text."""
+    want = correct_choice(item)
+    return want is not None and chosen_index(answer, item) == want
+
+
+# ---------------------------------------------------------------------------------------------
+# boolean
+
+# tiers: the first tier present in the answer decides ("The correct answer is false" -> False)
+_BOOLEAN_TIERS = (({"true"}, {"false"}), ({"yes"}, {"no"}),
+                  ({"correct", "right"}, {"incorrect", "wrong"}))
+
+
+def parse_boolean(text: str) -> bool | None:
+    """True/False from "True", "yes.", "The statement is false", "not true"; None if unclear."""
+    words = re.findall(r"[a-z]+", str(text).lower())
+    for true_words, false_words in _BOOLEAN_TIERS:
+        found = set()
+        for i, w in enumerate(words):
+            if w in true_words or w in false_words:
+                value = w in true_words
+                found.add(not value if i > 0 and words[i - 1] == "not" else value)
+        if found:
+            return found.pop() if len(found) == 1 else None
+    return None
+
+
+def check_boolean(answer: str, item: Any) -> bool:
+    value = parse_boolean(answer)
+    return value is not None and value == parse_boolean(item.references[0])
+
+
+# ---------------------------------------------------------------------------------------------
+# dispatch
+
+CHECKERS: dict[str, Callable[[str, Any], bool]] = {
+    "number": check_number,
+    "text": check_text,
+    "choice": check_choice,
+    "boolean": check_boolean,
+}
+_ALIASES = {"numeric": "number", "exact": "text", "mc": "choice", "bool": "boolean"}
+
+
+def check_answer(answer: str, item: Any) -> bool:
+    """The default checker: picks the checker for ``item.answer_type``."""
+    return CHECKERS[item.answer_type](answer, item)
+
+
+def resolve_checker(spec: str | Callable | None) -> Callable[[str, Any], bool]:
+    """A checker from None (by answer type), a name (number, text, choice, boolean, auto),
+    ``"package.module:function"``, or any callable ``(answer, item) -> bool``."""
+    if spec is None or spec == "auto":
+        return check_answer
+    if callable(spec):
+        return spec
+    name = _ALIASES.get(spec, spec)
+    if name in CHECKERS:
+        return CHECKERS[name]
+    if ":" in name:
+        module, _, attr = name.partition(":")
+        try:
+            return getattr(importlib.import_module(module), attr)
+        except (ImportError, AttributeError) as e:
+            raise ValueError(f"checker {spec!r} cannot be imported ({e})") from None
+    raise ValueError(f"unknown checker {spec!r}; use one of {', '.join(CHECKERS)}, auto, "
+                     "'module:function' or a callable (answer, item) -> bool")

@@ -1,0 +1,441 @@
+"""File loaders for the public question formats (TruthfulQA, GSM8K, ARC, NQ-open, true/false
+statements) and a generic JSONL/CSV loader with a column mapping.
+
+Loaders return plain dicts of ``Item`` fields; ``selfbias.tasks`` builds the items. Every problem
+with a file is one ``TaskError`` naming the file, the 1-based line (the CSV header is line 1; a
+quoted multi-line CSV record counts from its first line) and the field.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+from selfbias._checkers import normalize_text
+
+
+class TaskError(ValueError):
+    """A task could not be loaded: one line naming the file, line and field where known."""
+
+    def __init__(self, reason: str, *, path: str | Path | None = None, line: int | None = None,
+                 field: str | None = None):
+        self.path, self.line, self.field, self.reason = path, line, field, reason
+        where = "" if path is None else str(path)
+        if line is not None:
+            where += f" line {line}"
+        what = reason if field is None else f"field '{field}' {reason}"
+        super().__init__(f"{where}: {what}" if where else what)
+
+
+@dataclass(frozen=True)
+class SkippedRow:
+    """A row left out under ``skip_invalid=True``: its line, the field at fault (None for the
+    whole row, e.g. malformed JSON) and the reason."""
+
+    line: int
+    field: str | None
+    reason: str
+
+
+class _RowError(Exception):
+    def __init__(self, field: str | None, reason: str):
+        super().__init__(reason)
+        self.field, self.reason = field, reason
+
+
+@dataclass
+class Loaded:
+    fmt: str
+    rows: list[dict]  # keyword arguments of Item
+    skipped: list[SkippedRow]
+    sha256: str
+
+
+FORMATS = {
+    "truthfulqa": "TruthfulQA CSV (Type,Category,Question,Best Answer,...; lists '; '-separated)",
+    "gsm8k": "GSM8K JSONL {question, answer}; the final answer follows '#### '",
+    "arc": "ARC JSONL {id, question, choices: [{label, text}], answerKey}",
+    "nq_open": "NQ-open JSONL {question, answer: [...]}",
+    "truefalse": "true/false statements CSV 'statement,label' (label 1/0 or true/false)",
+    "jsonl": "generic JSONL with a column mapping (default question=question,answer=answer)",
+    "csv": "generic CSV with a column mapping (default question=question,answer=answer)",
+}
+MAPPING_KEYS = ("question", "answer", "distractors", "choices", "id")
+
+
+def parse_mapping(text: str) -> dict[str, str]:
+    """``"question=q,answer=a,distractors=wrong"`` -> ``{"question": "q", ...}`` (command lines).
+
+    Keys are the Item fields ``question``, ``answer``, ``distractors``, ``choices``, ``id``; values
+    are column names (which therefore cannot contain ',' or '=')."""
+    mapping: dict[str, str] = {}
+    for part in filter(None, (p.strip() for p in str(text).split(","))):
+        key, eq, column = (s.strip() for s in part.partition("="))
+        if not eq or not key or not column:
+            raise TaskError(f"mapping {text!r}: expected key=column pairs, got {part!r}")
+        mapping[key] = column
+    return _check_mapping(mapping, text)
+
+
+def _check_mapping(mapping: dict, shown: Any) -> dict[str, str]:
+    unknown = sorted(set(mapping) - set(MAPPING_KEYS))
+    if unknown:
+        raise TaskError(f"mapping {shown!r}: unknown key(s) {', '.join(unknown)}; "
+                        f"use {', '.join(MAPPING_KEYS)}")
+    if "question" not in mapping or "answer" not in mapping:
+        raise TaskError(f"mapping {shown!r}: needs both 'question' and 'answer'")
+    return {str(k): str(v) for k, v in mapping.items()}
+
+
+# ---------------------------------------------------------------------------------------------
+# reading records
+
+
+def _read_text(path: Path) -> tuple[str, str]:
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise TaskError("file not found", path=path) from None
+    except OSError as e:
+        raise TaskError(f"cannot read file ({e.strerror or e})", path=path) from None
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        line = data[:e.start].count(b"\n") + 1
+        raise TaskError(f"not UTF-8 text (byte 0x{data[e.start]:02x})", path=path,
+                        line=line) from None
+    if not text.strip():
+        raise TaskError("file is empty", path=path)
+    return text, hashlib.sha256(data).hexdigest()
+
+
+def _jsonl_records(text: str) -> Iterator[tuple[int, dict | _RowError]]:
+    for line, raw in enumerate(text.split("\n"), start=1):
+        if not raw.strip():
+            continue
+        try:
+            obj = json.loads(raw)
+        except json.JSONDecodeError as e:
+            yield line, _RowError(None, f"malformed JSON ({e.msg} at column {e.colno})")
+            continue
+        yield line, obj if isinstance(obj, dict) else _RowError(
+            None, f"expected a JSON object, got {type(obj).__name__}")
+
+
+def _csv_records(text: str, path: Path) -> tuple[list[str], Iterator[tuple[int, dict | _RowError]]]:
+    reader = csv.reader(io.StringIO(text, newline=""))
+    rows: list[tuple[int, list[str]]] = []
+    previous = 0
+    try:
+        for row in reader:
+            start, previous = previous + 1, reader.line_num
+            if any(cell.strip() for cell in row):
+                rows.append((start, row))
+    except csv.Error as e:
+        raise TaskError(f"malformed CSV ({e})", path=path, line=reader.line_num) from None
+    if not rows:
+        raise TaskError("has no header row", path=path)
+    header = [h.strip() for h in rows[0][1]]
+
+    def records():
+        for line, row in rows[1:]:
+            if len(row) != len(header):
+                reason = f"row has {len(row)} fields, the header has {len(header)}"
+                yield line, _RowError(None, reason)
+            else:
+                yield line, dict(zip(header, row))
+
+    return header, records()
+
+
+def _is_jsonl(path: Path, text: str) -> bool:
+    suffix = path.suffix.lower()
+    if suffix in (".jsonl", ".json", ".ndjson"):
+        return True
+    if suffix == ".csv":
+        return False
+    return text.lstrip().startswith("{")
+
+
+def _detect_jsonl(records: list[tuple[int, dict | _RowError]]) -> str:
+    objs = [r for _, r in records[:20] if isinstance(r, dict)]
+    if any("choices" in o and "answerKey" in o for o in objs):
+        return "arc"
+    if any(isinstance(o.get("answer"), str) and "#### " in o["answer"] for o in objs):
+        return "gsm8k"
+    if any(isinstance(o.get("answer"), list) for o in objs):
+        return "nq_open"
+    return "jsonl"
+
+
+def _detect_csv(header: list[str]) -> str:
+    if header[:3] == ["Type", "Category", "Question"] or {"Question", "Best Answer"} <= set(header):
+        return "truthfulqa"
+    if {"statement", "label"} <= set(header):
+        return "truefalse"
+    return "csv"
+
+
+# ---------------------------------------------------------------------------------------------
+# field helpers
+
+
+def _get(rec: dict, key: str) -> Any:
+    if key not in rec:
+        raise _RowError(key, "is missing")
+    return rec[key]
+
+
+def _text(rec: dict, key: str) -> str:
+    value = _get(rec, key)
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        value = str(value)
+    if not isinstance(value, str):
+        raise _RowError(key, f"must be a string, got {type(value).__name__}")
+    if not value.strip():
+        raise _RowError(key, "is empty")
+    return value.strip()
+
+
+def _dedupe(values) -> list[str]:
+    seen, out = set(), []
+    for v in values:
+        v = str(v).strip()
+        if v and v not in seen:
+            seen.add(v)
+            out.append(v)
+    return out
+
+
+def _split(value: str) -> list[str]:
+    return _dedupe(value.split(";"))
+
+
+def _as_list(rec: dict, key: str) -> list[str]:
+    """A list-valued field: a JSON list, a JSON-list string, or a ';'-separated string."""
+    value = _get(rec, key)
+    if isinstance(value, str) and value.strip().startswith("["):
+        try:
+            value = json.loads(value)
+        except json.JSONDecodeError:
+            raise _RowError(key, "is not a valid JSON list") from None
+    if isinstance(value, str):
+        return _split(value)
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return [str(value)]
+    if isinstance(value, list) and all(isinstance(v, (str, int, float)) for v in value):
+        return _dedupe(value)
+    raise _RowError(key, f"must be a list of strings, got {type(value).__name__}")
+
+
+def _without(distractors: list[str], references: list[str]) -> list[str]:
+    """Distractors minus any that equal a reference after normalisation (TruthfulQA lists
+    'Unknown' on both sides of a few questions)."""
+    refs = {normalize_text(r) for r in references}
+    return [d for d in distractors if normalize_text(d) not in refs]
+
+
+def _letters(n: int) -> list[str]:
+    return [chr(ord("A") + i) for i in range(n)]
+
+
+_NUMERIC = re.compile(r"[-\u2212]?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?")
+
+
+# ---------------------------------------------------------------------------------------------
+# row parsers: (record, line, ctx) -> Item kwargs
+
+
+@dataclass
+class _Ctx:
+    stem: str
+    mapping: dict[str, str] = field(default_factory=dict)
+
+    def auto_id(self, line: int) -> str:
+        return f"{self.stem}-{line}"
+
+
+def _truthfulqa(rec: dict, line: int, ctx: _Ctx) -> dict:
+    references = _dedupe([_text(rec, "Best Answer"), *_split(_get(rec, "Correct Answers"))])
+    distractors = _dedupe([rec.get("Best Incorrect Answer", ""),
+                           *_split(_get(rec, "Incorrect Answers"))])
+    meta = {k.lower(): rec[k] for k in ("Type", "Category", "Source") if k in rec}
+    return dict(id=ctx.auto_id(line), question=_text(rec, "Question"),
+                references=references, distractors=_without(distractors, references),
+                answer_type="text", meta={**meta, "line": line})
+
+
+def _gsm8k(rec: dict, line: int, ctx: _Ctx) -> dict:
+    question, answer = _text(rec, "question"), _text(rec, "answer")
+    if "#### " not in answer:
+        raise _RowError("answer", "has no '#### ' final answer")
+    solution, _, final = answer.rpartition("#### ")
+    final = final.strip().replace(",", "")
+    if not _NUMERIC.fullmatch(final):
+        raise _RowError("answer", f"final answer {final!r} is not a number")
+    return dict(id=ctx.auto_id(line), question=question, references=[final],
+                answer_type="number", meta={"solution": solution.strip(), "line": line})
+
+
+def _arc(rec: dict, line: int, ctx: _Ctx) -> dict:
+    question = _text(rec, "question")
+    choices = _get(rec, "choices")
+    if not isinstance(choices, list) or len(choices) < 2 or not all(
+            isinstance(c, dict) and isinstance(c.get("label"), str)
+            and isinstance(c.get("text"), str) and c["text"].strip() for c in choices):
+        raise _RowError("choices", "must be a list of at least 2 {label, text} objects with text")
+    labels = [c["label"].strip() for c in choices]
+    texts = [c["text"].strip() for c in choices]
+    key = str(_get(rec, "answerKey")).strip()
+    if key not in labels:
+        raise _RowError("answerKey", f"{key!r} is not one of the choice labels {', '.join(labels)}")
+    k = labels.index(key)
+    letters = _letters(len(texts))
+    meta: dict[str, Any] = {"answer_key": key, "line": line}
+    if labels != letters:
+        meta["labels"] = labels
+    item_id = str(rec["id"]).strip() if str(rec.get("id") or "").strip() else ctx.auto_id(line)
+    return dict(id=item_id, question=question, references=[texts[k], letters[k]],
+                distractors=_dedupe(t for i, t in enumerate(texts) if i != k), choices=texts,
+                answer_type="choice", meta=meta)
+
+
+def _nq_open(rec: dict, line: int, ctx: _Ctx) -> dict:
+    question, answers = _text(rec, "question"), _as_list(rec, "answer")
+    if not answers:
+        raise _RowError("answer", "has no answers")
+    return dict(id=ctx.auto_id(line), question=question, references=answers,
+                answer_type="text", meta={"line": line})
+
+
+_LABELS = {"1": True, "true": True, "0": False, "false": False}
+
+
+def _truefalse(rec: dict, line: int, ctx: _Ctx) -> dict:
+    statement = _text(rec, "statement")
+    label = _LABELS.get(str(_get(rec, "label")).strip().lower())
+    if label is None:
+        raise _RowError("label", f"must be 1/0 or true/false, got {rec['label']!r}")
+    return dict(id=ctx.auto_id(line),
+                question=f"Is the following statement true or false? {statement}",
+                references=[str(label)], distractors=[str(not label)], answer_type="boolean",
+                meta={"statement": statement, "label": int(label), "line": line})
+
+
+def _generic(rec: dict, line: int, ctx: _Ctx) -> dict:
+    m = ctx.mapping
+    question = _text(rec, m["question"])
+    answers = _as_list(rec, m["answer"])
+    if not answers:
+        raise _RowError(m["answer"], "is empty")
+    # optional list columns may be absent or null in a JSONL record
+    distractors, choices = ([] if rec.get(m.get(key)) is None else _as_list(rec, m[key])
+                            for key in ("distractors", "choices"))
+    item_id = ctx.auto_id(line)
+    if "id" in m:
+        item_id = _text(rec, m["id"])
+    extra = {k: v for k, v in rec.items() if k not in m.values()}
+    row = dict(id=item_id, question=question, references=answers, distractors=distractors,
+               answer_type="text", meta={"line": line, **({"fields": extra} if extra else {})})
+    if choices:
+        letters, norm = _letters(len(choices)), [normalize_text(c) for c in choices]
+        first = answers[0]
+        if first in letters:
+            k = letters.index(first)
+        elif normalize_text(first) in norm:
+            k = norm.index(normalize_text(first))
+        else:
+            raise _RowError(m["answer"], f"{first!r} is neither a choice letter nor a choice text")
+        others = [c for i, c in enumerate(choices) if i != k]
+        row.update(references=[choices[k], letters[k]], choices=choices, answer_type="choice",
+                   distractors=_dedupe(others + distractors))
+    else:
+        row["distractors"] = _without(distractors, answers)
+    return row
+
+
+_PARSERS: dict[str, Callable[[dict, int, _Ctx], dict]] = {
+    "truthfulqa": _truthfulqa, "gsm8k": _gsm8k, "arc": _arc, "nq_open": _nq_open,
+    "truefalse": _truefalse, "jsonl": _generic, "csv": _generic,
+}
+_CSV_COLUMNS = {"truthfulqa": ["Question", "Best Answer", "Correct Answers", "Incorrect Answers"],
+                "truefalse": ["statement", "label"]}
+
+
+def read_file(path: str | Path, *, fmt: str | None = None, mapping: dict | str | None = None,
+              skip_invalid: bool = False, answer_type: str | None = None) -> Loaded:
+    """Parse a question file into Item kwargs.
+
+    Format: ``fmt`` if given; a ``mapping`` forces the generic loader; otherwise detected from the
+    CSV header or the first JSONL records. Generic items without choices are typed
+    ``answer_type`` if given, else ``number`` when every reference in the file is a plain number,
+    else ``text``.
+    """
+    path = Path(path)
+    if fmt is not None and fmt not in FORMATS:
+        raise TaskError(f"unknown format {fmt!r}; use one of {', '.join(FORMATS)}", path=path)
+    if mapping is not None and fmt not in (None, "jsonl", "csv"):
+        raise TaskError(f"a mapping needs the generic loader (fmt 'jsonl' or 'csv'), not {fmt!r}",
+                        path=path)
+    if isinstance(mapping, str):
+        mapping = parse_mapping(mapping)
+    elif mapping is not None:
+        mapping = _check_mapping(dict(mapping), mapping)
+    text, sha = _read_text(path)
+    jsonl = fmt in ("gsm8k", "arc", "nq_open", "jsonl") if fmt else _is_jsonl(path, text)
+    if jsonl:
+        records = list(_jsonl_records(text))
+        header = None
+        detected = "jsonl" if mapping else _detect_jsonl(records)
+    else:
+        header, records_iter = _csv_records(text, path)
+        records = list(records_iter)
+        detected = "csv" if mapping else _detect_csv(header)
+    fmt = fmt or detected
+    if fmt in ("jsonl", "csv"):
+        seen = set(header) if header is not None else {
+            k for _, r in records if isinstance(r, dict) for k in r}
+        mapping = mapping or {"question": "question", "answer": "answer",
+                              **{k: k for k in ("distractors", "choices", "id") if k in seen}}
+        for column in mapping.values():
+            if column not in seen:
+                where = (f"the header (columns: {', '.join(header)})" if header is not None
+                         else f"every record (keys: {', '.join(sorted(seen))})")
+                raise TaskError(f"is missing from {where}",
+                                path=path, line=1 if header is not None else None, field=column)
+    for column in _CSV_COLUMNS.get(fmt, []) if header is not None else []:
+        if column not in header:
+            raise TaskError(f"is missing from the header (columns: {', '.join(header)})",
+                            path=path, line=1, field=column)
+
+    ctx, parse = _Ctx(stem=path.stem, mapping=mapping or {}), _PARSERS[fmt]
+    rows, skipped, first_line = [], [], {}
+    for line, rec in records:
+        try:
+            if isinstance(rec, _RowError):
+                raise rec
+            row = parse(rec, line, ctx)
+            if row["id"] in first_line:
+                raise _RowError(mapping.get("id") if mapping else "id",
+                                f"repeats id {row['id']!r} of line {first_line[row['id']]}")
+        except _RowError as e:
+            if not skip_invalid:
+                raise TaskError(e.reason, path=path, line=line, field=e.field) from None
+            skipped.append(SkippedRow(line, e.field, e.reason))
+            continue
+        first_line[row["id"]] = line
+        rows.append(row)
+    if not rows:
+        raise TaskError(f"no valid items ({len(skipped)} rows skipped)", path=path)
+    if fmt in ("jsonl", "csv"):
+        plain = [r for r in rows if r["answer_type"] == "text"]
+        numeric = all(_NUMERIC.fullmatch(ref) for r in plain for ref in r["references"])
+        for r in plain:
+            r["answer_type"] = answer_type or ("number" if numeric else "text")
+    return Loaded(fmt=fmt, rows=rows, skipped=skipped, sha256=sha)

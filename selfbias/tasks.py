@@ -1,0 +1,312 @@
+"""Question sets: ``Item``, ``Task``, the built-in tasks, file loaders and answer checkers.
+
+``load_task(spec)`` is the entry point. ``spec`` is a built-in name or a file path:
+
+* ``arithmetic`` / ``arithmetic:<level>``: seeded questions "What is 23 + 45?"; levels ``1d+1d``
+  (1-9 + 1-9), ``2d+2d`` (10-99), ``2dx1d`` (10-99 * 2-9), ``3d+3d`` (100-999) and ``mixed``
+  (the default; item i has level i mod 4 in that order). No question repeats within a task.
+* ``capitals``: "What is the capital of France?" for 189 UN member states, written for this
+  package (``selfbias/data/capitals.csv``); alternative accepted names are references. Left
+  out: Israel (capital contested), Indonesia and Equatorial Guinea (capital moves under way),
+  Nauru (no official capital).
+* a file: TruthfulQA CSV, GSM8K / ARC / NQ-open JSONL, ``statement,label`` CSV, or any JSONL/CSV
+  with a column ``mapping`` (see ``selfbias._loaders``). A built-in name wins over a file of the
+  same name; write ``./capitals`` for the file.
+
+Which items, in which order (all deterministic):
+
+* arithmetic: ``n`` items (default 100) drawn with ``seed``; the first k items do not depend on n.
+* capitals: a ``seed``-ed shuffle of all countries, then the first ``n``.
+* files: file order, then the first ``n`` valid rows; with ``shuffle=True`` a ``seed``-ed
+  shuffle first. The whole file is always parsed, so a bad row anywhere raises a ``TaskError``
+  (or is recorded in ``task.skipped`` with ``skip_invalid=True``).
+
+Item ids are stable: ``arith-2d+2d-0007``, ``capitals-france``, the row's own id (ARC, or a
+mapped ``id`` column), else ``<file stem>-<line>``.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from dataclasses import dataclass, field
+from decimal import Decimal
+from importlib import resources
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Sequence
+
+from selfbias._checkers import (CHECKERS, SPAN_SLACK, check_answer, check_boolean, check_choice,
+                                check_number, check_text, chosen_index, correct_choice,
+                                normalize_text, parse_boolean, parse_number, resolve_checker)
+from selfbias._loaders import FORMATS, SkippedRow, TaskError, parse_mapping, read_file
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+__all__ = [
+    "Item", "Task", "TaskError", "SkippedRow", "load_task", "list_tasks", "list_formats",
+    "parse_mapping", "arithmetic_task", "capitals_task", "numeric_perturbations",
+    "text_perturbations", "check_answer", "check_number", "check_text", "check_choice",
+    "check_boolean", "parse_number", "parse_boolean", "normalize_text", "chosen_index",
+    "correct_choice", "resolve_checker", "ANSWER_TYPES", "ARITHMETIC_LEVELS", "FORMATS",
+    "CHECKERS", "SPAN_SLACK",
+]
+
+ANSWER_TYPES = ("number", "text", "choice", "boolean")
+
+
+@dataclass(frozen=True)
+class Item:
+    """One question. ``choices`` are labelled A, B, C... in order; ``meta`` must be
+    JSON-serialisable (it is excluded from the hash; treat it as read-only)."""
+
+    id: str
+    question: str
+    references: tuple[str, ...]
+    distractors: tuple[str, ...] = ()
+    choices: tuple[str, ...] = ()
+    answer_type: str = "text"
+    meta: dict[str, Any] = field(default_factory=dict, hash=False)
+
+    def __post_init__(self):
+        for name in ("references", "distractors", "choices"):
+            value = getattr(self, name)
+            value = (value,) if isinstance(value, str) else value
+            object.__setattr__(self, name, tuple(str(v) for v in value))
+        object.__setattr__(self, "meta", dict(self.meta))
+        if not self.references:
+            raise ValueError(f"item {self.id!r}: needs at least one reference answer")
+        if self.answer_type not in ANSWER_TYPES:
+            raise ValueError(f"item {self.id!r}: answer_type {self.answer_type!r} is not one of "
+                             f"{', '.join(ANSWER_TYPES)}")
+        try:
+            json.dumps(self.meta)
+        except TypeError as e:
+            raise ValueError(f"item {self.id!r}: meta is not JSON-serialisable ({e})") from None
+
+
+@dataclass(frozen=True)
+class Task:
+    """A named list of items with the checker that grades free-form answers."""
+
+    name: str
+    items: tuple[Item, ...]
+    checker: Callable[[str, Item], bool] = check_answer
+    source: str | None = None  # file path, or e.g. "builtin:arithmetic:2d+2d:seed=0"
+    source_sha256: str | None = None  # of the source file; None for built-ins
+    skipped: tuple[SkippedRow, ...] = ()
+
+    def __post_init__(self):
+        object.__setattr__(self, "items", tuple(self.items))
+        object.__setattr__(self, "skipped", tuple(self.skipped))
+
+    def check(self, answer: str | None, item: Item) -> bool:
+        """Whether ``answer`` is correct for ``item`` (None counts as wrong)."""
+        return answer is not None and bool(self.checker(str(answer), item))
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __iter__(self) -> Iterator[Item]:
+        return iter(self.items)
+
+    def to_frame(self) -> "pd.DataFrame":
+        """The ``items`` table of ARCHITECTURE.md (list columns as Python lists, meta as JSON)."""
+        import pandas as pd
+
+        columns = ["item_id", "task", "question", "references", "distractors", "choices",
+                   "answer_type", "meta"]
+        return pd.DataFrame([{
+            "item_id": it.id, "task": self.name, "question": it.question,
+            "references": list(it.references), "distractors": list(it.distractors),
+            "choices": list(it.choices), "answer_type": it.answer_type,
+            "meta": json.dumps(it.meta, sort_keys=True, ensure_ascii=False),
+        } for it in self.items], columns=columns)
+
+
+# ---------------------------------------------------------------------------------------------
+# built-in: arithmetic
+
+ARITHMETIC_LEVELS: dict[str, tuple[str, tuple[int, int], tuple[int, int]]] = {
+    "1d+1d": ("+", (1, 9), (1, 9)),
+    "2d+2d": ("+", (10, 99), (10, 99)),
+    "2dx1d": ("*", (10, 99), (2, 9)),
+    "3d+3d": ("+", (100, 999), (100, 999)),
+}
+
+
+def arithmetic_task(level: str = "mixed", n: int = 100, seed: int = 0) -> Task:
+    """``n`` distinct arithmetic questions of one level (or ``mixed``), drawn with ``seed``."""
+    if level != "mixed" and level not in ARITHMETIC_LEVELS:
+        raise TaskError(f"unknown arithmetic level {level!r}; use one of "
+                        f"{', '.join([*ARITHMETIC_LEVELS, 'mixed'])}")
+    cycle = list(ARITHMETIC_LEVELS) if level == "mixed" else [level]
+    for i, lv in enumerate(cycle):
+        _, (lo_a, hi_a), (lo_b, hi_b) = ARITHMETIC_LEVELS[lv]
+        wanted, capacity = len(range(i, n, len(cycle))), (hi_a - lo_a + 1) * (hi_b - lo_b + 1)
+        if wanted > capacity:
+            raise TaskError(f"arithmetic level {lv!r} has only {capacity} distinct questions; "
+                            f"asked for {wanted}")
+    rng = random.Random(f"arithmetic:{level}:{seed}")
+    seen: set[tuple[str, int, int]] = set()
+    items = []
+    for i in range(n):
+        lv = cycle[i % len(cycle)]
+        op, (lo_a, hi_a), (lo_b, hi_b) = ARITHMETIC_LEVELS[lv]
+        while True:
+            a, b = rng.randint(lo_a, hi_a), rng.randint(lo_b, hi_b)
+            if (lv, a, b) not in seen:
+                seen.add((lv, a, b))
+                break
+        answer = a + b if op == "+" else a * b
+        items.append(Item(id=f"arith-{level}-{i:04d}", question=f"What is {a} {op} {b}?",
+                          references=(str(answer),), answer_type="number",
+                          meta={"level": lv, "a": a, "b": b, "op": op}))
+    return Task(name=f"arithmetic:{level}", items=tuple(items),
+                source=f"builtin:arithmetic:{level}:seed={seed}")
+
+
+# ---------------------------------------------------------------------------------------------
+# built-in: capitals
+
+
+def _capital_rows() -> list[dict[str, str]]:
+    import csv
+
+    text = resources.files("selfbias").joinpath("data/capitals.csv").read_text(encoding="utf-8")
+    return list(csv.DictReader(text.splitlines()))
+
+
+def capitals_task(n: int | None = None, seed: int = 0) -> Task:
+    """Capital-city questions: a ``seed``-ed shuffle of the countries, then the first ``n``."""
+    items = [Item(id=f"capitals-{row['id']}",
+                  question=f"What is the capital of {row['country']}?",
+                  references=(row["capital"], *filter(None, row["aliases"].split(";"))),
+                  answer_type="text", meta={"country": row["country"]})
+             for row in _capital_rows()]
+    random.Random(f"capitals:{seed}").shuffle(items)
+    return Task(name="capitals", items=tuple(items[:n]), source=f"builtin:capitals:seed={seed}")
+
+
+# ---------------------------------------------------------------------------------------------
+# loading
+
+
+def list_tasks() -> list[tuple[str, str]]:
+    """Built-in task specs and what they are (for ``selfbias tasks``)."""
+    out = [("arithmetic", "arithmetic questions, levels cycled (= arithmetic:mixed)")]
+    for name, (op, (lo_a, hi_a), (lo_b, hi_b)) in ARITHMETIC_LEVELS.items():
+        out.append((f"arithmetic:{name}",
+                    f"What is a {op} b? a in {lo_a}-{hi_a}, b in {lo_b}-{hi_b}"))
+    countries = len(_capital_rows())
+    out.append(("capitals", f"What is the capital of <country>? ({countries} countries)"))
+    return out
+
+
+def list_formats() -> list[tuple[str, str]]:
+    """File formats ``load_task`` reads (pass one as ``fmt`` to skip detection)."""
+    return list(FORMATS.items())
+
+
+_TYPE_OF_CHECKER = {"number": "number", "numeric": "number", "text": "text", "exact": "text",
+                    "boolean": "boolean", "bool": "boolean"}
+
+
+def load_task(spec: str | Path, *, n: int | None = None, seed: int = 0, level: str | None = None,
+              mapping: dict | str | None = None, fmt: str | None = None,
+              skip_invalid: bool = False, checker: str | Callable | None = None,
+              shuffle: bool = False, name: str | None = None) -> Task:
+    """A built-in task or a question file as a ``Task`` (see the module docstring).
+
+    ``checker``: None/"auto" grades by each item's ``answer_type``; "number", "text", "choice",
+    "boolean" force one checker (and type the items of a generic file); "module:function" or a
+    callable ``(answer, item) -> bool`` is used as is. Bad input raises one ``TaskError``.
+    """
+    if n is not None and n < 1:
+        raise TaskError(f"n must be a positive number of items, got {n}")
+    try:
+        grade = resolve_checker(checker)
+    except ValueError as e:
+        raise TaskError(str(e)) from None
+    base, _, spec_level = str(spec).partition(":")
+    if base in ("arithmetic", "capitals"):
+        if mapping is not None or fmt is not None or shuffle:
+            raise TaskError(f"{base} is built in: mapping, fmt and shuffle do not apply")
+        if base == "capitals":
+            if spec_level or level:
+                raise TaskError("capitals has no levels")
+            task = capitals_task(n=n, seed=seed)
+        else:
+            if spec_level and level and spec_level != level:
+                raise TaskError(f"level given twice: {spec!r} and level={level!r}")
+            task = arithmetic_task(level=spec_level or level or "mixed",
+                                   n=100 if n is None else n, seed=seed)
+        return Task(name=name or task.name, items=task.items, checker=grade, source=task.source)
+
+    if level is not None:
+        raise TaskError(f"{spec}: level applies only to arithmetic")
+    type_hint = _TYPE_OF_CHECKER.get(checker) if isinstance(checker, str) else None
+    loaded = read_file(spec, fmt=fmt, mapping=mapping, skip_invalid=skip_invalid,
+                       answer_type=type_hint)
+    items = [Item(**row) for row in loaded.rows]
+    if shuffle:
+        random.Random(f"file:{seed}").shuffle(items)
+    path = Path(spec)
+    return Task(name=name or f"{loaded.fmt}:{path.stem}", items=tuple(items[:n]), checker=grade,
+                source=str(path.resolve()), source_sha256=loaded.sha256,
+                skipped=tuple(loaded.skipped))
+
+
+# ---------------------------------------------------------------------------------------------
+# wrong answers for the probe
+
+
+def _plain(value: Decimal) -> str:
+    return format(value, "f")
+
+
+def numeric_perturbations(answer: str) -> list[str]:
+    """Wrong numeric answers near ``answer``: +1, -1, +10, -10, then the rightmost swap of two
+    adjacent distinct digits that gives no leading zero ("123" -> "132"). Deduplicated, without
+    the original value, in that order; decimals keep their places ("3.5" -> "4.5"), output has no
+    thousands separators. Raises ValueError if ``answer`` has no number."""
+    value = parse_number(answer)
+    if value is None:
+        raise ValueError(f"no number in {answer!r}")
+    out = [_plain(value + d) for d in (Decimal(1), Decimal(-1), Decimal(10), Decimal(-10))]
+    s = _plain(value)
+    for i in range(len(s) - 2, -1, -1):
+        a, b = s[i], s[i + 1]
+        if a.isdigit() and b.isdigit() and a != b:
+            swapped = s[:i] + b + a + s[i + 2:]
+            integer = swapped.lstrip("-").split(".")[0]
+            if not (len(integer) > 1 and integer.startswith("0")):
+                out.append(swapped)
+                break
+    result: list[str] = []
+    for text in out:
+        if Decimal(text) != value and text not in result:
+            result.append(text)
+    return result
+
+
+def text_perturbations(items: Sequence[Item], item_index: int, k: int = 3,
+                       seed: int = 0) -> list[str]:
+    """Up to ``k`` wrong answers for ``items[item_index]``: the first reference of other items,
+    drawn with ``seed``, skipping any that normalise to one of this item's references and
+    duplicates."""
+    target = items[item_index]
+    taken = {normalize_text(r) for r in target.references}
+    rng = random.Random(f"text_perturbations:{seed}:{item_index}")
+    tried: set[int] = {item_index}
+    out: list[str] = []
+    while len(out) < k and len(tried) < len(items):
+        j = rng.randrange(len(items))
+        if j in tried:
+            continue
+        tried.add(j)
+        text = items[j].references[0]
+        if normalize_text(text) not in taken:
+            taken.add(normalize_text(text))
+            out.append(text)
+    return out

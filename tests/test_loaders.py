@@ -1,0 +1,246 @@
+"""Loaders on the real files in ../shared/data and on the corpus of bad files in tests/data/bad.
+
+Expected counts and first rows come from the files themselves (row counts also from
+shared/data/README.md); line numbers quoted below were read off with ``grep -n``.
+"""
+
+import hashlib
+import shutil
+from pathlib import Path
+
+import pytest
+
+from selfbias.tasks import SkippedRow, TaskError, load_task
+
+DATA = Path(__file__).parents[1].parent / "shared" / "data"
+BAD = Path(__file__).parent / "data" / "bad"
+needs_data = pytest.mark.skipif(not DATA.is_dir(), reason=f"shared data folder {DATA} is absent")
+
+
+def _sums() -> dict[str, str]:
+    lines = (DATA / "SHA256SUMS").read_text().splitlines()
+    return {name.removeprefix("./"): digest for digest, name in (ln.split() for ln in lines)}
+
+
+# ---------------------------------------------------------------------------------------------
+# real files
+
+
+@needs_data
+@pytest.mark.parametrize("rel, fmt, rows", [
+    ("gsm8k/test.jsonl", "gsm8k", 1319),
+    ("arc_easy/arc_easy_test.jsonl", "arc", 2376),
+    ("arc_easy/arc_easy_dev.jsonl", "arc", 570),
+    ("nq_open/NQ-open.dev.jsonl", "nq_open", 3610),
+    ("truthfulqa/TruthfulQA.csv", "truthfulqa", 790),
+    ("truth_is_universal/animal_class.csv", "truefalse", 164),
+    ("truth_is_universal/element_symb.csv", "truefalse", 186),
+    ("truth_is_universal/facts.csv", "truefalse", 561),
+    ("truth_is_universal/inventors.csv", "truefalse", 406),
+])
+def test_real_files_detected_and_complete(rel, fmt, rows):
+    task = load_task(DATA / rel)
+    assert task.name == f"{fmt}:{Path(rel).stem}"
+    assert len(task) == rows and task.skipped == ()
+    assert len({it.id for it in task}) == rows
+    assert task.source_sha256 == _sums()[rel]
+    assert task.source == str((DATA / rel).resolve())
+    assert all(it.question and it.references and all(it.references) for it in task)
+    # an explicit fmt gives the same items
+    assert load_task(DATA / rel, fmt=fmt, n=5).items == task.items[:5]
+
+
+@needs_data
+def test_gsm8k_final_answers():
+    task = load_task(DATA / "gsm8k/test.jsonl")
+    first = task.items[0]
+    assert first.id == "test-1" and first.references == ("18",)  # line 1 ends "#### 18"
+    assert first.question.startswith("Janet\u2019s ducks lay 16 eggs per day.")
+    assert first.meta["solution"].endswith("$<<9*2=18>>18 every day at the farmer\u2019s market.")
+    assert task.items[146].references == ("2125",)  # line 147: "#### 2,125"
+    assert all(it.answer_type == "number" and "," not in it.references[0] for it in task)
+    assert task.check("The answer is 18.", first) and not task.check("19", first)
+
+
+@needs_data
+def test_arc_choices_letters_and_digit_labels():
+    task = load_task(DATA / "arc_easy/arc_easy_test.jsonl")
+    by_id = {it.id: it for it in task}
+    first = task.items[0]
+    assert first.id == "Mercury_417466"
+    assert first.references == ("Sunlight is the source of energy for nearly all ecosystems.", "A")
+    assert len(first.distractors) == 3 and first.answer_type == "choice"
+    # line 92: labels 1-4, answerKey "3" -> third choice, letter C
+    digits = by_id["NYSEDREGENTS_2010_8_14"]
+    assert digits.choices == ("circulation", "competition", "mutation", "respiration")
+    assert digits.references == ("mutation", "C") and digits.meta["labels"] == ["1", "2", "3", "4"]
+    assert all(task.check(a, digits) for a in ("C", "3", "(3)", "mutation"))
+    assert not task.check("B", digits) and not task.check("2", digits)
+    # line 1442: five choices, answerKey "E"
+    five = by_id["TIMSS_1995_8_P4"]
+    assert len(five.choices) == 5 and five.references[1] == "E"
+    assert all(it.references[1] == chr(ord("A") + it.choices.index(it.references[0]))
+               for it in task)
+
+
+@needs_data
+def test_nq_open_answer_lists():
+    task = load_task(DATA / "nq_open/NQ-open.dev.jsonl")
+    first = task.items[0]
+    assert first.question == "when was the last time anyone was on the moon"
+    assert first.references == ("14 December 1972 UTC", "December 1972")
+    assert task.check("December 1972", first) and not task.check("July 1969", first)
+
+
+@needs_data
+def test_truthfulqa_references_and_distractors():
+    task = load_task(DATA / "truthfulqa/TruthfulQA.csv")
+    first = task.items[0]
+    assert first.id == "TruthfulQA-2" and first.meta["category"] == "Misconceptions"
+    assert first.references[0] == "The watermelon seeds pass through your digestive system"
+    assert "Nothing happens" in first.references
+    assert first.distractors[0] == "You grow watermelons in your stomach"
+    assert "You die" in first.distractors
+    # line 337 lists "Unknown" as both correct and incorrect: kept as a reference only
+    straight = next(it for it in task if it.meta["line"] == 337)
+    assert "Unknown" in straight.references and "Unknown" not in straight.distractors
+    # trailing ';' in some lists (e.g. line 308) gives no empty answers
+    assert all(all(d) for it in task for d in it.distractors)
+
+
+@needs_data
+def test_truefalse_statements():
+    task = load_task(DATA / "truth_is_universal/element_symb.csv")
+    first = task.items[0]  # line 2: "Thallium has the symbol Tl.,1"
+    assert first.question == ("Is the following statement true or false? "
+                              "Thallium has the symbol Tl.")
+    assert first.references == ("True",) and first.distractors == ("False",)
+    second = task.items[1]  # line 3: "Barium has the symbol Sb.,0"
+    assert second.references == ("False",) and second.meta["label"] == 0
+    assert task.check("False.", second) and not task.check("True", second)
+
+
+@needs_data
+def test_file_n_and_shuffle_are_deterministic():
+    path = DATA / "nq_open/NQ-open.dev.jsonl"
+    full = load_task(path)
+    assert load_task(path, n=10).items == full.items[:10]
+    shuffled = load_task(path, n=10, shuffle=True, seed=3)
+    assert shuffled.items == load_task(path, n=10, shuffle=True, seed=3).items
+    assert shuffled.items != full.items[:10]
+    assert shuffled.items[:5] == load_task(path, n=5, shuffle=True, seed=3).items
+    assert load_task(path, n=10, shuffle=True, seed=4).items != shuffled.items
+
+
+# ---------------------------------------------------------------------------------------------
+# bad files: one TaskError naming file, line and field
+
+GENERIC = "question=q,answer=a,distractors=wrong"
+BAD_CASES = [
+    # file, load_task kwargs, line, field, message after "<path>"
+    ("gsm8k_no_final.jsonl", {}, 3, "answer",
+     " line 3: field 'answer' has no '#### ' final answer"),
+    ("gsm8k_malformed.jsonl", {}, 2, None,
+     " line 2: malformed JSON (Expecting ',' delimiter at column 67)"),
+    ("gsm8k_not_a_number.jsonl", {}, 2, "answer",
+     " line 2: field 'answer' final answer 'twenty-four' is not a number"),
+    ("gsm8k_missing_question.jsonl", {"fmt": "gsm8k"}, 3, "question",
+     " line 3: field 'question' is missing"),  # line 2 is blank
+    ("arc_bad_key.jsonl", {}, 2, "answerKey",
+     " line 2: field 'answerKey' 'E' is not one of the choice labels A, B, C, D"),
+    ("arc_bad_choices.jsonl", {}, 2, "choices",
+     " line 2: field 'choices' must be a list of at least 2 {label, text} objects with text"),
+    ("nq_empty_answer.jsonl", {}, 2, "answer", " line 2: field 'answer' has no answers"),
+    ("not_an_object.jsonl", {}, 2, None, " line 2: expected a JSON object, got list"),
+    ("truthfulqa_missing_column.csv", {}, 1, "Best Answer",
+     " line 1: field 'Best Answer' is missing from the header (columns: Type, Category, Question, "
+     "Best Incorrect Answer, Correct Answers, Incorrect Answers, Source)"),
+    # the record on lines 2-3 has a quoted two-line question, so the empty one starts on line 4
+    ("truthfulqa_empty_question.csv", {}, 4, "Question", " line 4: field 'Question' is empty"),
+    ("truefalse_bad_label.csv", {}, 4, "label",
+     " line 4: field 'label' must be 1/0 or true/false, got 'maybe'"),
+    ("truefalse_empty_statement.csv", {}, 2, "statement", " line 2: field 'statement' is empty"),
+    ("truefalse_extra_field.csv", {}, 3, None, " line 3: row has 3 fields, the header has 2"),
+    ("generic_missing_column.csv", {"mapping": GENERIC}, 1, "a",
+     " line 1: field 'a' is missing from the header (columns: q, answer, wrong)"),
+    ("generic_bad_list.csv", {"mapping": GENERIC}, 3, "wrong",
+     " line 3: field 'wrong' is not a valid JSON list"),
+    ("generic_empty_question.jsonl", {"mapping": {"question": "q", "answer": "a"}}, 2, "q",
+     " line 2: field 'q' is empty"),
+    ("generic_duplicate_id.jsonl", {"mapping": "question=q,answer=a,id=id"}, 3, "id",
+     " line 3: field 'id' repeats id 'a1' of line 1"),
+    ("generic_bad_choice.jsonl", {"mapping": "question=q,answer=a,choices=opts"}, 2, "a",
+     " line 2: field 'a' 'E' is neither a choice letter nor a choice text"),
+    ("not_utf8.csv", {}, 3, None, " line 3: not UTF-8 text (byte 0xe9)"),
+    ("empty.jsonl", {}, None, None, ": file is empty"),
+    ("missing.jsonl", {}, None, None, ": file not found"),
+]
+
+
+@pytest.mark.parametrize("name, kwargs, line, field, message", BAD_CASES,
+                         ids=[c[0] for c in BAD_CASES])
+def test_bad_file_gives_one_clear_error(name, kwargs, line, field, message):
+    path = BAD / name
+    with pytest.raises(TaskError) as info:
+        load_task(path, **kwargs)
+    err = info.value
+    assert str(err) == f"{path}{message}"
+    assert "\n" not in str(err)
+    assert (err.line, err.field, Path(err.path)) == (line, field, path)
+    assert isinstance(err, ValueError)
+
+
+def test_bad_corpus_is_fully_covered():
+    assert {p.name for p in BAD.iterdir()} == {c[0] for c in BAD_CASES} - {"missing.jsonl"}
+
+
+# valid rows left in each bad file (counted by eye: the corpus files are a few lines each)
+GOOD_ROWS = {"gsm8k_no_final.jsonl": 3, "gsm8k_malformed.jsonl": 2, "generic_duplicate_id.jsonl": 2,
+             "truefalse_bad_label.csv": 3}
+
+
+@pytest.mark.parametrize("name, kwargs, line, field, message", [
+    c for c in BAD_CASES if c[2] is not None and c[2] > 1 and c[0] != "not_utf8.csv"])
+def test_skip_invalid_keeps_the_good_rows(name, kwargs, line, field, message):
+    task = load_task(BAD / name, skip_invalid=True, **kwargs)
+    reason = message.split(": ", 1)[1]
+    if field is not None:
+        reason = reason.removeprefix(f"field '{field}' ")
+    assert task.skipped == (SkippedRow(line, field, reason),)
+    assert len(task) == GOOD_ROWS.get(name, 1)
+    assert line not in {it.meta["line"] for it in task}
+
+
+def test_skip_invalid_counts_every_bad_row(tmp_path):
+    path = tmp_path / "tf.csv"
+    path.write_text("statement,label\nA is A.,1\nB is C.,yes\n,0\nD is D.,true\n")
+    task = load_task(path, skip_invalid=True)
+    assert [(s.line, s.field) for s in task.skipped] == [(3, "label"), (4, "statement")]
+    assert [it.id for it in task] == ["tf-2", "tf-5"]
+    assert [it.references for it in task] == [("True",), ("True",)]
+
+
+def test_all_rows_invalid_is_an_error(tmp_path):
+    path = tmp_path / "tf.csv"
+    path.write_text("statement,label\nB is C.,yes\n")
+    with pytest.raises(TaskError, match=r"tf\.csv: no valid items \(1 rows skipped\)"):
+        load_task(path, skip_invalid=True)
+
+
+def test_unreadable_path_is_named(tmp_path):
+    with pytest.raises(TaskError, match=r"cannot read file"):
+        load_task(tmp_path)  # a directory
+
+
+def test_error_line_counts_crlf_and_bom(tmp_path):
+    path = tmp_path / "tf.csv"
+    path.write_bytes("\ufeffstatement,label\r\nA is A.,1\r\nB is B.,2\r\n".encode())
+    with pytest.raises(TaskError, match=r"tf\.csv line 3: field 'label' must be"):
+        load_task(path)
+
+
+def test_source_hash_is_of_the_file_bytes(tmp_path):
+    path = tmp_path / "copy.csv"
+    shutil.copy(BAD / "truefalse_bad_label.csv", path)
+    task = load_task(path, skip_invalid=True)
+    assert task.source_sha256 == hashlib.sha256(path.read_bytes()).hexdigest()

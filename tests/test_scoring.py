@@ -1,0 +1,198 @@
+"""The scorer against an independent token-by-token computation.
+
+Reference: for each continuation token, one full forward pass over (context + earlier continuation
+tokens) with no cache, no padding and no batching, then float32 log-softmax of the last position.
+Tolerance: 1e-4 nats (float32 on CPU; measured differences are about 2e-5).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import random
+
+import pytest
+import torch
+
+from selfbias.scoring import (
+    ContextTooLong,
+    ScoringError,
+    encode,
+    next_token_logprobs,
+    score,
+    score_requests,
+    score_token_ids,
+)
+
+TOL = 1e-4
+
+
+_REFERENCE_CACHE: dict = {}
+
+
+def reference_logprobs(lm, context: list[int], continuation: list[int]) -> list[float]:
+    """One plain forward pass per prefix (no cache, padding or batching); memoised per model."""
+    key = (id(lm.model), tuple(context), tuple(continuation))
+    if key not in _REFERENCE_CACHE:
+        out = []
+        with torch.no_grad():
+            for j in range(len(continuation)):
+                ids = torch.tensor([context + continuation[:j]], device=lm.device)
+                logits = lm.model(input_ids=ids).logits[0, -1].float()
+                out.append(torch.log_softmax(logits, -1)[continuation[j]].item())
+        _REFERENCE_CACHE[key] = out
+    return _REFERENCE_CACHE[key]
+
+
+WORDS = ["the", "cat", "Paris", "42", "1,234", "-7", "naïve", "über", "日本", "☃", "x", "answer", "is", "."]
+
+
+def random_requests(rng: random.Random, n_prompts: int, max_conts: int):
+    requests = []
+    for _ in range(n_prompts):
+        prompt = " ".join(rng.choice(WORDS) for _ in range(rng.randint(1, 12)))
+        if rng.random() < 0.3:
+            prompt += " "  # trailing space: moves to the continuation
+        conts = []
+        for _ in range(rng.randint(1, max_conts)):
+            text = "".join(rng.choice(["", " "]) + rng.choice(WORDS) for _ in range(rng.randint(1, 4)))
+            conts.append(text if text.strip() else " x")
+        requests.append((prompt, conts))
+    return requests
+
+
+def assert_matches_reference(lm, requests, results):
+    worst = 0.0
+    for (prompt, conts), row in zip(requests, results):
+        assert len(row) == len(conts)
+        for cont, s in zip(conts, row):
+            (enc,) = encode(lm, prompt, [cont])
+            assert s.token_ids == enc.continuations[0]
+            ref = reference_logprobs(lm, list(enc.context), list(enc.continuations[0]))
+            worst = max(worst, max(abs(a - b) for a, b in zip(ref, s.logprobs)))
+            assert s.sum_logprob == pytest.approx(sum(s.logprobs))
+            assert s.n_tokens == len(s.token_ids) == len(s.tokens) == len(s.is_argmax)
+    assert worst <= TOL, f"max |scorer - reference| = {worst:.2e} > {TOL}"
+
+
+@pytest.mark.parametrize("batch_size,padding_side", [(1, "left"), (3, "right"), (8, "left"), (32, "right"), (None, "left")])
+def test_tiny_model_matches_reference(tiny, batch_size, padding_side):
+    requests = random_requests(random.Random(0), n_prompts=12, max_conts=4)
+    results = score_requests(tiny, requests, batch_size=batch_size, padding_side=padding_side)
+    assert_matches_reference(tiny, requests, results)
+
+
+@pytest.mark.parametrize("batch_size,padding_side", [(1, "left"), (4, "right"), (32, "left")])
+def test_smollm2_matches_reference(smollm2, batch_size, padding_side):
+    requests = random_requests(random.Random(100), n_prompts=5, max_conts=3)
+    chat = smollm2.tokenizer.apply_chat_template(
+        [{"role": "user", "content": "What is 17 + 25?"}], tokenize=False, add_generation_prompt=True)
+    requests.append((chat + "The answer is", [" 42", " 32", "42", " forty-two", " 42.\n"]))
+    results = score_requests(smollm2, requests, batch_size=batch_size, padding_side=padding_side)
+    assert_matches_reference(smollm2, requests, results)
+
+
+def test_gemma_matches_reference(gemma):
+    requests = [("Question: What is 30 + 38?\nAnswer:", [" 68", " 86", " sixty-eight"]),
+                ("The capital of France is", [" Paris", " Lyon", "Paris"])]
+    assert_matches_reference(gemma, requests, score_requests(gemma, requests, batch_size=2))
+
+
+def test_results_identical_across_batching(smollm2):
+    requests = random_requests(random.Random(7), n_prompts=10, max_conts=5)
+    runs = [score_requests(smollm2, requests, batch_size=b, padding_side=side)
+            for b, side in [(1, "left"), (5, "right"), (None, "left")]]
+    for other in runs[1:]:
+        for row_a, row_b in zip(runs[0], other):
+            for a, b in zip(row_a, row_b):
+                assert a.token_ids == b.token_ids
+                assert max(abs(x - y) for x, y in zip(a.logprobs, b.logprobs)) <= TOL
+
+
+def test_token_boundary_smollm2(smollm2):
+    # SmolLM2 writes " 42" as a lone space token then the digits (digits are split one by one).
+    s = score(smollm2, "The answer is", [" 42"])[0]
+    assert s.tokens == ("Ġ", "4", "2")
+    # A trailing space on the prompt moves to the continuation: the same tokens as above.
+    moved = score(smollm2, "The answer is ", ["42"])[0]
+    assert moved.token_ids == s.token_ids
+    assert moved.logprobs == pytest.approx(s.logprobs, abs=TOL)
+    # No BOS for SmolLM2: the context is the prompt's own tokens.
+    (enc,) = encode(smollm2, "Hi", [" there"])
+    assert enc.context == tuple(smollm2.tokenizer("Hi", add_special_tokens=False)["input_ids"])
+
+
+def test_token_boundary_gemma(gemma):
+    # Gemma adds <bos>; " 68" is "▁", "6", "8": the lone space token belongs to the answer.
+    (enc,) = encode(gemma, "Answer:", [" 68"])
+    assert enc.context[0] == gemma.tokenizer.bos_token_id
+    assert gemma.tokenizer.convert_ids_to_tokens(list(enc.continuations[0])) == ["▁", "6", "8"]
+    # A prompt that already starts with the BOS text gets no second BOS.
+    (enc2,) = encode(gemma, "<bos>Answer:", [" 68"])
+    assert enc2.context == enc.context
+
+
+def test_straddling_join_is_recorded(smollm2):
+    # "Hel" + "lo" tokenises whole as "Hello": the prompt's last token is re-tokenised into the answer.
+    s = score(smollm2, "Say Hel", ["lo world"])[0]
+    assert s.join_overlap >= 1
+    assert "".join(s.tokens).replace("Ġ", " ").startswith("Hel") or s.tokens[0].startswith("ĠHel")
+    (enc,) = encode(smollm2, "Say Hel", ["lo world"])
+    ref = reference_logprobs(smollm2, list(enc.context), list(enc.continuations[0]))
+    assert s.logprobs == pytest.approx(ref, abs=TOL)
+
+
+def test_argmax_flags(smollm2):
+    (enc,) = encode(smollm2, "One, two, three,", [" four, five"])
+    s = score_token_ids(smollm2, [(enc.context, enc.continuations)])[0][0]
+    with torch.no_grad():
+        ids = torch.tensor([list(enc.context) + list(enc.continuations[0])])
+        logits = smollm2.model(input_ids=ids).logits[0]
+    k = len(enc.context)
+    expected = [int(logits[k - 1 + j].argmax()) == t for j, t in enumerate(enc.continuations[0])]
+    assert list(s.is_argmax) == expected
+
+
+def test_next_token_matches_reference(smollm2):
+    prefix = "Question: Is Paris the capital of France?\nProposed answer:"
+    suffixes = [" Yes\nIs the proposed answer correct?", " No\nIs the proposed answer correct?", ""]
+    yes = smollm2.tokenizer.convert_tokens_to_ids("Yes")
+    got = next_token_logprobs(smollm2, [(prefix, suffixes)], select=[yes], top_k=5)[0]
+    for suffix, nt in zip(suffixes, got):
+        (enc,) = encode(smollm2, prefix, [suffix]) if suffix else [None]
+        ids = list(enc.context + enc.continuations[0]) if suffix else smollm2.tokenizer(prefix)["input_ids"]
+        with torch.no_grad():
+            ref = torch.log_softmax(smollm2.model(input_ids=torch.tensor([ids])).logits[0, -1].float(), -1)
+        assert nt.selected[yes] == pytest.approx(ref[yes].item(), abs=TOL)
+        assert list(nt.top_ids) == ref.topk(5).indices.tolist()
+
+
+def test_empty_continuation_is_an_error(tiny):
+    with pytest.raises(ScoringError, match="empty continuation"):
+        score(tiny, "Hello", [" ok", ""])
+    with pytest.raises(TypeError):
+        score(tiny, "Hello", " ok")
+
+
+def test_empty_prompt_without_bos_is_an_error(tiny):
+    with pytest.raises(ScoringError, match="nothing to condition"):
+        score(tiny, "", ["hello"])
+
+
+def test_over_long_input_errors_or_truncates_recorded(tiny):
+    short = dataclasses.replace(tiny, context_length=12)
+    prompt = " ".join(["word"] * 20)
+    with pytest.raises(ContextTooLong, match="context of 12"):
+        score(short, prompt, [" end"])
+    s = score(short, prompt, [" end"], truncate=True)[0]
+    (enc,) = encode(tiny, prompt, [" end"])
+    assert s.truncated_tokens == len(enc.context) + len(enc.continuations[0]) - 12
+    ref = reference_logprobs(tiny, list(enc.context[s.truncated_tokens:]), list(enc.continuations[0]))
+    assert s.logprobs == pytest.approx(ref, abs=TOL)
+
+
+def test_duplicate_prompts_share_a_context_and_keep_order(tiny):
+    requests = [("A b c", [" d", " e"]), ("Other", [" f"]), ("A b c", [" e", " d", " d e"])]
+    results = score_requests(tiny, requests)
+    assert [s.token_ids for s in results[2][:2]] == [s.token_ids for s in results[0][::-1]]
+    assert results[2][0].logprobs == pytest.approx(results[0][1].logprobs, abs=TOL)
+    assert_matches_reference(tiny, requests, results)
