@@ -1,0 +1,562 @@
+"""Does the judge trust likely text?  Regressions of the verdict on the judge's own log-likelihood.
+
+Self-preference is thought to run through familiarity: text with a high likelihood (low perplexity)
+under the judge reads as correct to it, so a model rates its own answers highly (Wataoka et al. 2024,
+"Self-Preference Bias in LLM-as-a-Judge", arXiv:2410.21819).  The functions here take the analysis
+frame of ARCHITECTURE.md and measure
+
+* `likelihood_regression`: how logit P(Yes) moves with the standardised log-likelihood of the
+  candidate, holding correctness, self-authorship and length fixed (fractional logit GLM with
+  item-clustered standard errors, Papke & Wooldridge 1996, or GEE);
+* `mixed_effects_regression`: the same question as a linear mixed model on logit(P(Yes)) with item
+  random intercepts;
+* `mediation`: how much of the self-authorship effect on P(Yes) flows through log-likelihood
+  (Imai, Keele & Tingley 2010).
+
+Every function returns a frozen result holding a tidy DataFrame and the notes explaining what was
+dropped or why an interval may be unreliable.
+
+References
+----------
+Papke, L. E. & Wooldridge, J. M. (1996). Econometric methods for fractional response variables with
+an application to 401(k) plan participation rates. Journal of Applied Econometrics 11(6), 619-632.
+Imai, K., Keele, L. & Tingley, D. (2010). A general approach to causal mediation analysis.
+Psychological Methods 15(4), 309-334.
+Wataoka, K., Takahashi, T. & Ri, R. (2024). Self-preference bias in LLM-as-a-judge. arXiv:2410.21819.
+Cameron, A. C. & Miller, D. L. (2015). A practitioner's guide to cluster-robust inference. Journal of
+Human Resources 50(2), 317-372.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+import pandas as pd
+import statsmodels.api as sm
+from scipy import stats as st
+from statsmodels.stats.mediation import Mediation
+
+__all__ = [
+    "MediationResult",
+    "RegressionResult",
+    "likelihood_regression",
+    "mediation",
+    "mixed_effects_regression",
+]
+
+REQUIRED_COLUMNS = (
+    "item_id", "judge", "mode", "p_yes", "correct", "self_authored",
+    "sum_logprob", "mean_logprob", "n_tokens",
+)
+LOGLIK_COLUMNS = ("sum_logprob", "mean_logprob")
+MIN_CLUSTERS = 30  # below this, cluster-robust standard errors are known to be too small
+CLIP_EPS = 1e-4  # logit(p_yes) is taken on p_yes clipped to [eps, 1 - eps]
+REFERENCE_MODE = "isolated"
+TIDY_COLUMNS = ["term", "estimate", "std_error", "z", "p_value", "ci_low", "ci_high", "p_holm"]
+
+
+@dataclass(frozen=True, eq=False)
+class RegressionResult:
+    """A fitted regression in tidy form.
+
+    coefficients: one row per term: `term, estimate, std_error, z` (estimate / std_error),
+    `p_value, ci_low, ci_high` (95%; t with G - 1 degrees of freedom for the clustered GLM, normal
+    otherwise) and `p_holm` (Holm-adjusted across the non-intercept terms; NaN for the intercept).
+    n_obs / n_clusters: rows used and distinct clusters (items).  method: `glm`, `gee` or
+    `mixedlm`.  formula: the formula fitted on `design_frame(df)` (statsmodels formula syntax; it
+    reproduces the fit exactly).  notes: what was dropped and why, and warnings raised while
+    fitting.
+    """
+
+    coefficients: pd.DataFrame
+    n_obs: int
+    n_clusters: int
+    method: str
+    formula: str
+    notes: tuple[str, ...]
+
+    def term(self, name: str) -> pd.Series:
+        """The coefficient row of one term (e.g. `result.term("z_loglik")["estimate"]`)."""
+        rows = self.coefficients[self.coefficients["term"] == name]
+        if rows.empty:
+            raise KeyError(f"no term {name!r}; terms: {list(self.coefficients['term'])}")
+        return rows.iloc[0]
+
+
+@dataclass(frozen=True, eq=False)
+class MediationResult:
+    """A mediation analysis in tidy form.
+
+    effects: rows `acme` (average causal mediated effect), `ade` (average direct effect), `total`,
+    `prop_mediated`, with `estimate, ci_low, ci_high, p_value` (quasi-Bayesian simulation).
+    Effects are on the outcome's scale (logit P(Yes) by default) per unit change of the treatment.
+    """
+
+    effects: pd.DataFrame
+    n_obs: int
+    notes: tuple[str, ...]
+
+    def effect(self, name: str) -> float:
+        """Point estimate of one effect (`acme`, `ade`, `total`, `prop_mediated`)."""
+        return float(self.effects.set_index("effect").loc[name, "estimate"])
+
+
+# ----------------------------------------------------------------------------- design frame
+
+
+def _select(df: pd.DataFrame, *, mode: str | None, judge: str | None) -> pd.DataFrame:
+    missing = [c for c in REQUIRED_COLUMNS if c not in df.columns]
+    if missing:
+        raise ValueError(f"analysis frame lacks columns {missing}")
+    out = df
+    for column, value in (("mode", mode), ("judge", judge)):
+        if value is not None:
+            present = sorted(map(str, out[column].unique()))
+            out = out[out[column] == value]
+            if out.empty:
+                raise ValueError(f"no rows with {column} == {value!r}; present: {present}")
+    if out.empty:
+        raise ValueError("the analysis frame is empty")
+    return out
+
+
+def _drop_incomplete(df: pd.DataFrame, notes: list[str]) -> pd.DataFrame:
+    complete = df[list(REQUIRED_COLUMNS)].notna().all(axis=1)
+    if not complete.all():
+        notes.append(f"dropped {int((~complete).sum())} rows with missing values")
+        df = df[complete]
+    if df.empty:
+        raise ValueError("no complete rows left")
+    p = df["p_yes"].astype(float)
+    if ((p < 0) | (p > 1)).any():
+        raise ValueError("p_yes must lie in [0, 1]")
+    if (df["n_tokens"] < 1).any():
+        raise ValueError("n_tokens must be >= 1")
+    return df
+
+
+def _zscore_within(values, groups) -> np.ndarray:
+    """Population z-score (ddof=0) of `values` within each group; a constant group gets 0."""
+    values = np.asarray(values, dtype=float)
+    codes = pd.factorize(np.asarray(groups))[0]
+    counts = np.bincount(codes)
+    centred = values - (np.bincount(codes, values) / counts)[codes]
+    sd = np.sqrt(np.bincount(codes, centred**2) / counts)[codes]
+    return np.divide(centred, sd, out=np.zeros_like(centred), where=sd > 0)
+
+
+def _logit(p, eps: float = CLIP_EPS) -> np.ndarray:
+    q = np.clip(np.asarray(p, dtype=float), eps, 1 - eps)
+    return np.log(q / (1 - q))
+
+
+def _indicators(prefix: str, values: np.ndarray, reference: str) -> dict[str, np.ndarray]:
+    """0/1 columns `<prefix>_<level>` for every level but `reference` (names made formula-safe)."""
+    columns: dict[str, np.ndarray] = {}
+    for level in sorted(set(values) - {reference}):
+        name = f"{prefix}_" + "".join(ch if ch.isalnum() else "_" for ch in level)
+        while name in columns:  # two levels that differ only in punctuation
+            name += "_"
+        columns[name] = (values == level).astype(float)
+    return columns
+
+
+def design_frame(
+    df: pd.DataFrame,
+    *,
+    mode: str | None = None,
+    judge: str | None = None,
+    loglik: str = "sum_logprob",
+    keep: Sequence[str] = (),
+) -> tuple[pd.DataFrame, tuple[str, ...]]:
+    """The analysis frame prepared for fitting, and notes on dropped rows.
+
+    Columns: `item_id`, `judge`, `mode`, `p_yes`, `verdict` (p_yes > 0.5, as 0/1), `logit_p_yes`
+    (on p_yes clipped to [1e-4, 1 - 1e-4]), `z_sum_logprob`, `z_mean_logprob` (z-scores within
+    judge, ddof=0, because log-likelihoods under different scorers are not comparable),
+    `z_loglik` (the one named by `loglik`), `log_n_tokens`, `correct` and `self_authored` as 0/1,
+    one 0/1 indicator `mode_<name>` per mode other than `isolated` (or the first mode), one
+    `judge_<name>` per judge but the first (alphabetically), and the columns named in `keep`.
+    """
+    if loglik not in LOGLIK_COLUMNS:
+        raise ValueError(f"loglik must be one of {LOGLIK_COLUMNS}, not {loglik!r}")
+    notes: list[str] = []
+    raw = _drop_incomplete(_select(df, mode=mode, judge=judge), notes)
+    judges = raw["judge"].astype(str).to_numpy()
+    modes = raw["mode"].astype(str).to_numpy()
+    p_yes = raw["p_yes"].to_numpy(dtype=float)
+    columns = {
+        "item_id": raw["item_id"].astype(str).to_numpy(),
+        "judge": judges,
+        "mode": modes,
+        "p_yes": p_yes,
+        "verdict": (p_yes > 0.5).astype(float),
+        "logit_p_yes": _logit(p_yes),
+        **{f"z_{c}": _zscore_within(raw[c], judges) for c in LOGLIK_COLUMNS},
+        "log_n_tokens": np.log(raw["n_tokens"].to_numpy(dtype=float)),
+        "correct": raw["correct"].to_numpy(dtype=bool).astype(float),
+        "self_authored": raw["self_authored"].to_numpy(dtype=bool).astype(float),
+    }
+    columns["z_loglik"] = columns[f"z_{loglik}"]
+    levels = sorted(set(modes))
+    columns.update(_indicators("mode", modes, REFERENCE_MODE if REFERENCE_MODE in levels else levels[0]))
+    columns.update(_indicators("judge", judges, min(judges)))
+    for column in keep:
+        if column not in raw.columns:
+            raise ValueError(f"no column {column!r} in the analysis frame")
+        columns.setdefault(column, raw[column].to_numpy())
+    out = pd.DataFrame(columns)
+    return out, tuple(notes)
+
+
+# ----------------------------------------------------------------------------- formula
+
+
+def _candidate_terms(data: pd.DataFrame, covariates: Sequence[str]) -> list[str]:
+    """Main effects, z_loglik x covariate interactions, mode shifts (and mode x correct), judges."""
+    unknown = [c for c in covariates if c not in data.columns]
+    if unknown:
+        raise ValueError(f"unknown covariates {unknown}; available: {list(data.columns)}")
+    terms = ["z_loglik", "log_n_tokens", *covariates, *(f"z_loglik:{c}" for c in covariates)]
+    for column in (c for c in data.columns if c.startswith("mode_")):
+        terms += [column, f"{column}:correct"] if "correct" in covariates else [column]
+    return terms + [c for c in data.columns if c.startswith("judge_")]
+
+
+def _drop_constant(data: pd.DataFrame, terms: list[str], notes: list[str]) -> list[str]:
+    """Remove every term that involves a variable constant in `data`, noting each drop."""
+    variables = dict.fromkeys(v for t in terms for v in t.split(":"))
+    constant = [v for v in variables if data[v].nunique() < 2]
+    if "z_loglik" in constant:
+        raise ValueError("the log-likelihood is constant; the likelihood slope is not identified")
+    for v in constant:
+        notes.append(f"dropped {v!r} (constant = {data[v].iloc[0]:g}) and its interactions from the formula")
+    return [t for t in terms if not set(t.split(":")) & set(constant)]
+
+
+def _default_terms(data: pd.DataFrame, covariates: Sequence[str], notes: list[str]) -> list[str]:
+    terms = _drop_constant(data, _candidate_terms(data, covariates), notes)
+    if any(t.startswith("judge_") for t in terms):
+        notes.append("several judges pooled: judge fixed effects added, log-likelihood z-scored within judge")
+    return terms
+
+
+def _exog(data: pd.DataFrame, terms: Sequence[str]) -> pd.DataFrame:
+    """The design matrix of `1 + terms`, named and ordered as the formula engine would build it."""
+    columns = {"Intercept": np.ones(len(data))}
+    for term in terms:
+        columns[term] = np.prod([data[v].to_numpy() for v in term.split(":")], axis=0)
+    return pd.DataFrame(columns)
+
+
+def _redundant_columns(exog: pd.DataFrame) -> list[str]:
+    """Design columns that are linear combinations of earlier ones (greedy, left to right)."""
+    kept: list[str] = []
+    redundant: list[str] = []
+    for column in exog.columns:
+        trial = exog[[*kept, column]].to_numpy()
+        (kept if np.linalg.matrix_rank(trial) > len(kept) else redundant).append(column)
+    return redundant
+
+
+def _check_rank(exog: pd.DataFrame) -> None:
+    if np.linalg.matrix_rank(exog.to_numpy()) < exog.shape[1]:
+        raise ValueError(
+            f"design matrix is rank-deficient: {_redundant_columns(exog)} are collinear with "
+            "earlier terms; drop them with `covariates=` or pass a `formula=`"
+        )
+
+
+# ----------------------------------------------------------------------------- fitting helpers
+
+
+def _fit_capturing(fit, notes: list[str]):
+    """Call `fit()`, turning each distinct warning into a note."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        result = fit()
+    for message in dict.fromkeys(f"{w.category.__name__}: {w.message}" for w in caught):
+        notes.append(message)
+    return result
+
+
+def _holm_adjust(p_values: np.ndarray) -> np.ndarray:
+    """Holm (1979) step-down adjusted p-values: max over j <= i of min(1, (m - j + 1) p_(j))."""
+    p = np.asarray(p_values, dtype=float)
+    order = np.argsort(p)
+    stepped = np.minimum(1.0, (p.size - np.arange(p.size)) * p[order])
+    adjusted = np.empty_like(p)
+    adjusted[order] = np.maximum.accumulate(stepped)
+    return adjusted
+
+
+def _holm_column(terms: pd.Series, p_values: pd.Series) -> np.ndarray:
+    adjusted = np.full(len(terms), np.nan)
+    testable = (terms != "Intercept").to_numpy() & np.isfinite(p_values.to_numpy())
+    adjusted[testable] = _holm_adjust(p_values.to_numpy()[testable])
+    return adjusted
+
+
+def _tidy(params: pd.Series, bse: pd.Series, z: pd.Series, p: pd.Series, ci: pd.DataFrame) -> pd.DataFrame:
+    table = pd.DataFrame(
+        {
+            "term": list(params.index),
+            "estimate": params.to_numpy(dtype=float),
+            "std_error": bse.to_numpy(dtype=float),
+            "z": z.to_numpy(dtype=float),
+            "p_value": p.to_numpy(dtype=float),
+            "ci_low": ci.iloc[:, 0].to_numpy(dtype=float),
+            "ci_high": ci.iloc[:, 1].to_numpy(dtype=float),
+        }
+    )
+    table["p_holm"] = _holm_column(table["term"], table["p_value"])
+    return table[TIDY_COLUMNS]
+
+
+def _cluster_note(n_clusters: int, notes: list[str]) -> None:
+    if n_clusters < MIN_CLUSTERS:
+        notes.append(
+            f"only {n_clusters} item clusters (< {MIN_CLUSTERS}): cluster-robust standard errors "
+            "are likely too small"
+        )
+
+
+@dataclass(frozen=True)
+class _Design:
+    data: pd.DataFrame  # design_frame(df)
+    endog: pd.Series
+    exog: pd.DataFrame
+    formula: str
+    groups: np.ndarray  # cluster codes 0..G-1
+    notes: list[str]
+
+    @property
+    def n_clusters(self) -> int:
+        return int(self.groups.max()) + 1
+
+
+def _design(df, *, mode, judge, loglik, response, formula, covariates, cluster) -> _Design:
+    """Design frame, response, design matrix (default terms, or a user formula), cluster codes."""
+    data, dropped = design_frame(df, mode=mode, judge=judge, loglik=loglik, keep=(cluster,))
+    notes = list(dropped)
+    if formula is None:
+        terms = _default_terms(data, covariates, notes)
+        endog, exog = data[response], _exog(data, terms)
+        formula = f"{response} ~ " + " + ".join(terms)
+    else:
+        parsed = sm.OLS.from_formula(formula, data, missing="raise")  # statsmodels' formula engine
+        endog = pd.Series(parsed.endog, name=parsed.endog_names)
+        exog = pd.DataFrame(parsed.exog, columns=parsed.exog_names)
+    if endog.nunique() < 2:
+        raise ValueError(f"the response {endog.name!r} is constant; there is nothing to regress")
+    _check_rank(exog)
+    groups = pd.factorize(data[cluster])[0]
+    _cluster_note(int(groups.max()) + 1, notes)
+    return _Design(data, endog, exog, formula, groups, notes)
+
+
+# ----------------------------------------------------------------------------- public API
+
+
+def likelihood_regression(
+    df: pd.DataFrame,
+    *,
+    response: Literal["logit", "verdict"] = "logit",
+    formula: str | None = None,
+    mode: str | None = None,
+    judge: str | None = None,
+    cluster: str = "item_id",
+    covariates: Sequence[str] = ("correct", "self_authored"),
+    loglik: Literal["sum_logprob", "mean_logprob"] = "sum_logprob",
+    method: Literal["glm", "gee"] = "glm",
+) -> RegressionResult:
+    """How the judge's verdict moves with its own log-likelihood of the candidate.
+
+    Measures the *likelihood slope*: the change in logit P(Yes) per standard deviation of the
+    candidate's log-likelihood under the judge (`z_loglik`, z-scored within judge), holding length
+    (`log_n_tokens`), correctness and self-authorship fixed, plus the interactions
+    `z_loglik:correct` (does likelihood matter less for correct answers?) and
+    `z_loglik:self_authored` (does it matter more for the judge's own answers?).  A positive slope
+    with correctness held fixed is the mechanism proposed by Wataoka et al. (2024): familiar
+    (low-perplexity) text is judged correct.
+
+    response="logit": fractional logit (Papke & Wooldridge 1996): a Binomial GLM with logit link
+    on p_yes in [0, 1], a quasi-likelihood estimator consistent for b whenever
+    E[p_yes | x] = expit(x'b), whatever the distribution of p_yes.  Coefficients are
+    population-averaged log odds.  response="verdict": a logistic regression of the thresholded
+    verdict p_yes > 0.5.
+
+    method="glm": standard errors clustered by `cluster` (statsmodels `cov_type="cluster"`, with its
+    G/(G-1) (N-1)/(N-K) correction) and p-values and 95% intervals from t with G - 1 degrees of
+    freedom (Cameron & Miller 2015); with a single cluster, HC1 errors.  method="gee": GEE with an
+    exchangeable working correlation within clusters and robust (sandwich) standard errors, normal
+    intervals; it is consistent for the same b and usually more efficient.
+
+    When several modes are present, `mode_<name>` indicators (reference: `isolated`) and their
+    interaction with `correct` are added, so `mode_alternatives` is the shift of wrong answers'
+    logit P(Yes) when alternatives are shown (the comparison effect).  When several judges are
+    pooled, judge fixed effects are added.  A covariate constant in the data is dropped (with its
+    interactions) and noted; collinear designs raise ValueError.  `formula` overrides the default
+    and is fitted verbatim on `design_frame(df)` (response column `p_yes` or `verdict`).
+    """
+    if response not in ("logit", "verdict"):
+        raise ValueError(f"response must be 'logit' or 'verdict', not {response!r}")
+    if method not in ("glm", "gee"):
+        raise ValueError(f"method must be 'glm' or 'gee', not {method!r}")
+    design = _design(
+        df, mode=mode, judge=judge, loglik=loglik, response="p_yes" if response == "logit" else "verdict",
+        formula=formula, covariates=covariates, cluster=cluster,
+    )
+    notes, family = design.notes, sm.families.Binomial()
+    if method == "gee":
+        model = sm.GEE(design.endog, design.exog, groups=design.groups, family=family,
+                       cov_struct=sm.cov_struct.Exchangeable())
+        result = _fit_capturing(model.fit, notes)
+    else:
+        model = sm.GLM(design.endog, design.exog, family=family)
+        if design.n_clusters >= 2:
+            cov = {"cov_type": "cluster", "cov_kwds": {"groups": design.groups}, "use_t": True}
+        else:
+            notes.append("a single cluster: heteroskedasticity-robust (HC1) standard errors instead")
+            cov = {"cov_type": "HC1"}
+        result = _fit_capturing(lambda: model.fit(**cov), notes)
+    table = _tidy(result.params, result.bse, result.tvalues, result.pvalues, result.conf_int())
+    return RegressionResult(table, int(result.nobs), design.n_clusters, method, design.formula, tuple(notes))
+
+
+def mixed_effects_regression(
+    df: pd.DataFrame,
+    *,
+    formula: str | None = None,
+    mode: str | None = None,
+    judge: str | None = None,
+    group: str = "item_id",
+    covariates: Sequence[str] = ("correct", "self_authored"),
+    loglik: Literal["sum_logprob", "mean_logprob"] = "sum_logprob",
+    reml: bool = True,
+) -> RegressionResult:
+    """The likelihood slope as a linear mixed model on logit P(Yes) with item random intercepts.
+
+    Fits logit(clip(p_yes, 1e-4, 1 - 1e-4)) = x'b + u_item + e with u_item ~ N(0, s_u^2)
+    (statsmodels `MixedLM`, REML by default) and the same default terms as
+    `likelihood_regression`.  The coefficients are *conditional* effects on the logit of P(Yes)
+    (for a linear model they are also the average effects on that logit), so they are not the
+    population-averaged log odds of the fractional logit: when P(Yes) varies around its mean, the
+    fractional-logit coefficients are smaller in magnitude.  Intervals are 95% normal (Wald)
+    intervals from the model-based covariance; the estimated item SD is reported in the notes.
+    """
+    design = _design(
+        df, mode=mode, judge=judge, loglik=loglik, response="logit_p_yes",
+        formula=formula, covariates=covariates, cluster=group,
+    )
+    if design.n_clusters < 2:
+        raise ValueError("a mixed model needs at least two groups")
+    notes = design.notes
+    model = sm.MixedLM(design.endog, design.exog, groups=design.groups)
+    result = _fit_capturing(lambda: model.fit(reml=reml), notes)
+    fe, bse = result.fe_params, result.bse_fe
+    z = fe / bse
+    p = pd.Series(2 * st.norm.sf(np.abs(z)), index=fe.index)
+    ci = pd.DataFrame({"low": fe - st.norm.ppf(0.975) * bse, "high": fe + st.norm.ppf(0.975) * bse})
+    notes.append(f"item random-intercept SD = {float(np.sqrt(result.cov_re.iloc[0, 0])):.4g}")
+    table = _tidy(fe, bse, z, p, ci)
+    return RegressionResult(table, int(result.nobs), design.n_clusters, "mixedlm", design.formula, tuple(notes))
+
+
+def _single(data: pd.DataFrame, column: str) -> None:
+    values = sorted(map(str, data[column].unique()))
+    if len(values) > 1:
+        raise ValueError(f"mediation needs a single {column}; pass {column}= one of {values}")
+
+
+def mediation(
+    df: pd.DataFrame,
+    *,
+    treatment: str = "self_authored",
+    mediator: str = "sum_logprob",
+    outcome: str = "p_yes",
+    covariates: Sequence[str] = ("correct",),
+    mode: str | None = None,
+    judge: str | None = None,
+    cluster: str | None = "item_id",
+    n_sims: int = 500,
+    seed: int = 0,
+) -> MediationResult:
+    """How much of the self-authorship effect on P(Yes) runs through log-likelihood.
+
+    Causal mediation analysis (Imai, Keele & Tingley 2010) of treatment (self-authorship) ->
+    mediator (the judge's log-likelihood of the candidate, z-scored) -> outcome (logit P(Yes),
+    on p_yes clipped to [1e-4, 1 - 1e-4]), with `covariates` in both models.  Both models are OLS:
+        z_mediator   = a0 + a * treatment + c'covariates + e_m
+        logit(p_yes) = b0 + b * z_mediator + d * treatment + g'covariates + e_y
+    so ACME = a * b (the part of the effect that flows through likelihood), ADE = d, total = ACME +
+    ADE, prop_mediated = ACME / total (median over simulations), all on the logit scale.  Estimates
+    and 95% intervals come from statsmodels' quasi-Bayesian simulation (`n_sims` draws from the
+    estimated sampling distributions, seeded by `seed` through a private Generator; the global
+    numpy state is untouched).  With `cluster`, both models use item-clustered covariances.
+    The effects are causal only under sequential ignorability (no unmeasured mediator-outcome
+    confounding given treatment and covariates).  Requires a single mode and judge.
+    """
+    notes: list[str] = []
+    raw = _drop_incomplete(_select(df, mode=mode, judge=judge), notes).reset_index(drop=True)
+    _single(raw, "mode")
+    _single(raw, "judge")
+    covariates = [c for c in covariates if c != treatment]
+    for name in (treatment, mediator, outcome, *covariates, *([cluster] if cluster else [])):
+        if name not in raw.columns:
+            raise ValueError(f"no column {name!r} in the analysis frame")
+    t = raw[treatment].astype(float).to_numpy()
+    if set(np.unique(t)) != {0.0, 1.0}:
+        raise ValueError(f"treatment {treatment!r} must take both values 0 and 1")
+    m = _zscore_within(raw[mediator], raw["judge"])
+    if m.std() == 0:
+        raise ValueError(f"mediator {mediator!r} is constant")
+    y = _logit(raw[outcome]) if outcome == "p_yes" else raw[outcome].astype(float)
+    exog = pd.DataFrame({"Intercept": 1.0, treatment: t})
+    for c in covariates:
+        values = raw[c].astype(float).to_numpy()
+        if np.unique(values).size < 2:
+            notes.append(f"dropped covariate {c!r} (constant)")
+        else:
+            exog[c] = values
+    mediator_name = f"z_{mediator}"
+    mediator_model = sm.OLS(m, exog)
+    outcome_exog = exog.assign(**{mediator_name: m})
+    _check_rank(outcome_exog)
+    outcome_model = sm.OLS(np.asarray(y, dtype=float), outcome_exog)
+    fit_kwargs = {}
+    if cluster is not None:
+        groups = pd.factorize(raw[cluster])[0]
+        _cluster_note(int(groups.max()) + 1, notes)
+        fit_kwargs = {"cov_type": "cluster", "cov_kwds": {"groups": groups}}
+    analysis = Mediation(
+        outcome_model, mediator_model, treatment, mediator_name,
+        outcome_fit_kwargs=fit_kwargs, mediator_fit_kwargs=fit_kwargs,
+    )
+    result = _fit_capturing(lambda: analysis.fit(n_rep=n_sims, rng=np.random.default_rng(seed)), notes)
+    return MediationResult(_tidy_mediation(result.summary()), len(raw), tuple(notes))
+
+
+_MEDIATION_ROWS = {
+    "acme": "ACME (average)",
+    "ade": "ADE (average)",
+    "total": "Total effect",
+    "prop_mediated": "Prop. mediated (average)",
+}
+
+
+def _tidy_mediation(summary: pd.DataFrame) -> pd.DataFrame:
+    rows = summary.loc[list(_MEDIATION_ROWS.values())]
+    return pd.DataFrame(
+        {
+            "effect": list(_MEDIATION_ROWS),
+            "estimate": rows["Estimate"].to_numpy(dtype=float),
+            "ci_low": rows["Lower CI bound"].to_numpy(dtype=float),
+            "ci_high": rows["Upper CI bound"].to_numpy(dtype=float),
+            "p_value": rows["P-value"].to_numpy(dtype=float),
+        }
+    )

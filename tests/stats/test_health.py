@@ -1,0 +1,117 @@
+"""Judge health: degenerate judges are flagged, informative ones are not."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+import statsmodels.formula.api as smf
+from statsmodels.stats.anova import anova_lm
+
+from selfbias.stats import MIN_P_YES_SD, MIN_YES_NO_MASS, judge_health
+from selfbias.stats._health import _top1, _within_share
+
+
+def frame(p, correct, n_per_item, mass=0.95, judge="J", mode="isolated"):
+    n = len(p)
+    return pd.DataFrame(
+        {"item_id": [f"q{i // n_per_item:03d}" for i in range(n)], "candidate_id": [f"c{i}" for i in range(n)],
+         "judge": judge, "mode": mode, "p_yes": p, "correct": correct, "yes_no_mass": mass}
+    )
+
+
+def test_constant_judge_is_degenerate_with_reasons():
+    # like the bundled zero-shot judges: 670 candidates, P(Yes) ~ 0.62 with sd ~0.01, unrelated to
+    # correctness, and under half the next-token mass on yes/no
+    rng = np.random.default_rng(0)
+    n = 670
+    correct = rng.random(n) < 0.4
+    p = 0.62 + rng.normal(0, 0.01, n)
+    h = judge_health(frame(p, correct, 5, mass=0.48), n_boot=300)
+    row = h.iloc[0]
+    assert bool(row["degenerate"]) is True
+    assert "P(Yes) nearly constant: sd 0.01 across 670 candidates" in row["reasons"]
+    assert "only 48% of next-token mass on yes/no" in row["reasons"]
+    assert "AUROC CI includes 0.5" in row["reasons"]
+    assert row["p_yes_sd"] < MIN_P_YES_SD and row["yes_no_mass"] < MIN_YES_NO_MASS
+
+
+def test_exactly_constant_judge():
+    h = judge_health(frame(np.full(40, 0.7), np.arange(40) % 2 == 0, 4), n_boot=100).iloc[0]
+    assert h["degenerate"] and h["auroc"] == 0.5 and h["p_yes_sd"] == 0.0
+    assert (h["auroc_ci_low"], h["auroc_ci_high"]) == (0.5, 0.5)
+    # every candidate ties for the top: top-1 equals chance exactly
+    assert h["top1_rate"] == pytest.approx(h["chance_rate"])
+    assert "top-rated candidate" in h["reasons"]
+
+
+def test_good_judge_is_healthy():
+    rng = np.random.default_rng(1)
+    n = 400
+    correct = np.tile([True, False, False, True], n // 4)
+    p = 1 / (1 + np.exp(-(2.5 * (correct - 0.5) * 2 + rng.normal(0, 1, n))))
+    h = judge_health(frame(p, correct, 4), n_boot=300).iloc[0]
+    assert bool(h["degenerate"]) is False and h["reasons"] == ""
+    assert h["auroc_ci_low"] > 0.8
+    assert h["top1_minus_chance"] > 0.3 and h["top1_ci_low"] > 0
+
+
+def test_question_driven_judge_is_flagged():
+    # P(Yes) set by the item only: big spread, but nothing between the candidates of an item
+    rng = np.random.default_rng(2)
+    n_items, k = 100, 4
+    correct = rng.random(n_items * k) < 0.5
+    p = np.repeat(rng.uniform(0.1, 0.9, n_items), k) + rng.normal(0, 0.01, n_items * k)
+    h = judge_health(frame(p, correct, k), n_boot=300).iloc[0]
+    assert h["degenerate"]
+    assert h["within_item_share"] < 0.05
+    assert "between candidates of the same item" in h["reasons"]
+
+
+def test_below_chance_judge_is_flagged():
+    rng = np.random.default_rng(3)
+    n = 400
+    correct = rng.random(n) < 0.5
+    p = np.clip(0.5 - 0.3 * (correct - 0.5) + rng.normal(0, 0.1, n), 0, 1)
+    h = judge_health(frame(p, correct, 4), n_boot=300).iloc[0]
+    assert h["degenerate"] and h["auroc_ci_high"] < 0.5
+    assert "below chance" in h["reasons"]
+
+
+def test_within_item_share_by_hand_and_by_anova():
+    # items A: 0.2, 0.4; B: 0.6, 0.8. Grand mean 0.5, SS_total = .09+.01+.01+.09 = 0.2;
+    # SS_within = 4 * 0.01 = 0.04 -> share 0.2
+    p = np.array([0.2, 0.4, 0.6, 0.8])
+    codes = np.array([0, 0, 1, 1])
+    assert _within_share(p, codes) == pytest.approx(0.2)
+    # the same from a one-way ANOVA (statsmodels): residual SS / total SS
+    rng = np.random.default_rng(4)
+    d = pd.DataFrame({"item": np.repeat(np.arange(12), 5), "p": rng.random(60)})
+    a = anova_lm(smf.ols("p ~ C(item)", data=d).fit())
+    want = a.loc["Residual", "sum_sq"] / a["sum_sq"].sum()
+    assert _within_share(d["p"].to_numpy(), d["item"].to_numpy()) == pytest.approx(want)
+
+
+def test_top1_by_hand():
+    # item A: 0.9 correct, 0.5 wrong -> top correct (1), chance 1/2
+    # item B: 0.7 wrong, 0.7 correct, 0.1 wrong -> tie at the top, half correct (1/2), chance 1/3
+    # item C: a single candidate -> not ranked
+    p = np.array([0.9, 0.5, 0.7, 0.7, 0.1, 0.3])
+    y = np.array([1, 0, 0, 1, 0, 1], float)
+    codes = np.array([0, 0, 1, 1, 1, 2])
+    top, chance = _top1(p, y, codes)
+    assert top == pytest.approx([1.0, 0.5]) and chance == pytest.approx([0.5, 1 / 3])
+
+
+def test_health_by_judge_and_mode_and_missing_mass_column():
+    rng = np.random.default_rng(5)
+    n = 200
+    correct = rng.random(n) < 0.5
+    good = frame(np.clip(0.3 + 0.4 * correct + rng.normal(0, 0.1, n), 0, 1), correct, 4, judge="good")
+    flat = frame(np.full(n, 0.5) + rng.normal(0, 0.005, n), correct, 4, judge="flat")
+    df = pd.concat([good, flat], ignore_index=True).drop(columns="yes_no_mass")
+    h = judge_health(df, n_boot=200).set_index("judge")
+    assert list(h.index) == ["flat", "good"]
+    assert h.loc["flat", "degenerate"] and not h.loc["good", "degenerate"]
+    assert np.isnan(h.loc["good", "yes_no_mass"])
+    assert h["degenerate"].dtype == bool
