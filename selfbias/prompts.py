@@ -1,0 +1,138 @@
+"""Answer prompts (templates are data) and answer extraction.
+
+Every candidate answer of an item, the model's own and the alternatives alike, is scored in the
+same form: ``render(template, model, question) + " " + answer``. For instruct models the prompt is
+the chat template with an *answer prefill* opening the assistant turn ("The answer is"), because
+small instruct models otherwise ramble ("To solve this..."); base models get a plain few-shot
+prompt ending in "Answer:".
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import asdict, dataclass
+
+from ._checkers import normalize_text, parse_number
+
+__all__ = [
+    "AnswerTemplate", "CHAT_TEMPLATE", "PLAIN_TEMPLATE", "default_template", "extract_answer", "render", "same_answer",
+]
+
+
+@dataclass(frozen=True)
+class AnswerTemplate:
+    """How a question is put to a model.
+
+    ``format`` "chat": rendered with the tokenizer's chat template, ``system`` as the system turn
+    (given explicitly: SmolLM2's template otherwise inserts its own default), ``user`` as the user
+    turn, then ``prefill`` opens the assistant's answer. "plain": ``few_shot`` question/answer
+    pairs, then ``user`` and ``prefill`` as text. ``stop`` ends a generated answer.
+    """
+
+    name: str
+    format: str
+    user: str = "{question}"
+    system: str | None = None
+    prefill: str = "The answer is"
+    few_shot: tuple[tuple[str, str], ...] = ()
+    stop: tuple[str, ...] = ("\n",)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    def __post_init__(self):
+        if self.format not in ("chat", "plain"):
+            raise ValueError(f"template {self.name!r}: format must be 'chat' or 'plain', not {self.format!r}")
+        if "{question}" not in self.user:
+            raise ValueError(f"template {self.name!r}: field 'user' must contain {{question}}")
+
+
+CHAT_TEMPLATE = AnswerTemplate(
+    name="chat-prefill",
+    format="chat",
+    system="You are a helpful assistant. Answer the question directly and briefly.",
+    user="{question}",
+    prefill="The answer is",
+    stop=("\n", ". "),  # the answer is one sentence; what follows is rambling
+)
+
+# Examples chosen to stay clear of the built-in tasks; any that equals an evaluated question is dropped.
+PLAIN_TEMPLATE = AnswerTemplate(
+    name="plain-few-shot",
+    format="plain",
+    user="Question: {question}\nAnswer:",
+    prefill="",
+    few_shot=(
+        ("What is 10 + 10?", "20"),
+        ("What is the largest planet in the Solar System?", "Jupiter"),
+        ("How many legs does a spider have?", "8"),
+    ),
+)
+
+
+def default_template(lm) -> AnswerTemplate:
+    """Chat with prefill for models that have a chat template, plain few-shot otherwise."""
+    return CHAT_TEMPLATE if lm.has_chat_template else PLAIN_TEMPLATE
+
+
+def render(template: AnswerTemplate, lm, question: str) -> str:
+    """The prompt text after which an answer (with a leading space) is generated or scored."""
+    if template.format == "chat":
+        if not lm.has_chat_template:
+            raise ValueError(f"template {template.name!r} needs a chat template, and {lm.name} has none")
+        messages = ([{"role": "system", "content": template.system}] if template.system else [])
+        messages.append({"role": "user", "content": template.user.format(question=question)})
+        text = lm.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+        return text + template.prefill
+    shots = [
+        template.user.format(question=q) + " " + a
+        for q, a in template.few_shot
+        if normalize_text(q) != normalize_text(question)
+    ]
+    body = template.user.format(question=question) + (" " + template.prefill if template.prefill else "")
+    return "\n\n".join([*shots, body])
+
+
+_SENTENCE_END = re.compile(r"[.!?](?=\s|$)")
+
+
+def extract_answer(raw: str, answer_type: str) -> str:
+    """The short answer inside a free-form generation (the raw text is kept beside it).
+
+    Rule: take the first line, cut at the first sentence end, drop a leading ":" / "is", strip
+    quotes and trailing punctuation. Numbers: the value after the last "=" if there is one, else the
+    first number (so " 2 + 3 = 5" gives "5" and " 32. Because..." gives "32"). Choices: a leading
+    letter label ("B", "(B)", "B)") is kept as the letter. Empty when nothing is left.
+    """
+    text = raw.strip().split("\n", 1)[0].strip()
+    text = re.sub(r"^(?::|[-–](?=\s)|is\b|are\b|was\b)\s*", "", text, flags=re.IGNORECASE).strip()
+    match = _SENTENCE_END.search(text)
+    if match:
+        text = text[: match.start()]
+    text = text.strip().strip("\"'“”‘’*`").strip()
+    if answer_type == "number":
+        tail = text.rsplit("=", 1)[-1] if "=" in text else text
+        found = re.search(r"[-\u2212]?\$?\d[\d,]*(?:\.\d+)?", tail)
+        if found is None:
+            return text.rstrip(".,;:!? ")
+        value = parse_number(found.group(0))
+        return found.group(0).replace("$", "").rstrip(".,") if value is None else _plain_number(found.group(0))
+    if answer_type == "choice":
+        label = re.match(r"^\(?([A-Ha-h])\)?(?:[).:]|\s|$)", text)
+        if label:
+            return label.group(1).upper()
+    return text.rstrip(".,;:!? ").strip()
+
+
+def _plain_number(token: str) -> str:
+    return token.replace("$", "").replace(",", "").replace("\u2212", "-").rstrip(".")
+
+
+def same_answer(a: str, b: str, answer_type: str) -> bool:
+    """Do two extracted answers say the same thing? (Numbers by value, text normalised.)"""
+    if answer_type == "number":
+        x, y = parse_number(a), parse_number(b)
+        if x is not None and y is not None:
+            return x == y
+    return normalize_text(a) == normalize_text(b) and bool(normalize_text(a))
+
