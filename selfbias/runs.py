@@ -76,7 +76,7 @@ FORMAT = "selfbias-run/1"
 
 ANALYSIS_COLUMNS = [
     "item_id", "candidate_id", "judge", "mode", "p_yes", "yes_no_mass", "correct", "source",
-    "self_authored", "sum_logprob", "mean_logprob", "n_tokens",
+    "self_authored", "sum_logprob", "mean_logprob", "n_tokens", "author",
 ]
 PAIRWISE_COLUMNS = [
     "item_id", "judge", "candidate_a", "candidate_b", "p_a_first", "p_a_second", "pref_a",
@@ -526,7 +526,7 @@ def _listlike(v: Any) -> bool:
 
 
 def _candidate_info(candidates: pd.DataFrame) -> pd.DataFrame:
-    cols = ["item_id", "candidate_id", "correct", "source", "authors"]
+    cols = ["item_id", "candidate_id", "correct", "source", "authors", "sources"]
     c = candidates if not candidates.empty else pd.DataFrame(columns=cols)
     c = c.reindex(columns=cols)
     if c.duplicated(["item_id", "candidate_id"]).any():
@@ -541,6 +541,29 @@ def _score_info(scores: pd.DataFrame) -> pd.DataFrame:
     if s.duplicated(["item_id", "candidate_id", "judge"]).any():
         raise RunError("scores has duplicate (item_id, candidate_id, scorer) rows")
     return s
+
+
+_OWN = ("own_greedy", "own_sample")
+_DATASET_ORDER = ("reference", "distractor", "perturbation")
+
+
+def _relative_source(sources, authors, judge: str, primary) -> tuple[str, str]:
+    """(source, author) of a candidate as seen by ``judge``.
+
+    The judge's own answer keeps its own source; an answer that only other models gave becomes
+    ``other_model`` (author: the first such model); anything else keeps its dataset source.
+    """
+    if not (_listlike(sources) and _listlike(authors)):
+        return primary, "dataset" if primary not in _OWN else "unknown"
+    pairs = list(zip(sources, authors))
+    own = [s for s, a in pairs if a == judge and s in _OWN]
+    if own:
+        return min(own, key=_OWN.index), judge
+    others = [a for s, a in pairs if s in _OWN]
+    if others:
+        return "other_model", others[0]
+    dataset = [s for s, _ in pairs if s in _DATASET_ORDER]
+    return (min(dataset, key=_DATASET_ORDER.index) if dataset else primary), "dataset"
 
 
 def _self_flags(authors: pd.Series, judges: pd.Series) -> list[bool]:
@@ -563,6 +586,10 @@ def make_analysis_frame(
     j = j.reindex(columns=["item_id", "candidate_id", "judge", "mode", "p_yes", "yes_no_mass"])
     out = j.merge(_candidate_info(candidates), on=["item_id", "candidate_id"], how="left")
     out["self_authored"] = _self_flags(out["authors"], out["judge"])
+    relative = [_relative_source(s, a, j, p) for s, a, j, p in
+                zip(out["sources"], out["authors"], out["judge"], out["source"])]
+    out["source"] = [r[0] for r in relative]
+    out["author"] = [r[1] for r in relative]
     out = out.merge(_score_info(scores), on=["item_id", "candidate_id", "judge"], how="left")
     out["n_tokens"] = _int_if_complete(out["n_tokens"])
     for c in ("p_yes", "yes_no_mass", "sum_logprob", "mean_logprob"):

@@ -493,7 +493,7 @@ def _frames_run(tmp_path) -> Run:
         "candidate_id": ["q1#0", "q1#1", "q1#2", "q2#0"],
         "text": ["4", "5", "3", "Paris"],
         "source": ["own_greedy", "own_sample", "reference", "own_greedy"],
-        "sources": [["own_greedy"], ["own_sample"], ["reference"], ["own_greedy", "reference"]],
+        "sources": [["own_greedy"], ["own_sample"], ["reference"], ["own_greedy", "own_greedy", "reference"]],
         "authors": [["A"], ["B"], ["dataset"], ["A", "B", "dataset"]],
         "correct": [True, False, False, True],
     })
@@ -544,11 +544,13 @@ def test_analysis_frame(tmp_path):
         "p_yes": [0.8, 0.3, 0.6, 0.1, 0.95],
         "yes_no_mass": [0.9] * 5,
         "correct": [True, False, True, False, True],
-        "source": ["own_greedy", "own_sample", "own_greedy", "reference", "own_greedy"],
+        # relative to the judge: B's answer is "other_model" for A, and A's for B
+        "source": ["own_greedy", "other_model", "other_model", "reference", "own_greedy"],
         "self_authored": [True, False, False, False, True],
         "sum_logprob": [-0.5, -2.0, -1.5, float("nan"), -1.0],
         "mean_logprob": [-0.5, -2.0, -1.5, float("nan"), -0.5],
         "n_tokens": [1.0, 1.0, 1.0, float("nan"), 2.0],  # float: one judged candidate is unscored
+        "author": ["A", "B", "A", "dataset", "A"],
     })
     pd.testing.assert_frame_equal(af, expected)
     # every scored -> n_tokens is int64
