@@ -790,6 +790,18 @@ class Run:
         t = self.request.get("task")
         return "" if t is None else _name_of(t)
 
+    def summary(self, **kwargs):
+        """The headline statistics of this run (:func:`selfbias.stats.summarize`): misplaced
+        confidence, comparison effect, likelihood coefficients, judge health, findings in words."""
+        from .stats import summarize
+
+        frame = self.analysis_frame()
+        if frame.empty:
+            raise RunError(f"{self.path}: no judgments yet; run selfbias.judge(run) first")
+        pairwise = self.pairwise_frame()
+        return summarize(frame, pairwise if len(pairwise) else None,
+                         self.agreement if len(self.agreement) else None, **kwargs)
+
     def accuracy(self) -> dict[str, float]:
         """Greedy accuracy per model (from generations, else agreement); {} if unavailable."""
         names = self.tables()

@@ -53,3 +53,12 @@ def tiny(smollm2):
     with torch.no_grad():
         model.lm_head.weight.mul_(40.0)
     return wrap_model(model, smollm2.tokenizer, name="tiny-llama")
+
+
+@pytest.fixture(scope="session")
+def small_judged_run(smollm2, tmp_path_factory):
+    """A small real run (SmolLM2, 6 capitals, isolated + alternatives) shared by figure and notebook tests."""
+    from selfbias.probe import probe
+
+    return probe("smollm2-135m", "capitals", n=6, samples=2, max_new_tokens=10,
+                 out=tmp_path_factory.mktemp("judged") / "run", loaded={"smollm2-135m": smollm2}, progress=False)
