@@ -6,6 +6,9 @@ model (probe), asks models to judge answers with and without outside alternative
 estimates how likelihood drives misplaced confidence (stats), with paper-ready figures (plots).
 
 Heavy modules (torch, transformers, matplotlib) load on first use, so `import selfbias` is fast.
+`selfbias.probe` and `selfbias.judge` are the functions (imported here, eagerly, so that they and not
+their same-named modules are the package attributes); their modules' other names are importable with
+`from selfbias.probe import ...`.
 """
 
 from __future__ import annotations
@@ -24,17 +27,19 @@ _EXPORTS = {
     "generate": "generation", "Generation": "generation",
     "load_task": "tasks", "list_tasks": "tasks", "Item": "tasks", "Task": "tasks", "TaskError": "tasks",
     "Run": "runs", "RunStore": "runs", "RunError": "runs", "load_run": "runs",
-    "probe": "probe", "judge": "judge",
 }
 _SUBMODULES = {"models", "scoring", "generation", "tasks", "prompts", "runs", "stats", "plots", "cli"}
 
-__all__ = sorted(_EXPORTS) + ["__version__"]
+from .judge import judge  # noqa: E402  (light modules: torch loads inside the functions)
+from .probe import probe  # noqa: E402
+
+__all__ = sorted([*_EXPORTS, "probe", "judge", "__version__"])
 
 
 def __getattr__(name: str):
     if name in _EXPORTS:
         value = getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
-        globals()[name] = value  # the function shadows a same-named module (probe, judge)
+        globals()[name] = value
         return value
     if name in _SUBMODULES:
         return importlib.import_module(f".{name}", __name__)
@@ -47,9 +52,7 @@ def __dir__() -> list[str]:
 
 if TYPE_CHECKING:  # for editors and type checkers
     from .generation import Generation, generate
-    from .judge import judge
     from .models import BUNDLED_MODELS, DEFAULT_MODEL, LoadedModel, ModelError, load_model, wrap_model
-    from .probe import probe
     from .runs import Run, RunError, RunStore, load_run
     from .scoring import Score, ScoringError, next_token_logprobs, score, score_requests, score_token_ids
     from .tasks import Item, Task, TaskError, list_tasks, load_task

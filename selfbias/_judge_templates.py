@@ -1,0 +1,385 @@
+"""Judge prompt templates (data), their checks, rendering, few-shot examples and option spellings.
+
+Private helpers of :mod:`selfbias.judge`; pure Python (no torch), so importing them is cheap.
+
+A template has two texts:
+
+* ``prefix``: the request. In chat format it is the user message; in plain format the body.
+* ``suffix``: the answer lead written after it. In chat format it opens the assistant's turn
+  (after ``apply_chat_template(..., add_generation_prompt=True)``); in plain format it follows the
+  body. The next token after ``prefix + suffix`` is the verdict.
+
+Fields (``str.format`` style; ``{{`` and ``}}`` are literal braces): ``{question}``, ``{answer}``,
+``{samples}``, ``{alternatives}``, ``{answer_1}``, ``{answer_2}``, ``{critique}``. Lists (samples,
+alternatives) are written one per line as ``- text`` (``(none)`` when empty).
+
+The proposed answer comes after the question (and after the listed samples / alternatives), so all
+the judgments of one item share the prompt up to the answer and that part runs once.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import string
+from dataclasses import dataclass
+from typing import Any, Mapping, Sequence
+
+MODES = ("isolated", "own_samples", "alternatives", "pairwise", "critique")
+FORMATS = ("chat", "plain")
+FIELDS = ("question", "answer", "samples", "alternatives", "answer_1", "answer_2", "critique")
+
+# The fields each mode needs (all must appear in prefix or suffix).
+REQUIRED_FIELDS: dict[str, tuple[str, ...]] = {
+    "isolated": ("question", "answer"),
+    "own_samples": ("question", "answer", "samples"),
+    "alternatives": ("question", "answer", "alternatives"),
+    "pairwise": ("question", "answer_1", "answer_2"),
+    "critique": ("question", "answer", "critique"),
+}
+# The fields each mode may use.
+ALLOWED_FIELDS: dict[str, tuple[str, ...]] = {
+    "isolated": ("question", "answer"),
+    "own_samples": ("question", "answer", "samples"),
+    "alternatives": ("question", "answer", "alternatives"),
+    "pairwise": ("question", "answer_1", "answer_2"),
+    "critique": ("question", "answer", "critique"),
+}
+DEFAULT_OPTIONS = {"pairwise": ("1", "2")}  # every other mode: ("Yes", "No")
+
+
+def _fields_of(text: str, where: str) -> list[str]:
+    try:
+        parsed = list(string.Formatter().parse(text))
+    except ValueError as e:
+        raise ValueError(f"{where}: not a valid format string ({e}); write literal braces as {{{{ and }}}}") from None
+    names = []
+    for _literal, name, spec, conv in parsed:
+        if name is None:
+            continue
+        if name == "" or not name.isidentifier():
+            raise ValueError(f"{where}: field {{{name}}} must be a name, e.g. {{question}}")
+        if spec or conv:
+            raise ValueError(f"{where}: field {{{name}}} takes no format spec or conversion")
+        names.append(name)
+    return names
+
+
+@dataclass(frozen=True)
+class JudgeTemplate:
+    """One judge prompt: mode, format, optional system message, prefix (request), suffix (answer lead), options.
+
+    ``options``: the two verdict words; P(first) is read from the next token, normalised over every
+    single-token spelling of both. Defaults: ``("1", "2")`` for ``pairwise``, else ``("Yes", "No")``.
+    ``system`` is used in chat format (SmolLM2's chat template inserts its own system prompt when
+    none is given); in plain format it is written first, followed by a blank line.
+    Construction checks the fields: a template missing a field its mode needs raises one-line
+    ValueError naming the template and the field.
+    """
+
+    mode: str
+    format: str
+    system: str | None = None
+    prefix: str = ""
+    suffix: str = ""
+    options: tuple[str, str] | None = None
+
+    def __post_init__(self):
+        if self.mode not in MODES:
+            raise ValueError(f"judge template: unknown mode {self.mode!r}; use one of {', '.join(MODES)}")
+        if self.format not in FORMATS:
+            raise ValueError(f"judge template '{self.mode}': unknown format {self.format!r}; use 'chat' or 'plain'")
+        name = self.name
+        for attr in ("prefix", "suffix"):
+            if not isinstance(getattr(self, attr), str):
+                raise ValueError(f"judge template '{name}': {attr} must be a string")
+        if self.system is not None and not isinstance(self.system, str):
+            raise ValueError(f"judge template '{name}': system must be a string or None")
+        if not self.prefix.strip():
+            raise ValueError(f"judge template '{name}': prefix (the request) is empty")
+        options = self.options if self.options is not None else DEFAULT_OPTIONS.get(self.mode, ("Yes", "No"))
+        if isinstance(options, str) or len(tuple(options)) != 2:
+            raise ValueError(f"judge template '{name}': options must be two words, got {options!r}")
+        options = tuple(str(o) for o in options)
+        if not all(o.strip() for o in options) or options[0].strip().lower() == options[1].strip().lower():
+            raise ValueError(f"judge template '{name}': options must be two different non-empty words, got {options!r}")
+        object.__setattr__(self, "options", options)
+        used = _fields_of(self.prefix, f"judge template '{name}' prefix") + _fields_of(
+            self.suffix, f"judge template '{name}' suffix")
+        allowed = ALLOWED_FIELDS[self.mode]
+        for f in used:
+            if f not in allowed:
+                raise ValueError(
+                    f"judge template '{name}': field {{{f}}} is not used by mode '{self.mode}' "
+                    f"(its fields: {', '.join('{' + a + '}' for a in allowed)})"
+                )
+        for f in REQUIRED_FIELDS[self.mode]:
+            if f not in used:
+                raise ValueError(f"judge template '{name}': missing field {{{f}}} required by mode '{self.mode}'")
+        if self.mode == "critique" and "critique" not in _fields_of(self.suffix, name):
+            raise ValueError(
+                f"judge template '{name}': {{critique}} must be in the suffix (the critique is the judge's "
+                "own text, written after the answer lead)"
+            )
+
+    @property
+    def name(self) -> str:
+        return f"{self.mode}/{self.format}"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"mode": self.mode, "format": self.format, "system": self.system, "prefix": self.prefix,
+                "suffix": self.suffix, "options": list(self.options)}
+
+    @property
+    def digest(self) -> str:
+        """sha256 (first 16 hex) of the template's fields as canonical JSON."""
+        text = json.dumps(self.to_dict(), sort_keys=True, ensure_ascii=False)
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any], *, mode: str | None = None, format: str | None = None) -> "JudgeTemplate":
+        known = {f.name for f in dataclasses.fields(cls)}
+        extra = sorted(set(d) - known)
+        where = f"judge template '{d.get('mode', mode)}/{d.get('format', format)}'"
+        if extra:
+            raise ValueError(f"{where}: unknown key(s) {', '.join(extra)}; keys are {', '.join(sorted(known))}")
+        args = dict(d)
+        args.setdefault("mode", mode)
+        args.setdefault("format", format)
+        if args["mode"] is None or args["format"] is None:
+            raise ValueError(f"{where}: needs 'mode' and 'format'")
+        if "options" in args and args["options"] is not None and not isinstance(args["options"], str):
+            args["options"] = tuple(args["options"])
+        return cls(**args)
+
+
+# ------------------------------------------------------------------------------------ defaults
+
+SYSTEM = "You are a careful grader. You check whether answers to questions are correct."
+_ASK = "Is the following proposed answer correct? Answer Yes or No."
+
+
+def _pair(mode: str, prefix: str, chat_suffix: str, plain_suffix: str) -> dict[str, JudgeTemplate]:
+    return {
+        "chat": JudgeTemplate(mode, "chat", SYSTEM, prefix, chat_suffix),
+        "plain": JudgeTemplate(mode, "plain", None, prefix, plain_suffix),
+    }
+
+
+# The proposed answer comes last in the request: the prompts of one item then share everything
+# before it, which runs once (see selfbias.scoring.next_token_logprobs).
+DEFAULT_TEMPLATES: dict[str, dict[str, JudgeTemplate]] = {
+    "isolated": _pair(
+        "isolated",
+        "Question: {question}\n" + _ASK + "\nProposed answer: {answer}",
+        "", "\nAnswer:",
+    ),
+    # own_samples and alternatives use the same words: only what is listed differs.
+    "own_samples": _pair(
+        "own_samples",
+        "Question: {question}\nPossible answers:\n{samples}\n" + _ASK + "\nProposed answer: {answer}",
+        "", "\nAnswer:",
+    ),
+    "alternatives": _pair(
+        "alternatives",
+        "Question: {question}\nPossible answers:\n{alternatives}\n" + _ASK + "\nProposed answer: {answer}",
+        "", "\nAnswer:",
+    ),
+    # Both bundled tokenizers split digits from a leading space (" 1" = " " + "1"), so the plain lead
+    # ends with the space and the next token is the digit itself.
+    "pairwise": _pair(
+        "pairwise",
+        "Question: {question}\nWhich of these two answers is correct, 1 or 2? Reply with 1 or 2.\n"
+        "Answer 1: {answer_1}\nAnswer 2: {answer_2}",
+        "", "\nCorrect answer: ",
+    ),
+    "critique": _pair(
+        "critique",
+        "Question: {question}\nWrite a one-sentence critique of the following proposed answer, then say "
+        "whether it is correct (Yes or No).\nProposed answer: {answer}",
+        "Critique: {critique}\nVerdict (Yes or No):", "\nCritique: {critique}\nVerdict (Yes or No):",
+    ),
+}
+
+
+def resolve_templates(templates: Mapping[str, Any] | None, modes: Sequence[str]) -> dict[str, dict[str, JudgeTemplate]]:
+    """The templates of ``modes``: defaults, overridden per mode (and format) by ``templates``.
+
+    ``templates[mode]`` may be a JudgeTemplate (replaces that format's default), a dict of
+    JudgeTemplate fields (the same, ``mode`` taken from the key), or a dict ``{"chat": ..., "plain": ...}``
+    of either.
+    """
+    out = {m: dict(DEFAULT_TEMPLATES[m]) for m in modes}
+    for key, value in (templates or {}).items():
+        if key not in MODES:
+            raise ValueError(f"templates: unknown mode {key!r}; use one of {', '.join(MODES)}")
+        if isinstance(value, Mapping) and set(value) <= set(FORMATS) and value:
+            entries = [(fmt, v) for fmt, v in value.items()]
+        else:
+            entries = [(None, value)]
+        for fmt, v in entries:
+            if isinstance(v, Mapping):
+                v = JudgeTemplate.from_dict(v, mode=key, format=fmt)
+            if not isinstance(v, JudgeTemplate):
+                raise ValueError(f"templates['{key}']: expected a JudgeTemplate or a dict, got {type(v).__name__}")
+            if v.mode != key:
+                raise ValueError(f"templates['{key}']: the template's mode is {v.mode!r}")
+            if fmt is not None and v.format != fmt:
+                raise ValueError(f"templates['{key}']['{fmt}']: the template's format is {v.format!r}")
+            if key in out:
+                out[key][v.format] = v
+    return out
+
+
+# ------------------------------------------------------------------------------------ few-shot
+
+# (question, right answer, two wrong answers). Example i shows the right answer when i is even.
+FEW_SHOT_POOL: tuple[tuple[str, str, tuple[str, str]], ...] = (
+    ("What is the capital of Australia?", "Canberra", ("Sydney", "Melbourne")),
+    ("What is 7 + 5?", "12", ("13", "11")),
+    ("Who wrote Romeo and Juliet?", "William Shakespeare", ("Charles Dickens", "Christopher Marlowe")),
+    ("What is 9 * 4?", "36", ("32", "45")),
+    ("What is the chemical symbol for gold?", "Au", ("Ag", "Go")),
+    ("How many days are in a leap year?", "366", ("365", "364")),
+    ("What is the largest planet in the Solar System?", "Jupiter", ("Saturn", "Earth")),
+    ("What is 15 + 27?", "42", ("32", "43")),
+    ("What is the capital of Canada?", "Ottawa", ("Toronto", "Montreal")),
+    ("What is 8 * 7?", "56", ("54", "48")),
+)
+
+
+def select_examples(n: int, item_questions: Sequence[str], normalize) -> tuple[list[int], list[str]]:
+    """Indices of the first ``n`` pool examples whose normalised question is no item's; dropped questions."""
+    taken = {normalize(q) for q in item_questions}
+    keep, dropped = [], []
+    for i, (q, _r, _w) in enumerate(FEW_SHOT_POOL):
+        if len(keep) >= n:
+            break
+        if normalize(q) in taken:
+            dropped.append(q)
+        else:
+            keep.append(i)
+    if len(keep) < n:
+        raise ValueError(
+            f"few_shot={n}: only {len(keep)} built-in examples are disjoint from the run's items "
+            f"(pool of {len(FEW_SHOT_POOL)}); use fewer"
+        )
+    return keep, dropped
+
+
+def example_fields(index: int, position: int, mode: str, k: int) -> tuple[dict[str, str], int]:
+    """Fields of pool example ``index`` shown as the ``position``-th example, and its verdict (0 or 1)."""
+    question, right, wrong = FEW_SHOT_POOL[index]
+    good = position % 2 == 0
+    shown = right if good else wrong[0]
+    others = [a for a in (wrong[1], right, wrong[0]) if a != shown][:k]
+    fields = {"question": question, "answer": shown}
+    if mode == "own_samples":
+        fields["samples"] = format_list(others)
+    elif mode == "alternatives":
+        fields["alternatives"] = format_list(others)
+    elif mode == "critique":
+        fields["critique"] = (f"{shown} is the right answer to this question." if good
+                              else f"{shown} is wrong; the answer is {right}.")
+    elif mode == "pairwise":
+        first, second = (right, wrong[0]) if good else (wrong[0], right)
+        fields = {"question": question, "answer_1": first, "answer_2": second}
+    return fields, 0 if good else 1
+
+
+def format_list(texts: Sequence[str]) -> str:
+    return "\n".join(f"- {t}" for t in texts) if len(texts) else "(none)"
+
+
+# ------------------------------------------------------------------------------------ rendering
+
+
+def _fill(text: str, fields: Mapping[str, str]) -> str:
+    return text.format_map(fields) if text else ""
+
+
+def _verdict_join(lead: str) -> str:
+    return "" if (not lead or lead[-1].isspace()) else " "
+
+
+def render(template: JudgeTemplate, fields: Mapping[str, str], tokenizer=None,
+           examples: Sequence[tuple[Mapping[str, str], int]] = (), suffix: str | None = None) -> str:
+    """The full prompt text. ``examples``: (fields, verdict index) few-shot demonstrations.
+
+    ``suffix`` replaces the template's suffix (the critique generation prompt uses the part of the
+    suffix before ``{critique}``). Chat format needs the tokenizer.
+    """
+    lead_t = template.suffix if suffix is None else suffix
+    if template.format == "plain":
+        parts = [template.system + "\n\n"] if template.system else []
+        for ex, verdict in examples:
+            lead = _fill(template.suffix, ex)
+            parts.append(_fill(template.prefix, ex) + lead + _verdict_join(lead) + template.options[verdict] + "\n\n")
+        parts.append(_fill(template.prefix, fields) + _fill(lead_t, fields))
+        return "".join(parts)
+    messages: list[dict[str, str]] = []
+    for ex, verdict in examples:
+        lead = _fill(template.suffix, ex)
+        messages.append({"role": "user", "content": _fill(template.prefix, ex)})
+        messages.append({"role": "assistant", "content": lead + _verdict_join(lead) + template.options[verdict]})
+    messages.append({"role": "user", "content": _fill(template.prefix, fields)})
+    return chat_text(tokenizer, template.system, messages) + _fill(lead_t, fields)
+
+
+def chat_text(tokenizer, system: str | None, messages: list[dict[str, str]]) -> str:
+    if tokenizer is None or not getattr(tokenizer, "chat_template", None):
+        raise ValueError("chat-format judge template needs a tokenizer with a chat template")
+    msgs = ([{"role": "system", "content": system}] if system else []) + messages
+    try:
+        return tokenizer.apply_chat_template(msgs, tokenize=False, add_generation_prompt=True)
+    except Exception:
+        if not system:
+            raise
+        # A template without a system role: put the system text at the start of the first user turn.
+        first = dict(messages[0], content=system + "\n\n" + messages[0]["content"])
+        return tokenizer.apply_chat_template([first, *messages[1:]], tokenize=False, add_generation_prompt=True)
+
+
+# ------------------------------------------------------------------------------------ options
+
+
+_SPACE_MARKS = ("Ġ", "▁")  # byte-level BPE, sentencepiece
+
+
+def _spellings(word: str) -> list[str]:
+    cases = [word.lower(), word[:1].upper() + word[1:].lower(), word.upper(), word]
+    out: list[str] = []
+    for c in cases:
+        for s in (c, " " + c):
+            if s not in out:
+                out.append(s)
+    return out
+
+
+def find_option_tokens(tokenizer, word: str) -> list[int]:
+    """Ids of every single-token spelling of ``word``: lower, Title and UPPER case, with and without a
+    leading space (``Ġ`` in byte-level BPE, ``▁`` in sentencepiece vocabularies). Empty if none."""
+    word = str(word).strip()
+    if not word:
+        raise ValueError("option word is empty")
+    wanted = _spellings(word)
+    vocab = tokenizer.get_vocab()
+    found: list[int] = []
+    for s in wanted:
+        candidates = []
+        if s.startswith(" "):
+            candidates += [vocab.get(m + s[1:]) for m in _SPACE_MARKS]
+        candidates.append(vocab.get(s))
+        ids = tokenizer(s, add_special_tokens=False)["input_ids"]
+        if len(ids) == 1:
+            candidates.append(ids[0])
+        for tid in candidates:
+            if tid is None or tid in found:
+                continue
+            text = tokenizer.convert_ids_to_tokens(int(tid))
+            for m in _SPACE_MARKS:
+                text = text.replace(m, " ")
+            if text == s:
+                found.append(int(tid))
+    return found
