@@ -107,7 +107,7 @@ def _section(name, title, explain, models, tasks, modes, summary, report, runtim
     lines = [f"## {title}", "", explain.strip(), "",
              f"- script: `python analyses/{name}.py` (seed {SEED}); runtime {runtime:.0f} s on 2 CPU cores"
              + (" (reduced)" if reduced else ""),
-             f"- models: {', '.join(models)}; tasks: {', '.join(f'{t} (n={o.get('n')})' for t, o in tasks)}; "
+             f"- models: {', '.join(models)}; tasks: {_task_list(tasks)}; "
              f"judge modes: {', '.join(modes)}", "", "Findings (95% intervals, items as clusters):", ""]
     lines += [f"- {f}" for f in summary.findings]
     lines += ["", "Figures: " + ", ".join(f"[{f}]({name}/{f}.png)" for f in drawn)]
@@ -116,6 +116,10 @@ def _section(name, title, explain, models, tasks, modes, summary, report, runtim
     lines += ["", f"Numbers behind every figure: `{name}/<figure>.csv`, per-candidate rows in "
               f"`{name}/analysis_frame.csv`, all statistics in `{name}/analysis/`.", ""]
     return "\n".join(lines)
+
+
+def _task_list(tasks) -> str:
+    return ", ".join(f"{Path(t).name} (n={o.get('n')})" for t, o in tasks)
 
 
 def assemble_readme() -> None:

@@ -42,17 +42,20 @@ def _row_seed(seed: int, prompt: str, index: int) -> int:
     return int.from_bytes(digest[:8], "little") & (2**63 - 1)
 
 
-def _choose(logits: torch.Tensor, temperature: float, top_p: float, generator: torch.Generator | None) -> int:
-    """Next token for one row: argmax when temperature is 0, else a draw from the tempered (nucleus) distribution."""
+def _choose(logits: torch.Tensor, temperature: float, top_p: float, generators: list) -> list[int]:
+    """Next token of each row [R, V]: argmax at temperature 0, else one draw per row from the
+    tempered (nucleus) distribution, by inverting its CDF at a uniform number from the row's own
+    generator (so a row's draws do not depend on the other rows)."""
     if temperature <= 0:
-        return int(logits.argmax())
+        return logits.argmax(-1).tolist()
     probs = torch.softmax(logits / temperature, dim=-1)
+    sorted_p, order = probs.sort(dim=-1, descending=True)
     if top_p < 1.0:
-        sorted_p, order = probs.sort(descending=True)
-        outside = sorted_p.cumsum(-1) - sorted_p >= top_p  # keep the smallest set reaching top_p
-        sorted_p[outside] = 0.0
-        probs = torch.zeros_like(probs).scatter_(0, order, sorted_p)
-    return int(torch.multinomial(probs.cpu(), 1, generator=generator))
+        sorted_p[(sorted_p.cumsum(-1) - sorted_p) >= top_p] = 0.0  # keep the smallest set reaching top_p
+    cdf = sorted_p.cumsum(-1)
+    u = torch.tensor([float(torch.rand(1, generator=g)) for g in generators], dtype=cdf.dtype, device=cdf.device)
+    picks = torch.searchsorted(cdf, (u * cdf[:, -1])[:, None]).clamp(max=cdf.shape[-1] - 1)
+    return order.gather(1, picks)[:, 0].tolist()
 
 
 def _stop_cut(lm: LoadedModel, ids: list[int], stop: Sequence[str]) -> int | None:
@@ -81,7 +84,7 @@ def generate(
     max_new_tokens: int = 48,
     stop: Sequence[str] = (),
     seed: int = 0,
-    memory_mb: float = 1024,
+    memory_mb: float = 4096,
     batch_size: int | None = None,
 ) -> list[list[Generation]]:
     """Generate ``n`` answers per prompt; returns ``out[i][j]`` for sample j of prompt i.
@@ -123,9 +126,9 @@ def _generate_batch(lm, contexts, prompts, n, temperature, top_p, max_new_tokens
     active = list(range(len(rows)))  # rows still generating, in cache order
     for step in range(max_new_tokens):
         raw = torch.log_softmax(logits, dim=-1)
+        chosen = _choose(logits, temperature, top_p, [generators[r] for r in active])
         still = []
-        for k, r in enumerate(active):
-            token = _choose(logits[k], temperature, top_p, generators[r])
+        for k, (r, token) in enumerate(zip(active, chosen)):
             if token in eos:
                 finish[r] = "eos"
                 continue

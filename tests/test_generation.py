@@ -85,12 +85,26 @@ def test_stop_strings_and_finish_reasons(smollm2):
     assert eos.finish_reason == "eos" and 2 not in eos.token_ids
 
 
-def test_top_p_keeps_only_the_nucleus(tiny):
+def test_top_p_keeps_only_the_nucleus():
     from selfbias.generation import _choose
 
-    logits = torch.tensor([5.0, 4.0, 0.0, -1.0])
-    g = torch.Generator().manual_seed(0)
-    draws = {_choose(logits, 1.0, 0.5, g) for _ in range(200)}
-    assert draws == {0}  # p(token 0) = 0.72 > 0.5: the nucleus is token 0 alone
-    draws = {_choose(logits, 1.0, 0.99, g) for _ in range(400)}
-    assert {0, 1} <= draws
+    logits = torch.tensor([[5.0, 4.0, 0.0, -1.0]]).repeat(400, 1)
+    gens = [torch.Generator().manual_seed(i) for i in range(400)]
+    assert set(_choose(logits, 1.0, 0.5, gens)) == {0}  # p(token 0) = 0.72 > 0.5: the nucleus is token 0 alone
+    draws = _choose(logits, 1.0, 0.99, gens)
+    assert {0, 1} <= set(draws) and 3 not in draws
+
+
+def test_draws_follow_the_tempered_distribution():
+    """Inverse-CDF draws, one generator per row: frequencies match softmax(logits / T) (chi-square)."""
+    from scipy.stats import chisquare
+
+    from selfbias.generation import _choose
+
+    logits = torch.tensor([2.0, 1.0, 0.5, 0.0, -1.0])
+    n = 4000
+    gens = [torch.Generator().manual_seed(i) for i in range(n)]
+    draws = _choose(logits.repeat(n, 1), 0.7, 1.0, gens)
+    expected = torch.softmax(logits / 0.7, -1) * n
+    observed = torch.bincount(torch.tensor(draws), minlength=5)
+    assert chisquare(observed.numpy(), expected.numpy()).pvalue > 0.001
