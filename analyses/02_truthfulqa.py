@@ -8,7 +8,7 @@ if __name__ == "__main__":
         "02_truthfulqa",
         "2. Imitative falsehoods (SmolLM2, TruthfulQA)",
         models=["smollm2-135m"],
-        tasks=[(shared_file("truthfulqa", "TruthfulQA.csv"), {"n": 40, "n_distractors": 2})],
+        tasks=[(shared_file("truthfulqa", "TruthfulQA.csv"), {"n": 30, "n_distractors": 2})],
         modes=("isolated", "alternatives"),
         args=args,
         explain="""

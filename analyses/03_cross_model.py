@@ -8,7 +8,7 @@ if __name__ == "__main__":
         "03_cross_model",
         "3. Cross-model: who trusts whose answers (SmolLM2 x Gemma, capitals)",
         models=["smollm2-135m", "gemma3-270m"],
-        tasks=[("capitals", {"n": 40, "samples": 2})],
+        tasks=[("capitals", {"n": 24, "samples": 2})],
         modes=("isolated", "pairwise"),
         args=args,
         explain="""

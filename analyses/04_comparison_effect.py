@@ -8,7 +8,7 @@ if __name__ == "__main__":
         "04_comparison_effect",
         "4. The comparison effect (SmolLM2, arithmetic)",
         models=["smollm2-135m"],
-        tasks=[("arithmetic", {"n": 64, "level": "mixed"})],
+        tasks=[("arithmetic", {"n": 48, "level": "mixed"})],
         modes=("isolated", "own_samples", "alternatives"),
         args=args,
         explain="""

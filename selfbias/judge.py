@@ -442,27 +442,6 @@ def _judge_items(setup: _JudgeSetup, data: _RunData, mode: str, item_ids: Sequen
 # ------------------------------------------------------------------------------------ settings
 
 
-def _first_difference(old: Any, new: Any, path: str) -> tuple[str, Any, Any] | None:
-    if isinstance(old, dict) and isinstance(new, dict):
-        for key in list(new) + [k for k in old if k not in new]:
-            d = _first_difference(old.get(key, "<absent>"), new.get(key, "<absent>"), f"{path}.{key}")
-            if d:
-                return d
-        return None
-    if isinstance(old, list) and isinstance(new, list) and len(old) == len(new):
-        for i, (a, b) in enumerate(zip(old, new)):
-            d = _first_difference(a, b, f"{path}[{i}]")
-            if d:
-                return d
-        return None
-    return None if old == new and type(old) is type(new) else (path, old, new)
-
-
-def _short(v: Any, limit: int = 60) -> str:
-    s = json.dumps(v, ensure_ascii=False)
-    return s if len(s) <= limit else s[: limit - 3] + "..."
-
-
 def _stage(judge_name: str, mode: str) -> str:
     """Chunk stage of a judge and mode: ``<judge>=<mode>`` (judge names made file-safe)."""
     safe = re.sub(r"[^A-Za-z0-9_.-]", "_", judge_name)
@@ -619,12 +598,14 @@ def judge(
                 _drop_judgments(store)
                 previous = {}
             else:
-                diff = _first_difference({key: previous.get(key, "<absent>") for key in settings}, settings, "judge")
+                from .runs import _ABSENT, _first_difference, _show
+
+                diff = _first_difference({key: previous.get(key, _ABSENT) for key in settings}, settings, "judge")
                 if diff:
                     where, old, new = diff
                     raise RunError(
                         f"{path}: the run's judgments were made with other judge settings ({where}: "
-                        f"{_short(old)} in the run, {_short(new)} requested); pass overwrite=True "
+                        f"{_show(old)} in the run, {_show(new)} requested); pass overwrite=True "
                         "(--overwrite) to drop them and judge again"
                     )
         spellings = dict(previous.get("spellings") or {}) if previous else {}

@@ -955,7 +955,6 @@ def judge_health(
     labels = [f"{_short(j)} · {_style.mode_label(m)}" if n_judges > 1 else _style.mode_label(m)
               for j, m in zip(h["judge"], h["mode"])]
     y = np.arange(len(h))[::-1]
-    deg = _Degenerate(h)
     panels = [
         ("yes_no_mass", "yes/no mass\n(share of next-token prob.)", _stats.MIN_YES_NO_MASS, (0, 1), "above"),
         ("p_yes_sd", "P(Yes) spread\n(SD across candidates)", _stats.MIN_P_YES_SD, None, "above"),

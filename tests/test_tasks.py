@@ -5,7 +5,7 @@ import re
 
 import pytest
 
-from selfbias.tasks import (ARITHMETIC_LEVELS, Item, Task, TaskError, arithmetic_task,
+from selfbias.tasks import (ARITHMETIC_LEVELS, Item, TaskError, arithmetic_task,
                             capitals_task, list_formats, list_tasks, load_task,
                             numeric_perturbations, parse_mapping, text_perturbations)
 
