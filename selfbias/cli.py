@@ -72,13 +72,27 @@ def probe(
                         skip_invalid=skip_invalid, device=device, dtype=dtype, overwrite=overwrite)
     except _known_errors() as exc:
         _fail(exc)
-    summary = probe_summary(run)
-    console.print(_frame_table(summary, "probe summary"))
+    summary = probe_summary(run).rename(columns={
+        "own_wrong_beats_reference": "own wrong > ref", "wrong_items_compared": "n wrong",
+        "sample_agreement": "agreement"})
+    console.print(_frame_table(summary, "probe summary (own wrong > ref: share of wrongly answered items "
+                                        "where the model's answer out-scores the reference under itself)"))
     judged = _judge_headline(run)
     if judged is not None:
         console.print(_frame_table(judged, "judge: mean P(Yes) by correctness"))
+        _say_degenerate(run)
     console.print(f"run: [bold]{run.path}[/]")
     console.print(f"next: `selfbias analyze {run.path}` and `selfbias figures {run.path}`")
+
+
+def _say_degenerate(run) -> None:
+    """A degenerate judge is named, in words, wherever its verdicts are shown."""
+    from .stats import judge_health
+
+    health = judge_health(run.analysis_frame(), n_boot=200)
+    for row in health[health["degenerate"]].itertuples():
+        console.print(f"[bold yellow]degenerate judge[/] {row.judge} ({row.mode}): {row.reasons}; "
+                      "its P(Yes) numbers describe noise, not judgment", highlight=False)
 
 
 def _judge_headline(run):
@@ -109,6 +123,7 @@ def judge(
     headline = _judge_headline(result)
     if headline is not None:
         console.print(_frame_table(headline, "judge: mean P(Yes) by correctness"))
+        _say_degenerate(result)
     console.print(f"run: [bold]{result.path}[/]")
 
 
