@@ -19,8 +19,9 @@ How a continuation is cut from its prompt (as lm-evaluation-harness does, with t
 * BOS is prepended exactly when the tokenizer does so for plain text (``LoadedModel.adds_bos``) and
   the prompt does not already start with it (a rendered chat template may).
 
-Speed: every distinct context runs once (left-padded, batched); its key/value cache is then
-gathered for each of its continuations, which run right-padded in a second pass. Logits are computed
+Speed: every distinct context runs once (left-padded, batched; leading tokens that every context
+of a batch shares, such as a chat template's system turn, run once for the batch); its key/value
+cache is then gathered for each of its continuations, which run right-padded in a second pass. Logits are computed
 only at scored positions (``logits_to_keep`` as a boolean mask), so a 262k vocabulary costs one row
 per scored token. Log-softmax is always taken in float32.
 """
@@ -204,9 +205,54 @@ def forward_contexts(lm: LoadedModel, contexts: Sequence[Sequence[int]], padding
     return out.logits.float(), out.cache, mask, lengths
 
 
+MIN_SHARED_PREFIX = 8  # contexts of a batch sharing at least this many leading tokens run them once
+
+
+def _shared_prefix_length(lm: LoadedModel, contexts: Sequence[Sequence[int]]) -> int:
+    """Leading tokens common to every context of a batch (e.g. a chat template's system turn).
+
+    Each context keeps at least one token of its own (its last logits come from the second pass).
+    Sliding-window models are left alone when padding could push tokens out of the window.
+    """
+    if len(contexts) < 2:
+        return 0
+    first, n = contexts[0], min(len(c) for c in contexts) - 1
+    k = 0
+    while k < n and all(c[k] == first[k] for c in contexts):
+        k += 1
+    window = getattr(lm.model.config.get_text_config(), "sliding_window", None)
+    if window and 2 * max(len(c) for c in contexts) >= window:
+        return 0
+    return k if k >= MIN_SHARED_PREFIX else 0
+
+
+def forward_contexts_shared(lm: LoadedModel, contexts: Sequence[Sequence[int]], shared: int):
+    """Like :func:`forward_contexts`, running the ``shared`` common leading tokens once::
+
+        pass 1 (batch 1)   [s0 .. s(p-1)]                      cache copied to every row
+        pass 2 (batch B)   [s0 .. s(p-1) | t0 t1 t2 pad pad]   each row's own tail, right-padded
+    """
+    prefix = torch.tensor([list(contexts[0][:shared])], device=lm.device)
+    cache = lm.model(input_ids=prefix, use_cache=True, logits_to_keep=1).cache
+    cache.batch_select_indices(torch.zeros(len(contexts), dtype=torch.long, device=lm.device))
+    ids, tail_mask = _right_pad([c[shared:] for c in contexts], lm.tokenizer.pad_token_id, lm.device)
+    lengths = tail_mask.sum(-1)
+    last = torch.zeros_like(tail_mask, dtype=torch.bool)
+    last[torch.arange(len(contexts)), lengths - 1] = True
+    mask = torch.cat([torch.ones((len(contexts), shared), dtype=torch.long, device=lm.device), tail_mask], 1)
+    positions = shared + torch.arange(ids.shape[1], device=lm.device)[None, :].expand_as(ids)
+    out = lm.model(input_ids=ids, attention_mask=mask, position_ids=positions, cache=cache, use_cache=True,
+                   logits_to_keep=last)
+    return out.logits.float(), out.cache, mask, shared + lengths
+
+
 def _run_branches(lm: LoadedModel, contexts: Sequence[Sequence[int]], branches: Sequence[_Branch], padding_side: str = "left") -> list[torch.Tensor]:
     """Log-softmax rows for each branch: [n_tokens, V] for "continuation", [1, V] for "next"."""
-    last_logits, cache, ctx_mask, ctx_len = forward_contexts(lm, contexts, padding_side)
+    shared = _shared_prefix_length(lm, contexts)
+    if shared:
+        last_logits, cache, ctx_mask, ctx_len = forward_contexts_shared(lm, contexts, shared)
+    else:
+        last_logits, cache, ctx_mask, ctx_len = forward_contexts(lm, contexts, padding_side)
     # Tokens to feed after the context: a continuation needs predictions for x1..x(n-1) (x0 comes from
     # the context's last logits); a "next" branch needs the prediction after its last token.
     fed = [b.tokens[:-1] if b.want == "continuation" else b.tokens for b in branches]

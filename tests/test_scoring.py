@@ -196,3 +196,20 @@ def test_duplicate_prompts_share_a_context_and_keep_order(tiny):
     assert [s.token_ids for s in results[2][:2]] == [s.token_ids for s in results[0][::-1]]
     assert results[2][0].logprobs == pytest.approx(results[0][1].logprobs, abs=TOL)
     assert_matches_reference(tiny, requests, results)
+
+
+@pytest.mark.parametrize("share", [True, False])
+def test_prompts_sharing_a_chat_prefix(smollm2, monkeypatch, share):
+    """Chat prompts share the template's system turn: run once per batch (share) or per prompt."""
+    import selfbias.scoring as scoring
+
+    monkeypatch.setattr(scoring, "MIN_SHARED_PREFIX", 8 if share else 10**9)
+    calls = []
+    real = scoring.forward_contexts_shared
+    monkeypatch.setattr(scoring, "forward_contexts_shared", lambda *a: calls.append(a[2]) or real(*a))
+    chat = [smollm2.tokenizer.apply_chat_template([{"role": "user", "content": q}], tokenize=False,
+                                                  add_generation_prompt=True) + "The answer is"
+            for q in ("What is 2 + 2?", "What is the capital of Peru?", "Name a prime number.")]
+    requests = [(chat[0], [" 4", " 5", " four."]), (chat[1], [" Lima", " Cusco"]), (chat[2], [" 7", " 9"])]
+    assert_matches_reference(smollm2, requests, score_requests(smollm2, requests))
+    assert (len(calls) > 0 and min(calls) >= 8) if share else not calls
