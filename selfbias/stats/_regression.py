@@ -79,6 +79,10 @@ class RegressionResult:
     formula: str
     notes: tuple[str, ...]
 
+    def _repr_html_(self) -> str:
+        return _html(f"{self.method} regression, {self.n_obs} rows in {self.n_clusters} item clusters",
+                     self.coefficients, (f"formula: {self.formula}", *self.notes))
+
     def term(self, name: str) -> pd.Series:
         """The coefficient row of one term (e.g. `result.term("z_loglik")["estimate"]`)."""
         rows = self.coefficients[self.coefficients["term"] == name]
@@ -100,9 +104,21 @@ class MediationResult:
     n_obs: int
     notes: tuple[str, ...]
 
+    def _repr_html_(self) -> str:
+        return _html(f"mediation, {self.n_obs} rows", self.effects, self.notes)
+
     def effect(self, name: str) -> float:
         """Point estimate of one effect (`acme`, `ade`, `total`, `prop_mediated`)."""
         return float(self.effects.set_index("effect").loc[name, "estimate"])
+
+
+def _html(title: str, table: pd.DataFrame, notes) -> str:
+    """A titled table with notes, for Jupyter."""
+    import html
+
+    items = "".join(f"<li>{html.escape(str(n))}</li>" for n in notes)
+    return (f"<p><b>{html.escape(title)}</b></p>" + table.to_html(index=False, float_format="{:.4g}".format)
+            + (f"<ul>{items}</ul>" if items else ""))
 
 
 # ----------------------------------------------------------------------------- design frame

@@ -272,3 +272,14 @@ def test_mediation_rejects_ambiguous_or_degenerate_input(small_run):
         mediation(iso.assign(self_authored=False))
     result = mediation(iso.assign(correct=True), n_sims=50)
     assert any("'correct'" in n for n in result.notes)
+
+
+def test_results_show_as_html_tables():
+    from selfbias.stats import likelihood_regression, mediation
+    from selfbias.stats.simulate import simulate_run
+
+    sim = simulate_run(n_items=30, modes=("isolated",), seed=1, p_model="logit_normal")
+    html = likelihood_regression(sim.analysis)._repr_html_()
+    assert "<table" in html and "z_loglik" in html and "item clusters" in html
+    med = mediation(sim.analysis, n_sims=50)._repr_html_()
+    assert "<table" in med and "acme" in med
