@@ -29,6 +29,15 @@ def _known_errors() -> tuple[type[BaseException], ...]:
     return (ModelError, RunError, ScoringError, TaskError, FileNotFoundError)
 
 
+def _read_json(path: Path) -> dict:
+    import json
+
+    try:
+        return json.loads(Path(path).read_text())
+    except (OSError, ValueError) as exc:
+        raise ValueError(f"{path}: not a readable JSON file ({exc})") from None
+
+
 def _fail(exc: BaseException) -> None:
     console.print(f"[bold red]error:[/] {exc}", highlight=False)
     raise typer.Exit(code=2)
@@ -60,6 +69,7 @@ def probe(
     skip_invalid: bool = typer.Option(False, help="Skip invalid rows of a data file (recorded in the run) instead of stopping."),
     device: Optional[str] = typer.Option(None, help="cuda, mps or cpu (default: the best available)."),
     dtype: str = typer.Option("float32", help="float32, bfloat16 or float16 (log-softmax is always float32)."),
+    template: Optional[Path] = typer.Option(None, help="JSON file with an answer template (fields of selfbias.prompts.AnswerTemplate) used for every model."),
     overwrite: bool = typer.Option(False, help="Replace an existing run folder made with other settings."),
 ) -> None:
     """Answer, score and judge: the model's own answers against the alternatives."""
@@ -67,10 +77,19 @@ def probe(
 
     modes = () if judge_modes.strip().lower() in ("", "none") else tuple(m.strip() for m in judge_modes.split(","))
     try:
+        templates = None
+        if template is not None:
+            from .prompts import AnswerTemplate
+
+            spec = _read_json(template)
+            spec = {**spec, "few_shot": tuple(tuple(x) for x in spec.get("few_shot", ())),
+                    "stop": tuple(spec.get("stop", ("\n",)))}
+            templates = {m: AnswerTemplate(**spec) for m in model}
         run = run_probe(model, task, n=n, samples=samples, out=out, level=level, seed=seed, temperature=temperature,
                         max_new_tokens=max_new_tokens, judge_modes=modes, mapping=mapping, fmt=fmt,
-                        skip_invalid=skip_invalid, device=device, dtype=dtype, overwrite=overwrite)
-    except _known_errors() as exc:
+                        skip_invalid=skip_invalid, device=device, dtype=dtype, overwrite=overwrite,
+                        templates=templates)
+    except _known_errors() + (TypeError, ValueError) as exc:
         _fail(exc)
     summary = probe_summary(run).rename(columns={
         "own_wrong_beats_reference": "own wrong > ref", "wrong_items_compared": "n wrong",
@@ -110,6 +129,8 @@ def judge(
     mode: list[str] = typer.Option(["isolated", "alternatives"], "--mode", help="isolated, own_samples, alternatives, pairwise, critique; repeat for several."),
     judge_model: list[str] = typer.Option([], "--judge", help="Judge model (default: the run's models); repeat for several."),
     k: int = typer.Option(3, help="Samples or alternatives shown; pairs per item in pairwise mode."),
+    few_shot: int = typer.Option(0, help="Few-shot grading examples (kept disjoint from the run's items)."),
+    templates: Optional[Path] = typer.Option(None, help="JSON file: {mode: {prefix, suffix, system?, options?}} overriding the default judge templates."),
     seed: int = typer.Option(0),
     overwrite: bool = typer.Option(False, help="Replace existing judgments made with other settings."),
 ) -> None:
@@ -117,7 +138,9 @@ def judge(
     from .judge import judge as run_judge
 
     try:
-        result = run_judge(run, modes=tuple(mode), judges=judge_model or None, k=k, seed=seed, overwrite=overwrite)
+        overrides = _read_json(templates) if templates is not None else None
+        result = run_judge(run, modes=tuple(mode), judges=judge_model or None, k=k, few_shot=few_shot, seed=seed,
+                           templates=overrides, overwrite=overwrite)
     except _known_errors() + (ValueError,) as exc:
         _fail(exc)
     headline = _judge_headline(result)

@@ -39,3 +39,22 @@ def test_analyze_and_figures_on_a_real_run(small_judged_run, tmp_path):
 def test_analyze_refuses_a_missing_run(tmp_path):
     result = runner.invoke(app, ["analyze", str(tmp_path / "nothing")])
     assert result.exit_code == 2 and "error" in result.output
+
+
+def test_probe_takes_an_answer_template_file(tmp_path, smollm2):
+    import json
+
+    from selfbias.runs import load_run
+
+    spec = {"name": "terse", "format": "chat", "system": "Reply with the answer only.",
+            "user": "Q: {question}", "prefill": "A:", "stop": ["\n"]}
+    (tmp_path / "t.json").write_text(json.dumps(spec))
+    result = runner.invoke(app, ["probe", "--n", "2", "--samples", "0", "--judge-modes", "none",
+                                 "--template", str(tmp_path / "t.json"), "--out", str(tmp_path / "run")])
+    assert result.exit_code == 0, result.output
+    recorded = load_run(tmp_path / "run").manifest["request"]["templates"]["smollm2-135m"]
+    assert recorded["system"] == "Reply with the answer only." and recorded["prefill"] == "A:"
+    (tmp_path / "bad.json").write_text(json.dumps({**spec, "user": "no question field"}))
+    bad = runner.invoke(app, ["probe", "--n", "2", "--template", str(tmp_path / "bad.json"),
+                              "--out", str(tmp_path / "run2")])
+    assert bad.exit_code == 2 and "must contain {question}" in bad.output
