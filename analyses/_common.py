@@ -131,8 +131,8 @@ def assemble_readme() -> None:
              "base); every number comes with its 95% interval. Both bundled models are **degenerate "
              "zero-shot judges** (their P(Yes) barely moves between candidates): where a judge is degenerate "
              "the figures say so, and its verdict numbers describe noise, not judgment. Runtimes are wall "
-             "time on this project's 2-core machine (analysis 1 shared the cores with other jobs and the "
-             "first GGUF conversion; alone it takes a few minutes).", ""]
+             "time on this project's 2-core machine (analysis 1 shared the cores with other jobs; "
+             "run alone it takes a few minutes).", ""]
     for section in sorted(FIGURES.glob("*/SECTION.md")):
         parts.append(section.read_text())
     (FIGURES / "README.md").write_text("\n".join(parts))
