@@ -38,14 +38,8 @@ REQUIRED_FIELDS: dict[str, tuple[str, ...]] = {
     "pairwise": ("question", "answer_1", "answer_2"),
     "critique": ("question", "answer", "critique"),
 }
-# The fields each mode may use.
-ALLOWED_FIELDS: dict[str, tuple[str, ...]] = {
-    "isolated": ("question", "answer"),
-    "own_samples": ("question", "answer", "samples"),
-    "alternatives": ("question", "answer", "alternatives"),
-    "pairwise": ("question", "answer_1", "answer_2"),
-    "critique": ("question", "answer", "critique"),
-}
+# The fields each mode may use: today exactly those it needs (kept apart so a mode can gain optional fields).
+ALLOWED_FIELDS: dict[str, tuple[str, ...]] = dict(REQUIRED_FIELDS)
 DEFAULT_OPTIONS = {"pairwise": ("1", "2")}  # every other mode: ("Yes", "No")
 
 
