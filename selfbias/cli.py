@@ -43,13 +43,17 @@ def _fail(exc: BaseException) -> None:
     raise typer.Exit(code=2)
 
 
-def _frame_table(df, title: str, floats: str = "{:.3f}") -> Table:
+def _rows_table(title: str, columns, rows, floats: str = "{:.3f}") -> Table:
     table = Table(title=title, title_justify="left")
-    for col in df.columns:
+    for col in columns:
         table.add_column(str(col))
-    for row in df.itertuples(index=False):
+    for row in rows:
         table.add_row(*[floats.format(v) if isinstance(v, float) else str(v) for v in row])
     return table
+
+
+def _frame_table(df, title: str) -> Table:
+    return _rows_table(title, df.columns, df.itertuples(index=False))
 
 
 @app.command()
@@ -192,18 +196,9 @@ def tasks() -> None:
     """Built-in tasks and the data-file formats the loaders read."""
     from .tasks import list_formats, list_tasks
 
-    table = Table(title="built-in tasks", title_justify="left")
-    table.add_column("task")
-    table.add_column("description")
-    for name, description in list_tasks():
-        table.add_row(name, description)
-    console.print(table)
-    table = Table(title="data-file formats (--task PATH [--format F] [--mapping ...])", title_justify="left")
-    table.add_column("format")
-    table.add_column("description")
-    for name, description in list_formats():
-        table.add_row(name, description)
-    console.print(table)
+    console.print(_rows_table("built-in tasks", ("task", "description"), list_tasks()))
+    console.print(_rows_table("data-file formats (--task PATH [--format F] [--mapping ...])",
+                              ("format", "description"), list_formats()))
 
 
 @app.command()
@@ -211,14 +206,10 @@ def models() -> None:
     """Bundled model aliases: installed or not, converted (cached) or not."""
     from .models import bundled_status
 
-    table = Table(title="bundled models", title_justify="left")
-    for col in ("alias", "description", "installed", "cached", "install"):
-        table.add_column(col)
-    for row in bundled_status():
-        alias = row["alias"] + (" (default)" if row["default"] else "")
-        table.add_row(alias, row["description"], "yes" if row["installed"] else "no",
-                      "yes" if row["cached"] else "no", row["install"])
-    console.print(table)
+    yes = {True: "yes", False: "no"}
+    rows = [(r["alias"] + (" (default)" if r["default"] else ""), r["description"], yes[r["installed"]],
+             yes[r["cached"]], r["install"]) for r in bundled_status()]
+    console.print(_rows_table("bundled models", ("alias", "description", "installed", "cached", "install"), rows))
     console.print("Also accepted: a .gguf file, a local Hugging Face folder, or a hub id (when online).")
 
 

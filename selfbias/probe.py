@@ -129,12 +129,12 @@ def probe(
     store.write_chunk("candidates", "all", "0", candidates)  # derived, deterministic: rewriting is safe
     store.write_chunk("agreement", "all", "0", sample_agreement(task_obj, generations))
     _timed(store, "score", lambda: _score_all(store, lms, tmpl, task_obj, candidates, chunks, progress))
-    run = store.finalize()
-    if judge_modes:
-        from .judge import judge
+    if not judge_modes:
+        return store.finalize()
+    from .judge import judge
 
-        run = judge(run, modes=tuple(judge_modes), models=lms, seed=seed, progress=progress)
-    return run
+    # The judge reads the chunks and consolidates every table once when it finishes.
+    return judge(store.path, modes=tuple(judge_modes), models=lms, seed=seed, progress=progress)
 
 
 def _model_request(lm) -> dict:
