@@ -197,14 +197,56 @@ DEFAULT_TEMPLATES: dict[str, dict[str, JudgeTemplate]] = {
 }
 
 
-def resolve_templates(templates: Mapping[str, Any] | None, modes: Sequence[str]) -> dict[str, dict[str, JudgeTemplate]]:
-    """The templates of ``modes``: defaults, overridden per mode (and format) by ``templates``.
+# P(True) in the format of Kadavath et al. 2022 ("Language Models (Mostly) Know What They Know",
+# sec. 3): the proposed answer followed by "Is the proposed answer: (A) True (B) False" and the lead
+# "The proposed answer is:"; P(True) is read from the next token, normalised over True/False.
+# Pairwise has no True/False form: the set keeps the default pairwise template.
+_PTRUE_ASK = "Is the proposed answer:\n (A) True\n (B) False"
+_PTRUE_SYSTEM = "You are a careful grader. You check whether proposed answers to questions are true."
+_TF = ("True", "False")
+
+
+def _ptrue(mode: str, prefix: str, lead: str) -> dict[str, JudgeTemplate]:
+    return {
+        "chat": JudgeTemplate(mode, "chat", _PTRUE_SYSTEM, prefix, lead, _TF),
+        "plain": JudgeTemplate(mode, "plain", None, prefix, "\n" + lead, _TF),
+    }
+
+
+PTRUE_TEMPLATES: dict[str, dict[str, JudgeTemplate]] = {
+    "isolated": _ptrue("isolated", "Question: {question}\nProposed Answer: {answer}\n" + _PTRUE_ASK,
+                       "The proposed answer is:"),
+    # Kadavath's "brainstormed" variant: the listed answers come before the proposed one (both list modes
+    # use the same words, so only who wrote the list differs).
+    "own_samples": _ptrue("own_samples", "Question: {question}\nHere are some brainstormed ideas:\n{samples}\n"
+                          "Proposed Answer: {answer}\n" + _PTRUE_ASK, "The proposed answer is:"),
+    "alternatives": _ptrue("alternatives", "Question: {question}\nHere are some brainstormed ideas:\n{alternatives}\n"
+                           "Proposed Answer: {answer}\n" + _PTRUE_ASK, "The proposed answer is:"),
+    "pairwise": DEFAULT_TEMPLATES["pairwise"],
+    "critique": _ptrue("critique", "Question: {question}\nProposed Answer: {answer}\nWrite a one-sentence critique "
+                       "of the proposed answer, then say whether it is true.",
+                       "Critique: {critique}\n" + _PTRUE_ASK + "\nThe proposed answer is:"),
+}
+# The plain critique lead starts on a new line like the others.
+PTRUE_TEMPLATES["critique"]["plain"] = JudgeTemplate(
+    "critique", "plain", None, PTRUE_TEMPLATES["critique"]["chat"].prefix,
+    "\nCritique: {critique}\n" + _PTRUE_ASK + "\nThe proposed answer is:", _TF)
+
+TEMPLATE_SETS: dict[str, dict[str, dict[str, JudgeTemplate]]] = {"default": DEFAULT_TEMPLATES, "ptrue": PTRUE_TEMPLATES}
+
+
+def resolve_templates(templates: Mapping[str, Any] | None, modes: Sequence[str],
+                      template_set: str = "default") -> dict[str, dict[str, JudgeTemplate]]:
+    """The templates of ``modes``: the named set (``default``: Yes/No; ``ptrue``: Kadavath's True/False),
+    overridden per mode (and format) by ``templates``.
 
     ``templates[mode]`` may be a JudgeTemplate (replaces that format's default), a dict of
     JudgeTemplate fields (the same, ``mode`` taken from the key), or a dict ``{"chat": ..., "plain": ...}``
     of either.
     """
-    out = {m: dict(DEFAULT_TEMPLATES[m]) for m in modes}
+    if template_set not in TEMPLATE_SETS:
+        raise ValueError(f"template_set: unknown set {template_set!r}; use one of {', '.join(TEMPLATE_SETS)}")
+    out = {m: dict(TEMPLATE_SETS[template_set][m]) for m in modes}
     for key, value in (templates or {}).items():
         if key not in MODES:
             raise ValueError(f"templates: unknown mode {key!r}; use one of {', '.join(MODES)}")
@@ -228,58 +270,141 @@ def resolve_templates(templates: Mapping[str, Any] | None, modes: Sequence[str])
 
 # ------------------------------------------------------------------------------------ few-shot
 
-# (question, right answer, two wrong answers). Example i shows the right answer when i is even.
-FEW_SHOT_POOL: tuple[tuple[str, str, tuple[str, str]], ...] = (
-    ("What is the capital of Australia?", "Canberra", ("Sydney", "Melbourne")),
-    ("What is 7 + 5?", "12", ("13", "11")),
-    ("Who wrote Romeo and Juliet?", "William Shakespeare", ("Charles Dickens", "Christopher Marlowe")),
-    ("What is 9 * 4?", "36", ("32", "45")),
-    ("What is the chemical symbol for gold?", "Au", ("Ag", "Go")),
-    ("How many days are in a leap year?", "366", ("365", "364")),
-    ("What is the largest planet in the Solar System?", "Jupiter", ("Saturn", "Earth")),
-    ("What is 15 + 27?", "42", ("32", "43")),
-    ("What is the capital of Canada?", "Ottawa", ("Toronto", "Montreal")),
-    ("What is 8 * 7?", "56", ("54", "48")),
+# (question, right answer, three wrong answers). Example i shows the right answer when its position is
+# even, else the first wrong one. The list modes always list the second and third wrong answers: the
+# list is the same whether the shown answer is right or wrong, so it carries no hint of the verdict
+# (a list holding the right answer only when the shown one is wrong would teach "gold listed => No").
+FEW_SHOT_POOL: tuple[tuple[str, str, tuple[str, str, str]], ...] = (
+    ("What is the capital of Australia?", "Canberra", ("Sydney", "Melbourne", "Perth")),
+    ("What is 7 + 5?", "12", ("13", "11", "14")),
+    ("Who wrote Romeo and Juliet?", "William Shakespeare", ("Charles Dickens", "Christopher Marlowe", "Jane Austen")),
+    ("What is 9 * 4?", "36", ("32", "45", "27")),
+    ("What is the chemical symbol for gold?", "Au", ("Ag", "Go", "Gd")),
+    ("How many days are in a leap year?", "366", ("365", "364", "360")),
+    ("What is the largest planet in the Solar System?", "Jupiter", ("Saturn", "Earth", "Neptune")),
+    ("What is 15 + 27?", "42", ("32", "43", "41")),
+    ("What is the capital of Canada?", "Ottawa", ("Toronto", "Montreal", "Vancouver")),
+    ("What is 8 * 7?", "56", ("54", "48", "64")),
 )
 
 
-def select_examples(n: int, item_questions: Sequence[str], normalize) -> tuple[list[int], list[str]]:
-    """Indices of the first ``n`` pool examples whose normalised question is no item's; dropped questions."""
+@dataclass(frozen=True)
+class FewShotExample:
+    """One grading demonstration: the question, the shown answer and whether it is correct.
+
+    ``alternatives``: what the list modes list (the same for a right or a wrong shown answer, by the
+    caller's choice); ``critique``: the critique mode's demonstrated critique; ``other``: the rival
+    answer in pairwise mode (the correct one of the pair is ``answer`` if ``correct`` else ``other``;
+    it is shown first in even positions, second in odd ones).
+    """
+
+    question: str
+    answer: str
+    correct: bool
+    alternatives: tuple[str, ...] = ()
+    critique: str | None = None
+    other: str | None = None
+    where: str = "built-in"
+
+
+def builtin_examples(indices: Sequence[int]) -> list[FewShotExample]:
+    out = []
+    for pos, i in enumerate(indices):
+        question, right, wrong = FEW_SHOT_POOL[i]
+        good = pos % 2 == 0
+        shown = right if good else wrong[0]
+        critique = (f"{shown} is the right answer to this question." if good
+                    else f"{shown} is wrong; the answer is {right}.")
+        out.append(FewShotExample(question, shown, good, (wrong[1], wrong[2]), critique,
+                                  wrong[0] if good else right, f"built-in example {i}"))
+    return out
+
+
+_FILE_FIELDS = {"question": str, "answer": str, "correct": bool, "alternatives": list, "critique": str, "other": str}
+
+
+def read_few_shot_file(path) -> list[FewShotExample]:
+    """Few-shot examples from a JSONL file, one object a line: ``question``, ``answer`` (str),
+    ``correct`` (true/false) required; ``alternatives`` (list of str), ``critique``, ``other`` (str)
+    optional. Errors are one line naming the file, the line and the field."""
+    from pathlib import Path
+
+    path = Path(path)
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as e:
+        raise ValueError(f"{path}: cannot read the few-shot file ({e})") from None
+    out = []
+    for n, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        where = f"{path}:{n}"
+        try:
+            obj = json.loads(line)
+        except ValueError as e:
+            raise ValueError(f"{where}: not valid JSON ({e})") from None
+        if not isinstance(obj, dict):
+            raise ValueError(f"{where}: expected a JSON object, got {type(obj).__name__}")
+        extra = sorted(set(obj) - set(_FILE_FIELDS))
+        if extra:
+            raise ValueError(f"{where}: unknown field '{extra[0]}'; fields are {', '.join(_FILE_FIELDS)}")
+        for name in ("question", "answer", "correct"):
+            if name not in obj:
+                raise ValueError(f"{where}: missing field '{name}'")
+        for name, kind in _FILE_FIELDS.items():
+            if name in obj and not isinstance(obj[name], kind):
+                raise ValueError(f"{where}: field '{name}' must be {'true or false' if kind is bool else kind.__name__}, "
+                                 f"got {json.dumps(obj[name])[:40]}")
+        for name in ("question", "answer"):
+            if not obj[name].strip():
+                raise ValueError(f"{where}: field '{name}' is empty")
+        alts = obj.get("alternatives", [])
+        if not all(isinstance(a, str) and a.strip() for a in alts):
+            raise ValueError(f"{where}: field 'alternatives' must be a list of non-empty strings")
+        out.append(FewShotExample(obj["question"], obj["answer"], obj["correct"], tuple(alts),
+                                  obj.get("critique"), obj.get("other"), where))
+    if not out:
+        raise ValueError(f"{path}: the few-shot file has no examples")
+    return out
+
+
+def select_examples(n: int | None, examples: Sequence[FewShotExample], item_questions: Sequence[str],
+                    normalize) -> tuple[list[FewShotExample], list[str]]:
+    """The first ``n`` (None: all) examples whose normalised question is no item's; the dropped questions."""
     taken = {normalize(q) for q in item_questions}
     keep, dropped = [], []
-    for i, (q, _r, _w) in enumerate(FEW_SHOT_POOL):
-        if len(keep) >= n:
+    for ex in examples:
+        if n is not None and len(keep) >= n:
             break
-        if normalize(q) in taken:
-            dropped.append(q)
+        if normalize(ex.question) in taken:
+            dropped.append(ex.question)
         else:
-            keep.append(i)
-    if len(keep) < n:
+            keep.append(ex)
+    if n is not None and len(keep) < n:
         raise ValueError(
-            f"few_shot={n}: only {len(keep)} built-in examples are disjoint from the run's items "
-            f"(pool of {len(FEW_SHOT_POOL)}); use fewer"
+            f"few_shot={n}: only {len(keep)} examples are disjoint from the run's items "
+            f"(of {len(examples)}); use fewer"
         )
     return keep, dropped
 
 
-def example_fields(index: int, position: int, mode: str, k: int) -> tuple[dict[str, str], int]:
-    """Fields of pool example ``index`` shown as the ``position``-th example, and its verdict (0 or 1)."""
-    question, right, wrong = FEW_SHOT_POOL[index]
-    good = position % 2 == 0
-    shown = right if good else wrong[0]
-    others = [a for a in (wrong[1], right, wrong[0]) if a != shown][:k]
-    fields = {"question": question, "answer": shown}
-    if mode == "own_samples":
-        fields["samples"] = format_list(others)
-    elif mode == "alternatives":
-        fields["alternatives"] = format_list(others)
+def example_fields(ex: FewShotExample, position: int, mode: str, k: int) -> tuple[dict[str, str], int]:
+    """Fields of a few-shot example shown as the ``position``-th one, and its verdict (0 = first option)."""
+    fields = {"question": ex.question, "answer": ex.answer}
+    if mode in ("own_samples", "alternatives"):
+        fields["samples" if mode == "own_samples" else "alternatives"] = format_list(list(ex.alternatives)[:k])
     elif mode == "critique":
-        fields["critique"] = (f"{shown} is the right answer to this question." if good
-                              else f"{shown} is wrong; the answer is {right}.")
+        if ex.critique is None:
+            raise ValueError(f"{ex.where}: missing field 'critique' (needed by mode 'critique')")
+        fields["critique"] = ex.critique
     elif mode == "pairwise":
-        first, second = (right, wrong[0]) if good else (wrong[0], right)
-        fields = {"question": question, "answer_1": first, "answer_2": second}
-    return fields, 0 if good else 1
+        if ex.other is None:
+            raise ValueError(f"{ex.where}: missing field 'other' (needed by mode 'pairwise')")
+        right, wrong = (ex.answer, ex.other) if ex.correct else (ex.other, ex.answer)
+        # the right answer alternates between the two positions, so the examples teach no position
+        first, second, verdict = (right, wrong, 0) if position % 2 == 0 else (wrong, right, 1)
+        return {"question": ex.question, "answer_1": first, "answer_2": second}, verdict
+    return fields, 0 if ex.correct else 1
 
 
 def format_list(texts: Sequence[str]) -> str:

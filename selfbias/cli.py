@@ -18,6 +18,12 @@ app = typer.Typer(
 console = Console()
 
 KNOWN_ERRORS: tuple[type[BaseException], ...] = ()
+ALT_HELP = ("What the alternatives list may show, comma-separated: other_model, distractor, perturbation, reference, "
+            "correct (default: other_model,distractor,perturbation, wrong answers only; reference or correct "
+            "admits correct answers).")
+PAIR_HELP = ("What the judge's own answer is paired with in pairwise mode, comma-separated: other_model, reference, "
+             "distractor, perturbation (default: other_model).")
+SET_HELP = "Judge template set: default (Yes/No) or ptrue (Kadavath et al. 2022: (A) True (B) False)."
 
 
 def _known_errors() -> tuple[type[BaseException], ...]:
@@ -68,6 +74,9 @@ def probe(
     temperature: float = typer.Option(0.7, help="Sampling temperature of the sampled answers."),
     max_new_tokens: int = typer.Option(24, help="Longest generated answer, in tokens."),
     judge_modes: str = typer.Option("isolated,alternatives", help="Judge modes to run after the probe (comma-separated; 'none' to skip)."),
+    alt_sources: Optional[str] = typer.Option(None, help=ALT_HELP),
+    pair_sources: Optional[str] = typer.Option(None, help=PAIR_HELP),
+    template_set: str = typer.Option("default", help=SET_HELP),
     mapping: Optional[str] = typer.Option(None, help="Column mapping for a generic JSONL/CSV file, e.g. question=q,answer=a."),
     fmt: Optional[str] = typer.Option(None, "--format", help="Force a file format: truthfulqa, gsm8k, arc, nq_open, truefalse, jsonl, csv."),
     skip_invalid: bool = typer.Option(False, help="Skip invalid rows of a data file (recorded in the run) instead of stopping."),
@@ -92,7 +101,8 @@ def probe(
         run = run_probe(model, task, n=n, samples=samples, out=out, level=level, seed=seed, temperature=temperature,
                         max_new_tokens=max_new_tokens, judge_modes=modes, mapping=mapping, fmt=fmt,
                         skip_invalid=skip_invalid, device=device, dtype=dtype, overwrite=overwrite,
-                        templates=templates)
+                        templates=templates, alt_sources=alt_sources, pair_sources=pair_sources,
+                        template_set=template_set)
     except _known_errors() + (TypeError, ValueError) as exc:
         _fail(exc)
     summary = probe_summary(run).rename(columns={
@@ -104,6 +114,7 @@ def probe(
     if judged is not None:
         console.print(_frame_table(judged, "judge: mean P(Yes) by correctness"))
         _say_degenerate(run)
+        _say_skipped(run)
     console.print(f"run: [bold]{run.path}[/]")
     console.print(f"next: `selfbias analyze {run.path}` and `selfbias figures {run.path}`")
 
@@ -116,6 +127,15 @@ def _say_degenerate(run) -> None:
     for row in health[health["degenerate"]].itertuples():
         console.print(f"[bold yellow]degenerate judge[/] {row.judge} ({row.mode}): {row.reasons}; "
                       "its P(Yes) numbers describe noise, not judgment", highlight=False)
+
+
+def _say_skipped(run) -> None:
+    """How many items the matched-list rule left out of the list modes (pool shorter than --min-k)."""
+    settings = run.manifest.get("judge") or {}
+    n_items = len(run.items)
+    for judge_name, skipped in (settings.get("skipped_items") or {}).items():
+        console.print(f"lists: {len(skipped)} of {n_items} items skipped for judge {judge_name} in own_samples and "
+                      "alternatives (fewer listable answers than --min-k)", highlight=False)
 
 
 def _judge_headline(run):
@@ -132,25 +152,33 @@ def judge(
     run: Path = typer.Argument(..., help="A run folder made by `selfbias probe`."),
     mode: list[str] = typer.Option(["isolated", "alternatives"], "--mode", help="isolated, own_samples, alternatives, pairwise, critique; repeat for several."),
     judge_model: list[str] = typer.Option([], "--judge", help="Judge model (default: the run's models); repeat for several."),
-    k: int = typer.Option(3, help="Samples or alternatives shown; pairs per item in pairwise mode."),
+    k: int = typer.Option(3, help="Longest list of samples or alternatives (matched per item); self and control pairs per item in pairwise mode."),
+    min_k: int = typer.Option(1, help="Items whose matched list would be shorter are skipped in both list modes."),
+    alt_sources: Optional[str] = typer.Option(None, help=ALT_HELP),
+    pair_sources: Optional[str] = typer.Option(None, help=PAIR_HELP),
     few_shot: int = typer.Option(0, help="Few-shot grading examples (kept disjoint from the run's items)."),
-    templates: Optional[Path] = typer.Option(None, help="JSON file: {mode: {prefix, suffix, system?, options?}} overriding the default judge templates."),
+    few_shot_file: Optional[Path] = typer.Option(None, help="JSONL file of few-shot examples: question, answer, correct; optional alternatives, critique, other (0 = --few-shot: all)."),
+    templates: Optional[Path] = typer.Option(None, help="JSON file: {mode: {prefix, suffix, system?, options?}} overriding the judge templates."),
+    template_set: str = typer.Option("default", help=SET_HELP),
     seed: int = typer.Option(0),
-    overwrite: bool = typer.Option(False, help="Replace existing judgments made with other settings."),
+    overwrite: bool = typer.Option(False, help="Redo a judge and mode already judged with other settings (others are kept)."),
 ) -> None:
-    """Add judgments to a run (resumable)."""
+    """Add judgments to a run (resumable; modes and judges add to those already there)."""
     from .judge import judge as run_judge
 
     try:
         overrides = _read_json(templates) if templates is not None else None
-        result = run_judge(run, modes=tuple(mode), judges=judge_model or None, k=k, few_shot=few_shot, seed=seed,
-                           templates=overrides, overwrite=overwrite)
+        result = run_judge(run, modes=tuple(mode), judges=judge_model or None, k=k, min_k=min_k,
+                           alt_sources=alt_sources, pair_sources=pair_sources, few_shot=few_shot,
+                           few_shot_file=few_shot_file, seed=seed, templates=overrides, template_set=template_set,
+                           overwrite=overwrite)
     except _known_errors() + (ValueError,) as exc:
         _fail(exc)
     headline = _judge_headline(result)
     if headline is not None:
         console.print(_frame_table(headline, "judge: mean P(Yes) by correctness"))
         _say_degenerate(result)
+        _say_skipped(result)
     console.print(f"run: [bold]{result.path}[/]")
 
 

@@ -10,47 +10,63 @@ Modes (templates are data: :data:`DEFAULT_TEMPLATES`, overridable, recorded in t
   spelling of the first option ("Yes": lower/Title/UPPER, with and without a leading space) over
   the mass on the spellings of both options. ``yes_no_mass`` is that denominator (a judge that puts
   little mass on yes/no is not answering); ``top_tokens``/``top_probs`` are the top-5 next tokens.
-* ``own_samples`` (Kadavath's brainstormed variant): the same after listing the judge's own first
-  ``k`` samples of the item (``generations`` rows, kind ``sample``, in sample order).
-* ``alternatives``: the same after listing up to ``k`` external alternatives (see the rule below),
-  never marked, in a seeded random order; ``alternatives`` holds the ids shown, in order.
-* ``pairwise`` (Panickssery et al. 2024; Chen et al. 2025): "which is correct, 1 or 2?" for the
-  judge's own greedy candidate ``a`` (``candidate_id``) against up to ``k`` other candidates ``b``
-  (``other_candidate_id``), in both orders: ``order`` 0 = a shown first, 1 = a shown second;
-  ``p_yes`` = P(a chosen) in that order (normalised over the spellings of "1" and "2");
-  ``alternatives`` = [id shown first, id shown second]. ``Run.pairwise_frame()`` combines the orders.
+* ``own_samples`` (Kadavath's brainstormed variant) and ``alternatives``: the same after a list of
+  answers: the judge's own sampled answers, or answers from outside it (other models' answers,
+  dataset distractors, perturbations; the reference only when asked, see ``alt_sources``). Both
+  list modes follow one matched-list rule (below, and ARCHITECTURE.md), so the two lists differ
+  only in who wrote them. ``alternatives`` holds the ids shown, in order.
+* ``pairwise`` (Panickssery et al. 2024; Chen et al. 2025): "which is correct, 1 or 2?" in both
+  orders: ``order`` 0 = ``candidate_id`` shown first, 1 = shown second; ``p_yes`` = P(candidate_id
+  chosen) (normalised over the spellings of "1" and "2"); ``alternatives`` = [id shown first, id
+  shown second]. Self pairs: the judge's own greedy answer against another model's answer (the
+  reference, distractors or perturbations only when asked, ``pair_sources``). Control pairs: two
+  answers the judge did not write (``pair_type`` ``other_other``, ``distractor_perturbation``,
+  ``reference_distractor`` when the reference is allowed, ...), so position bias and self-preference
+  separate. ``Run.pairwise_frame()`` combines the orders.
 * ``critique``: the judge first writes a short critique (greedy, one line, at most
   ``CRITIQUE_MAX_NEW_TOKENS`` tokens; recorded in ``critique``), then P(Yes) after its own critique.
 
-Seeded rules (recorded in the manifest under ``judge.rules``):
+Matched lists (``own_samples`` and ``alternatives``; recorded in the manifest under the stage's ``rules``):
 
-* alternatives: the item's candidates are shuffled with ``random.Random(f"{seed}|alternatives|{item_id}")``
-  (ids sorted first); the pool of judge J is that order without the candidates J authored; candidate
-  c is shown the first ``k`` of the pool other than c, in pool order. Candidates that are not among
-  the first ``k`` of the pool (J's own answers, for instance) therefore all see the same list and
-  share their prompt prefix.
-* pairwise: the item's candidates are shuffled with ``random.Random(f"{seed}|pairwise|{item_id}")``;
-  the partners of J's own greedy candidate a are the candidates other than a that J did not author
-  (in that order), then J's other candidates (in that order); the first ``k`` are used.
-* own_samples: the listed answers are mapped to candidate ids (exact text, else case- and
-  whitespace-insensitive match), else written ``sample:<index>``.
+* own pool of candidate c: the judge's distinct sampled answers (sample order; mapped to candidate
+  ids by exact text, else case- and whitespace-insensitive match, else ``sample:<index>``) other
+  than c; external pool of c: the item's candidates the judge did not write, with a source in
+  ``alt_sources`` (``other_model``, ``distractor``, ``perturbation``, ``reference``), other than c.
+  Correct answers are in neither pool unless ``alt_sources`` holds ``reference`` or ``correct``:
+  a correct answer in the list would be shown exactly when the judged answer is wrong (a correct
+  judged answer is the same candidate as the gold and leaves its own list).
+* k of an item (per judge) = min(``k``, the smallest pool over the item's candidates and both modes;
+  the own pools count only when the judge has sampled answers in the run). An item with k <
+  ``min_k`` is skipped in both list modes (``manifest["judge"]["skipped_items"]``).
+* candidate c is shown the first k of its pool (sorted by id) shuffled with
+  ``random.Random(f"{seed}|{mode}|{item_id}|{candidate_id}")``: never c, the same length for every
+  candidate of the item in both modes, orders independent across candidates.
+* Each row records ``gold_shown`` (a listed answer is correct), ``shown_sources`` (aligned with
+  ``alternatives``), ``judged_in_list`` and ``list_length`` (0 where there is no list).
 
 Chat models (``LoadedModel.has_chat_template``) get the chat templates (an explicit system message,
 so SmolLM2 does not insert its default one), others the plain ones. Few-shot examples come from a
-built-in pool (``few_shot`` of them, minus any whose normalised question equals a run item's),
-shown as earlier turns (chat) or blocks (plain) in the mode's own template.
+built-in pool or a JSONL file (``few_shot_file``; ``few_shot`` of them, minus any whose normalised
+question equals a run item's), shown as earlier turns (chat) or blocks (plain) in the mode's own
+template; their listed answers do not depend on whether the shown answer is right.
+``template_set``: ``default`` (Yes/No) or ``ptrue`` (Kadavath et al. 2022's "(A) True (B) False").
 
-Speed: the prompts of one item for one judge and mode share their text up to the proposed answer;
+Speed: the prompts of one item for one judge and mode share their text up to the first field that
+differs (the list in the list modes, else the proposed answer);
 :func:`selfbias.scoring.next_token_logprobs` runs each distinct prefix once, reuses its KV cache for
 every suffix and computes only the last position's logits.
 
 Resume: the work is written in chunks (table ``judgments``, stage ``<judge>=<mode>``, key = chunk
 index of ``CHUNK_ITEMS`` items); a rerun with the same settings skips written chunks and ends with
-the same table as an uninterrupted run. Other settings refuse unless ``overwrite=True``.
+the same table as an uninterrupted run. Modes and judges are additive: settings are recorded per
+judge and mode (``manifest["judge"]["stages"]``) and only a change within one judge and mode (for
+the list modes: also of the list settings the two share) is refused, unless ``overwrite=True``,
+which redoes that judge and mode only.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import math
@@ -66,10 +82,15 @@ from typing import TYPE_CHECKING, Any, Mapping, Sequence
 from ._judge_templates import (
     DEFAULT_TEMPLATES,
     MODES,
+    PTRUE_TEMPLATES,
+    TEMPLATE_SETS,
+    FewShotExample,
     JudgeTemplate,
+    builtin_examples,
     example_fields,
     find_option_tokens,
     format_list,
+    read_few_shot_file,
     render,
     resolve_templates,
     select_examples,
@@ -87,34 +108,51 @@ __all__ = [
     "find_option_tokens",
     "JudgeTemplate",
     "DEFAULT_TEMPLATES",
+    "PTRUE_TEMPLATES",
+    "TEMPLATE_SETS",
     "MODES",
     "JUDGMENT_COLUMNS",
+    "ALT_SOURCES",
+    "DEFAULT_ALT_SOURCES",
+    "PAIR_SOURCES",
+    "DEFAULT_PAIR_SOURCES",
 ]
 
 JUDGMENT_COLUMNS = [
     "item_id", "candidate_id", "judge", "mode", "order", "other_candidate_id", "p_yes", "yes_no_mass",
     "top_tokens", "top_probs", "prompt_hash", "alternatives", "critique",
+    "gold_shown", "shown_sources", "judged_in_list", "list_length", "pair_type",
 ]
 CHUNK_ITEMS = 16  # items per chunk of work
 TOP_K = 5
 CRITIQUE_MAX_NEW_TOKENS = 48
 CRITIQUE_STOP = ("\n",)
-SETTINGS_VERSION = 1
+SETTINGS_VERSION = 2
+LIST_MODES = ("own_samples", "alternatives")
+
+# Sources of listed / paired answers, relative to the judge: another model's answer, or a dataset source.
+ALT_SOURCES = ("other_model", "distractor", "perturbation", "reference", "correct")
+DEFAULT_ALT_SOURCES = ("other_model", "distractor", "perturbation")
+PAIR_SOURCES = ("other_model", "reference", "distractor", "perturbation")
+DEFAULT_PAIR_SOURCES = ("other_model",)
+_KIND_ORDER = ("other_model", "reference", "distractor", "perturbation")
+_PAIR_NAME = {"other_model": "other"}  # pair_type spells another model's answer "other"
 
 RULES = {
-    "alternatives": (
-        "candidates of the item sorted by id, shuffled with random.Random(f'{seed}|alternatives|{item_id}'); "
-        "pool = that order without candidates the judge authored; candidate c is shown the first k of the "
-        "pool other than c, in pool order; never marked"
+    "lists": (
+        "own pool of candidate c: the judge's distinct sampled answers (sample order) other than c; external "
+        "pool of c: candidates the judge did not write with a source in alt_sources, other than c; correct "
+        "answers only when alt_sources has 'reference' or 'correct'; k_item = min(k, smallest pool over the "
+        "item's candidates and both modes (own pools only if the judge has samples in the run)); items with "
+        "k_item < min_k are skipped in both list modes; c is shown the first k_item of its pool sorted by id "
+        "and shuffled with random.Random(f'{seed}|{mode}|{item_id}|{candidate_id}'); never marked"
     ),
     "pairwise": (
-        "anchor a = the judge's own greedy candidate; candidates sorted by id, shuffled with "
-        "random.Random(f'{seed}|pairwise|{item_id}'); partners = candidates != a not authored by the judge "
-        "(shuffled order), then the judge's other candidates (shuffled order); first k; both orders"
-    ),
-    "own_samples": (
-        "the judge's generations of kind 'sample' with a non-empty answer, in sample_index order, first k "
-        "(duplicates kept)"
+        "self pairs: anchor a = the judge's own greedy candidate; partners = candidates the judge did not "
+        "write with a source in pair_sources, sorted by id, shuffled with random.Random(f'{seed}|pairwise|{item_id}'), "
+        "first k. control pairs: unordered pairs of candidates the judge did not write with a source in "
+        "other_model, distractor, perturbation (and reference if in pair_sources), sorted, shuffled with "
+        "random.Random(f'{seed}|controls|{item_id}'), first k. Both orders of every pair"
     ),
     "p_yes": "sum p(spellings of option 1) / sum p(spellings of options 1 and 2) at the next token",
     "prompt_hash": "sha256 of the full rendered prompt text, first 16 hex",
@@ -152,6 +190,7 @@ class _Candidate:
     text: str
     sources: list[str]
     authors: list[str]
+    correct: bool = False
 
 
 @dataclass
@@ -161,7 +200,8 @@ class _RunData:
     item_ids: list[str]
     questions: dict[str, str]
     candidates: dict[str, list[_Candidate]]
-    samples: dict[tuple[str, str], list[tuple[int, str]]]  # (model, item) -> [(sample_index, answer)]
+    # (model, item) -> [(sample_index, answer, correct)]
+    samples: dict[tuple[str, str], list[tuple[int, str, bool]]]
 
     @classmethod
     def from_tables(cls, items: "pd.DataFrame", candidates: "pd.DataFrame", generations: "pd.DataFrame", where: str) -> "_RunData":
@@ -180,8 +220,9 @@ class _RunData:
             if iid in cands:
                 cands[iid].append(_Candidate(str(row["candidate_id"]), _as_text(row["text"]),
                                              [str(s) for s in _as_list(row["sources"])],
-                                             [str(a) for a in _as_list(row["authors"])]))
-        samples: dict[tuple[str, str], list[tuple[int, str]]] = {}
+                                             [str(a) for a in _as_list(row["authors"])],
+                                             _as_bool(row.get("correct"))))
+        samples: dict[tuple[str, str], list[tuple[int, str, bool]]] = {}
         if not generations.empty and {"item_id", "model", "kind", "answer"} <= set(generations.columns):
             for row in generations.to_dict("records"):
                 ans = row["answer"]
@@ -189,7 +230,8 @@ class _RunData:
                     continue  # nothing extracted
                 key = (str(row["model"]), str(row["item_id"]))
                 if row["kind"] == "sample":
-                    samples.setdefault(key, []).append((int(row.get("sample_index", 0) or 0), str(ans)))
+                    samples.setdefault(key, []).append((int(row.get("sample_index", 0) or 0), str(ans),
+                                                        _as_bool(row.get("correct"))))
             for v in samples.values():
                 v.sort(key=lambda t: t[0])
         return cls(item_ids, questions, cands, samples)
@@ -202,11 +244,115 @@ class _RunData:
                 return c
         return None
 
+    def has_samples(self, judge: str) -> bool:
+        return any(m == judge for m, _ in self.samples)
 
-def _shuffled(cands: list[_Candidate], seed: int, what: str, item_id: str) -> list[_Candidate]:
-    order = sorted(cands, key=lambda c: c.candidate_id)
-    random.Random(f"{seed}|{what}|{item_id}").shuffle(order)
+
+def _as_bool(v: Any) -> bool:
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return False
+    return bool(v)
+
+
+def _kinds(c: _Candidate, judge: str) -> list[str]:
+    """The sources of ``c`` as seen by ``judge``, best first: another model's answer (``other_model``),
+    then the dataset sources. Empty for an answer only the judge gave."""
+    found = set()
+    for source, author in zip(c.sources, c.authors):
+        if author == judge:
+            continue
+        found.add("other_model" if source in ("own_greedy", "own_sample") else source)
+    return [k for k in _KIND_ORDER if k in found]
+
+
+def _shown_kind(c: _Candidate, judge: str, allowed: Sequence[str]) -> str | None:
+    """The source under which ``c`` may be shown to ``judge`` (None: not at all): never an answer the
+    judge wrote itself, else the first of its sources that ``allowed`` holds."""
+    if judge in c.authors:
+        return None
+    return next((k for k in _kinds(c, judge) if k in allowed), None)
+
+
+def _seeded(entries: list, key: str) -> list:
+    """``entries`` sorted by id (their first element) and shuffled with ``random.Random(key)``."""
+    order = sorted(entries, key=lambda e: e[0])
+    random.Random(key).shuffle(order)
     return order
+
+
+@dataclass(frozen=True)
+class _Listed:
+    """One answer a list may show: candidate id (or ``sample:<index>``), text, correctness, source."""
+
+    id: str
+    text: str
+    correct: bool
+    source: str
+
+
+def _own_pool(data: _RunData, judge: str, item_id: str, c: _Candidate, show_correct: bool) -> list[_Listed]:
+    """The judge's distinct sampled answers of the item other than ``c`` (sample order)."""
+    cands = data.candidates[item_id]
+    exact = {x.text: x for x in cands}
+    loose: dict[str, _Candidate] = {}
+    for x in cands:
+        loose.setdefault(_loose(x.text), x)
+    out: list[_Listed] = []
+    seen = set()
+    for idx, answer, correct in data.samples.get((judge, item_id), []):
+        match = exact.get(answer) or loose.get(_loose(answer))
+        sid = match.candidate_id if match else f"sample:{idx}"
+        if match is not None:
+            correct = match.correct
+        if sid in seen or sid == c.candidate_id or _loose(answer) == _loose(c.text):
+            continue
+        seen.add(sid)
+        if correct and not show_correct:
+            continue
+        out.append(_Listed(sid, answer, bool(correct), "own_sample"))
+    return out
+
+
+def _external_pool(data: _RunData, judge: str, item_id: str, c: _Candidate, sources: Sequence[str],
+                   show_correct: bool) -> list[_Listed]:
+    """The item's candidates the judge did not write, with a source in ``sources``, other than ``c``."""
+    out = []
+    for x in data.candidates[item_id]:
+        kind = _shown_kind(x, judge, sources)
+        if kind is None or x.candidate_id == c.candidate_id or (x.correct and not show_correct):
+            continue
+        out.append(_Listed(x.candidate_id, x.text, x.correct, kind))
+    return out
+
+
+@dataclass(frozen=True)
+class ListRule:
+    """The matched-list settings shared by ``own_samples`` and ``alternatives`` of one judge."""
+
+    k: int
+    min_k: int
+    sources: tuple[str, ...]
+
+    @property
+    def show_correct(self) -> bool:
+        return "reference" in self.sources or "correct" in self.sources
+
+    def pools(self, data: _RunData, judge: str, item_id: str, c: _Candidate) -> dict[str, list[_Listed]]:
+        return {"own_samples": _own_pool(data, judge, item_id, c, self.show_correct),
+                "alternatives": _external_pool(data, judge, item_id, c, self.sources, self.show_correct)}
+
+    def item_k(self, data: _RunData, judge: str, item_id: str) -> int:
+        """The list length of the item for this judge (0: skipped): min(k, smallest pool) or 0 below min_k."""
+        modes = LIST_MODES if data.has_samples(judge) else ("alternatives",)
+        sizes = [len(self.pools(data, judge, item_id, c)[m]) for c in data.candidates[item_id] for m in modes]
+        k = min([self.k, *sizes])
+        return k if k >= self.min_k and k > 0 else 0
+
+    def skipped(self, data: _RunData, judge: str) -> list[str]:
+        return [i for i in data.item_ids if data.candidates[i] and self.item_k(data, judge, i) == 0]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"k": self.k, "min_k": self.min_k, "sources": list(self.sources)}
 
 
 # ------------------------------------------------------------------------------------ jobs
@@ -225,12 +371,33 @@ class _Job:
     vary: tuple[str, ...]  # fields that differ between the prompts sharing a prefix
     critique: str | None = None
     chosen_second: bool = False  # pairwise: the judged candidate is shown second (p_yes = P(option 2))
+    gold_shown: bool = False
+    shown_sources: tuple[str, ...] = ()
+    judged_in_list: bool = False
+    pair_type: str | None = None
     prompt: str = ""
     prefix: str = ""
     suffix: str = ""
 
 
-def _build_jobs(data: _RunData, judge_name: str, mode: str, item_ids: Sequence[str], k: int, seed: int) -> list[_Job]:
+def _pair_name(kind: str) -> str:
+    return _PAIR_NAME.get(kind, kind)
+
+
+def _pair_jobs(iid: str, q: str, a: _Candidate, b: _Candidate, pair_type: str) -> list[_Job]:
+    """Both orders of the pair (a, b); ``p_yes`` will be P(a chosen)."""
+    return [
+        _Job(iid, a.candidate_id, 0, b.candidate_id, [a.candidate_id, b.candidate_id],
+             {"question": q, "answer_1": a.text, "answer_2": b.text}, ("answer_1", "answer_2"), pair_type=pair_type),
+        _Job(iid, a.candidate_id, 1, b.candidate_id, [b.candidate_id, a.candidate_id],
+             {"question": q, "answer_1": b.text, "answer_2": a.text}, ("answer_1", "answer_2"),
+             chosen_second=True, pair_type=pair_type),
+    ]
+
+
+def _build_jobs(data: _RunData, judge_name: str, mode: str, item_ids: Sequence[str], k: int, seed: int,
+                lists: ListRule | None = None, pair_sources: Sequence[str] = DEFAULT_PAIR_SOURCES) -> list[_Job]:
+    lists = lists or ListRule(k, 1, DEFAULT_ALT_SOURCES)
     jobs: list[_Job] = []
     for iid in item_ids:
         q = data.questions[iid]
@@ -239,37 +406,36 @@ def _build_jobs(data: _RunData, judge_name: str, mode: str, item_ids: Sequence[s
             for c in cands:
                 jobs.append(_Job(iid, c.candidate_id, 0, None, [], {"question": q, "answer": c.text},
                                  ("answer", "critique")))
-        elif mode == "own_samples":
-            drawn = data.samples.get((judge_name, iid), [])[:k]
-            exact = {c.text: c.candidate_id for c in cands}
-            loose = {}
+        elif mode in LIST_MODES:
+            n = lists.item_k(data, judge_name, iid)
+            if n == 0:
+                continue  # pool too small: skipped in both list modes (counted by ListRule.skipped)
+            field = "samples" if mode == "own_samples" else "alternatives"
             for c in cands:
-                loose.setdefault(_loose(c.text), c.candidate_id)
-            shown = [exact.get(a) or loose.get(_loose(a)) or f"sample:{idx}" for idx, a in drawn]
-            listing = format_list([a for _, a in drawn])
-            for c in cands:
-                jobs.append(_Job(iid, c.candidate_id, 0, None, list(shown),
-                                 {"question": q, "samples": listing, "answer": c.text}, ("answer",)))
-        elif mode == "alternatives":
-            pool = [c for c in _shuffled(cands, seed, "alternatives", iid) if judge_name not in c.authors]
-            for c in cands:
-                alts = [a for a in pool if a.candidate_id != c.candidate_id][:k]
-                jobs.append(_Job(iid, c.candidate_id, 0, None, [a.candidate_id for a in alts],
-                                 {"question": q, "alternatives": format_list([a.text for a in alts]), "answer": c.text},
-                                 ("answer",)))
+                pool = [(x.id, x) for x in lists.pools(data, judge_name, iid, c)[mode]]
+                shown = [x for _, x in _seeded(pool, f"{seed}|{mode}|{iid}|{c.candidate_id}")[:n]]
+                jobs.append(_Job(
+                    iid, c.candidate_id, 0, None, [x.id for x in shown],
+                    {"question": q, field: format_list([x.text for x in shown]), "answer": c.text}, (field, "answer"),
+                    gold_shown=any(x.correct for x in shown), shown_sources=tuple(x.source for x in shown),
+                    judged_in_list=any(x.id == c.candidate_id or _loose(x.text) == _loose(c.text) for x in shown)))
         elif mode == "pairwise":
+            others = [(x.candidate_id, x) for x in cands if judge_name not in x.authors]
             a = data.own_greedy(judge_name, iid)
-            if a is None:
-                continue
-            order = [c for c in _shuffled(cands, seed, "pairwise", iid) if c.candidate_id != a.candidate_id]
-            partners = ([c for c in order if judge_name not in c.authors]
-                        + [c for c in order if judge_name in c.authors])[:k]
-            for b in partners:
-                jobs.append(_Job(iid, a.candidate_id, 0, b.candidate_id, [a.candidate_id, b.candidate_id],
-                                 {"question": q, "answer_1": a.text, "answer_2": b.text}, ("answer_2",)))
-                jobs.append(_Job(iid, a.candidate_id, 1, b.candidate_id, [b.candidate_id, a.candidate_id],
-                                 {"question": q, "answer_1": b.text, "answer_2": a.text}, ("answer_1", "answer_2"),
-                                 chosen_second=True))
+            if a is not None:
+                for _, b in [e for e in _seeded(others, f"{seed}|pairwise|{iid}")
+                             if _shown_kind(e[1], judge_name, pair_sources)][:k]:
+                    kind = _pair_name(_shown_kind(b, judge_name, pair_sources))
+                    jobs += _pair_jobs(iid, q, a, b, f"self_{kind}")
+            control = ("other_model", "distractor", "perturbation") + (
+                ("reference",) if "reference" in pair_sources else ())
+            pool = sorted((x for _, x in others if _shown_kind(x, judge_name, control)), key=lambda x: x.candidate_id)
+            pairs = [(f"{x.candidate_id}|{y.candidate_id}", (x, y)) for i, x in enumerate(pool) for y in pool[i + 1:]]
+            for _, (x, y) in _seeded(pairs, f"{seed}|controls|{iid}")[:k]:
+                kx, ky = _shown_kind(x, judge_name, control), _shown_kind(y, judge_name, control)
+                if _KIND_ORDER.index(ky) < _KIND_ORDER.index(kx):  # name the pair in kind order
+                    (x, kx), (y, ky) = (y, ky), (x, kx)
+                jobs += _pair_jobs(iid, q, x, y, f"{_pair_name(kx)}_{_pair_name(ky)}")
         else:  # pragma: no cover - modes are checked earlier
             raise ValueError(f"unknown judge mode {mode!r}")
     return jobs
@@ -370,12 +536,18 @@ def _frame(jobs: list[_Job], verdicts: list[dict], judge_name: str, mode: str) -
             "p_yes": v["p_yes"], "yes_no_mass": v["yes_no_mass"], "top_tokens": v["top_tokens"],
             "top_probs": v["top_probs"], "prompt_hash": _prompt_hash(job.prompt),
             "alternatives": list(job.alternatives), "critique": job.critique,
+            "gold_shown": bool(job.gold_shown), "shown_sources": list(job.shown_sources),
+            "judged_in_list": bool(job.judged_in_list),
+            "list_length": len(job.alternatives) if mode in LIST_MODES else 0, "pair_type": job.pair_type,
         })
     df = pd.DataFrame(rows, columns=JUDGMENT_COLUMNS)
-    df["order"] = df["order"].astype("int64")
+    for c in ("order", "list_length"):
+        df[c] = df[c].astype("int64")
     for c in ("p_yes", "yes_no_mass"):
         df[c] = df[c].astype("float64")
-    for c in ("other_candidate_id", "critique"):
+    for c in ("gold_shown", "judged_in_list"):
+        df[c] = df[c].astype(bool)
+    for c in ("other_candidate_id", "critique", "pair_type"):
         df[c] = df[c].astype(object)
     return df
 
@@ -420,18 +592,18 @@ def _option_ids(lm: "LoadedModel", template: JudgeTemplate) -> tuple[list[int], 
 
 
 def _setup(name: str, lm: "LoadedModel", modes: Sequence[str], templates: dict[str, dict[str, JudgeTemplate]],
-           example_ids: Sequence[int], k: int) -> _JudgeSetup:
+           examples: Sequence[FewShotExample], k: int) -> _JudgeSetup:
     fmt = "chat" if lm.has_chat_template else "plain"
     chosen = {m: templates[m][fmt] for m in modes}
     option_ids = {m: _option_ids(lm, t) for m, t in chosen.items()}
-    examples = {m: [example_fields(i, pos, m, k) for pos, i in enumerate(example_ids)] for m in modes}
-    return _JudgeSetup(name, lm, fmt, chosen, option_ids, examples)
+    shots = {m: [example_fields(ex, pos, m, k) for pos, ex in enumerate(examples)] for m in modes}
+    return _JudgeSetup(name, lm, fmt, chosen, option_ids, shots)
 
 
 def _judge_items(setup: _JudgeSetup, data: _RunData, mode: str, item_ids: Sequence[str], k: int, seed: int,
-                 batch_size: int | None) -> tuple[list[_Job], list[dict]]:
+                 batch_size: int | None, lists: ListRule, pair_sources: Sequence[str]) -> tuple[list[_Job], list[dict]]:
     template = setup.templates[mode]
-    jobs = _build_jobs(data, setup.name, mode, item_ids, k, seed)
+    jobs = _build_jobs(data, setup.name, mode, item_ids, k, seed, lists, pair_sources)
     if mode == "critique":
         _write_critiques(setup.lm, jobs, template, setup.examples[mode], batch_size)
     _render_jobs(jobs, template, setup.lm.tokenizer, setup.examples[mode])
@@ -484,41 +656,96 @@ def _check_int(name: str, value: Any, low: int) -> int:
     return value
 
 
-def _example_ids(data: _RunData, few_shot: int) -> tuple[list[int], list[str]]:
+def _check_sources(name: str, value: Any, allowed: Sequence[str], default: Sequence[str]) -> tuple[str, ...]:
+    """A source list from a sequence or a comma-separated string; one-line error on an unknown name."""
+    if value is None:
+        return tuple(default)
+    if isinstance(value, str):
+        value = [v.strip() for v in value.split(",") if v.strip()]
+    out: list[str] = []
+    for v in value:
+        if v not in allowed:
+            raise ValueError(f"{name}: unknown source {v!r}; use some of {', '.join(allowed)}")
+        if v not in out:
+            out.append(v)
+    if not out:
+        raise ValueError(f"{name} is empty; use some of {', '.join(allowed)}")
+    return tuple(out)
+
+
+def _examples(data: _RunData, few_shot: int, few_shot_file) -> tuple[list[FewShotExample], list[str], Any]:
+    """The few-shot examples (disjoint from the run's items), the dropped questions and their source.
+
+    Built-in: the first ``few_shot`` of the pool, right and wrong shown answers alternating. From a file:
+    its first ``few_shot`` examples (0: all of them), in file order."""
     from ._checkers import normalize_text
-
-    return select_examples(few_shot, [data.questions[i] for i in data.item_ids], normalize_text)
-
-
-def _settings(modes, names, k, few_shot, seed, templates, example_ids, dropped) -> dict[str, Any]:
     from ._judge_templates import FEW_SHOT_POOL
 
-    return {
+    questions = [data.questions[i] for i in data.item_ids]
+    if few_shot_file is not None:
+        from .runs import file_hash
+
+        pool = read_few_shot_file(few_shot_file)
+        keep, dropped = select_examples(few_shot or None, pool, questions, normalize_text)
+        return keep, dropped, {"file": os.fspath(few_shot_file), "sha256": file_hash(few_shot_file)}
+    base = builtin_examples(range(len(FEW_SHOT_POOL)))
+    keep, dropped = select_examples(few_shot, base, questions, normalize_text)
+    return builtin_examples([base.index(e) for e in keep]), dropped, "built-in"
+
+
+def _stage_settings(mode: str, *, k: int, seed: int, template_set: str, templates: dict[str, JudgeTemplate],
+                    examples: Sequence[FewShotExample], dropped: Sequence[str], few_shot: int, few_shot_source: Any,
+                    lists: ListRule, pair_sources: Sequence[str]) -> dict[str, Any]:
+    """What determines the judgments of one judge and mode (compared on resume; only these may conflict)."""
+    out: dict[str, Any] = {
         "version": SETTINGS_VERSION,
-        "modes": list(modes),
-        "judges": list(names),
-        "k": k,
+        "mode": mode,
+        "template_set": template_set,
+        "templates": {fmt: {**t.to_dict(), "hash": t.digest} for fmt, t in templates.items()},
         "few_shot": few_shot,
-        "seed": seed,
+        "few_shot_source": few_shot_source,
+        "few_shot_examples": [{f: v for f, v in dataclasses.asdict(e).items() if f != "where"} for e in examples],
+        "few_shot_dropped": list(dropped),
         "chunk_items": CHUNK_ITEMS,
         "top_k": TOP_K,
-        "templates": {m: {fmt: {**t.to_dict(), "hash": t.digest} for fmt, t in templates[m].items()} for m in modes},
-        "critique": {"decoding": "greedy", "max_new_tokens": CRITIQUE_MAX_NEW_TOKENS, "stop": list(CRITIQUE_STOP)},
-        "rules": {key: RULES[key] for key in RULES if key in modes or key in ("p_yes", "prompt_hash")},
-        "few_shot_examples": [FEW_SHOT_POOL[i][0] for i in example_ids],
-        "few_shot_dropped": list(dropped),
+        "rules": {"p_yes": RULES["p_yes"], "prompt_hash": RULES["prompt_hash"]},
     }
+    if mode in LIST_MODES:
+        out.update(seed=seed, lists=lists.to_dict())
+        out["rules"]["lists"] = RULES["lists"]
+    elif mode == "pairwise":
+        out.update(seed=seed, k=k, pair_sources=list(pair_sources))
+        out["rules"]["pairwise"] = RULES["pairwise"]
+    elif mode == "critique":
+        out["critique"] = {"decoding": "greedy", "max_new_tokens": CRITIQUE_MAX_NEW_TOKENS, "stop": list(CRITIQUE_STOP)}
+    return json.loads(json.dumps(out))
 
 
-def _drop_judgments(store) -> None:
-    import shutil
+def _conflicts(store, recorded: dict, wanted: dict[str, dict], where: str) -> list[tuple[str, str]]:
+    """(stage, message) for every requested stage whose written judgments were made with other settings;
+    for a list mode also the other list mode of the same judge when their shared list settings differ."""
+    from .runs import first_difference, show_value
 
-    from .runs import CHUNKS
-
-    shutil.rmtree(store.path / CHUNKS / "judgments", ignore_errors=True)
-    consolidated = store.path / "judgments.parquet"
-    if consolidated.exists():
-        consolidated.unlink()
+    out = []
+    for stage, new in wanted.items():
+        checks = [(stage, recorded.get(stage), new, stage)]
+        judge_part, mode = stage.rsplit("=", 1)
+        if mode in LIST_MODES:
+            sibling = f"{judge_part}={LIST_MODES[1 - LIST_MODES.index(mode)]}"
+            old = recorded.get(sibling)
+            if sibling not in wanted and old is not None:
+                checks.append((sibling, {"lists": old.get("lists")}, {"lists": new["lists"]}, sibling))
+        for target, old, want, label in checks:
+            if not store.chunk_keys("judgments", target):
+                continue
+            diff = first_difference(old, want, f"judge.stages[{label}]") if old is not None else (
+                f"judge.stages[{label}]", None, "recorded settings")
+            if diff:
+                at, before, after = diff
+                out.append((target, f"{where}: the run's judgments {label} were made with other judge settings "
+                                    f"({at}: {show_value(before)} in the run, {show_value(after)} requested); pass "
+                                    "overwrite=True (--overwrite) to redo that judge and mode"))
+    return out
 
 
 # ------------------------------------------------------------------------------------ public API
@@ -531,9 +758,14 @@ def judge(
     judges: Sequence[Any] | None = None,
     models: Mapping[str, "LoadedModel"] | None = None,
     k: int = 3,
+    min_k: int = 1,
+    alt_sources: Sequence[str] | str | None = None,
+    pair_sources: Sequence[str] | str | None = None,
     few_shot: int = 0,
+    few_shot_file: str | os.PathLike | None = None,
     seed: int = 0,
     templates: Mapping[str, Any] | None = None,
+    template_set: str = "default",
     overwrite: bool = False,
     batch_size: int | None = None,
     progress: bool = True,
@@ -543,20 +775,33 @@ def judge(
     ``judges``: model names, dicts with a ``name`` or LoadedModels (default: the run's models, so
     each model judges its own and the others' answers: the full judge x author matrix). ``models``:
     name -> already loaded LoadedModel (else :func:`selfbias.models.load_model` loads by name).
-    ``k``: samples / alternatives listed, and pairwise partners per anchor. ``few_shot``: built-in
-    examples shown first (disjoint from the run's items). ``templates``: per-mode overrides of
-    :data:`DEFAULT_TEMPLATES` (a JudgeTemplate, a dict of its fields, or ``{"chat": ..., "plain": ...}``).
-    Settings are recorded in ``manifest["judge"]``; a run with judgments made under other settings is
-    refused unless ``overwrite=True``, which drops them. Resumable: written chunks are kept.
+    ``k``: the longest list in the list modes, and the self / control pairs per item in pairwise
+    mode. ``min_k``: items whose matched list would be shorter are skipped in both list modes
+    (their ids: ``run.manifest["judge"]["skipped_items"][judge]``). ``alt_sources``: what the
+    ``alternatives`` list may show (:data:`ALT_SOURCES`; default :data:`DEFAULT_ALT_SOURCES`, wrong
+    answers only; ``reference`` or ``correct`` admits correct answers, in both list modes).
+    ``pair_sources``: what the judge's answer is paired with (:data:`PAIR_SOURCES`; default another
+    model's answer). ``few_shot``: grading examples shown first (disjoint from the run's items), from
+    the built-in pool or ``few_shot_file`` (JSONL, see :func:`selfbias._judge_templates.read_few_shot_file`;
+    ``few_shot=0`` with a file: all its examples). ``template_set``: ``default`` (Yes/No) or ``ptrue``
+    (Kadavath et al. 2022's True/False format); ``templates``: per-mode overrides (a JudgeTemplate, a
+    dict of its fields, or ``{"chat": ..., "plain": ...}``).
+    Settings are recorded per judge and mode in ``manifest["judge"]["stages"]``. Modes and judges
+    add to the judgments already there; a judge and mode already judged with other settings is
+    refused unless ``overwrite=True``, which redoes that judge and mode only. Resumable.
     """
     from ._progress import stage
     from .runs import Run, RunError, RunStore
 
     modes = _check_modes(modes)
     k = _check_int("k", k, 1)
+    min_k = _check_int("min_k", min_k, 1)
     few_shot = _check_int("few_shot", few_shot, 0)
     seed = _check_int("seed", seed, 0)
-    resolved = resolve_templates(templates, modes)
+    alt_sources = _check_sources("alt_sources", alt_sources, ALT_SOURCES, DEFAULT_ALT_SOURCES)
+    pair_sources = _check_sources("pair_sources", pair_sources, PAIR_SOURCES, DEFAULT_PAIR_SOURCES)
+    resolved = resolve_templates(templates, modes, template_set)
+    lists = ListRule(k, min_k, alt_sources)
     path = Path(run.path) if isinstance(run, Run) else Path(run)
     models = dict(models or {})
     started = time.perf_counter()
@@ -578,7 +823,7 @@ def judge(
         data = _RunData.from_tables(store.read_table("items"), store.read_table("candidates"),
                                     store.read_table("generations"), str(path))
         for name in names:
-            if "own_samples" in modes and not any(m == name for m, _ in data.samples):
+            if "own_samples" in modes and not data.has_samples(name):
                 raise ValueError(
                     f"{path}: mode 'own_samples' needs the judge's own samples, but 'generations' has no "
                     f"sample rows of model {name!r}"
@@ -588,29 +833,39 @@ def judge(
                     f"{path}: mode 'pairwise' anchors on the judge's own greedy answer, but no candidate has "
                     f"source 'own_greedy' authored by {name!r}"
                 )
-        example_ids, dropped = _example_ids(data, few_shot)
-        settings = _settings(modes, names, k, few_shot, seed, resolved, example_ids, dropped)
-        settings = json.loads(json.dumps(settings))
+        examples, dropped, shot_source = _examples(data, few_shot, few_shot_file)
+        wanted = {_stage(name, m): _stage_settings(
+            m, k=k, seed=seed, template_set=template_set, templates=resolved[m], examples=examples, dropped=dropped,
+            few_shot=few_shot, few_shot_source=shot_source, lists=lists, pair_sources=pair_sources)
+            for name in names for m in modes}
 
         previous = manifest.get("judge") or {}
-        if "judgments" in store.tables():
-            if overwrite:
-                _drop_judgments(store)
-                previous = {}
-            else:
-                from .runs import _ABSENT, _first_difference, _show
+        written = store.stages("judgments")
+        if written and previous.get("version") != SETTINGS_VERSION:
+            if not overwrite:
+                raise RunError(f"{path}: the run's judgments were made by an older selfbias (settings not recorded "
+                               "per judge and mode); pass overwrite=True (--overwrite) to judge again")
+            for st_name in written:
+                store.drop_stage("judgments", st_name)
+            previous = {}
+        recorded = dict(previous.get("stages") or {})
+        for st_name, message in _conflicts(store, recorded, wanted, str(path)):
+            if not overwrite:
+                raise RunError(message)
+            store.drop_stage("judgments", st_name)
+            recorded.pop(st_name, None)
+        recorded.update(wanted)
+        spellings = dict(previous.get("spellings") or {})
+        skipped = dict(previous.get("skipped_items") or {})
+        for name in names:
+            if any(m in LIST_MODES for m in modes):
+                skipped[name] = lists.skipped(data, name)
 
-                diff = _first_difference({key: previous.get(key, _ABSENT) for key in settings}, settings, "judge")
-                if diff:
-                    where, old, new = diff
-                    raise RunError(
-                        f"{path}: the run's judgments were made with other judge settings ({where}: "
-                        f"{_show(old)} in the run, {_show(new)} requested); pass overwrite=True "
-                        "(--overwrite) to drop them and judge again"
-                    )
-        spellings = dict(previous.get("spellings") or {}) if previous else {}
-        store.update_manifest(judge={**settings, "spellings": spellings})
+        def save() -> None:
+            store.update_manifest(judge={"version": SETTINGS_VERSION, "stages": recorded, "spellings": spellings,
+                                         "skipped_items": skipped})
 
+        save()
         chunks = [data.item_ids[i:i + CHUNK_ITEMS] for i in range(0, len(data.item_ids), CHUNK_ITEMS)]
         todo = {name: [(m, c) for m in modes for c in range(len(chunks))
                        if not store.has_chunk("judgments", _stage(name, m), str(c))] for name in names}
@@ -622,12 +877,14 @@ def judge(
                 from .models import load_model
 
                 lm, loaded_here = load_model(name), True
-            setup = _setup(name, lm, modes, resolved, example_ids, k)
-            spellings[name] = setup.spellings()
-            store.update_manifest(judge={**settings, "spellings": spellings})
+            setup = _setup(name, lm, modes, resolved, examples, k)
+            found = setup.spellings()
+            old = spellings.get(name) or {}
+            spellings[name] = {**old, **found, "options": {**(old.get("options") or {}), **found["options"]}}
+            save()
             with stage(f"judge {name}", len(todo[name]), progress) as advance:
                 for mode, c in todo[name]:
-                    jobs, verdicts = _judge_items(setup, data, mode, chunks[c], k, seed, batch_size)
+                    jobs, verdicts = _judge_items(setup, data, mode, chunks[c], k, seed, batch_size, lists, pair_sources)
                     store.write_chunk("judgments", _stage(name, mode), str(c), _frame(jobs, verdicts, name, mode))
                     advance(1)
             del setup
@@ -647,19 +904,25 @@ def judge_prompts(
     judge_name: str | None = None,
     items: Sequence[str] | None = None,
     k: int = 3,
+    min_k: int = 1,
+    alt_sources: Sequence[str] | str | None = None,
+    pair_sources: Sequence[str] | str | None = None,
     few_shot: int = 0,
+    few_shot_file: str | os.PathLike | None = None,
     seed: int = 0,
     templates: Mapping[str, Any] | None = None,
+    template_set: str = "default",
     read: bool = False,
     batch_size: int | None = None,
 ) -> "pd.DataFrame":
     """The prompts that :func:`judge` would read for one judge and mode, without writing anything.
 
     One row per judgment: ``item_id``, ``candidate_id``, ``order``, ``other_candidate_id``,
-    ``alternatives``, ``critique`` (critique mode generates it), ``prompt`` (full text),
-    ``prompt_prefix`` / ``prompt_suffix`` (the shared part and the per-candidate rest),
-    ``prompt_hash``, ``options`` (the two verdict words); with ``read=True`` also the judgments'
-    ``p_yes``, ``yes_no_mass``, ``top_tokens`` and ``top_probs``.
+    ``alternatives``, ``critique`` (critique mode generates it), ``gold_shown``, ``shown_sources``,
+    ``judged_in_list``, ``list_length``, ``pair_type``, ``prompt`` (full text), ``prompt_prefix`` /
+    ``prompt_suffix`` (the shared part and the per-candidate rest), ``prompt_hash``, ``options`` (the
+    two verdict words); with ``read=True`` also the judgments' ``p_yes``, ``yes_no_mass``,
+    ``top_tokens`` and ``top_probs``.
     """
     import pandas as pd
 
@@ -668,18 +931,23 @@ def judge_prompts(
     (mode,) = _check_modes(mode)
     r = run if isinstance(run, Run) else load_run(run)
     data = _RunData.from_tables(r.items, r.candidates, r.generations, str(r.path))
-    example_ids, _ = _example_ids(data, _check_int("few_shot", few_shot, 0))
-    setup = _setup(judge_name or lm.name, lm, (mode,), resolve_templates(templates, (mode,)), example_ids,
-                   _check_int("k", k, 1))
+    examples, _, _ = _examples(data, _check_int("few_shot", few_shot, 0), few_shot_file)
+    k = _check_int("k", k, 1)
+    lists = ListRule(k, _check_int("min_k", min_k, 1),
+                     _check_sources("alt_sources", alt_sources, ALT_SOURCES, DEFAULT_ALT_SOURCES))
+    pair_sources = _check_sources("pair_sources", pair_sources, PAIR_SOURCES, DEFAULT_PAIR_SOURCES)
+    setup = _setup(judge_name or lm.name, lm, (mode,), resolve_templates(templates, (mode,), template_set), examples, k)
     item_ids = list(items) if items is not None else data.item_ids
     template = setup.templates[mode]
-    jobs = _build_jobs(data, setup.name, mode, item_ids, k, seed)
+    jobs = _build_jobs(data, setup.name, mode, item_ids, k, seed, lists, pair_sources)
     if mode == "critique":
         _write_critiques(lm, jobs, template, setup.examples[mode], batch_size)
     _render_jobs(jobs, template, lm.tokenizer, setup.examples[mode])
     df = pd.DataFrame([{
         "item_id": j.item_id, "candidate_id": j.candidate_id, "order": j.order,
         "other_candidate_id": j.other_candidate_id, "alternatives": list(j.alternatives), "critique": j.critique,
+        "gold_shown": j.gold_shown, "shown_sources": list(j.shown_sources), "judged_in_list": j.judged_in_list,
+        "list_length": len(j.alternatives) if mode in LIST_MODES else 0, "pair_type": j.pair_type,
         "prompt": j.prompt, "prompt_prefix": j.prefix, "prompt_suffix": j.suffix,
         "prompt_hash": _prompt_hash(j.prompt), "options": list(template.options),
     } for j in jobs])

@@ -66,6 +66,9 @@ def probe(
     n_distractors: int = 3,
     n_perturbations: int = 2,
     judge_modes: Sequence[str] = ("isolated", "alternatives"),
+    alt_sources: Sequence[str] | str | None = None,
+    pair_sources: Sequence[str] | str | None = None,
+    template_set: str = "default",
     seed: int = 0,
     mapping: dict | str | None = None,
     fmt: str | None = None,
@@ -82,7 +85,8 @@ def probe(
     Every model answers every item (greedy + ``samples`` draws at ``temperature``); candidates are
     the own answers, the first reference, up to ``n_distractors`` dataset distractors and
     ``n_perturbations`` perturbations of the reference; every model scores every candidate;
-    then the judge runs ``judge_modes`` (empty: no judging). ``loaded`` maps model names to
+    then the judge runs ``judge_modes`` (empty: no judging) with ``alt_sources``, ``pair_sources`` and
+    ``template_set`` (see :func:`selfbias.judge.judge`). ``loaded`` maps model names to
     already loaded :class:`~selfbias.models.LoadedModel` objects.
     """
     from .models import load_model
@@ -134,7 +138,8 @@ def probe(
     from .judge import judge
 
     # The judge reads the chunks and consolidates every table once when it finishes.
-    return judge(store.path, modes=tuple(judge_modes), models=lms, seed=seed, progress=progress)
+    return judge(store.path, modes=tuple(judge_modes), models=lms, seed=seed, alt_sources=alt_sources,
+                 pair_sources=pair_sources, template_set=template_set, progress=progress)
 
 
 def _model_request(lm) -> dict:

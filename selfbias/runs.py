@@ -64,6 +64,8 @@ __all__ = [
     "file_hash",
     "make_analysis_frame",
     "make_pairwise_frame",
+    "first_difference",
+    "show_value",
     "TABLES",
     "ANALYSIS_COLUMNS",
     "PAIRWISE_COLUMNS",
@@ -76,12 +78,12 @@ FORMAT = "selfbias-run/1"
 
 ANALYSIS_COLUMNS = [
     "item_id", "candidate_id", "judge", "mode", "p_yes", "yes_no_mass", "correct", "source",
-    "self_authored", "sum_logprob", "mean_logprob", "n_tokens", "author",
+    "self_authored", "sum_logprob", "mean_logprob", "n_tokens", "author", "gold_shown", "list_length",
 ]
 PAIRWISE_COLUMNS = [
     "item_id", "judge", "candidate_a", "candidate_b", "p_a_first", "p_a_second", "pref_a",
     "orders_agree", "a_correct", "b_correct", "a_self", "b_self", "a_sum_logprob", "b_sum_logprob",
-    "a_mean_logprob", "b_mean_logprob",
+    "a_mean_logprob", "b_mean_logprob", "pair_type", "verdict",
 ]
 
 _VERSION_PACKAGES = (
@@ -174,6 +176,17 @@ def _first_difference(old: Any, new: Any, path: str) -> tuple[str, Any, Any] | N
     if old is not _ABSENT and new is not _ABSENT and _leaf_equal(old, new):
         return None
     return (path, old, new)
+
+
+def first_difference(old: Any, new: Any, path: str) -> tuple[str, Any, Any] | None:
+    """The first key path at which two JSON values (e.g. recorded and requested settings) differ, with
+    both values (``"absent"`` in :func:`show_value` for a missing key); None if they are equal."""
+    return _first_difference(old, new, path)
+
+
+def show_value(v: Any, limit: int = 80) -> str:
+    """A value of :func:`first_difference` as short JSON text for a one-line error."""
+    return _show(v, limit)
 
 
 def _show(v: Any, limit: int = 80) -> str:
@@ -480,6 +493,34 @@ class RunStore:
                 self._update(lambda m: m.update(finalized=None))
         st.atomic_write_table(final, data)
 
+    def drop_stage(self, table: str, stage: str) -> bool:
+        """Remove every chunk of ``table`` / ``stage`` (one partition, e.g. one judge and mode) and the
+        now stale consolidated ``RUN/<table>.parquet``; the other stages stay. True if chunks existed.
+
+        The stage folder is first renamed to a hidden name (atomic), so a kill during the removal
+        leaves either the whole partition or none of it visible to readers.
+        """
+        sdir = self.path / CHUNKS / _check_table(table) / st.check_name("stage", stage)
+        consolidated = self.path / f"{table}{st.PARQUET}"
+        if consolidated.exists():
+            consolidated.unlink()
+            if self._manifest.get("finalized"):
+                self._update(lambda m: m.update(finalized=None))
+        if not sdir.is_dir():
+            return False
+        trash = sdir.with_name(f".{sdir.name}.removing-{os.getpid()}-{secrets.token_hex(4)}")
+        os.rename(sdir, trash)
+        shutil.rmtree(trash, ignore_errors=True)
+        return True
+
+    def stages(self, table: str) -> list[str]:
+        """Stages of ``table`` that hold committed chunks, in natural order."""
+        tdir = self.path / CHUNKS / _check_table(table)
+        if not tdir.is_dir():
+            return []
+        names = [d.name for d in os.scandir(tdir) if d.is_dir() and not d.name.startswith(".")]
+        return sorted((n for n in names if self.chunk_keys(table, n)), key=st.natural_key)
+
     def chunk_keys(self, table: str, stage: str) -> list[str]:
         """Keys of the committed chunks of ``table`` / ``stage``, in natural order."""
         sdir = self.path / CHUNKS / _check_table(table) / st.check_name("stage", stage)
@@ -576,6 +617,31 @@ def _int_if_complete(s: pd.Series) -> pd.Series:
     return s.astype("float64")
 
 
+def _list_info(j: pd.DataFrame, candidates: pd.DataFrame) -> tuple[list[bool], list[int]]:
+    """(gold_shown, list_length) of judgment rows: the recorded columns, or, for runs judged before
+    they existed, derived from ``alternatives`` (ids shown) and the candidates' ``correct`` flag."""
+    n = len(j)
+    recorded_gold = j["gold_shown"].tolist() if "gold_shown" in j else [None] * n
+    recorded_len = j["list_length"].tolist() if "list_length" in j else [None] * n
+    correct = {}
+    if not candidates.empty and {"item_id", "candidate_id", "correct"} <= set(candidates.columns):
+        correct = {(i, c): bool(v) for i, c, v in
+                   zip(candidates["item_id"], candidates["candidate_id"], candidates["correct"])}
+    alts = j["alternatives"].tolist() if "alternatives" in j else [None] * n
+    gold, length = [], []
+    for item, mode, shown, g, L in zip(j["item_id"], j["mode"], alts, recorded_gold, recorded_len):
+        shown = list(shown) if _listlike(shown) and mode in _LIST_MODES else []
+        length.append(int(L) if L is not None and not (isinstance(L, float) and math.isnan(L)) else len(shown))
+        if g is not None and not (isinstance(g, float) and math.isnan(g)):
+            gold.append(bool(g))
+        else:
+            gold.append(any(correct.get((item, c), False) for c in shown))
+    return gold, length
+
+
+_LIST_MODES = ("own_samples", "alternatives")
+
+
 def make_analysis_frame(
     judgments: pd.DataFrame, candidates: pd.DataFrame, scores: pd.DataFrame
 ) -> pd.DataFrame:
@@ -583,7 +649,10 @@ def make_analysis_frame(
     if judgments.empty or "mode" not in judgments:
         return pd.DataFrame({c: pd.Series(dtype=object) for c in ANALYSIS_COLUMNS})
     j = judgments[judgments["mode"] != "pairwise"]
+    gold, length = _list_info(j, candidates)
     j = j.reindex(columns=["item_id", "candidate_id", "judge", "mode", "p_yes", "yes_no_mass"])
+    j = j.assign(gold_shown=pd.Series(gold, index=j.index, dtype=bool),
+                 list_length=pd.Series(length, index=j.index, dtype="int64"))
     out = j.merge(_candidate_info(candidates), on=["item_id", "candidate_id"], how="left")
     out["self_authored"] = _self_flags(out["authors"], out["judge"])
     relative = [_relative_source(s, a, j, p) for s, a, j, p in
@@ -595,6 +664,35 @@ def make_analysis_frame(
     for c in ("p_yes", "yes_no_mass", "sum_logprob", "mean_logprob"):
         out[c] = out[c].astype("float64")
     return out[ANALYSIS_COLUMNS].reset_index(drop=True)
+
+
+_PAIR_KINDS = ("self", "other", "reference", "distractor", "perturbation")
+
+
+def _pair_kind(judge: str, sources, authors, primary) -> str:
+    """A pair member's kind as seen by ``judge``: self, other (another model's answer) or its dataset source."""
+    source, _author = _relative_source(sources, authors, judge, primary)
+    return "self" if source in _OWN else "other" if source == "other_model" else str(source)
+
+
+def pair_type_name(kind_a: str, kind_b: str) -> str:
+    """``<kind>_<kind>`` of a pair, kinds in the order self, other, reference, distractor, perturbation
+    (so ``self_other``, ``other_other``, ``reference_distractor``; unordered, like the pair)."""
+    rank = {k: i for i, k in enumerate(_PAIR_KINDS)}
+    a, b = sorted((kind_a, kind_b), key=lambda k: (rank.get(k, len(rank)), k))
+    return f"{a}_{b}"
+
+
+def _verdict(first: float, second: float) -> str | None:
+    """The order-consistent verdict: 'a' (or 'b') when both orders pick it, else 'inconsistent';
+    None when an order is missing."""
+    if math.isnan(first) or math.isnan(second):
+        return None
+    if first > 0.5 and second > 0.5:
+        return "a"
+    if first < 0.5 and second < 0.5:
+        return "b"
+    return "inconsistent"
 
 
 def make_pairwise_frame(
@@ -616,7 +714,10 @@ def make_pairwise_frame(
         else:
             pos = int(row.get("order", 0) or 0)  # order 0: this candidate shown first
         key = (row["item_id"], row["judge"], frozenset((c, o)))
-        pair = pairs.setdefault(key, {"a": c, "b": o, "direct": ([], []), "mirror": ([], [])})
+        pair = pairs.setdefault(key, {"a": c, "b": o, "direct": ([], []), "mirror": ([], []), "type": None})
+        recorded = row.get("pair_type")
+        if pair["type"] is None and isinstance(recorded, str):
+            pair["type"] = recorded
         if c == pair["a"]:
             pair["direct"][pos].append(p)
         else:
@@ -634,11 +735,22 @@ def make_pairwise_frame(
             "p_a_first": first, "p_a_second": second,
             "pref_a": float(np.mean(present)) if present else math.nan,
             "orders_agree": bool(len(present) == 2 and (first - 0.5) * (second - 0.5) > 0),
+            "pair_type": pair["type"], "verdict": _verdict(first, second),
         })
     if not records:
         return pd.DataFrame({c: pd.Series(dtype=object) for c in PAIRWISE_COLUMNS})
     out = pd.DataFrame.from_records(records)
-    cand = _candidate_info(candidates)[["item_id", "candidate_id", "correct", "authors"]]
+    info = _candidate_info(candidates)
+    kinds = {(i, c): (s, a, p) for i, c, s, a, p in
+             zip(info["item_id"], info["candidate_id"], info["sources"], info["authors"], info["source"])}
+    missing = out["pair_type"].isna()
+    if missing.any():  # judged before pair_type was recorded: derive it from the candidates
+        out.loc[missing, "pair_type"] = [
+            pair_type_name(_pair_kind(j, *kinds.get((i, a), (None, None, "unknown"))),
+                           _pair_kind(j, *kinds.get((i, b), (None, None, "unknown"))))
+            for i, j, a, b in zip(out.loc[missing, "item_id"], out.loc[missing, "judge"],
+                                  out.loc[missing, "candidate_a"], out.loc[missing, "candidate_b"])]
+    cand = info[["item_id", "candidate_id", "correct", "authors"]]
     sc = _score_info(scores)[["item_id", "candidate_id", "judge", "sum_logprob", "mean_logprob"]]
     for side in ("a", "b"):
         ren = {"candidate_id": f"candidate_{side}"}
