@@ -750,6 +750,8 @@ def make_pairwise_frame(
                            _pair_kind(j, *kinds.get((i, b), (None, None, "unknown"))))
             for i, j, a, b in zip(out.loc[missing, "item_id"], out.loc[missing, "judge"],
                                   out.loc[missing, "candidate_a"], out.loc[missing, "candidate_b"])]
+    for c in ("pair_type", "verdict"):  # text or None
+        out[c] = out[c].astype(object)
     cand = info[["item_id", "candidate_id", "correct", "authors"]]
     sc = _score_info(scores)[["item_id", "candidate_id", "judge", "sum_logprob", "mean_logprob"]]
     for side in ("a", "b"):

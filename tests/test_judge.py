@@ -27,9 +27,9 @@ TOL = 1e-4
 
 # (item_id, question, reference, perturbations, greedy answer, samples)
 ITEMS = [
-    ("t-0", "What is 2 + 3?", "5", ["6"], "5", ["5", "6"]),
-    ("t-1", "What is 7 + 8?", "15", ["14"], "13", ["13", "15"]),
-    ("t-2", "What is 6 * 7?", "42", ["48"], "40", ["42", "40"]),
+    ("t-0", "What is 2 + 3?", "5", ["6", "4", "7"], "5", ["5", "6", "3"]),
+    ("t-1", "What is 7 + 8?", "15", ["14", "16", "17"], "13", ["13", "15", "11", "12"]),
+    ("t-2", "What is 6 * 7?", "42", ["48", "41", "43"], "40", ["42", "40", "36", "45"]),
 ]
 
 
@@ -66,6 +66,7 @@ def make_run(path, model: str = SMOL, items=ITEMS, flip_correct: bool = False):
 
 
 MODES = ("isolated", "alternatives", "pairwise")
+PAIRED = ("perturbation",)  # one-model runs have no other model's answer to pair with
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -83,7 +84,7 @@ def judged(one_thread, smollm2, tmp_path_factory):
     """SmolLM2 judges its own small run (two items) in three modes."""
     path = tmp_path_factory.mktemp("judged") / "run"
     make_run(path, items=ITEMS[1:])
-    return judge(path, modes=MODES, k=2, models={SMOL: smollm2}, progress=False)
+    return judge(path, modes=MODES, k=2, pair_sources=PAIRED, models={SMOL: smollm2}, progress=False)
 
 
 @pytest.fixture(scope="module")
@@ -118,7 +119,7 @@ def test_p_yes_matches_hand_computation(judged, smollm2):
     assert ((table.p_yes >= 0) & (table.p_yes <= 1)).all() and ((table.yes_no_mass > 0) & (table.yes_no_mass <= 1)).all()
     checked = 0
     for mode in MODES:
-        prompts = judge_prompts(judged, smollm2, mode, k=2, items=["t-1"]).set_index("prompt_hash")
+        prompts = judge_prompts(judged, smollm2, mode, k=2, pair_sources=PAIRED, items=["t-1"]).set_index("prompt_hash")
         rows = table[(table["mode"] == mode) & (table.item_id == "t-1")]
         picks = rows.iloc[[0, -1]]  # for pairwise: order 0 then order 1 (a shown second)
         for row in picks.itertuples():
@@ -195,35 +196,42 @@ def test_alternatives_prompts_never_mark_correctness(smollm2, tmp_path):
     flipped = make_run(tmp_path / "b", flip_correct=True)
     df = judge_prompts(run, smollm2, "alternatives", k=2)
     cands = run.candidates.set_index("candidate_id")
-    assert len(df) == len(cands)
+    assert len(df) == len(cands)  # every item has a list here
     for row in df.itertuples():
         alts = list(row.alternatives)
         item = cands[cands.item_id == row.item_id]
-        pool = [c for c, authors in zip(item.index, item.authors) if SMOL not in authors and c != row.candidate_id]
-        assert set(alts) <= set(pool) and len(alts) == min(2, len(pool))  # external only, k of them
-        shown = [f"- {cands.loc[a, 'text']}" for a in alts] or ["(none)"]
+        pool = [c for c, authors, ok in zip(item.index, item.authors, item.correct)
+                if SMOL not in authors and c != row.candidate_id and not ok]
+        assert set(alts) <= set(pool) and len(alts) == row.list_length >= 1  # external, wrong, not itself
+        assert not row.gold_shown and row.shown_sources == ["perturbation"] * len(alts)
+        shown = [f"- {cands.loc[a, 'text']}" for a in alts]
         assert _block(row.prompt) == shown  # in the recorded order
         block = "\n".join(_block(row.prompt)).lower()
         for marker in ("correct", "reference", "right", "wrong", "true", "false", "dataset", "perturbation", "✓"):
             assert marker not in block
         assert "reference" not in row.prompt.lower() and "dataset" not in row.prompt
-    # the correctness flag never reaches the prompt: flipping it changes no prompt
-    other = judge_prompts(flipped, smollm2, "alternatives", k=2)
-    assert df.prompt_hash.tolist() == other.prompt_hash.tolist()
-    assert df.alternatives.tolist() == other.alternatives.tolist()
-    # prompts of one item share their prefix up to the answer
+    assert df.groupby("item_id").list_length.nunique().eq(1).all()
+    # with correct answers admitted, the correctness flag never reaches the prompt: flipping it changes none
+    everything = ("perturbation", "reference")
+    shown = judge_prompts(run, smollm2, "alternatives", k=2, alt_sources=everything)
+    other = judge_prompts(flipped, smollm2, "alternatives", k=2, alt_sources=everything)
+    assert shown.prompt_hash.tolist() == other.prompt_hash.tolist()
+    assert shown.alternatives.tolist() == other.alternatives.tolist()
+    # prompts of one candidate share their prefix up to the list (the list differs per candidate)
     assert (df.prompt_prefix + df.prompt_suffix == df.prompt).all()
-    assert df.prompt_prefix.str.endswith("\nProposed answer: ").all()
+    assert df.prompt_prefix.str.endswith("Possible answers:\n").all()
 
 
 def test_pairwise_runs_both_orders(judged):
     table = judged.judgments
     pw = table[table["mode"] == "pairwise"]
     cands = judged.candidates.set_index("candidate_id")
-    assert len(pw) > 0
+    assert len(pw) > 0 and set(pw.pair_type) == {"self_perturbation", "perturbation_perturbation"}
     for (cid, other), g in pw.groupby(["candidate_id", "other_candidate_id"]):
-        assert sorted(g.order) == [0, 1]
-        assert ("own_greedy", SMOL) in zip(cands.loc[cid, "sources"], cands.loc[cid, "authors"])
+        assert sorted(g.order) == [0, 1] and g.pair_type.nunique() == 1
+        own = ("own_greedy", SMOL) in zip(cands.loc[cid, "sources"], cands.loc[cid, "authors"])
+        assert own == (g.pair_type.iloc[0] == "self_perturbation")  # controls: neither answer is the judge's
+        assert SMOL not in cands.loc[other, "authors"]
         first = g[g.order == 0].iloc[0]
         second = g[g.order == 1].iloc[0]
         assert list(first.alternatives) == [cid, other] and list(second.alternatives) == [other, cid]
@@ -232,6 +240,10 @@ def test_pairwise_runs_both_orders(judged):
     assert len(frame) == len(pw) // 2
     assert frame.p_a_first.notna().all() and frame.p_a_second.notna().all()
     assert ((frame.pref_a - (frame.p_a_first + frame.p_a_second) / 2).abs() < 1e-12).all()
+    expected = [("a" if f > 0.5 and s > 0.5 else "b" if f < 0.5 and s < 0.5 else "inconsistent")
+                for f, s in zip(frame.p_a_first, frame.p_a_second)]
+    assert frame.verdict.tolist() == expected
+    assert set(frame.pair_type) == set(pw.pair_type)
 
 
 def test_own_samples_and_critique_modes(tiny_wide, tmp_path):
@@ -241,9 +253,12 @@ def test_own_samples_and_critique_modes(tiny_wide, tmp_path):
     table = out.judgments
     own = table[table["mode"] == "own_samples"]
     cands = out.candidates.set_index("candidate_id")
-    # t-1's samples are "13", "15": shown as candidate ids, in sample order
-    row = own[own.item_id == "t-1"].iloc[0]
-    assert [cands.loc[c, "text"] for c in row.alternatives] == ["13", "15"]
+    # t-1's samples are 13, 15, 11, 12: its lists hold 2 of the wrong ones (15 is correct), never the judged one
+    rows = own[own.item_id == "t-1"]
+    for row in rows.itertuples():
+        texts = [cands.loc[c, "text"] for c in row.alternatives]
+        assert len(texts) == 2 and set(texts) <= {"13", "11", "12"} - {cands.loc[row.candidate_id, "text"]}
+    assert all(list(x) == ["own_sample", "own_sample"] for x in rows.shown_sources) and not rows.gold_shown.any()
     crit = table[table["mode"] == "critique"]
     assert len(crit) == len(cands) and crit.critique.map(lambda c: isinstance(c, str)).all()
     prompts = judge_prompts(out, tiny, "critique", items=["t-0"])
@@ -262,17 +277,24 @@ def test_judge_by_author_matrix_and_missing_own_answers(tiny, tmp_path, monkeypa
     cands.at[first, "authors"] = ["dataset"]
     store.write_chunk("candidates", "probe", "0", cands)
     store.close()
-    out = judge(run, modes=("alternatives", "pairwise"), judges=[SMOL], k=2, models={SMOL: tiny}, progress=False)
+    out = judge(run, modes=("alternatives", "pairwise"), judges=[SMOL], k=2, pair_sources=PAIRED,
+                models={SMOL: tiny}, progress=False)
     pw = out.judgments[out.judgments["mode"] == "pairwise"]
-    assert set(pw.item_id) == {"t-1", "t-2"}  # the empty chunk of t-0 reads back as no rows
+    assert set(pw[pw.pair_type == "self_perturbation"].item_id) == {"t-1", "t-2"}  # t-0 has no anchor
+    assert "t-0" in set(pw.item_id)  # but its control pair (two perturbations) is judged
     with pytest.raises(ValueError, match="no candidate has source 'own_greedy' authored by 'other'"):
         judge(run, modes=("pairwise",), judges=[SMOL, "other"], models={SMOL: tiny, "other": tiny}, progress=False)
     with pytest.raises(ValueError, match="no sample rows of model 'other'"):
         judge(run, modes=("own_samples",), judges=["other"], models={"other": tiny}, progress=False)
+    before = out.judgments
     both = judge(run, modes=("alternatives",), judges=[SMOL, {"name": "other"}], k=2,
-                 models={SMOL: tiny, "other": tiny}, overwrite=True, progress=False)
-    table = both.judgments
-    assert table.groupby("judge").size().to_dict() == {SMOL: len(cands), "other": len(cands)}
+                 models={SMOL: tiny, "other": tiny}, progress=False)  # adds a judge, keeps SMOL's rows
+    kept = both.judgments[both.judgments.judge == SMOL].reset_index(drop=True)
+    pd.testing.assert_frame_equal(kept, before, check_dtype=False)
+    table = both.judgments[both.judgments["mode"] == "alternatives"]
+    skipped = both.manifest["judge"]["skipped_items"]
+    expected = {j: int((~cands.item_id.isin(skipped[j])).sum()) for j in (SMOL, "other")}
+    assert table.groupby("judge").size().to_dict() == expected and expected["other"] == len(cands)
     authored = {c for c, a in zip(cands.candidate_id, cands.authors) if SMOL in a}
     shown = {"other": set(), SMOL: set()}
     for judge_name, alts in zip(table.judge, table.alternatives):
@@ -285,21 +307,39 @@ def test_judge_by_author_matrix_and_missing_own_answers(tiny, tmp_path, monkeypa
 
 def test_settings_recorded_and_changes_refused(judged, tiny, tmp_path, monkeypatch):
     settings = judged.manifest["judge"]
-    assert settings["modes"] == list(MODES) and settings["k"] == 2 and settings["judges"] == [SMOL]
-    assert settings["templates"]["isolated"]["chat"]["system"] == DEFAULT_TEMPLATES["isolated"]["chat"].system
+    stages = settings["stages"]
+    assert set(stages) == {f"{SMOL}={m}" for m in MODES}
+    assert stages[f"{SMOL}=alternatives"]["lists"] == {"k": 2, "min_k": 1, "sources": list(J.DEFAULT_ALT_SOURCES)}
+    assert stages[f"{SMOL}=pairwise"]["pair_sources"] == list(PAIRED) and stages[f"{SMOL}=pairwise"]["k"] == 2
+    assert "k" not in stages[f"{SMOL}=isolated"] and stages[f"{SMOL}=isolated"]["template_set"] == "default"
+    chat = stages[f"{SMOL}=isolated"]["templates"]["chat"]
+    assert chat["system"] == DEFAULT_TEMPLATES["isolated"]["chat"].system
     assert settings["spellings"][SMOL]["options"]["Yes"] == ["yes", "Ġyes", "Yes", "ĠYes"]
-    assert set(settings["rules"]) >= {"alternatives", "pairwise"}
+    assert "lists" in stages[f"{SMOL}=alternatives"]["rules"] and "pairwise" in stages[f"{SMOL}=pairwise"]["rules"]
     path = tmp_path / "copy"
     shutil.copytree(judged.path, path)
     before = load_run(path).judgments
-    with pytest.raises(RunError, match=r"other judge settings \(judge\.k: 2 in the run, 3 requested\)"):
-        judge(path, modes=MODES, k=3, models={SMOL: tiny}, progress=False)
+    with pytest.raises(RunError, match=r"other judge settings \(judge\.stages\[smollm2-135m=alternatives\]"
+                                       r"\.lists\.k: 2 in the run, 3 requested\)"):
+        judge(path, modes=MODES, k=3, pair_sources=PAIRED, models={SMOL: tiny}, progress=False)
+    with pytest.raises(RunError, match=r"pair_sources\[0\]: \"perturbation\" in the run, \"other_model\""):
+        judge(path, modes=("pairwise",), k=2, models={SMOL: tiny}, progress=False)
     with monkeypatch.context() as m:  # same settings: every chunk exists, no model is loaded or run
         m.setattr("selfbias.models.load_model", lambda *a, **k: pytest.fail("model loaded"))
-        again = judge(path, modes=MODES, k=2, progress=False)
-    pd.testing.assert_frame_equal(again.judgments, before)
-    replaced = judge(path, modes=("isolated",), k=3, models={SMOL: tiny}, overwrite=True, progress=False)
-    assert set(replaced.judgments["mode"]) == {"isolated"} and replaced.manifest["judge"]["k"] == 3
+        again = judge(path, modes=MODES, k=2, pair_sources=PAIRED, progress=False)
+        pd.testing.assert_frame_equal(again.judgments, before)
+        # isolated does not depend on k: no conflict, nothing redone
+        judge(path, modes=("isolated",), k=3, progress=False)
+    # overwrite redoes only the judge and mode in conflict; the others stay identical
+    replaced = judge(path, modes=("alternatives",), k=1, models={SMOL: tiny}, overwrite=True, progress=False)
+    table = replaced.judgments
+    assert set(table["mode"]) == set(MODES)
+    assert (table[table["mode"] == "alternatives"].list_length == 1).all()
+    for mode in ("isolated", "pairwise"):
+        pd.testing.assert_frame_equal(table[table["mode"] == mode].reset_index(drop=True),
+                                      before[before["mode"] == mode].reset_index(drop=True))
+    assert replaced.manifest["judge"]["stages"][f"{SMOL}=alternatives"]["lists"]["k"] == 1
+    assert replaced.manifest["judge"]["stages"][f"{SMOL}=pairwise"]["k"] == 2
 
 
 def test_few_shot_examples_are_disjoint_from_items(smollm2, tmp_path):
@@ -398,3 +438,214 @@ def test_kill_and_resume_gives_identical_judgments(tiny_wide, tmp_path, monkeypa
     assert any(s.get("resumed") for s in resumed.manifest["sessions"])
     assert set(resumed.judgments["mode"]) == set(ALL_MODES)
     pd.testing.assert_frame_equal(resumed.judgments, reference.judgments)
+
+
+# ------------------------------------------------------------------------------------ the comparison experiment
+
+
+@pytest.fixture(scope="module")
+def probed(one_thread, smollm2, tmp_path_factory):
+    """`selfbias probe` on 8 arithmetic items (SmolLM2, 4 samples, default judge modes), then the README's
+    `selfbias judge RUN --mode pairwise --mode own_samples` through the command line."""
+    from typer.testing import CliRunner
+
+    from selfbias.cli import app
+    from selfbias.probe import probe
+
+    path = tmp_path_factory.mktemp("probed") / "run"
+    first = probe(SMOL, "arithmetic", n=8, samples=4, max_new_tokens=8, out=path, loaded={SMOL: smollm2},
+                  progress=False)
+    before = first.judgments  # read now: a Run reads its tables lazily
+    result = CliRunner().invoke(app, ["judge", str(path), "--mode", "pairwise", "--mode", "own_samples"])
+    return before, result, load_run(path)
+
+
+def _texts(run) -> dict[tuple[str, str], str]:
+    """(item, shown id) -> text: candidates, and unmapped samples as ``sample:<index>``."""
+    out = {(i, c): t for i, c, t in zip(run.candidates.item_id, run.candidates.candidate_id, run.candidates.text)}
+    g = run.generations
+    for i, idx, a in zip(g.item_id, g.sample_index, g.answer):
+        out.setdefault((i, f"sample:{idx}"), a)
+    return out
+
+
+def test_readme_judge_example_after_probe_keeps_earlier_judgments(probed):
+    before, result, run = probed
+    assert result.exit_code == 0, result.output
+    skipped = run.manifest["judge"]["skipped_items"][SMOL]
+    assert f"lists: {len(skipped)} of 8 items skipped for judge {SMOL}" in " ".join(result.output.split())
+    table = run.judgments
+    assert set(table["mode"]) == {"isolated", "alternatives", "pairwise", "own_samples"}
+    kept = table[table["mode"].isin(["isolated", "alternatives"])].reset_index(drop=True)
+    empty = ["other_candidate_id", "critique", "pair_type"]  # all-null there; their dtype follows the other modes
+    cols = [c for c in JUDGMENT_COLUMNS if c not in empty]
+    pd.testing.assert_frame_equal(kept[cols], before[cols])
+    assert kept[empty].isna().all().all() and before[empty].isna().all().all()
+    pw = run.pairwise_frame()
+    assert len(pw) and set(pw.verdict) <= {"a", "b", "inconsistent"} and pw.pair_type.notna().all()
+
+
+def test_default_lists_never_show_the_gold(probed):
+    _, _, run = probed
+    correct = {(i, c): bool(v) for i, c, v in zip(run.candidates.item_id, run.candidates.candidate_id,
+                                                     run.candidates.correct)}
+    g = run.generations
+    correct.update({(i, f"sample:{x}"): bool(v) for i, x, v in zip(g.item_id, g.sample_index, g.correct)})
+    lists = run.judgments[run.judgments["mode"].isin(["alternatives", "own_samples"])]
+    assert len(lists) and (lists["mode"] == "alternatives").any()
+    for row in lists.itertuples():
+        shown = [correct[(row.item_id, a)] for a in row.alternatives]
+        assert not any(shown) and row.gold_shown is False or row.gold_shown == any(shown)
+        assert not row.gold_shown, (row.item_id, row.candidate_id, row.mode)
+    frame = run.analysis_frame()
+    assert not frame[frame["mode"] == "alternatives"].gold_shown.any()
+
+
+def test_lists_are_matched_and_never_hold_the_judged_answer(probed):
+    _, _, run = probed
+    texts = _texts(run)
+    lists = run.judgments[run.judgments["mode"].isin(["alternatives", "own_samples"])]
+    skipped = set(run.manifest["judge"]["skipped_items"][SMOL])
+    assert set(lists.item_id) == set(run.items.item_id) - skipped  # skipped in both modes, and only those
+    by_item = lists.groupby("item_id")
+    assert by_item.list_length.nunique().eq(1).all()  # one length per item, in both modes
+    assert by_item["mode"].nunique().eq(2).all()
+    assert (lists.list_length == lists.alternatives.map(len)).all() and (lists.list_length >= 1).all()
+    n_cands = run.candidates.groupby("item_id").size()
+    assert (lists.groupby(["item_id", "mode"]).size() == n_cands.reindex(
+        [i for i, _ in lists.groupby(["item_id", "mode"]).size().index]).values).all()
+    for row in lists.itertuples():
+        judged = " ".join(texts[(row.item_id, row.candidate_id)].split()).casefold()
+        assert row.candidate_id not in row.alternatives
+        assert judged not in [" ".join(texts[(row.item_id, a)].split()).casefold() for a in row.alternatives]
+        assert row.judged_in_list is False
+        assert list(row.shown_sources) == (["own_sample"] * row.list_length if row.mode == "own_samples"
+                                           else list(row.shown_sources)) and set(row.shown_sources) <= {
+            "own_sample", "other_model", "distractor", "perturbation"}
+
+
+def test_real_prompts_show_only_the_matched_list(probed, smollm2):
+    """Three real prompts of each list mode: the list block is exactly the recorded answers, in order,
+    with no word about correctness or origin (they are printed when this fails)."""
+    _, _, run = probed
+    texts = _texts(run)
+    for mode in ("alternatives", "own_samples"):
+        df = judge_prompts(run, smollm2, mode)
+        shown = "\n\n".join(df.prompt.head(3))
+        assert len(df) >= 3, shown
+        for row in df.itertuples():
+            block = _block(row.prompt)
+            assert block == [f"- {texts[(row.item_id, a)]}" for a in row.alternatives], shown
+            low = "\n".join(block).lower()
+            assert not any(w in low for w in ("correct", "reference", "wrong", "dataset", "sample")), shown
+        table = run.judgments[run.judgments["mode"] == mode]
+        assert df.prompt_hash.tolist() == table.prompt_hash.tolist(), shown  # what judge() read
+
+
+def _wide_run(path):
+    items = [("w-0", "What is 20 + 5?", "25", ["21", "22", "23", "24", "26", "27"], "30",
+              ["30", "31", "32", "33", "34", "35"])]
+    return make_run(path, items=items)
+
+
+def test_list_order_is_seeded_and_independent_across_candidates(smollm2, tmp_path):
+    run = _wide_run(tmp_path / "w")
+    for mode in ("alternatives", "own_samples"):
+        a = judge_prompts(run, smollm2, mode, k=5)
+        again = judge_prompts(run, smollm2, mode, k=5)
+        other_seed = judge_prompts(run, smollm2, mode, k=5, seed=1)
+        assert a.alternatives.tolist() == again.alternatives.tolist()
+        assert a.alternatives.tolist() != other_seed.alternatives.tolist()
+        assert (a.list_length == 5).all()
+        # orders of the common answers differ between candidates (one shared order would repeat)
+        orders = {tuple(x for x in alts if x in set.intersection(*map(set, a.alternatives)))
+                  for alts in a.alternatives}
+        assert len(orders) > 1 or len(set.intersection(*map(set, a.alternatives))) < 2
+        firsts = {alts[0] for alts in a.alternatives}
+        assert len(firsts) > 1  # not one fixed order trimmed per candidate
+
+
+def test_min_k_skips_small_items_in_both_list_modes(tiny, tmp_path):
+    run = make_run(tmp_path / "run")  # t-0's smallest pool is 1, the others' 2
+    out = judge(run, modes=("alternatives", "own_samples"), k=3, min_k=2, models={SMOL: tiny}, progress=False)
+    assert out.manifest["judge"]["skipped_items"][SMOL] == ["t-0"]
+    table = out.judgments
+    assert "t-0" not in set(table.item_id) and (table.list_length == 2).all()
+    shown = judge(run, modes=("alternatives",), judges=["other"], k=3, alt_sources="perturbation,reference",
+                  models={"other": tiny}, progress=False).judgments
+    shown = shown[shown.judge == "other"]
+    gold = {c for c, ok in zip(out.candidates.candidate_id, out.candidates.correct) if ok}
+    assert (shown.gold_shown == shown.alternatives.map(lambda a: bool(set(a) & gold))).all()
+    assert shown.gold_shown.any() and "reference" in set().union(*map(set, shown.shown_sources))
+
+
+def test_bad_sources_are_one_line_errors(tiny, tmp_path):
+    run = make_run(tmp_path / "run", items=ITEMS[:1])
+    with pytest.raises(ValueError, match=r"^alt_sources: unknown source 'gold'; use some of other_model"):
+        judge(run, modes=("alternatives",), alt_sources="perturbation,gold", models={SMOL: tiny}, progress=False)
+    with pytest.raises(ValueError, match=r"^pair_sources: unknown source 'correct'"):
+        judge(run, modes=("pairwise",), pair_sources=["correct"], models={SMOL: tiny}, progress=False)
+
+
+# ------------------------------------------------------------------------------------ few-shot, P(True)
+
+
+def test_builtin_few_shot_lists_do_not_depend_on_the_verdict():
+    from selfbias._judge_templates import FEW_SHOT_POOL, builtin_examples, example_fields
+
+    for i, (_q, right, _wrong) in enumerate(FEW_SHOT_POOL):
+        good, bad = builtin_examples([i, i])  # shown right at position 0, wrong at position 1
+        assert good.correct and not bad.correct and good.alternatives == bad.alternatives
+        for mode, field in (("alternatives", "alternatives"), ("own_samples", "samples")):
+            (fg, vg), (fb, vb) = example_fields(good, 0, mode, 3), example_fields(bad, 1, mode, 3)
+            assert fg[field] == fb[field] and f"- {right}" not in fg[field] and (vg, vb) == (0, 1)
+            assert f"- {fb['answer']}" not in fb[field]
+        (p0, v0), (p1, v1) = example_fields(good, 0, "pairwise", 3), example_fields(bad, 1, "pairwise", 3)
+        assert (p0["answer_1"], v0) == (right, 0) and (p1["answer_2"], v1) == (right, 1)  # position alternates
+
+
+def test_few_shot_file_and_its_errors(smollm2, tmp_path):
+    run = make_run(tmp_path / "run", items=ITEMS[:1])
+    good = tmp_path / "shots.jsonl"
+    good.write_text(json.dumps({"question": "What is 1 + 1?", "answer": "2", "correct": True,
+                                "alternatives": ["3", "4"]}) + "\n\n"
+                    + json.dumps({"question": "What is 2 + 2?", "answer": "5", "correct": False,
+                                  "alternatives": ["3", "6"]}) + "\n")
+    df = judge_prompts(run, smollm2, "alternatives", few_shot_file=good, k=2)
+    prompt = df.prompt.iloc[0]
+    assert "What is 1 + 1?\nPossible answers:\n- 3\n- 4\n" in prompt and "Proposed answer: 5<|im_end|>" in prompt
+    assert prompt.count("<|im_start|>assistant\nYes") == 1 and prompt.count("<|im_start|>assistant\nNo") == 1
+    cases = [
+        ('{"question": "q", "answer": "a"}', "line 1: missing field 'correct'", ":1: missing field 'correct'"),
+        ('{"question": "q", "answer": "a", "correct": "yes"}', "", ":1: field 'correct' must be true or false"),
+        ('{"question": "q", "answer": "a", "correct": true, "alternatives": "x"}', "", ":1: field 'alternatives' must be list"),
+        ('{"question": "q", "answer": "a", "correct": true, "extra": 1}', "", ":1: unknown field 'extra'"),
+        ('{"question": "q", "answer": "a", "correct": true}\n[1]', "", ":2: expected a JSON object"),
+        ('{"question": "q", "answer": "a", "correct": true}\n{oops', "", ":2: not valid JSON"),
+    ]
+    for text, _, expected in cases:
+        bad = tmp_path / "bad.jsonl"
+        bad.write_text(text + "\n")
+        with pytest.raises(ValueError) as err:
+            judge_prompts(run, smollm2, "isolated", few_shot_file=bad)
+        msg = str(err.value)
+        assert msg.startswith(f"{bad}") and expected in msg and "\n" not in msg, msg
+    with pytest.raises(ValueError, match=r"shots\.jsonl:1: missing field 'other' \(needed by mode 'pairwise'\)"):
+        judge_prompts(run, smollm2, "pairwise", few_shot_file=good)
+
+
+def test_ptrue_template_set(smollm2, tiny, tmp_path):
+    run = make_run(tmp_path / "run", items=ITEMS[:1])
+    df = judge_prompts(run, smollm2, "isolated", template_set="ptrue", read=True)
+    prompt = df.prompt.iloc[0]
+    assert "Proposed Answer: 5\nIs the proposed answer:\n (A) True\n (B) False<|im_end|>" in prompt
+    assert prompt.endswith("<|im_start|>assistant\nThe proposed answer is:") and df.options.iloc[0] == ["True", "False"]
+    true = smollm2.tokenizer.convert_ids_to_tokens(find_option_tokens(smollm2.tokenizer, "True"))
+    false = smollm2.tokenizer.convert_ids_to_tokens(find_option_tokens(smollm2.tokenizer, "False"))
+    expected, mass = _hand_p(smollm2, prompt, true, false)
+    assert df.p_yes.iloc[0] == pytest.approx(expected, abs=TOL) and df.yes_no_mass.iloc[0] == pytest.approx(mass, abs=TOL)
+    out = judge(run, modes=("isolated",), template_set="ptrue", models={SMOL: tiny}, progress=False)
+    stage = out.manifest["judge"]["stages"][f"{SMOL}=isolated"]
+    assert stage["template_set"] == "ptrue" and stage["templates"]["chat"]["options"] == ["True", "False"]
+    with pytest.raises(ValueError, match="unknown set 'kadavath'"):
+        judge(run, modes=("isolated",), template_set="kadavath", models={SMOL: tiny}, progress=False)

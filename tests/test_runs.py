@@ -26,8 +26,11 @@ from selfbias.runs import (
     RunStore,
     file_hash,
     load_run,
+    first_difference,
     make_analysis_frame,
+    make_pairwise_frame,
     package_versions,
+    show_value,
 )
 
 REQUEST = {
@@ -478,6 +481,31 @@ def test_run_in_use_by_another_process_is_refused(tmp_path):
     assert RunStore.open(run_dir, REQUEST).resumed  # a killed holder releases the lock
 
 
+def test_drop_stage_removes_one_partition_only(tmp_path):
+    store = RunStore.open(tmp_path / "run", REQUEST)
+    for stage in ("a=isolated", "a=pairwise", "b=isolated"):
+        for key in ("0", "1"):
+            store.write_chunk("judgments", stage, key, pd.DataFrame({"stage": [stage], "key": [key]}))
+    store.finalize()
+    assert store.stages("judgments") == ["a=isolated", "a=pairwise", "b=isolated"]
+    assert store.drop_stage("judgments", "a=pairwise") and not store.drop_stage("judgments", "a=pairwise")
+    assert store.stages("judgments") == ["a=isolated", "b=isolated"]
+    assert not (tmp_path / "run" / "judgments.parquet").exists()  # the stale consolidated copy is gone
+    assert store.manifest.get("finalized") is None
+    left = load_run(tmp_path / "run").judgments
+    assert left.stage.tolist() == ["a=isolated", "a=isolated", "b=isolated", "b=isolated"]
+    assert not any(p.name.startswith(".") for p in (tmp_path / "run" / "chunks" / "judgments").iterdir())
+    store.close()
+
+
+def test_first_difference_is_public():
+    assert first_difference({"k": 2, "m": [1]}, {"k": 2, "m": [1]}, "judge") is None
+    where, old, new = first_difference({"k": 2}, {"k": 3, "x": 1}, "judge")
+    assert (where, old, new) == ("judge.k", 2, 3)
+    where, old, _ = first_difference({"k": 2}, {"k": 2, "x": 1}, "judge")
+    assert where == "judge.x" and show_value(old) == "absent"
+
+
 def test_file_hash(tmp_path):
     p = tmp_path / "task.jsonl"
     p.write_bytes(b'{"q": "1+1"}\n')
@@ -551,6 +579,9 @@ def test_analysis_frame(tmp_path):
         "mean_logprob": [-0.5, -2.0, -1.5, float("nan"), -0.5],
         "n_tokens": [1.0, 1.0, 1.0, float("nan"), 2.0],  # float: one judged candidate is unscored
         "author": ["A", "B", "A", "dataset", "A"],
+        # these judgments predate the columns: derived from `alternatives` (none listed here)
+        "gold_shown": [False] * 5,
+        "list_length": pd.Series([0] * 5, dtype="int64"),
     })
     pd.testing.assert_frame_equal(af, expected)
     # every scored -> n_tokens is int64
@@ -582,8 +613,40 @@ def test_pairwise_frame(tmp_path):
         "b_sum_logprob": [-2.0, -1.5],
         "a_mean_logprob": [-0.5, -0.25],
         "b_mean_logprob": [-2.0, -1.5],
+        # not recorded in these judgments: derived (each judge's own answer against the other model's)
+        "pair_type": pd.Series(["self_other", "self_other"], dtype=object),
+        # A: 0.7 then 0.4 -> the orders disagree; B: 0.2 and 0.45 -> b in both orders
+        "verdict": pd.Series(["inconsistent", "b"], dtype=object),
     })
     pd.testing.assert_frame_equal(pf, expected)
+
+
+def test_frames_use_recorded_list_and_pair_columns(tmp_path):
+    """Recorded gold_shown / list_length / pair_type win over the derived ones; a list that shows a
+    correct candidate derives gold_shown=True; a single order gives no verdict."""
+    run = _frames_run(tmp_path)
+    j = run.judgments
+    extra = pd.DataFrame([
+        {"item_id": "q1", "candidate_id": "q1#1", "judge": "A", "mode": "alternatives", "order": 0,
+         "other_candidate_id": None, "p_yes": 0.5, "yes_no_mass": 0.9, "alternatives": ["q1#0", "q1#2"],
+         "critique": None},
+        {"item_id": "q1", "candidate_id": "q1#2", "judge": "A", "mode": "pairwise", "order": 0,
+         "other_candidate_id": "q1#1", "p_yes": 0.6, "yes_no_mass": 0.9, "alternatives": ["q1#2", "q1#1"],
+         "critique": None},
+    ])
+    derived = make_analysis_frame(pd.concat([j, extra], ignore_index=True), run.candidates, run.scores)
+    row = derived[(derived.candidate_id == "q1#1") & (derived["mode"] == "alternatives")].iloc[0]
+    assert bool(row.gold_shown) and row.list_length == 2  # q1#0 is correct
+    recorded = pd.concat([j, extra], ignore_index=True).assign(
+        gold_shown=False, list_length=7, pair_type="reference_other")
+    af = make_analysis_frame(recorded, run.candidates, run.scores)
+    assert not af.gold_shown.any() and (af.list_length == 7).all()
+    pf = make_pairwise_frame(recorded, run.candidates, run.scores)
+    assert set(pf.pair_type) == {"reference_other"}
+    single = pf[pf.candidate_a == "q1#2"].iloc[0]
+    assert pd.isna(single.verdict) and math.isnan(single.p_a_second)
+    derived_pf = make_pairwise_frame(pd.concat([j, extra], ignore_index=True), run.candidates, run.scores)
+    assert derived_pf.set_index("candidate_a").loc["q1#2", "pair_type"] == "other_reference"
 
 
 def test_frames_of_a_run_without_judgments(tmp_path):
