@@ -388,7 +388,7 @@ def _pair_jobs(iid: str, q: str, a: _Candidate, b: _Candidate, pair_type: str) -
     """Both orders of the pair (a, b); ``p_yes`` will be P(a chosen)."""
     return [
         _Job(iid, a.candidate_id, 0, b.candidate_id, [a.candidate_id, b.candidate_id],
-             {"question": q, "answer_1": a.text, "answer_2": b.text}, ("answer_1", "answer_2"), pair_type=pair_type),
+             {"question": q, "answer_1": a.text, "answer_2": b.text}, ("answer_2",), pair_type=pair_type),
         _Job(iid, a.candidate_id, 1, b.candidate_id, [b.candidate_id, a.candidate_id],
              {"question": q, "answer_1": b.text, "answer_2": a.text}, ("answer_1", "answer_2"),
              chosen_second=True, pair_type=pair_type),
@@ -687,7 +687,8 @@ def _examples(data: _RunData, few_shot: int, few_shot_file) -> tuple[list[FewSho
 
         pool = read_few_shot_file(few_shot_file)
         keep, dropped = select_examples(few_shot or None, pool, questions, normalize_text)
-        return keep, dropped, {"file": os.fspath(few_shot_file), "sha256": file_hash(few_shot_file)}
+        # the name and content identify the file (not its folder: a moved run or file still resumes)
+        return keep, dropped, {"file": Path(few_shot_file).name, "sha256": file_hash(few_shot_file)}
     base = builtin_examples(range(len(FEW_SHOT_POOL)))
     keep, dropped = select_examples(few_shot, base, questions, normalize_text)
     return builtin_examples([base.index(e) for e in keep]), dropped, "built-in"
