@@ -495,8 +495,8 @@ def test_default_lists_never_show_the_gold(probed):
     assert len(lists) and (lists["mode"] == "alternatives").any()
     for row in lists.itertuples():
         shown = [correct[(row.item_id, a)] for a in row.alternatives]
-        assert not any(shown) and row.gold_shown is False or row.gold_shown == any(shown)
-        assert not row.gold_shown, (row.item_id, row.candidate_id, row.mode)
+        assert bool(row.gold_shown) == any(shown)  # the recorded flag, checked against the candidates
+        assert not any(shown), (row.item_id, row.candidate_id, row.mode)
     frame = run.analysis_frame()
     assert not frame[frame["mode"] == "alternatives"].gold_shown.any()
 
@@ -518,10 +518,9 @@ def test_lists_are_matched_and_never_hold_the_judged_answer(probed):
         judged = " ".join(texts[(row.item_id, row.candidate_id)].split()).casefold()
         assert row.candidate_id not in row.alternatives
         assert judged not in [" ".join(texts[(row.item_id, a)].split()).casefold() for a in row.alternatives]
-        assert row.judged_in_list is False
-        assert list(row.shown_sources) == (["own_sample"] * row.list_length if row.mode == "own_samples"
-                                           else list(row.shown_sources)) and set(row.shown_sources) <= {
-            "own_sample", "other_model", "distractor", "perturbation"}
+        assert not row.judged_in_list and len(row.shown_sources) == row.list_length
+        allowed = {"own_sample"} if row.mode == "own_samples" else {"other_model", "distractor", "perturbation"}
+        assert set(row.shown_sources) <= allowed
 
 
 def test_real_prompts_show_only_the_matched_list(probed, smollm2):
@@ -557,10 +556,14 @@ def test_list_order_is_seeded_and_independent_across_candidates(smollm2, tmp_pat
         assert a.alternatives.tolist() == again.alternatives.tolist()
         assert a.alternatives.tolist() != other_seed.alternatives.tolist()
         assert (a.list_length == 5).all()
-        # orders of the common answers differ between candidates (one shared order would repeat)
-        orders = {tuple(x for x in alts if x in set.intersection(*map(set, a.alternatives)))
-                  for alts in a.alternatives}
-        assert len(orders) > 1 or len(set.intersection(*map(set, a.alternatives))) < 2
+        # each candidate has its own order: the relative order of two answers listed to every
+        # candidate is not fixed (one shared order trimmed per candidate would keep it)
+        seen: dict[frozenset, set] = {}
+        for alts in a.alternatives:
+            for i, x in enumerate(alts):
+                for y in alts[i + 1:]:
+                    seen.setdefault(frozenset((x, y)), set()).add((x, y))
+        assert sum(len(v) == 2 for v in seen.values()) >= len(seen) // 4  # many pairs seen in both orders
         firsts = {alts[0] for alts in a.alternatives}
         assert len(firsts) > 1  # not one fixed order trimmed per candidate
 
