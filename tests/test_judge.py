@@ -652,3 +652,28 @@ def test_ptrue_template_set(smollm2, tiny, tmp_path):
     assert stage["template_set"] == "ptrue" and stage["templates"]["chat"]["options"] == ["True", "False"]
     with pytest.raises(ValueError, match="unknown set 'kadavath'"):
         judge(run, modes=("isolated",), template_set="kadavath", models={SMOL: tiny}, progress=False)
+
+
+def test_cli_judge_and_probe_take_the_list_pair_and_template_options(tmp_path):
+    from typer.testing import CliRunner
+
+    from selfbias.cli import app
+
+    cli = CliRunner()
+    # the model never gave the reference 6 here, so it is an outside answer
+    run = make_run(tmp_path / "run", items=[("c-0", "What is 3 + 3?", "6", ["5", "7", "8"], "9", ["9", "4"])])
+    out = cli.invoke(app, ["judge", str(run.path), "--mode", "alternatives", "--k", "2", "--alt-sources",
+                           "perturbation,reference", "--template-set", "ptrue"])
+    assert out.exit_code == 0, out.output
+    judged = load_run(run.path)
+    stage = judged.manifest["judge"]["stages"][f"{SMOL}=alternatives"]
+    assert stage["lists"]["sources"] == ["perturbation", "reference"] and stage["template_set"] == "ptrue"
+    assert judged.judgments.gold_shown.any()  # the reference (correct) may be listed when asked for
+    bad = cli.invoke(app, ["judge", str(run.path), "--alt-sources", "gold"])
+    assert bad.exit_code == 2 and "alt_sources: unknown source 'gold'" in bad.output
+    probed = cli.invoke(app, ["probe", "--n", "2", "--samples", "0", "--max-new-tokens", "6", "--judge-modes",
+                              "alternatives", "--alt-sources", "perturbation", "--template-set", "ptrue",
+                              "--out", str(tmp_path / "probed")])
+    assert probed.exit_code == 0, probed.output
+    stage = load_run(tmp_path / "probed").manifest["judge"]["stages"][f"{SMOL}=alternatives"]
+    assert stage["lists"]["sources"] == ["perturbation"] and stage["template_set"] == "ptrue"
