@@ -54,6 +54,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from selfbias import _storage as st
+from selfbias.errors import SelfbiasError
 
 __all__ = [
     "RunError",
@@ -89,7 +90,7 @@ _VERSION_PACKAGES = (
 )
 
 
-class RunError(RuntimeError):
+class RunError(SelfbiasError, RuntimeError):
     """A run folder cannot be used as asked; the message is one line naming the path or field."""
 
 
