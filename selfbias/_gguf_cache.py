@@ -176,7 +176,12 @@ def _convert(gguf: Path, out: Path, sha: str) -> None:
         del model.config.quantization_config
     model.save_pretrained(out)
     tokenizer.save_pretrained(out)
-    files = {p.name: p.stat().st_size for p in out.iterdir() if p.is_file()}
+    write_marker(out, gguf, sha)
+
+
+def write_marker(out: Path, gguf: Path, sha: str) -> None:
+    """The marker of a finished conversion in ``out``: every file's size and hashes (written last)."""
+    files = {p.name: p.stat().st_size for p in out.iterdir() if p.is_file() and p.name != MARKER}
     marker = {"gguf": str(gguf), "gguf_sha256": sha, "files": files, "hashes": _fingerprints(out, full=True)}
     (out / MARKER).write_text(json.dumps(marker, indent=1))
 

@@ -326,6 +326,16 @@ def _existing_ancestor(path: Path) -> Path:
     return p
 
 
+def _try_create(path: Path) -> None:
+    """Create and remove one empty file (OSError if the folder takes no new file)."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        os.close(fd)
+    except FileExistsError:
+        pass
+    os.unlink(path)
+
+
 def check_writable(folder: str | os.PathLike, what: str) -> None:
     """The folder (or, if it does not exist yet, its nearest existing parent) accepts a new file.
 
@@ -336,16 +346,8 @@ def check_writable(folder: str | os.PathLike, what: str) -> None:
     base = _existing_ancestor(folder)
     if base.exists() and not base.is_dir():
         raise InputError(f"{what} {folder}: {base} is a file, not a folder")
-    probe = base / f".selfbias-write-test-{os.getpid()}"
     try:
-        fd = os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        os.close(fd)
-        os.unlink(probe)
-    except FileExistsError:
-        try:
-            os.unlink(probe)
-        except OSError:
-            pass
+        _try_create(base / f".selfbias-write-test-{os.getpid()}")
     except OSError as e:
         reason = e.strerror or str(e)
         raise InputError(f"{what} {folder}: cannot write in {base} ({reason}); choose a writable folder") from None
@@ -405,9 +407,12 @@ def validate_probe(*, models: Sequence[str], n: Any, samples: Any, temperature: 
 def validate_judge(run: Any, *, modes: Any, judges: Any, k: Any, few_shot: Any, seed: Any,
                    templates: Any, models: Mapping | None) -> tuple[str, ...]:
     """Every argument of :func:`selfbias.judge`, checked before any model loads; returns the modes."""
+    from ._judge_templates import FEW_SHOT_POOL
+
     modes = check_judge_modes(modes)
     check_int("k", k, 1)
-    check_int("few_shot", few_shot, 0)
+    if check_int("few_shot", few_shot, 0) > len(FEW_SHOT_POOL):
+        raise InputError(f"few_shot={few_shot}: there are {len(FEW_SHOT_POOL)} built-in grading examples; use fewer")
     check_int("seed", seed, 0)
     check_judge_templates(templates, modes)
     check_run_folder(getattr(run, "path", run))

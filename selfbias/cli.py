@@ -38,7 +38,10 @@ _PACKAGE_DIR = Path(__file__).resolve().parent
 
 
 def _one_line(text: object) -> str:
-    return " ".join(str(text).split())
+    """One line, with rich markup characters escaped (messages quote user input)."""
+    from rich.markup import escape
+
+    return escape(" ".join(str(text).split()))
 
 
 def _fail(exc: object, code: int = EXIT_BAD_INPUT) -> None:
@@ -78,6 +81,14 @@ def _internal(exc: BaseException) -> None:
     console.print(f"[bold red]internal error:[/] {type(exc).__name__}: {_one_line(exc)[:300]} "
                   f"(full traceback: {path}; please report it)", highlight=False, soft_wrap=True)
     raise typer.Exit(code=EXIT_INTERNAL)
+
+
+def _quiet_loading() -> None:
+    """transformers' per-load weight bar (under a second) would interleave with selfbias's own
+    progress and error lines."""
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
 
 
 def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
@@ -162,6 +173,7 @@ def probe(
     if template is not None:
         spec = _validate.load_answer_template(template)
         templates = {m: spec for m in model}
+    _quiet_loading()
     run = run_probe(model, task, n=n, samples=samples, out=out, level=level, seed=seed, temperature=temperature,
                     max_new_tokens=max_new_tokens, judge_modes=modes, mapping=mapping, fmt=fmt,
                     skip_invalid=skip_invalid, device=device, dtype=dtype, overwrite=overwrite,
@@ -219,6 +231,7 @@ def judge(
     if templates is not None:
         overrides = _validate.load_judge_templates(templates)
         _validate.check_judge_templates(overrides, tuple(mode), where=str(templates))
+    _quiet_loading()
     result = run_judge(run, modes=tuple(mode), judges=judge_model or None, k=k, few_shot=few_shot, seed=seed,
                        templates=overrides, overwrite=overwrite)
     headline = _judge_headline(result)
@@ -236,7 +249,7 @@ def analyze(run: Path = typer.Argument(..., help="A run folder.")) -> None:
     from .runs import load_run
     from .stats import summarize
 
-    _validate.check_run_folder(run)
+    _validate.check_run_folder(run, writable=False)
     _validate.check_writable(Path(run) / "analysis", "analysis folder")
     loaded = load_run(run)
     frame = loaded.analysis_frame()

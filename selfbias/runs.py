@@ -706,10 +706,12 @@ class Run:
         if key not in self._cache:
             consolidated = self.path / f"{_check_table(name)}{st.PARQUET}"
             files = [consolidated] if consolidated.exists() else _chunk_files(self.path, name)
-            try:
-                names = list(dict.fromkeys(c for f in files for c in pq.read_schema(f).names))
-            except (OSError, pa.ArrowException) as e:
-                raise RunError(f"{self.path}: table '{name}' is unreadable ({e}); delete it to redo it") from None
+            names: list[str] = []
+            for f in files:
+                try:
+                    names += [c for c in pq.read_schema(f).names if c not in names]
+                except (OSError, pa.ArrowException) as e:
+                    raise RunError(f"{f}: unreadable Parquet file ({e}); delete it to redo that chunk") from None
             data = self._arrow(name, [c for c in names if c not in _UNUSED_BY_FRAMES]) if files else None
             self._cache[key] = pd.DataFrame() if data is None else st.arrow_to_df(data)
         return self._cache[key].copy(deep=False)
