@@ -565,9 +565,8 @@ def judge(
     refused unless ``overwrite=True``, which drops them. Resumable: written chunks are kept.
     """
     from ._progress import stage
-    from .runs import Run, RunError, RunStore
-
     from ._validate import validate_judge
+    from .runs import Run, RunError, RunStore
 
     # Every argument (modes, counts, templates, run folder, judge model specs) before any model loads.
     validate_judge(run, modes=modes, judges=judges, k=k, few_shot=few_shot, seed=seed, templates=templates,
