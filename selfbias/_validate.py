@@ -250,11 +250,8 @@ def check_answer_template(spec: Any, where: str = "template"):
     if isinstance(shots, str) or not all(isinstance(p, (list, tuple)) and len(p) == 2
                                          and all(isinstance(x, str) for x in p) for p in shots):
         raise InputError(f"{where}: field 'few_shot' must be a list of [question, answer] pairs of strings")
-    user = spec.get("user", "{question}")
-    _check_fields(user, {"question"}, where, "user")
-    if spec.get("system"):
-        _check_fields(spec["system"], set(), where, "system")
-    _check_fields(spec.get("prefill", ""), set(), where, "prefill")
+    # Only 'user' is formatted (system and prefill are used verbatim: their braces are text).
+    _check_fields(spec.get("user", "{question}"), {"question"}, where, "user")
     try:
         return AnswerTemplate(**{**spec, "few_shot": tuple(tuple(p) for p in shots), "stop": tuple(stop)})
     except (TypeError, ValueError) as e:
@@ -263,8 +260,6 @@ def check_answer_template(spec: Any, where: str = "template"):
 
 def _check_fields(text: str, allowed: set[str], where: str, key: str) -> None:
     """Every ``{name}`` in a format string is allowed (a literal brace is written ``{{``)."""
-    if key in ("system", "prefill"):
-        return  # used verbatim, never formatted: braces there are literal text
     try:
         names = [name for _lit, name, _spec, _conv in string.Formatter().parse(text) if name is not None]
     except ValueError as e:
