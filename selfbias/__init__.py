@@ -27,8 +27,9 @@ _EXPORTS = {
     "generate": "generation", "Generation": "generation",
     "load_task": "tasks", "list_tasks": "tasks", "Item": "tasks", "Task": "tasks", "TaskError": "tasks",
     "Run": "runs", "RunStore": "runs", "RunError": "runs", "load_run": "runs",
+    "SelfbiasError": "errors", "InputError": "errors",
 }
-_SUBMODULES = {"models", "scoring", "generation", "tasks", "prompts", "runs", "stats", "plots", "cli"}
+_SUBMODULES = {"errors", "models", "scoring", "generation", "tasks", "prompts", "runs", "stats", "plots", "cli"}
 
 from .judge import judge  # noqa: E402  (light modules: torch loads inside the functions)
 from .probe import probe  # noqa: E402
@@ -55,4 +56,5 @@ if TYPE_CHECKING:  # for editors and type checkers
     from .models import BUNDLED_MODELS, DEFAULT_MODEL, LoadedModel, ModelError, load_model, wrap_model
     from .runs import Run, RunError, RunStore, load_run
     from .scoring import Score, ScoringError, next_token_logprobs, score, score_requests, score_token_ids
+    from .errors import InputError, SelfbiasError
     from .tasks import Item, Task, TaskError, list_tasks, load_task

@@ -18,9 +18,10 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 from selfbias._checkers import normalize_text
+from selfbias.errors import SelfbiasError
 
 
-class TaskError(ValueError):
+class TaskError(SelfbiasError, ValueError):
     """A task could not be loaded: one line naming the file, line and field where known."""
 
     def __init__(self, reason: str, *, path: str | Path | None = None, line: int | None = None,
@@ -126,6 +127,21 @@ def _jsonl_records(text: str) -> Iterator[tuple[int, dict | _RowError]]:
             continue
         yield line, obj if isinstance(obj, dict) else _RowError(
             None, f"expected a JSON object, got {type(obj).__name__}")
+
+
+def _lone_surrogate(obj, key: str | None = None) -> tuple[str | None, str] | None:
+    """(field, character) of the first lone UTF-16 surrogate in a parsed JSON value, else None."""
+    if isinstance(obj, str):
+        for ch in obj:
+            if "\ud800" <= ch <= "\udfff":
+                return key, ch
+        return None
+    items = obj.items() if isinstance(obj, dict) else enumerate(obj) if isinstance(obj, list) else ()
+    for k, v in items:
+        found = _lone_surrogate(v, k if isinstance(obj, dict) and key is None else key)
+        if found is not None:
+            return found
+    return None
 
 
 def _csv_records(text: str, path: Path) -> tuple[list[str], Iterator[tuple[int, dict | _RowError]]]:
@@ -389,6 +405,9 @@ def read_file(path: str | Path, *, fmt: str | None = None, mapping: dict | str |
         mapping = _check_mapping(dict(mapping), mapping)
     text, sha = _read_text(path)
     jsonl = fmt in ("gsm8k", "arc", "nq_open", "jsonl") if fmt else _is_jsonl(path, text)
+    if fmt and not jsonl and _is_jsonl(path, text):
+        raise TaskError(f"format {fmt!r} reads CSV, but this file holds JSON lines; use a JSONL format "
+                        "(gsm8k, arc, nq_open, jsonl) or leave the format out to detect it", path=path)
     if jsonl:
         records = list(_jsonl_records(text))
         header = None
@@ -420,6 +439,9 @@ def read_file(path: str | Path, *, fmt: str | None = None, mapping: dict | str |
         try:
             if isinstance(rec, _RowError):
                 raise rec
+            bad = _lone_surrogate(rec)
+            if bad is not None:  # valid JSON, but not Unicode text: it would fail much later, far from here
+                raise _RowError(bad[0], f"holds a lone surrogate escape (\\u{ord(bad[1]):04x}), which is not text")
             row = parse(rec, line, ctx)
             if row["id"] in first_line:
                 raise _RowError(mapping.get("id") if mapping else "id",

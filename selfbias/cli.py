@@ -1,52 +1,137 @@
-"""The `selfbias` command line: `selfbias probe` is the main job; the rest work on a run folder."""
+"""The `selfbias` command line: `selfbias probe` is the main job; the rest work on a run folder.
+
+Every command first checks all of its inputs (:mod:`selfbias._validate`: arguments, files, model
+specs, device, output folder) before any model loads or any file is written, and keeps one exit
+code contract (:mod:`selfbias.errors`): 0 success; 2 bad input, one line naming the place; 1 an
+internal error, one line naming the file that holds the full traceback; 130 interrupted.
+"""
 
 from __future__ import annotations
 
+import functools
+import os
+import sys
+import warnings
 from pathlib import Path
 from typing import Optional
 
+import click
 import typer
 from rich.console import Console
 from rich.table import Table
 
+from .errors import EXIT_BAD_INPUT, EXIT_INTERNAL, EXIT_INTERRUPTED, SelfbiasError
+
+_EXIT_HELP = ("Exit codes: 0 success; 1 internal error (one line names the file holding the traceback); "
+              "2 bad input (one line naming the argument, file, line or field); 130 interrupted (Ctrl-C; "
+              "run the same command again to resume).")
+
 app = typer.Typer(
-    help="Measure self-preference bias in language models: likelihood, self-judgment and comparison.",
+    help="Measure self-preference bias in language models: likelihood, self-judgment and comparison.\n\n"
+         + _EXIT_HELP,
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
 )
 console = Console()
 
-KNOWN_ERRORS: tuple[type[BaseException], ...] = ()
 ALT_HELP = ("What the alternatives list may show, comma-separated: other_model, distractor, perturbation, reference, "
             "correct (default: other_model,distractor,perturbation, wrong answers only; reference or correct "
             "admits correct answers).")
 PAIR_HELP = ("What the judge's own answer is paired with in pairwise mode, comma-separated: other_model, reference, "
              "distractor, perturbation (default: other_model).")
 SET_HELP = "Judge template set: default (Yes/No) or ptrue (Kadavath et al. 2022: (A) True (B) False)."
+_PACKAGE_DIR = Path(__file__).resolve().parent
 
 
-def _known_errors() -> tuple[type[BaseException], ...]:
-    from .models import ModelError
-    from .runs import RunError
-    from .scoring import ScoringError
-    from .tasks import TaskError
+def _one_line(text: object) -> str:
+    """One line, with rich markup characters escaped (messages quote user input)."""
+    from rich.markup import escape
 
-    return (ModelError, RunError, ScoringError, TaskError, FileNotFoundError)
+    return escape(" ".join(str(text).split()))
 
 
-def _read_json(path: Path) -> dict:
-    import json
+def _fail(exc: object, code: int = EXIT_BAD_INPUT) -> None:
+    console.print(f"[bold red]error:[/] {_one_line(exc)}", highlight=False, soft_wrap=True)
+    raise typer.Exit(code=code)
 
+
+def _raised_by_selfbias(exc: BaseException) -> bool:
+    """A ValueError/TypeError raised by a ``raise`` in selfbias's own code (an argument refused on
+    purpose by a module not yet moved to :class:`SelfbiasError`), not by a library underneath."""
+    tb, last = exc.__traceback__, None
+    while tb is not None:
+        last, tb = tb, tb.tb_next
+    if last is None:
+        return False
+    return Path(last.tb_frame.f_code.co_filename).resolve().parent.is_relative_to(_PACKAGE_DIR)
+
+
+def _write_traceback(exc: BaseException) -> str:
+    """The full traceback in a file under the temporary folder; the terminal gets one line naming it."""
+    import datetime
+    import tempfile
+    import traceback
+
+    stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+    path = Path(tempfile.gettempdir()) / f"selfbias-error-{stamp}-{os.getpid()}.txt"
+    text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
     try:
-        return json.loads(Path(path).read_text())
-    except (OSError, ValueError) as exc:
-        raise ValueError(f"{path}: not a readable JSON file ({exc})") from None
+        path.write_text(f"selfbias {' '.join(sys.argv[1:])}\n\n{text}")
+    except OSError:
+        return "(no file: the temporary folder is not writable)"
+    return str(path)
 
 
-def _fail(exc: BaseException) -> None:
-    console.print(f"[bold red]error:[/] {exc}", highlight=False)
-    raise typer.Exit(code=2)
+def _internal(exc: BaseException) -> None:
+    path = _write_traceback(exc)
+    console.print(f"[bold red]internal error:[/] {type(exc).__name__}: {_one_line(exc)[:300]} "
+                  f"(full traceback: {path}; please report it)", highlight=False, soft_wrap=True)
+    raise typer.Exit(code=EXIT_INTERNAL)
+
+
+def _quiet_loading() -> None:
+    """transformers' per-load weight bar (under a second) would interleave with selfbias's own
+    progress and error lines."""
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    console.print(f"[yellow]note:[/] {_one_line(message)}", highlight=False, soft_wrap=True)
+
+
+def _guarded(command):
+    """Run a command under the exit-code contract (module docstring): every error the package
+    raises is one line and exit 2; anything unexpected is one line naming the traceback file and
+    exit 1; Ctrl-C exits 130. Warnings print as one ``note:`` line."""
+    @functools.wraps(command)
+    def run(*args, **kwargs):
+        previous = warnings.showwarning
+        warnings.showwarning = _show_warning
+        try:
+            return command(*args, **kwargs)
+        except (typer.Exit, click.exceptions.ClickException, click.exceptions.Abort):
+            raise
+        except KeyboardInterrupt:
+            console.print("[bold yellow]interrupted[/]: run the same command again to resume", soft_wrap=True)
+            raise typer.Exit(code=EXIT_INTERRUPTED) from None
+        except SelfbiasError as exc:
+            _fail(exc, exc.exit_code)
+        except OSError as exc:  # a file or folder the command needs (read-only, vanished, disk full)
+            where = f" {exc.filename}" if exc.filename else ""
+            _fail(f"cannot use{where}: {exc.strerror or exc}")
+        except (ValueError, TypeError) as exc:
+            if _raised_by_selfbias(exc):
+                _fail(exc)
+            _internal(exc)
+        except Exception as exc:  # noqa: BLE001 - the contract: one line and a traceback file
+            _internal(exc)
+        finally:
+            warnings.showwarning = previous
+
+    return run
 
 
 def _rows_table(title: str, columns, rows, floats: str = "{:.3f}") -> Table:
@@ -63,6 +148,7 @@ def _frame_table(df, title: str) -> Table:
 
 
 @app.command()
+@_guarded
 def probe(
     model: list[str] = typer.Option(["smollm2-135m"], "--model", "-m", help="Model alias, .gguf, folder or hub id; repeat for several."),
     task: str = typer.Option("arithmetic", "--task", "-t", help="arithmetic[:level], capitals, or a data file (see `selfbias tasks`)."),
@@ -86,25 +172,23 @@ def probe(
     overwrite: bool = typer.Option(False, help="Replace an existing run folder made with other settings."),
 ) -> None:
     """Answer, score and judge: the model's own answers against the alternatives."""
+    from . import _validate
     from .probe import probe as run_probe, probe_summary
 
     modes = () if judge_modes.strip().lower() in ("", "none") else tuple(m.strip() for m in judge_modes.split(","))
-    try:
-        templates = None
-        if template is not None:
-            from .prompts import AnswerTemplate
-
-            spec = _read_json(template)
-            spec = {**spec, "few_shot": tuple(tuple(x) for x in spec.get("few_shot", ())),
-                    "stop": tuple(spec.get("stop", ("\n",)))}
-            templates = {m: AnswerTemplate(**spec) for m in model}
-        run = run_probe(model, task, n=n, samples=samples, out=out, level=level, seed=seed, temperature=temperature,
-                        max_new_tokens=max_new_tokens, judge_modes=modes, mapping=mapping, fmt=fmt,
-                        skip_invalid=skip_invalid, device=device, dtype=dtype, overwrite=overwrite,
-                        templates=templates, alt_sources=alt_sources, pair_sources=pair_sources,
-                        template_set=template_set)
-    except _known_errors() + (TypeError, ValueError) as exc:
-        _fail(exc)
+    _validate.check_judge_modes(modes, allow_empty=True, option="--judge-modes")
+    _validate.check_generation(temperature=temperature, samples=samples, max_new_tokens=max_new_tokens, n=n,
+                               prefix="--")
+    templates = None
+    if template is not None:
+        spec = _validate.load_answer_template(template)
+        templates = {m: spec for m in model}
+    _quiet_loading()
+    run = run_probe(model, task, n=n, samples=samples, out=out, level=level, seed=seed, temperature=temperature,
+                    max_new_tokens=max_new_tokens, judge_modes=modes, mapping=mapping, fmt=fmt,
+                    skip_invalid=skip_invalid, device=device, dtype=dtype, overwrite=overwrite,
+                    templates=templates, alt_sources=alt_sources, pair_sources=pair_sources,
+                    template_set=template_set)
     summary = probe_summary(run).rename(columns={
         "own_wrong_beats_reference": "own wrong > ref", "wrong_items_compared": "n wrong",
         "sample_agreement": "agreement"})
@@ -148,6 +232,7 @@ def _judge_headline(run):
 
 
 @app.command()
+@_guarded
 def judge(
     run: Path = typer.Argument(..., help="A run folder made by `selfbias probe`."),
     mode: list[str] = typer.Option(["isolated", "alternatives"], "--mode", help="isolated, own_samples, alternatives, pairwise, critique; repeat for several."),
@@ -158,22 +243,25 @@ def judge(
     pair_sources: Optional[str] = typer.Option(None, help=PAIR_HELP),
     few_shot: int = typer.Option(0, help="Few-shot grading examples (kept disjoint from the run's items)."),
     few_shot_file: Optional[Path] = typer.Option(None, help="JSONL file of few-shot examples: question, answer, correct; optional alternatives, critique, other (0 = --few-shot: all)."),
-    templates: Optional[Path] = typer.Option(None, help="JSON file: {mode: {prefix, suffix, system?, options?}} overriding the judge templates."),
+    templates: Optional[Path] = typer.Option(None, help="JSON file: {mode: {prefix, suffix, system?, options?}} (both formats) or {mode: {chat: {...}, plain: {...}}} overriding the judge templates."),
     template_set: str = typer.Option("default", help=SET_HELP),
     seed: int = typer.Option(0),
     overwrite: bool = typer.Option(False, help="Redo a judge and mode already judged with other settings (others are kept)."),
 ) -> None:
     """Add judgments to a run (resumable; modes and judges add to those already there)."""
+    from . import _validate
     from .judge import judge as run_judge
 
-    try:
-        overrides = _read_json(templates) if templates is not None else None
-        result = run_judge(run, modes=tuple(mode), judges=judge_model or None, k=k, min_k=min_k,
-                           alt_sources=alt_sources, pair_sources=pair_sources, few_shot=few_shot,
-                           few_shot_file=few_shot_file, seed=seed, templates=overrides, template_set=template_set,
-                           overwrite=overwrite)
-    except _known_errors() + (ValueError,) as exc:
-        _fail(exc)
+    _validate.check_judge_modes(tuple(mode), option="--mode")
+    overrides = None
+    if templates is not None:
+        overrides = _validate.load_judge_templates(templates)
+        _validate.check_judge_templates(overrides, tuple(mode), where=str(templates))
+    _quiet_loading()
+    result = run_judge(run, modes=tuple(mode), judges=judge_model or None, k=k, min_k=min_k,
+                       alt_sources=alt_sources, pair_sources=pair_sources, few_shot=few_shot,
+                       few_shot_file=few_shot_file, seed=seed, templates=overrides, template_set=template_set,
+                       overwrite=overwrite)
     headline = _judge_headline(result)
     if headline is not None:
         console.print(_frame_table(headline, "judge: mean P(Yes) by correctness"))
@@ -183,18 +271,19 @@ def judge(
 
 
 @app.command()
+@_guarded
 def analyze(run: Path = typer.Argument(..., help="A run folder.")) -> None:
     """The headline statistics, printed and written to RUN/analysis/."""
+    from . import _validate
     from .runs import load_run
     from .stats import summarize
 
-    try:
-        loaded = load_run(run)
-    except _known_errors() as exc:
-        _fail(exc)
+    _validate.check_run_folder(run, writable=False)
+    _validate.check_writable(Path(run) / "analysis", "analysis folder")
+    loaded = load_run(run)
     frame = loaded.analysis_frame()
     if frame.empty:
-        _fail(ValueError(f"{run} has no judgments yet: run `selfbias judge {run}` first"))
+        _fail(f"{run} has no judgments yet: run `selfbias judge {run}` first")
     summary = summarize(frame, loaded.pairwise_frame(), loaded.agreement)
     summary.print_rich(console)
     written = summary.write(Path(run) / "analysis")
@@ -202,24 +291,30 @@ def analyze(run: Path = typer.Argument(..., help="A run folder.")) -> None:
 
 
 @app.command()
+@_guarded
 def figures(
     run: Path = typer.Argument(..., help="A run folder."),
     out: Optional[Path] = typer.Option(None, "--out", help="Folder for the figures (default RUN/figures)."),
     fmt: str = typer.Option("pdf,png", "--format", help="Comma-separated: pdf, png, svg."),
 ) -> None:
     """Draw every figure the run's tables support; say which were skipped and why."""
+    from . import _validate
     from .plots import draw_all
     from .runs import load_run
 
-    try:
-        loaded = load_run(run)
-    except _known_errors() as exc:
-        _fail(exc)
-    report = draw_all(loaded, out or Path(run) / "figures", formats=tuple(f.strip() for f in fmt.split(",")))
+    formats = _validate.check_figure_formats(fmt)
+    _validate.check_run_folder(run, writable=False)
+    folder = out or Path(run) / "figures"
+    _validate.check_writable(folder, "figures folder")
+    loaded = load_run(run)
+    # Read the tables first: a damaged table is one error here, not every figure quietly skipped.
+    loaded.analysis_frame(), loaded.pairwise_frame()
+    report = draw_all(loaded, folder, formats=formats)
     console.print(_frame_table(report[["figure", "status", "reason"]], "figures"))
 
 
 @app.command()
+@_guarded
 def tasks() -> None:
     """Built-in tasks and the data-file formats the loaders read."""
     from .tasks import list_formats, list_tasks
@@ -230,6 +325,7 @@ def tasks() -> None:
 
 
 @app.command()
+@_guarded
 def models() -> None:
     """Bundled model aliases: installed or not, converted (cached) or not."""
     from .models import bundled_status

@@ -12,15 +12,22 @@ depend on which other prompts share its batch: a resumed run regenerates identic
 from __future__ import annotations
 
 import hashlib
+import math
+import os
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
 
+from .errors import SelfbiasError
 from .models import LoadedModel
 from .scoring import _budgets, _ids, _plan, forward_contexts
 
-__all__ = ["Generation", "generate"]
+__all__ = ["Generation", "GenerationTimeout", "generate"]
+
+BATCH_SECONDS_ENV = "SELFBIAS_BATCH_SECONDS"
+DEFAULT_BATCH_SECONDS = 1800.0  # the bound on one generation batch: generous, yet no run hangs for hours
 
 
 @dataclass(frozen=True)
@@ -86,30 +93,43 @@ def generate(
     seed: int = 0,
     memory_mb: float = 4096,
     batch_size: int | None = None,
+    batch_seconds: float | None = None,
 ) -> list[list[Generation]]:
     """Generate ``n`` answers per prompt; returns ``out[i][j]`` for sample j of prompt i.
 
     ``temperature=0`` is greedy decoding. Generation ends at an EOS token (not included), at a
-    stop string (cut before it) or after ``max_new_tokens``.
+    stop string (cut before it) or after ``max_new_tokens``. A batch that runs longer than
+    ``batch_seconds`` (default ``$SELFBIAS_BATCH_SECONDS`` or 1800) raises :class:`GenerationTimeout`
+    between two tokens, so no run sits silently for hours.
     """
+    from ._validate import check_generation
+
     if isinstance(prompts, str):
         raise TypeError("prompts must be a sequence of strings")
+    check_generation(temperature=temperature, top_p=top_p, n=n, max_new_tokens=max_new_tokens)
     contexts = [_ids(lm, p) for p in prompts]
     if any(not c for c in contexts):
         raise ValueError("empty prompt: nothing to condition on")
+    if batch_seconds is None:
+        batch_seconds = float(os.environ.get(BATCH_SECONDS_ENV) or DEFAULT_BATCH_SECONDS)
     token_budget, _ = _budgets(lm, memory_mb)
     lengths = [(len(c), [max_new_tokens] * n) for c in contexts]
     out: list[list[Generation]] = [[] for _ in prompts]
     with torch.inference_mode():
         for batch in _plan(lengths, token_budget, 10**9, batch_size):
             results = _generate_batch(lm, [contexts[i] for i in batch], [prompts[i] for i in batch], n,
-                                      temperature, top_p, max_new_tokens, tuple(stop), seed)
+                                      temperature, top_p, max_new_tokens, tuple(stop), seed,
+                                      time.monotonic() + batch_seconds)
             for i, gens in zip(batch, results):
                 out[i] = gens
     return out
 
 
-def _generate_batch(lm, contexts, prompts, n, temperature, top_p, max_new_tokens, stop, seed):
+class GenerationTimeout(SelfbiasError):
+    """A batch ran past its time bound (``batch_seconds``); the message names the batch."""
+
+
+def _generate_batch(lm, contexts, prompts, n, temperature, top_p, max_new_tokens, stop, seed, deadline=math.inf):
     logits, cache, mask, lengths = forward_contexts(lm, contexts)
     # row r = sample (r % n) of prompt (r // n)
     rows = torch.arange(len(contexts), device=lm.device).repeat_interleave(n)
@@ -125,6 +145,11 @@ def _generate_batch(lm, contexts, prompts, n, temperature, top_p, max_new_tokens
     finish = ["length"] * len(rows)
     active = list(range(len(rows)))  # rows still generating, in cache order
     for step in range(max_new_tokens):
+        if time.monotonic() > deadline:
+            raise GenerationTimeout(
+                f"generation of a batch of {len(contexts)} prompt(s) (longest {max(len(c) for c in contexts):,} "
+                f"tokens) ran past its time bound at token {step} of {max_new_tokens}; raise batch_seconds "
+                f"(env {BATCH_SECONDS_ENV}) or use fewer/shorter items")
         raw = torch.log_softmax(logits, dim=-1)
         chosen = _choose(logits, temperature, top_p, [generators[r] for r in active])
         still = []

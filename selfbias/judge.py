@@ -607,8 +607,23 @@ def _judge_items(setup: _JudgeSetup, data: _RunData, mode: str, item_ids: Sequen
     if mode == "critique":
         _write_critiques(setup.lm, jobs, template, setup.examples[mode], batch_size)
     _render_jobs(jobs, template, setup.lm.tokenizer, setup.examples[mode])
+    _check_context(setup.lm, jobs, mode)
     first, second = setup.option_ids[mode]
     return jobs, _read_verdicts(setup.lm, jobs, first, second, batch_size)
+
+
+def _check_context(lm: "LoadedModel", jobs: list[_Job], mode: str) -> None:
+    """Refuse, naming the item, a judge prompt that does not fit the judge's context (checked on
+    each item's longest prompt, before any of the chunk is read)."""
+    from ._validate import InputError, context_message, too_long
+
+    longest: dict[str, str] = {}
+    for job in jobs:
+        if len(job.prompt) > len(longest.get(job.item_id, "")):
+            longest[job.item_id] = job.prompt
+    overflow = too_long(lm, longest, 1)
+    if overflow:
+        raise InputError(context_message(lm, overflow, 1, f"judge ({mode})", skippable=False))
 
 
 # ------------------------------------------------------------------------------------ settings
@@ -792,8 +807,12 @@ def judge(
     refused unless ``overwrite=True``, which redoes that judge and mode only. Resumable.
     """
     from ._progress import stage
+    from ._validate import validate_judge
     from .runs import Run, RunError, RunStore
 
+    # Every argument (modes, counts, templates, run folder, judge model specs) before any model loads.
+    validate_judge(run, modes=modes, judges=judges, k=k, few_shot=few_shot, seed=seed, templates=templates,
+                   models=models)
     modes = _check_modes(modes)
     k = _check_int("k", k, 1)
     min_k = _check_int("min_k", min_k, 1)

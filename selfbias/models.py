@@ -19,6 +19,7 @@ from typing import Any
 import torch
 
 from . import _gguf_cache
+from .errors import SelfbiasError
 
 __all__ = [
     "BUNDLED_MODELS",
@@ -33,7 +34,7 @@ __all__ = [
 ]
 
 
-class ModelError(RuntimeError):
+class ModelError(SelfbiasError, RuntimeError):
     """A model could not be found or loaded; the message says which and what to do."""
 
 
@@ -160,6 +161,7 @@ class LoadedModel:
 
 _DTYPES = {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16,
            "bf16": torch.bfloat16, "float16": torch.float16, "fp16": torch.float16}
+DTYPE_NAMES = tuple(_DTYPES)  # the dtype spellings load_model accepts (checked up front by _validate)
 
 
 def _pick_device(device: str | torch.device | None) -> torch.device:

@@ -16,6 +16,7 @@ The scoring primitives are re-exported here: ``from selfbias.probe import score,
 from __future__ import annotations
 
 import time
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -89,17 +90,31 @@ def probe(
     ``template_set`` (see :func:`selfbias.judge.judge`). ``loaded`` maps model names to
     already loaded :class:`~selfbias.models.LoadedModel` objects.
     """
+    from . import _validate
     from .models import load_model
 
     models = [models] if isinstance(models, str) else list(models)
     if len(set(models)) != len(models):
-        raise ValueError(f"a model is listed twice: {models}")
+        raise _validate.InputError(f"a model is listed twice: {models}")
+    # Every argument, the task file and the run folder are checked before any model loads.
+    judge_modes = _validate.validate_probe(
+        models=models, n=n, samples=samples, temperature=temperature, max_new_tokens=max_new_tokens,
+        n_distractors=n_distractors, n_perturbations=n_perturbations, judge_modes=judge_modes, seed=seed,
+        device=device, dtype=dtype, templates=templates, loaded=loaded)
     t0 = time.perf_counter()
     task_obj = task if isinstance(task, Task) else load_task(
         task, n=n, seed=seed, level=level, mapping=mapping, fmt=fmt, skip_invalid=skip_invalid)
     task_spec = task_obj.source or task_obj.name if isinstance(task, Task) else str(task)
+    if n is not None and len(task_obj.items) < n:
+        warnings.warn(f"{task_spec} has only {len(task_obj.items)} items: running {len(task_obj.items)}, "
+                      f"not n={n}", stacklevel=2)
+    out = Path(out) if out is not None else default_run_dir(models, task_spec, n, seed)
+    _validate.check_run_out(out)
     lms = {name: (loaded or {}).get(name) or load_model(name, device=device, dtype=dtype) for name in models}
     tmpl = {name: (templates or {}).get(name) or default_template(lm) for name, lm in lms.items()}
+    if templates:
+        tmpl = {name: _validate.check_answer_template(t, f"template of {name}") for name, t in tmpl.items()}
+    task_obj, too_long = _fit_context(task_obj, lms, tmpl, max_new_tokens, skip_invalid)
     settings = {"samples": samples, "temperature": temperature, "max_new_tokens": max_new_tokens,
                 "n_distractors": n_distractors, "n_perturbations": n_perturbations, "seed": seed}
     request = {
@@ -112,12 +127,12 @@ def probe(
         "settings": settings,
         "judge_modes": list(judge_modes),
     }
-    out = Path(out) if out is not None else default_run_dir(models, task_spec, n, seed)
     store = RunStore.open(out, request, overwrite=overwrite)
     store.update_manifest(
         models_loaded={name: lm.to_manifest() for name, lm in lms.items()},
         task_source=task_obj.source,
         skipped_rows=[{"line": r.line, "field": r.field, "reason": r.reason} for r in task_obj.skipped],
+        skipped_too_long=too_long,
     )
     store.record_timing("load", time.perf_counter() - t0)
 
@@ -140,6 +155,37 @@ def probe(
     # The judge reads the chunks and consolidates every table once when it finishes.
     return judge(store.path, modes=tuple(judge_modes), models=lms, seed=seed, alt_sources=alt_sources,
                  pair_sources=pair_sources, template_set=template_set, progress=progress)
+
+
+def _fit_context(task_obj: Task, lms, tmpl, max_new_tokens: int, skip_invalid: bool) -> tuple[Task, list[dict]]:
+    """The task without the items whose answer prompt plus ``max_new_tokens`` exceeds a model's
+    context (with ``skip_invalid``; they are returned for the manifest), else InputError naming the item.
+
+    Checked before generation: a prompt longer than the context would otherwise be fed to the model
+    (a 40,009-token question sat for 18 minutes at "generating answers 0/1").
+    """
+    from dataclasses import replace
+
+    from ._validate import InputError, context_message, too_long
+
+    dropped: dict[str, dict] = {}
+    for name, lm in lms.items():
+        try:
+            prompts = {item.id: render(tmpl[name], lm, item.question) for item in task_obj.items}
+        except (KeyError, IndexError, ValueError) as e:
+            raise InputError(f"answer template of {name}: {e}") from None
+        overflow = too_long(lm, prompts, max_new_tokens)
+        if overflow and not skip_invalid:
+            raise InputError(context_message(lm, overflow, max_new_tokens, "answer"))
+        for item_id, n_tokens in overflow:
+            dropped.setdefault(item_id, {"item_id": item_id, "model": name, "prompt_tokens": n_tokens,
+                                         "context_length": lm.context_length})
+    if not dropped:
+        return task_obj, []
+    kept = tuple(item for item in task_obj.items if item.id not in dropped)
+    if not kept:
+        raise InputError(f"every item of {task_obj.name} is too long for the context of {', '.join(lms)}")
+    return replace(task_obj, items=kept), list(dropped.values())
 
 
 def _model_request(lm) -> dict:

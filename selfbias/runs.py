@@ -54,6 +54,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from selfbias import _storage as st
+from selfbias.errors import SelfbiasError
 
 __all__ = [
     "RunError",
@@ -91,7 +92,7 @@ _VERSION_PACKAGES = (
 )
 
 
-class RunError(RuntimeError):
+class RunError(SelfbiasError, RuntimeError):
     """A run folder cannot be used as asked; the message is one line naming the path or field."""
 
 
@@ -773,6 +774,10 @@ def make_pairwise_frame(
 # ----------------------------------------------------------------------------- Run
 
 
+# Per-token list columns of scores and judgments: large on long answers and used by no frame.
+_UNUSED_BY_FRAMES = frozenset({"token_ids", "tokens", "logprobs", "is_argmax", "top_tokens", "top_probs"})
+
+
 def _name_of(x: Any) -> str:
     if isinstance(x, dict):
         for k in ("name", "alias", "id", "identity", "model", "spec"):
@@ -805,6 +810,25 @@ class Run:
         if consolidated.exists():
             return _read_arrow(consolidated, columns)
         return _read_chunks_arrow(self.path, name, columns)
+
+    def _frame_input(self, name: str) -> pd.DataFrame:
+        """Table ``name`` without the per-token list columns that no frame uses (Arrow column
+        projection: they are never read from disk), cached apart from the full table."""
+        if name in self._cache:  # the full table is already in memory
+            return self._cache[name].copy(deep=False)
+        key = f"{name}:frame"  # not a valid table name, so never a table's cache entry
+        if key not in self._cache:
+            consolidated = self.path / f"{_check_table(name)}{st.PARQUET}"
+            files = [consolidated] if consolidated.exists() else _chunk_files(self.path, name)
+            names: list[str] = []
+            for f in files:
+                try:
+                    names += [c for c in pq.read_schema(f).names if c not in names]
+                except (OSError, pa.ArrowException) as e:
+                    raise RunError(f"{f}: unreadable Parquet file ({e}); delete it to redo that chunk") from None
+            data = self._arrow(name, [c for c in names if c not in _UNUSED_BY_FRAMES]) if files else None
+            self._cache[key] = pd.DataFrame() if data is None else st.arrow_to_df(data)
+        return self._cache[key].copy(deep=False)
 
     def table(self, name: str) -> pd.DataFrame:
         """Table ``name`` as a DataFrame (list columns as Python lists); empty if it doesn't exist."""
@@ -853,7 +877,7 @@ class Run:
         n_tokens (scores with scorer == judge; NaN where the judge did not score the candidate, and
         n_tokens is then float64 instead of int64).  Rows keep the judgments' order.
         """
-        return make_analysis_frame(self.judgments, self.candidates, self.scores)
+        return make_analysis_frame(*(self._frame_input(t) for t in ("judgments", "candidates", "scores")))
 
     def pairwise_frame(self) -> pd.DataFrame:
         """One row per judged pair x judge, the two presentation orders combined.
@@ -866,7 +890,7 @@ class Run:
         of the available orders; ``orders_agree`` is True when both orders exist and pick the same
         candidate (both P(a) above 0.5 or both below).
         """
-        return make_pairwise_frame(self.judgments, self.candidates, self.scores)
+        return make_pairwise_frame(*(self._frame_input(t) for t in ("judgments", "candidates", "scores")))
 
     # -- display --------------------------------------------------------------------------------
 

@@ -34,6 +34,7 @@ from typing import Literal
 
 import torch
 
+from .errors import SelfbiasError
 from .models import LoadedModel
 
 __all__ = [
@@ -50,7 +51,7 @@ __all__ = [
 ]
 
 
-class ScoringError(ValueError):
+class ScoringError(SelfbiasError, ValueError):
     """Bad scoring input (empty continuation, nothing to condition on)."""
 
 

@@ -245,6 +245,9 @@ def load_task(spec: str | Path, *, n: int | None = None, seed: int = 0, level: s
 
     if level is not None:
         raise TaskError(f"{spec}: level applies only to arithmetic")
+    if not Path(spec).suffix and not Path(spec).exists():  # a name, not a file: say which names exist
+        raise TaskError(f"unknown task {str(spec)!r}: not a built-in task (arithmetic[:level], capitals) "
+                        "nor an existing file; `selfbias tasks` lists both")
     type_hint = _TYPE_OF_CHECKER.get(checker) if isinstance(checker, str) else None
     loaded = read_file(spec, fmt=fmt, mapping=mapping, skip_invalid=skip_invalid,
                        answer_type=type_hint)
