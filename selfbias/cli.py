@@ -74,6 +74,8 @@ def probe(
     device: Optional[str] = typer.Option(None, help="cuda, mps or cpu (default: the best available)."),
     dtype: str = typer.Option("float32", help="float32, bfloat16 or float16 (log-softmax is always float32)."),
     template: Optional[Path] = typer.Option(None, help="JSON file with an answer template (fields of selfbias.prompts.AnswerTemplate) used for every model."),
+    prompt_format: str = typer.Option("auto", help="auto, chat or plain. auto: chat only for instruction-tuned models (name has instruct/chat/-it/...) whose tokenizer has a chat template; base models get plain few-shot prompts."),
+    chat_template_kwargs: Optional[str] = typer.Option(None, help="Keyword arguments for the chat template, e.g. enable_thinking=false (comma-separated key=value; true/false/numbers are typed)."),
     overwrite: bool = typer.Option(False, help="Replace an existing run folder made with other settings."),
 ) -> None:
     """Answer, score and judge: the model's own answers against the alternatives."""
@@ -92,7 +94,8 @@ def probe(
         run = run_probe(model, task, n=n, samples=samples, out=out, level=level, seed=seed, temperature=temperature,
                         max_new_tokens=max_new_tokens, judge_modes=modes, mapping=mapping, fmt=fmt,
                         skip_invalid=skip_invalid, device=device, dtype=dtype, overwrite=overwrite,
-                        templates=templates)
+                        templates=templates, prompt_format=prompt_format,
+                        chat_template_kwargs=parse_kwargs(chat_template_kwargs))
     except _known_errors() + (TypeError, ValueError) as exc:
         _fail(exc)
     summary = probe_summary(run).rename(columns={
@@ -106,6 +109,23 @@ def probe(
         _say_degenerate(run)
     console.print(f"run: [bold]{run.path}[/]")
     console.print(f"next: `selfbias analyze {run.path}` and `selfbias figures {run.path}`")
+
+
+def parse_kwargs(text: str | None) -> dict:
+    """``"enable_thinking=false,n=2"`` -> ``{"enable_thinking": False, "n": 2}`` (JSON-typed values,
+    else strings); a part without "=" is a ValueError naming it."""
+    import json
+
+    out: dict = {}
+    for part in filter(None, (p.strip() for p in (text or "").split(","))):
+        key, eq, value = (x.strip() for x in part.partition("="))
+        if not eq or not key:
+            raise ValueError(f"--chat-template-kwargs: expected key=value, got {part!r}")
+        try:
+            out[key] = json.loads(value.lower() if value.lower() in ("true", "false", "null") else value)
+        except ValueError:
+            out[key] = value
+    return out
 
 
 def _say_degenerate(run) -> None:

@@ -35,7 +35,7 @@ Seeded rules (recorded in the manifest under ``judge.rules``):
 * own_samples: the listed answers are mapped to candidate ids (exact text, else case- and
   whitespace-insensitive match), else written ``sample:<index>``.
 
-Chat models (``LoadedModel.has_chat_template``) get the chat templates (an explicit system message,
+Models prompted in chat (``LoadedModel.prompt_format == "chat"``) get the chat templates (an explicit system message,
 so SmolLM2 does not insert its default one), others the plain ones. Few-shot examples come from a
 built-in pool (``few_shot`` of them, minus any whose normalised question equals a run item's),
 shown as earlier turns (chat) or blocks (plain) in the mode's own template.
@@ -421,7 +421,7 @@ def _option_ids(lm: "LoadedModel", template: JudgeTemplate) -> tuple[list[int], 
 
 def _setup(name: str, lm: "LoadedModel", modes: Sequence[str], templates: dict[str, dict[str, JudgeTemplate]],
            example_ids: Sequence[int], k: int) -> _JudgeSetup:
-    fmt = "chat" if lm.has_chat_template else "plain"
+    fmt = lm.prompt_format
     chosen = {m: templates[m][fmt] for m in modes}
     option_ids = {m: _option_ids(lm, t) for m, t in chosen.items()}
     examples = {m: [example_fields(i, pos, m, k) for pos, i in enumerate(example_ids)] for m in modes}
