@@ -311,9 +311,15 @@ def equivalent(a: str, b: str, item: Any, checker: Callable[[str, Any], bool] = 
     """Do ``a`` and ``b`` say the same thing under the task's checker?
 
     Mutual acceptance: each is accepted when the other is the item's only reference ("8" and
-    "8.0"; "Chisinau" and "Chi\u0219in\u0103u"; "B" and the text of choice B). One-way acceptance is not
-    enough: "The capital is Paris" is accepted against "Paris" but says more.
+    "8.0"; "Chisinau" and "Chi\u0219in\u0103u"). Choices (default checker): the same choice picked
+    ("(b)", "B" and the text of choice B). One-way acceptance is not enough: "The capital is
+    Paris" is accepted against "Paris" but says more.
     """
     if a == b:
         return True
+    if checker in (check_answer, check_choice) and getattr(item, "answer_type", None) == "choice" and item.choices:
+        # a label is not a reference spelling ("(b)"); both answers pick a choice or neither does
+        picked = chosen_index(a, item), chosen_index(b, item)
+        if None not in picked:
+            return picked[0] == picked[1]
     return bool(checker(a, _with_references(item, (b,)))) and bool(checker(b, _with_references(item, (a,))))

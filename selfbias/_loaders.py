@@ -24,11 +24,13 @@ class TaskError(ValueError):
     """A task could not be loaded: one line naming the file, line and field where known."""
 
     def __init__(self, reason: str, *, path: str | Path | None = None, line: int | None = None,
-                 field: str | None = None):
-        self.path, self.line, self.field, self.reason = path, line, field, reason
+                 field: str | None = None, record: int | None = None):
+        self.path, self.line, self.field, self.reason, self.record = path, line, field, reason, record
         where = "" if path is None else str(path)
         if line is not None:
             where += f" line {line}"
+        if record is not None:  # a record of a JSON array file (often all on one line)
+            where += f" record {record}"
         what = reason if field is None else f"field '{field}' {reason}"
         super().__init__(f"{where}: {what}" if where else what)
 
@@ -497,7 +499,7 @@ def read_file(path: str | Path, *, fmt: str | None = None, mapping: dict | str |
         except _RowError as e:
             if not skip_invalid:
                 if array is not None:
-                    raise TaskError(e.reason, path=f"{path} record {line}", field=e.field) from None
+                    raise TaskError(e.reason, path=path, record=line, field=e.field) from None
                 raise TaskError(e.reason, path=path, line=line, field=e.field) from None
             skipped.append(SkippedRow(line, e.field, e.reason))
             continue
