@@ -89,8 +89,12 @@ def test_bundled_models_default_formats_and_default_templates(smollm2, gemma, ti
 
     assert (smollm2.prompt_format, gemma.prompt_format) == ("chat", "plain")
     assert default_template(smollm2) is CHAT_TEMPLATE and default_template(gemma) is PLAIN_TEMPLATE
-    # the tiny random model carries SmolLM2's chat template but no instruct name: plain by default
-    assert tiny.has_chat_template and tiny.prompt_format == "plain" and default_template(tiny) is PLAIN_TEMPLATE
+    # a model with SmolLM2's chat template but no instruct name is prompted plain by default
+    from selfbias.models import wrap_model
+
+    base = wrap_model(tiny.model, tiny.tokenizer, name="tiny-llama")
+    assert base.has_chat_template and base.prompt_format == "plain" and default_template(base) is PLAIN_TEMPLATE
+    assert tiny.prompt_format == "chat" and default_template(tiny) is CHAT_TEMPLATE  # the fixture asks for chat
     assert smollm2.to_manifest()["prompt_format"] == "chat"
 
 
@@ -122,6 +126,6 @@ def test_judge_follows_the_model_prompt_format(tiny):
 
     from selfbias.judge import DEFAULT_TEMPLATES, _setup
 
-    chat = dataclasses.replace(tiny, prompt_format="chat")
-    assert _setup("t", tiny, ["isolated"], DEFAULT_TEMPLATES, [], 3).format == "plain"
-    assert _setup("t", chat, ["isolated"], DEFAULT_TEMPLATES, [], 3).format == "chat"
+    plain = dataclasses.replace(tiny, prompt_format="plain")
+    assert _setup("t", plain, ["isolated"], DEFAULT_TEMPLATES, [], 3).format == "plain"
+    assert _setup("t", tiny, ["isolated"], DEFAULT_TEMPLATES, [], 3).format == "chat"
