@@ -381,8 +381,9 @@ def _spellings(cand) -> list[str]:
 
 
 def probe_summary(run: Run) -> pd.DataFrame:
-    """The headline of a probe: per model, greedy accuracy, how often its own wrong answer
-    out-scores the reference (under the model itself), and mean sample agreement."""
+    """The headline of a probe: per model, greedy accuracy (of the graded answers; ``ungraded``
+    counts open-ended answers no label decides), how often its own wrong answer out-scores the
+    reference (under the model itself), and mean sample agreement."""
     gens, cands, scores, agree = run.generations, run.candidates, run.scores, run.agreement
     rows = []
     for model in gens["model"].unique():
@@ -397,7 +398,10 @@ def probe_summary(run: Run) -> pd.DataFrame:
                 wins.append(mine.iloc[0]["sum_logprob"] > ref.iloc[0]["sum_logprob"])
         a = agree[agree["model"] == model]
         rows.append({
-            "model": model, "items": len(greedy), "accuracy": greedy["correct"].astype("Float64").mean(),  # of graded
+            "model": model, "items": len(greedy),
+            "accuracy": float(greedy["correct"].dropna().astype(bool).mean()) if greedy["correct"].notna().any()
+            else float("nan"),  # of the graded greedy answers
+            "ungraded": int(greedy["correct"].isna().sum()),
             "own_wrong_beats_reference": (sum(wins) / len(wins)) if wins else float("nan"),
             "wrong_items_compared": len(wins), "sample_agreement": a["agreement"].mean(),
         })

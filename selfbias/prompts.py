@@ -2,9 +2,10 @@
 
 Every candidate answer of an item, the model's own and the alternatives alike, is scored in the
 same form: ``render(template, model, question) + " " + answer``. For models prompted in chat
-(``LoadedModel.prompt_format``: instruct models with a chat template) the prompt is the chat template with an *answer prefill* opening the assistant turn ("The answer is"), because
-small instruct models otherwise ramble ("To solve this..."); base models get a plain few-shot
-prompt ending in "Answer:".
+(``LoadedModel.prompt_format``: by default instruct models with a chat template) the prompt is the
+chat template with an *answer prefill* opening the assistant turn ("The answer is"), because small
+instruct models otherwise ramble ("To solve this..."); base models get a plain few-shot prompt
+ending in "Answer:".
 """
 
 from __future__ import annotations

@@ -9,7 +9,9 @@
   package (``selfbias/data/capitals.csv``); alternative accepted names are references. Left
   out: Israel (capital contested), Indonesia and Equatorial Guinea (capital moves under way),
   Nauru (no official capital).
-* a file: TruthfulQA CSV, GSM8K / ARC / NQ-open JSONL, ``statement,label`` CSV, or any JSONL/CSV
+* a file: TruthfulQA CSV or its ``mc_task.json`` (labelled mc1/mc2 targets; both open-ended:
+  free-form answers that match no labelled answer are ungraded, see ``Task.grade``), GSM8K /
+  ARC / NQ-open JSONL, ``statement,label`` CSV, or any JSONL/CSV
   with a column ``mapping`` (see ``selfbias._loaders``). A built-in name wins over a file of the
   same name; write ``./capitals`` for the file.
 
