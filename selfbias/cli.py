@@ -69,7 +69,7 @@ def probe(
     max_new_tokens: int = typer.Option(24, help="Longest generated answer, in tokens."),
     judge_modes: str = typer.Option("isolated,alternatives", help="Judge modes to run after the probe (comma-separated; 'none' to skip)."),
     mapping: Optional[str] = typer.Option(None, help="Column mapping for a generic JSONL/CSV file, e.g. question=q,answer=a."),
-    fmt: Optional[str] = typer.Option(None, "--format", help="Force a file format: truthfulqa, gsm8k, arc, nq_open, truefalse, jsonl, csv."),
+    fmt: Optional[str] = typer.Option(None, "--format", help="Force a file format: truthfulqa, truthfulqa_mc, gsm8k, arc, nq_open, truefalse, jsonl, csv."),
     skip_invalid: bool = typer.Option(False, help="Skip invalid rows of a data file (recorded in the run) instead of stopping."),
     device: Optional[str] = typer.Option(None, help="cuda, mps or cpu (default: the best available)."),
     dtype: str = typer.Option("float32", help="float32, bfloat16 or float16 (log-softmax is always float32)."),

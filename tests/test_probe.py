@@ -7,7 +7,6 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -149,7 +148,6 @@ def test_candidates_are_one_per_equivalence_class_on_a_real_run(spelled_run):
     assert gens["correct"].dtype == "boolean"
 
 
-@pytest.mark.skipif(not (Path(__file__).parents[1].parent / "shared" / "data").is_dir(), reason="shared data absent")
 def test_truthfulqa_mc_run_has_labelled_candidates_and_ungraded_answers(smollm2, shared_data, tmp_path):
     path = shared_data / "truthfulqa" / "mc_task.json"
     run = probe("smollm2-135m", str(path), n=4, samples=2, max_new_tokens=16, judge_modes=(), out=tmp_path / "tqa",
@@ -229,6 +227,20 @@ def test_cli_reports_bad_input_in_one_line(tmp_path):
     assert result.returncode == 2
     assert "bad.jsonl" in result.stdout and "line 2" in result.stdout and "question" in result.stdout
     assert "Traceback" not in result.stdout + result.stderr
+
+
+def test_cli_prompt_format_and_chat_template_kwargs(tmp_path):
+    out = tmp_path / "plain"
+    result = subprocess.run([*CLI[:4], "--n", "2", "--samples", "1", "--max-new-tokens", "6", "--judge-modes", "none",
+                             "--prompt-format", "plain", "--out", str(out)], env=_env(), capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+    manifest = load_run(out).manifest
+    assert manifest["models_loaded"]["smollm2-135m"]["prompt_format"] == "plain"
+    assert manifest["request"]["templates"]["smollm2-135m"]["format"] == "plain"
+    bad = subprocess.run([*CLI[:4], "--chat-template-kwargs", "oops", "--out", str(tmp_path / "bad")], env=_env(),
+                         capture_output=True, text=True)
+    assert bad.returncode == 2 and "expected key=value, got 'oops'" in bad.stdout
+    assert "Traceback" not in bad.stdout + bad.stderr
 
 
 # ------------------------------------------------------------------------- candidates (no model)
@@ -335,3 +347,39 @@ def test_arithmetic_default_run_dir_is_deterministic():
 
     assert default_run_dir(["smollm2-135m"], "arithmetic", 30, 0) == default_run_dir(["smollm2-135m"], "arithmetic", 30, 0)
     assert arithmetic_task("mixed", n=3, seed=0).items == arithmetic_task("mixed", n=3, seed=0).items
+
+
+def test_gold_position_among_an_items_numeric_candidates_is_uninformative():
+    """Through build_candidates (merging included) on 900 arithmetic items with wrong own answers
+    that lean below the gold: the gold's rank among the item's numeric candidates is b + P, where b
+    counts the model's and the dataset's wrong answers below the gold (the model's information,
+    kept) and P, the perturbations below it, is uniform on 0..k (chi-square, alpha = 0.01). The
+    perturbations also sit around the wrong answers."""
+    import numpy as np
+    from scipy.stats import chisquare
+
+    task = Task("a", tuple(it for level, n in (("2d+2d", 400), ("2dx1d", 400), ("3d+3d", 100))
+                           for it in arithmetic_task(level, n=n, seed=7).items))
+    rng = np.random.default_rng(2)
+    rows = []
+    for it in task.items:
+        gold = int(it.references[0])
+        rows += [(it.id, "A", "greedy", 0, str(gold - int(rng.integers(1, 15))), False),
+                 (it.id, "A", "sample", 0, str(gold + int(rng.integers(0, 3))), None)]
+    k = 2
+    cands = build_candidates(task, _gens(rows), ["A"], n_perturbations=k, seed=0)
+    perturbations_below, near_wrong = [], 0
+    for it in task.items:
+        g = cands[cands["item_id"] == it.id]
+        gold = float(it.references[0])
+        values = g["text"].astype(float)
+        is_pert = g["sources"].map(lambda s: list(s) == ["perturbation"])
+        rank = int((values < gold).sum())
+        fixed_below = int(((values < gold) & ~is_pert).sum())
+        perturbations_below.append(rank - fixed_below)
+        assert int(is_pert.sum()) == k
+        wrong = values[~is_pert & (values != gold)]
+        near_wrong += sum(any(abs(v - w) <= max(3, gold / 10) for w in wrong) for v in values[is_pert])
+    counts = np.bincount(perturbations_below, minlength=k + 1)
+    assert chisquare(counts).pvalue > 0.01, counts
+    assert near_wrong > 100  # many perturbations are neighbours of a wrong answer, not only of the gold
