@@ -276,8 +276,22 @@ def load_task(spec: str | Path, *, n: int | None = None, seed: int = 0, level: s
 def accepted_spellings(item: Item) -> tuple[str, ...]:
     """The spellings of the reference answer: every reference, for items whose references are
     aliases of one answer (capitals: "Kyiv", "Kiev"; NQ-open answer lists; numbers); only the
-    first for open-ended items, whose references are different answers (TruthfulQA)."""
-    return item.references[:1] if open_ended(item) else item.references
+    first for open-ended items, whose references are different answers (TruthfulQA). Text
+    references are followed by their form without diacritics ("Chișinău" -> "Chisinau"), which
+    the text checker accepts as the same answer."""
+    refs = item.references[:1] if open_ended(item) else item.references
+    out: list[str] = []
+    for ref in refs:
+        plain = _without_diacritics(ref) if item.answer_type == "text" else ref
+        out += [t for t in (ref, plain) if t not in out]
+    return tuple(out)
+
+
+def _without_diacritics(text: str) -> str:
+    import unicodedata
+
+    return unicodedata.normalize("NFC", "".join(
+        c for c in unicodedata.normalize("NFKD", text) if not unicodedata.combining(c)))
 
 
 def _plain(value: Decimal) -> str:

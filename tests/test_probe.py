@@ -134,6 +134,9 @@ def test_each_candidate_is_scored_in_its_likeliest_spelling(spelled_run, smollm2
         several += len(spellings) > 1
         if "reference" in cand.sources:  # the reference is tried in every accepted spelling
             assert set(items[cand.item_id].references) <= set(spellings)
+            assert all(task.check(t, items[cand.item_id]) for t in spellings)
+            if cand.item_id == "capitals-moldova":  # "Chisinau" scores far above "Chi\u0219in\u0103u"
+                assert "Chisinau" in spellings and row["scored_text"] == "Chisinau"
     assert several >= 6  # every item but two has an alias or a diacritic spelling
 
 
@@ -300,6 +303,8 @@ def test_build_candidates_merges_spellings_and_aliases_into_the_reference():
                   ("capitals-ukraine", "A", "greedy", 0, "Kiev", True),
                   ("capitals-ukraine", "A", "sample", 0, "Moscow", False)])
     cands = build_candidates(task, gens, ["A"], n_perturbations=0)
+    alone = build_candidates(Task("capitals", (moldova,)), gens.iloc[:0], ["A"], n_perturbations=0)
+    assert list(alone.iloc[0]["spellings"]) == ["Chi\u0219in\u0103u", "Chisinau"]  # the diacritic-free form too
     md = cands[cands["item_id"] == "capitals-moldova"]
     assert len(md) == 1 and md.iloc[0]["text"] == "Chisinau"
     assert list(md.iloc[0]["sources"]) == ["own_greedy", "reference"]
