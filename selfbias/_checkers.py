@@ -261,3 +261,65 @@ def resolve_checker(spec: str | Callable | None) -> Callable[[str, Any], bool]:
             raise ValueError(f"checker {spec!r} cannot be imported ({e})") from None
     raise ValueError(f"unknown checker {spec!r}; use one of {', '.join(CHECKERS)}, auto, "
                      "'module:function' or a callable (answer, item) -> bool")
+
+
+# ---------------------------------------------------------------------------------------------
+# grading with "cannot tell", and equivalence of two answers
+
+
+def open_ended(item: Any) -> bool:
+    """Items whose references are different correct answers, not spellings of one (TruthfulQA):
+    an answer that matches neither a reference nor a known wrong answer cannot be graded."""
+    return bool((getattr(item, "meta", None) or {}).get("open_ended"))
+
+
+def _with_references(item: Any, references, distractors=()) -> Any:
+    """``item`` with other references and distractors (an Item copy, or a plain namespace)."""
+    import dataclasses
+    from types import SimpleNamespace
+
+    refs, dis = tuple(references), tuple(distractors)
+    if dataclasses.is_dataclass(item):
+        return dataclasses.replace(item, references=refs, distractors=dis)
+    return SimpleNamespace(references=refs, distractors=dis, choices=tuple(getattr(item, "choices", ())),
+                           meta=dict(getattr(item, "meta", None) or {}),
+                           answer_type=getattr(item, "answer_type", "text"))
+
+
+def grade(answer: str | None, item: Any, checker: Callable[[str, Any], bool] = check_answer) -> bool | None:
+    """True (the checker accepts it), False, or None for "cannot tell".
+
+    Closed items (numbers, choices, a capital): whatever the checker does not accept is wrong.
+    Open-ended items (:func:`open_ended`): an answer is wrong only when the checker accepts it
+    against the item's known wrong answers (its distractors); anything else is ungraded (None),
+    since a free-form answer can be right in words no reference uses (TruthfulQA; Lin et al. 2022
+    grade such answers with human raters or a trained judge, which this package does not have).
+    """
+    if answer is None or not str(answer).strip():
+        return False
+    if checker(str(answer), item):
+        return True
+    if not open_ended(item):
+        return False
+    wrong = tuple(getattr(item, "distractors", ()))
+    if wrong and checker(str(answer), _with_references(item, wrong, getattr(item, "references", ()))):
+        return False
+    return None
+
+
+def equivalent(a: str, b: str, item: Any, checker: Callable[[str, Any], bool] = check_answer) -> bool:
+    """Do ``a`` and ``b`` say the same thing under the task's checker?
+
+    Mutual acceptance: each is accepted when the other is the item's only reference ("8" and
+    "8.0"; "Chisinau" and "Chi\u0219in\u0103u"). Choices (default checker): the same choice picked
+    ("(b)", "B" and the text of choice B). One-way acceptance is not enough: "The capital is
+    Paris" is accepted against "Paris" but says more.
+    """
+    if a == b:
+        return True
+    if checker in (check_answer, check_choice) and getattr(item, "answer_type", None) == "choice" and item.choices:
+        # a label is not a reference spelling ("(b)"); both answers pick a choice or neither does
+        picked = chosen_index(a, item), chosen_index(b, item)
+        if None not in picked:
+            return picked[0] == picked[1]
+    return bool(checker(a, _with_references(item, (b,)))) and bool(checker(b, _with_references(item, (a,))))

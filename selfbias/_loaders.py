@@ -25,11 +25,13 @@ class TaskError(SelfbiasError, ValueError):
     """A task could not be loaded: one line naming the file, line and field where known."""
 
     def __init__(self, reason: str, *, path: str | Path | None = None, line: int | None = None,
-                 field: str | None = None):
-        self.path, self.line, self.field, self.reason = path, line, field, reason
+                 field: str | None = None, record: int | None = None):
+        self.path, self.line, self.field, self.reason, self.record = path, line, field, reason, record
         where = "" if path is None else str(path)
         if line is not None:
             where += f" line {line}"
+        if record is not None:  # a record of a JSON array file (often all on one line)
+            where += f" record {record}"
         what = reason if field is None else f"field '{field}' {reason}"
         super().__init__(f"{where}: {what}" if where else what)
 
@@ -59,7 +61,10 @@ class Loaded:
 
 
 FORMATS = {
-    "truthfulqa": "TruthfulQA CSV (Type,Category,Question,Best Answer,...; lists '; '-separated)",
+    "truthfulqa": "TruthfulQA CSV (Type,Category,Question,Best Answer,...; lists '; '-separated); "
+                  "correct/incorrect answers become labelled candidates",
+    "truthfulqa_mc": "TruthfulQA mc_task.json [{question, mc1_targets, mc2_targets}]: targets "
+                     "(answer -> 1/0) become labelled candidates",
     "gsm8k": "GSM8K JSONL {question, answer}; the final answer follows '#### '",
     "arc": "ARC JSONL {id, question, choices: [{label, text}], answerKey}",
     "nq_open": "NQ-open JSONL {question, answer: [...]}",
@@ -168,6 +173,30 @@ def _csv_records(text: str, path: Path) -> tuple[list[str], Iterator[tuple[int, 
                 yield line, dict(zip(header, row))
 
     return header, records()
+
+
+def _json_array_records(text: str) -> Iterator[tuple[int, dict | _RowError]] | None:
+    """The records of a JSON array file with their 1-based record numbers (errors name the
+    record, not the line: mc_task.json is one line); None if the file is not an array."""
+    stripped = text.lstrip()
+    if not stripped.startswith("["):
+        return None
+    decoder = json.JSONDecoder()
+    pos = len(text) - len(stripped) + 1
+    out: list[tuple[int, dict | _RowError]] = []
+    while True:
+        while pos < len(text) and text[pos] in " \t\r\n,":
+            pos += 1
+        if pos >= len(text) or text[pos] == "]":
+            return iter(out)
+        line = len(out) + 1  # record number: the file is often one line
+        try:
+            obj, pos = decoder.raw_decode(text, pos)
+        except json.JSONDecodeError as e:
+            out.append((line, _RowError(None, f"malformed JSON ({e.msg} at line {e.lineno} column {e.colno})")))
+            return iter(out)
+        out.append((line, obj if isinstance(obj, dict) else _RowError(
+            None, f"expected a JSON object, got {type(obj).__name__}")))
 
 
 def _is_jsonl(path: Path, text: str) -> bool:
@@ -282,9 +311,42 @@ def _truthfulqa(rec: dict, line: int, ctx: _Ctx) -> dict:
     distractors = _dedupe([rec.get("Best Incorrect Answer", ""),
                            *_split(_get(rec, "Incorrect Answers"))])
     meta = {k.lower(): rec[k] for k in ("Type", "Category", "Source") if k in rec}
+    # open-ended: the references are different true answers, and a free-form answer that matches
+    # neither list cannot be graded by text (selfbias._checkers.grade)
     return dict(id=ctx.auto_id(line), question=_text(rec, "Question"),
                 references=references, distractors=_without(distractors, references),
-                answer_type="text", meta={**meta, "line": line})
+                answer_type="text", meta={**meta, "line": line, "open_ended": True})
+
+
+def _targets(rec: dict, key: str) -> dict[str, int]:
+    value = _get(rec, key)
+    if not isinstance(value, dict) or not value:
+        raise _RowError(key, "must be a non-empty object {answer: 0 or 1}")
+    out = {}
+    for answer, label in value.items():
+        if label not in (0, 1) or isinstance(label, float) and label != int(label):
+            raise _RowError(key, f"label of {answer!r} must be 0 or 1, got {label!r}")
+        if str(answer).strip():
+            out[str(answer).strip()] = int(label)
+    if 1 not in out.values():
+        raise _RowError(key, "has no answer labelled 1")
+    return out
+
+
+def _truthfulqa_mc(rec: dict, line: int, ctx: _Ctx) -> dict:
+    """TruthfulQA's multiple-choice targets as labelled answers: the mc1 target labelled 1 (the
+    best answer) first, then mc2's other true answers; false answers mc1's first, then mc2's."""
+    question = _text(rec, "question")
+    mc1 = _targets(rec, "mc1_targets")
+    mc2 = _targets(rec, "mc2_targets") if "mc2_targets" in rec else {}
+    true = _dedupe([a for a, y in mc1.items() if y] + [a for a, y in mc2.items() if y])
+    false = _dedupe([a for a, y in mc1.items() if not y] + [a for a, y in mc2.items() if not y])
+    both = sorted(set(true) & set(false))
+    if both:
+        raise _RowError("mc2_targets", f"labels {both[0]!r} both 1 and 0")
+    return dict(id=ctx.auto_id(line), question=question, references=true, distractors=false,
+                answer_type="text",
+                meta={"record": line, "open_ended": True, "mc1_best": [a for a, y in mc1.items() if y][0]})
 
 
 def _gsm8k(rec: dict, line: int, ctx: _Ctx) -> dict:
@@ -377,7 +439,7 @@ def _generic(rec: dict, line: int, ctx: _Ctx) -> dict:
 
 
 _PARSERS: dict[str, Callable[[dict, int, _Ctx], dict]] = {
-    "truthfulqa": _truthfulqa, "gsm8k": _gsm8k, "arc": _arc, "nq_open": _nq_open,
+    "truthfulqa": _truthfulqa, "truthfulqa_mc": _truthfulqa_mc, "gsm8k": _gsm8k, "arc": _arc, "nq_open": _nq_open,
     "truefalse": _truefalse, "jsonl": _generic, "csv": _generic,
 }
 _CSV_COLUMNS = {"truthfulqa": ["Question", "Best Answer", "Correct Answers", "Incorrect Answers"],
@@ -404,11 +466,21 @@ def read_file(path: str | Path, *, fmt: str | None = None, mapping: dict | str |
     elif mapping is not None:
         mapping = _check_mapping(dict(mapping), mapping)
     text, sha = _read_text(path)
+    array = _json_array_records(text) if fmt in (None, "truthfulqa_mc") else None
+    if fmt == "truthfulqa_mc" and array is None:
+        raise TaskError("format truthfulqa_mc needs a JSON array of question objects", path=path, line=1)
     jsonl = fmt in ("gsm8k", "arc", "nq_open", "jsonl") if fmt else _is_jsonl(path, text)
-    if fmt and not jsonl and _is_jsonl(path, text):
+    if fmt and array is None and not jsonl and _is_jsonl(path, text):
         raise TaskError(f"format {fmt!r} reads CSV, but this file holds JSON lines; use a JSONL format "
                         "(gsm8k, arc, nq_open, jsonl) or leave the format out to detect it", path=path)
-    if jsonl:
+    if array is not None:
+        records = list(array)
+        header = None
+        if not any(isinstance(r, dict) and "mc1_targets" in r for _, r in records[:20]) and fmt is None:
+            raise TaskError("a JSON array file is read only as TruthfulQA mc_task.json "
+                            "(objects with mc1_targets); use JSONL for other data", path=path, line=1)
+        detected = "truthfulqa_mc"
+    elif jsonl:
         records = list(_jsonl_records(text))
         header = None
         detected = "jsonl" if mapping else _detect_jsonl(records)
@@ -448,6 +520,8 @@ def read_file(path: str | Path, *, fmt: str | None = None, mapping: dict | str |
                                 f"repeats id {row['id']!r} of line {first_line[row['id']]}")
         except _RowError as e:
             if not skip_invalid:
+                if array is not None:
+                    raise TaskError(e.reason, path=path, record=line, field=e.field) from None
                 raise TaskError(e.reason, path=path, line=line, field=e.field) from None
             skipped.append(SkippedRow(line, e.field, e.reason))
             continue

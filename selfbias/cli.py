@@ -164,11 +164,13 @@ def probe(
     pair_sources: Optional[str] = typer.Option(None, help=PAIR_HELP),
     template_set: str = typer.Option("default", help=SET_HELP),
     mapping: Optional[str] = typer.Option(None, help="Column mapping for a generic JSONL/CSV file, e.g. question=q,answer=a."),
-    fmt: Optional[str] = typer.Option(None, "--format", help="Force a file format: truthfulqa, gsm8k, arc, nq_open, truefalse, jsonl, csv."),
+    fmt: Optional[str] = typer.Option(None, "--format", help="Force a file format: truthfulqa, truthfulqa_mc, gsm8k, arc, nq_open, truefalse, jsonl, csv."),
     skip_invalid: bool = typer.Option(False, help="Skip invalid rows of a data file (recorded in the run) instead of stopping."),
     device: Optional[str] = typer.Option(None, help="cuda, mps or cpu (default: the best available)."),
     dtype: str = typer.Option("float32", help="float32, bfloat16 or float16 (log-softmax is always float32)."),
     template: Optional[Path] = typer.Option(None, help="JSON file with an answer template (fields of selfbias.prompts.AnswerTemplate) used for every model."),
+    prompt_format: str = typer.Option("auto", help="auto, chat or plain. auto: chat only for instruction-tuned models (name has instruct/chat/-it/...) whose tokenizer has a chat template; base models get plain few-shot prompts."),
+    chat_template_kwargs: Optional[str] = typer.Option(None, help="Keyword arguments for the chat template, e.g. enable_thinking=false (comma-separated key=value; true/false/numbers are typed)."),
     overwrite: bool = typer.Option(False, help="Replace an existing run folder made with other settings."),
 ) -> None:
     """Answer, score and judge: the model's own answers against the alternatives."""
@@ -188,7 +190,8 @@ def probe(
                     max_new_tokens=max_new_tokens, judge_modes=modes, mapping=mapping, fmt=fmt,
                     skip_invalid=skip_invalid, device=device, dtype=dtype, overwrite=overwrite,
                     templates=templates, alt_sources=alt_sources, pair_sources=pair_sources,
-                    template_set=template_set)
+                    template_set=template_set, prompt_format=prompt_format,
+                    chat_template_kwargs=parse_kwargs(chat_template_kwargs))
     summary = probe_summary(run).rename(columns={
         "own_wrong_beats_reference": "own wrong > ref", "wrong_items_compared": "n wrong",
         "sample_agreement": "agreement"})
@@ -201,6 +204,23 @@ def probe(
         _say_skipped(run)
     console.print(f"run: [bold]{run.path}[/]")
     console.print(f"next: `selfbias analyze {run.path}` and `selfbias figures {run.path}`")
+
+
+def parse_kwargs(text: str | None) -> dict:
+    """``"enable_thinking=false,n=2"`` -> ``{"enable_thinking": False, "n": 2}`` (JSON-typed values,
+    else strings); a part without "=" is a ValueError naming it."""
+    import json
+
+    out: dict = {}
+    for part in filter(None, (p.strip() for p in (text or "").split(","))):
+        key, eq, value = (x.strip() for x in part.partition("="))
+        if not eq or not key:
+            raise ValueError(f"--chat-template-kwargs: expected key=value, got {part!r}")
+        try:
+            out[key] = json.loads(value.lower() if value.lower() in ("true", "false", "null") else value)
+        except ValueError:
+            out[key] = value
+    return out
 
 
 def _say_degenerate(run) -> None:

@@ -44,7 +44,7 @@ Matched lists (``own_samples`` and ``alternatives``; recorded in the manifest un
 * Each row records ``gold_shown`` (a listed answer is correct), ``shown_sources`` (aligned with
   ``alternatives``), ``judged_in_list`` and ``list_length`` (0 where there is no list).
 
-Chat models (``LoadedModel.has_chat_template``) get the chat templates (an explicit system message,
+Models prompted in chat (``LoadedModel.prompt_format == "chat"``) get the chat templates (an explicit system message,
 so SmolLM2 does not insert its default one), others the plain ones. Few-shot examples come from a
 built-in pool or a JSONL file (``few_shot_file``; ``few_shot`` of them, minus any whose normalised
 question equals a run item's), shown as earlier turns (chat) or blocks (plain) in the mode's own
@@ -591,9 +591,18 @@ def _option_ids(lm: "LoadedModel", template: JudgeTemplate) -> tuple[list[int], 
     return ids[0], ids[1]
 
 
+def _recorded_prompting(store, name: str) -> dict[str, Any]:
+    """The prompt format and chat-template kwargs the run recorded for model ``name`` (none for a
+    judge that is not one of the run's models, or a run made before formats were recorded)."""
+    for m in (store.request or {}).get("models") or []:
+        if m.get("name") == name and "prompt_format" in m:
+            return {"prompt_format": m["prompt_format"], "chat_template_kwargs": m.get("chat_template_kwargs") or None}
+    return {}
+
+
 def _setup(name: str, lm: "LoadedModel", modes: Sequence[str], templates: dict[str, dict[str, JudgeTemplate]],
            examples: Sequence[FewShotExample], k: int) -> _JudgeSetup:
-    fmt = "chat" if lm.has_chat_template else "plain"
+    fmt = lm.prompt_format
     chosen = {m: templates[m][fmt] for m in modes}
     option_ids = {m: _option_ids(lm, t) for m, t in chosen.items()}
     shots = {m: [example_fields(ex, pos, m, k) for pos, ex in enumerate(examples)] for m in modes}
@@ -896,7 +905,8 @@ def judge(
             if lm is None:
                 from .models import load_model
 
-                lm, loaded_here = load_model(name), True
+                # Prompt the judge as the probe prompted this model (a run records its format per model).
+                lm, loaded_here = load_model(name, **_recorded_prompting(store, name)), True
             setup = _setup(name, lm, modes, resolved, examples, k)
             found = setup.spellings()
             old = spellings.get(name) or {}

@@ -12,6 +12,7 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,7 +30,10 @@ __all__ = [
     "ModelError",
     "ModelIdentity",
     "bundled_status",
+    "PROMPT_FORMATS",
     "load_model",
+    "looks_instruction_tuned",
+    "pick_prompt_format",
     "wrap_model",
 ]
 
@@ -117,6 +121,10 @@ class LoadedModel:
 
     ``adds_bos``: the tokenizer prepends BOS to plain text (Gemma does, SmolLM2 does not); the scorer
     adds it exactly then. ``context_length``: the longest sequence the model accepts.
+    ``prompt_format``: "chat" (the tokenizer's chat template) or "plain" (few-shot text), chosen by
+    :func:`pick_prompt_format`; the answer prompts and the judge both follow it.
+    ``chat_template_kwargs``: extra keyword arguments of ``apply_chat_template`` (e.g.
+    ``enable_thinking=False`` for templates that otherwise open a thinking block).
     """
 
     name: str
@@ -129,6 +137,8 @@ class LoadedModel:
     context_length: int
     identity: ModelIdentity
     extra: dict = field(default_factory=dict, compare=False)
+    prompt_format: str = "plain"  # "chat" | "plain": how answer and judge prompts are rendered
+    chat_template_kwargs: dict = field(default_factory=dict, compare=False)  # passed to apply_chat_template
 
     @property
     def bos_token_id(self) -> int | None:
@@ -151,6 +161,8 @@ class LoadedModel:
             "dtype": str(self.dtype).removeprefix("torch."),
             "device": self.device.type,
             "has_chat_template": self.has_chat_template,
+            "prompt_format": self.prompt_format,
+            "chat_template_kwargs": dict(self.chat_template_kwargs),
             "adds_bos": self.adds_bos,
             "context_length": self.context_length,
         }
@@ -183,17 +195,51 @@ def _pick_dtype(dtype: str | torch.dtype) -> torch.dtype:
         raise ModelError(f"unknown dtype {dtype!r}; use one of {sorted(_DTYPES)}") from None
 
 
+PROMPT_FORMATS = ("auto", "chat", "plain")
+# Name fragments of instruction-tuned checkpoints (SmolLM2-135M-Instruct, Llama-3-8B-Instruct,
+# Qwen-7B-Chat, gemma-2-2b-it, zephyr-7b-sft, ...); matched case-insensitively as whole parts.
+_INSTRUCT_MARKS = re.compile(r"(?:^|[-_./\s])(instruct|chat|it|sft|rlhf|dpo|assistant)(?:$|[-_./\s\d])", re.IGNORECASE)
+
+
+def looks_instruction_tuned(*names: str | None) -> bool:
+    """Whether any of ``names`` (alias, file or folder, hub id, config ``_name_or_path``) marks an
+    instruction-tuned model: a part "instruct", "chat", "it", "sft", "rlhf", "dpo" or "assistant"."""
+    return any(bool(_INSTRUCT_MARKS.search(str(n))) for n in names if n)
+
+
+def pick_prompt_format(requested: str, has_chat_template: bool, *names: str | None) -> str:
+    """The prompt format a model gets.
+
+    "chat" and "plain" are taken as asked ("chat" needs a chat template). "auto": chat only when
+    the tokenizer has a chat template *and* the model looks instruction-tuned
+    (:func:`looks_instruction_tuned` on its names); base models get plain few-shot prompts even
+    when their tokenizer carries a chat template, since they were never trained on it.
+    """
+    if requested not in PROMPT_FORMATS:
+        raise ModelError(f"unknown prompt format {requested!r}; use one of {', '.join(PROMPT_FORMATS)}")
+    if requested == "chat" and not has_chat_template:
+        names_ = next((n for n in names if n), "the model")
+        raise ModelError(f"prompt format 'chat' needs a chat template, and {names_} has none")
+    if requested != "auto":
+        return requested
+    return "chat" if has_chat_template and looks_instruction_tuned(*names) else "plain"
+
+
 def load_model(
     spec: str = DEFAULT_MODEL,
     *,
     device: str | torch.device | None = None,
     dtype: str | torch.dtype = "float32",
     cache_dir: str | os.PathLike | None = None,
+    prompt_format: str = "auto",
+    chat_template_kwargs: dict | None = None,
 ) -> LoadedModel:
     """Load a causal LM from a bundled alias, a ``.gguf`` file, a local HF folder or a hub id.
 
     GGUF models are converted once and cached under ``cache_dir`` (default ``$SELFBIAS_CACHE`` or
     ``~/.cache/selfbias``). The device is cuda, mps or cpu, whichever is available, unless given.
+    ``prompt_format`` and ``chat_template_kwargs``: see :func:`pick_prompt_format` and
+    :class:`LoadedModel`.
     """
     torch_dtype = _pick_dtype(dtype)
     target = _pick_device(device)
@@ -229,7 +275,8 @@ def load_model(
         model, tokenizer = _from_pretrained(spec, folder, torch_dtype)
     if identity.source == "hub":
         identity = ModelIdentity(spec, "hub", spec, revision=getattr(model.config, "_commit_hash", None))
-    return wrap_model(model.to(target), tokenizer, name=spec, identity=identity)
+    return wrap_model(model.to(target), tokenizer, name=spec, identity=identity, prompt_format=prompt_format,
+                      chat_template_kwargs=chat_template_kwargs)
 
 
 def _from_pretrained(spec: str, folder: str | Path, dtype: torch.dtype):
@@ -273,7 +320,8 @@ def _is_causal(model) -> bool:
     return bool(torch.allclose(logits[0], logits[1], atol=1e-4))
 
 
-def wrap_model(model, tokenizer, *, name: str = "model", identity: ModelIdentity | None = None) -> LoadedModel:
+def wrap_model(model, tokenizer, *, name: str = "model", identity: ModelIdentity | None = None,
+               prompt_format: str = "auto", chat_template_kwargs: dict | None = None) -> LoadedModel:
     """Wrap an already loaded transformers causal LM and tokenizer (e.g. a tiny test model)."""
     if tokenizer.pad_token_id is None:
         # Padding positions are always masked; any id works, EOS is the conventional choice.
@@ -285,16 +333,22 @@ def wrap_model(model, tokenizer, *, name: str = "model", identity: ModelIdentity
     config = model.config
     text_config = config.get_text_config() if hasattr(config, "get_text_config") else config
     context = getattr(text_config, "max_position_embeddings", None) or getattr(tokenizer, "model_max_length", 2048)
+    identity = identity or ModelIdentity(name, "object", type(model).__name__)
+    has_chat = bool(getattr(tokenizer, "chat_template", None))
+    chosen = pick_prompt_format(prompt_format, has_chat, name, identity.location,
+                                getattr(config, "_name_or_path", None))
     return LoadedModel(
         name=name,
         model=model,
         tokenizer=tokenizer,
         device=param.device,
         dtype=param.dtype,
-        has_chat_template=bool(getattr(tokenizer, "chat_template", None)),
+        has_chat_template=has_chat,
         adds_bos=bool(adds_bos),
         context_length=int(min(context, 10**7)),
-        identity=identity or ModelIdentity(name, "object", type(model).__name__),
+        identity=identity,
+        prompt_format=chosen,
+        chat_template_kwargs=dict(chat_template_kwargs or {}),
     )
 
 

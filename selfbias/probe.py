@@ -26,7 +26,7 @@ import pandas as pd
 from ._progress import stage
 from .prompts import AnswerTemplate, default_template, extract_answer, render, same_answer
 from .runs import Run, RunStore
-from .tasks import Task, load_task, numeric_perturbations, text_perturbations
+from .tasks import Task, accepted_spellings, load_task, numeric_perturbations, open_ended, text_perturbations
 
 __all__ = ["CHUNK_ITEMS", "build_candidates", "default_run_dir", "probe", "probe_summary",
            "generate", "score", "score_requests", "score_token_ids"]
@@ -78,6 +78,8 @@ def probe(
     device: str | None = None,
     dtype: str = "float32",
     loaded: dict[str, Any] | None = None,
+    prompt_format: str = "auto",
+    chat_template_kwargs: dict | None = None,
     overwrite: bool = False,
     progress: bool = True,
 ) -> Run:
@@ -89,6 +91,11 @@ def probe(
     then the judge runs ``judge_modes`` (empty: no judging) with ``alt_sources``, ``pair_sources`` and
     ``template_set`` (see :func:`selfbias.judge.judge`). ``loaded`` maps model names to
     already loaded :class:`~selfbias.models.LoadedModel` objects.
+
+    ``prompt_format`` ("auto" | "chat" | "plain") chooses chat or plain prompts for every model
+    (:func:`selfbias.models.pick_prompt_format`: "auto" gives chat only to instruction-tuned
+    models with a chat template); ``chat_template_kwargs`` go to ``apply_chat_template``
+    (``{"enable_thinking": False}``). Both are recorded per model in the run manifest.
     """
     from . import _validate
     from .models import load_model
@@ -110,7 +117,9 @@ def probe(
                       f"not n={n}", stacklevel=2)
     out = Path(out) if out is not None else default_run_dir(models, task_spec, n, seed)
     _validate.check_run_out(out)
-    lms = {name: (loaded or {}).get(name) or load_model(name, device=device, dtype=dtype) for name in models}
+    lms = {name: _prompted((loaded or {}).get(name), prompt_format, chat_template_kwargs)
+           or load_model(name, device=device, dtype=dtype, prompt_format=prompt_format,
+                         chat_template_kwargs=chat_template_kwargs) for name in models}
     tmpl = {name: (templates or {}).get(name) or default_template(lm) for name, lm in lms.items()}
     if templates:
         tmpl = {name: _validate.check_answer_template(t, f"template of {name}") for name, t in tmpl.items()}
@@ -191,7 +200,22 @@ def _fit_context(task_obj: Task, lms, tmpl, max_new_tokens: int, skip_invalid: b
 def _model_request(lm) -> dict:
     """What identifies a model in the run request (not where it was loaded from, nor the device)."""
     m = lm.to_manifest()
-    return {k: m[k] for k in ("name", "source", "sha256", "revision", "dtype")}
+    return {k: m[k] for k in ("name", "source", "sha256", "revision", "dtype", "prompt_format",
+                              "chat_template_kwargs")}
+
+
+def _prompted(lm, prompt_format: str, chat_template_kwargs: dict | None):
+    """An already loaded model with the asked prompt format ("auto" keeps the model's own choice)."""
+    if lm is None or (prompt_format == "auto" and not chat_template_kwargs):
+        return lm
+    import dataclasses
+
+    from .models import pick_prompt_format
+
+    fmt = lm.prompt_format if prompt_format == "auto" else pick_prompt_format(
+        prompt_format, lm.has_chat_template, lm.name)
+    return dataclasses.replace(lm, prompt_format=fmt,
+                               chat_template_kwargs=dict(chat_template_kwargs or lm.chat_template_kwargs))
 
 
 def _timed(store: RunStore, name: str, work) -> None:
@@ -222,11 +246,13 @@ def _generate_all(store, lms, tmpl, task: Task, chunks, settings, progress) -> N
                     rows.append({
                         "item_id": item.id, "model": name, "kind": kind, "sample_index": index,
                         "raw_text": gen.text, "answer": answer,
-                        "correct": bool(answer) and bool(task.check(answer, item)),
+                        "correct": task.grade(answer, item),  # None: an open-ended answer no label decides
                         "token_ids": list(gen.token_ids), "logprobs": list(gen.logprobs),
                         "finish_reason": gen.finish_reason,
                     })
-            store.write_chunk("generations", name, str(k), pd.DataFrame(rows))
+            frame = pd.DataFrame(rows)
+            frame["correct"] = frame["correct"].astype("boolean")
+            store.write_chunk("generations", name, str(k), frame)
             advance()
 
 
@@ -242,11 +268,26 @@ def build_candidates(
     n_perturbations: int = 2,
     seed: int = 0,
 ) -> pd.DataFrame:
-    """One row per distinct answer text of each item, with every (source, author) that produced it.
+    """One row per answer of each item, answers that say the same merged, with every
+    (source, author) that produced it.
 
+    Two answers are merged when the task's checker accepts each against the other
+    (:meth:`Task.equivalent`: "8" and "8.0", "Chisinau" and "Chișinău"), and an answer joins the
+    reference when it is equivalent to any accepted spelling of it (capitals' aliases). ``text``
+    is the first spelling seen; ``spellings`` lists every distinct spelling of the class (for
+    the reference: all its accepted spellings), which the scorer tries (best sum log-prob).
     ``sources[i]`` was produced by ``authors[i]`` (a model name, "dataset" or "perturbation");
     ``source`` is the first of them in the order own_greedy, own_sample, reference, distractor,
     perturbation. Empty answers (nothing extracted) are left out.
+
+    Candidates per item: the own answers; the first reference (open-ended items: every
+    reference and every distractor, each labelled by the dataset); up to ``n_distractors``
+    distractors; ``n_perturbations`` perturbations (numbers: :func:`numeric_perturbations`
+    around the reference and the wrong answers; text: other items' references).
+
+    ``correct`` (pandas nullable boolean): True when the class holds a reference or the checker
+    accepts it; False when it holds a distractor or perturbation or the checker rejects it; NA
+    when an open-ended item's answer can be graded neither way (:func:`selfbias.tasks.grade`).
     """
     by_item = {iid: g for iid, g in generations.groupby("item_id", sort=False)} if len(generations) else {}
     rows = []
@@ -259,30 +300,64 @@ def build_candidates(
             mine = gens[gens["model"] == model].sort_values(["kind", "sample_index"])
             for kind, source in (("greedy", "own_greedy"), ("sample", "own_sample")):
                 entries += [(a, source, model) for a in mine.loc[mine["kind"] == kind, "answer"]]
-        entries.append((item.references[0], "reference", "dataset"))
-        entries += [(d, "distractor", "dataset") for d in item.distractors[:n_distractors]]
+        labelled = open_ended(item)
+        entries += [(r, "reference", "dataset") for r in (item.references if labelled else item.references[:1])]
+        entries += [(d, "distractor", "dataset") for d in (item.distractors if labelled else item.distractors[:n_distractors])]
         if n_perturbations:
             if item.answer_type == "number":
-                perturbed = numeric_perturbations(item.references[0])[:n_perturbations]
+                wrong = [t for t, src, _ in entries if src != "reference"]
+                perturbed = numeric_perturbations(item.references[0], n_perturbations, wrong=wrong,
+                                                  seed=seed, key=item.id)
             else:
                 perturbed = text_perturbations(task.items, index, k=n_perturbations, seed=seed)
             entries += [(p, "perturbation", "perturbation") for p in perturbed]
-        merged: dict[str, dict] = {}
-        for text, source, author in entries:
-            text = " ".join(str(text).split())
-            if not text:
-                continue
-            row = merged.setdefault(text, {"sources": [], "authors": []})
-            if (source, author) not in zip(row["sources"], row["authors"]):
-                row["sources"].append(source)
-                row["authors"].append(author)
-        for k, (text, row) in enumerate(merged.items()):
+        classes = _merge_equivalent(task, item, entries)
+        for k, row in enumerate(classes):
             primary = min(row["sources"], key=SOURCE_ORDER.index)
             rows.append({
-                "item_id": item.id, "candidate_id": f"{item.id}#{k}", "text": text, "source": primary,
-                "sources": row["sources"], "authors": row["authors"], "correct": bool(task.check(text, item)),
+                "item_id": item.id, "candidate_id": f"{item.id}#{k}", "text": row["text"], "source": primary,
+                "sources": row["sources"], "authors": row["authors"], "correct": _label(task, item, row),
+                "spellings": row["spellings"],
             })
-    return pd.DataFrame(rows, columns=["item_id", "candidate_id", "text", "source", "sources", "authors", "correct"])
+    frame = pd.DataFrame(rows, columns=["item_id", "candidate_id", "text", "source", "sources", "authors",
+                                        "correct", "spellings"])
+    frame["correct"] = frame["correct"].astype("boolean")
+    return frame
+
+
+def _merge_equivalent(task: Task, item, entries) -> list[dict]:
+    """Group (text, source, author) entries into classes of equivalent answers, in first-seen order."""
+    classes: list[dict] = []
+    for text, source, author in entries:
+        text = " ".join(str(text).split())
+        if not text:
+            continue
+        # the reference enters with all its accepted spellings, so an alias joins it
+        spellings = list(accepted_spellings(item)) if source == "reference" and text == item.references[0] else [text]
+        spellings = [" ".join(s.split()) for s in spellings]
+        if text not in spellings:
+            spellings.insert(0, text)
+        home = next((c for c in classes if any(
+            a == b or task.equivalent(a, b, item) for a in spellings for b in c["spellings"])), None)
+        if home is None:
+            home = {"text": text, "sources": [], "authors": [], "spellings": []}
+            classes.append(home)
+        home["spellings"] += [s for s in spellings if s not in home["spellings"]]
+        if (source, author) not in zip(home["sources"], home["authors"]):
+            home["sources"].append(source)
+            home["authors"].append(author)
+    return classes
+
+
+def _label(task: Task, item, row: dict) -> bool | None:
+    """A class's correctness: the dataset's label first, then the checker, else ungraded (None)."""
+    if "reference" in row["sources"]:
+        return True
+    if task.check(row["text"], item):
+        return True
+    if {"distractor", "perturbation"} & set(row["sources"]):
+        return False
+    return task.grade(row["text"], item)
 
 
 def sample_agreement(task: Task, generations: pd.DataFrame) -> pd.DataFrame:
@@ -299,8 +374,10 @@ def sample_agreement(task: Task, generations: pd.DataFrame) -> pd.DataFrame:
         same = [same_answer(s, greedy["answer"], types[item_id]) for s in samples]
         rows.append({"item_id": item_id, "model": model, "greedy_answer": greedy["answer"],
                      "n_samples": len(samples), "agreement": sum(same) / len(same) if same else float("nan"),
-                     "greedy_correct": bool(greedy["correct"])})
-    return pd.DataFrame(rows, columns=["item_id", "model", "greedy_answer", "n_samples", "agreement", "greedy_correct"])
+                     "greedy_correct": None if pd.isna(greedy["correct"]) else bool(greedy["correct"])})
+    frame = pd.DataFrame(rows, columns=["item_id", "model", "greedy_answer", "n_samples", "agreement", "greedy_correct"])
+    frame["greedy_correct"] = frame["greedy_correct"].astype("boolean")
+    return frame
 
 
 # ---------------------------------------------------------------------------------------- scores
@@ -315,18 +392,26 @@ def _score_all(store, lms, tmpl, task: Task, candidates: pd.DataFrame, chunks, p
         for name, k in todo:
             lm = lms[name]
             items = [item for item in chunks[k] if item.id in by_item]
-            requests = [(render(tmpl[name], lm, item.question), [" " + t for t in by_item[item.id]["text"]])
-                        for item in items]
+            # every spelling of every candidate is scored after the same prompt; each candidate keeps
+            # its best spelling, so a diacritic or an alias does not decide which answer is likelier
+            spellings = {item.id: [_spellings(c) for c in by_item[item.id].itertuples()] for item in items}
+            requests = [(render(tmpl[name], lm, item.question),
+                         [" " + t for group in spellings[item.id] for t in group]) for item in items]
             results = score_requests(lm, requests, truncate=True)
             rows = []
             for item, scored in zip(items, results):
-                for cand, s in zip(by_item[item.id].itertuples(), scored):
+                scored = iter(scored)
+                for cand, group in zip(by_item[item.id].itertuples(), spellings[item.id]):
+                    tried = [next(scored) for _ in group]
+                    best = max(range(len(group)), key=lambda i: tried[i].sum_logprob)  # first on ties
+                    s = tried[best]
                     rows.append({
                         "item_id": item.id, "candidate_id": cand.candidate_id, "scorer": name,
                         "token_ids": list(s.token_ids), "tokens": list(s.tokens), "logprobs": list(s.logprobs),
                         "is_argmax": list(s.is_argmax), "sum_logprob": s.sum_logprob,
                         "mean_logprob": s.mean_logprob, "n_tokens": s.n_tokens,
                         "truncated_tokens": s.truncated_tokens, "join_overlap": s.join_overlap,
+                        "scored_text": group[best], "n_spellings": len(group),
                     })
             frame = pd.DataFrame(rows)
             if len(frame):
@@ -336,18 +421,26 @@ def _score_all(store, lms, tmpl, task: Task, candidates: pd.DataFrame, chunks, p
             advance()
 
 
+def _spellings(cand) -> list[str]:
+    """The spellings a candidate is scored in: its text first, then the others merged into it."""
+    extra = getattr(cand, "spellings", None)
+    extra = [] if extra is None else [str(t) for t in extra]
+    return [cand.text, *[t for t in extra if t != cand.text]]
+
+
 # --------------------------------------------------------------------------------------- summary
 
 
 def probe_summary(run: Run) -> pd.DataFrame:
-    """The headline of a probe: per model, greedy accuracy, how often its own wrong answer
-    out-scores the reference (under the model itself), and mean sample agreement."""
+    """The headline of a probe: per model, greedy accuracy (of the graded answers; ``ungraded``
+    counts open-ended answers no label decides), how often its own wrong answer out-scores the
+    reference (under the model itself), and mean sample agreement."""
     gens, cands, scores, agree = run.generations, run.candidates, run.scores, run.agreement
     rows = []
     for model in gens["model"].unique():
         greedy = gens[(gens["model"] == model) & (gens["kind"] == "greedy")]
         own = scores[scores["scorer"] == model].merge(cands, on=["item_id", "candidate_id"])
-        wrong_items = set(greedy.loc[~greedy["correct"], "item_id"])
+        wrong_items = set(greedy.loc[greedy["correct"].eq(False).fillna(False).astype(bool), "item_id"])
         wins = []
         for item_id, g in own[own["item_id"].isin(wrong_items)].groupby("item_id"):
             mine = g[[("own_greedy", model) in zip(s, a) for s, a in zip(g["sources"], g["authors"])]]
@@ -356,7 +449,10 @@ def probe_summary(run: Run) -> pd.DataFrame:
                 wins.append(mine.iloc[0]["sum_logprob"] > ref.iloc[0]["sum_logprob"])
         a = agree[agree["model"] == model]
         rows.append({
-            "model": model, "items": len(greedy), "accuracy": greedy["correct"].mean(),
+            "model": model, "items": len(greedy),
+            "accuracy": float(greedy["correct"].dropna().astype(bool).mean()) if greedy["correct"].notna().any()
+            else float("nan"),  # of the graded greedy answers
+            "ungraded": int(greedy["correct"].isna().sum()),
             "own_wrong_beats_reference": (sum(wins) / len(wins)) if wins else float("nan"),
             "wrong_items_compared": len(wins), "sample_agreement": a["agreement"].mean(),
         })

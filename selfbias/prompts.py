@@ -1,10 +1,11 @@
 """Answer prompts (templates are data) and answer extraction.
 
 Every candidate answer of an item, the model's own and the alternatives alike, is scored in the
-same form: ``render(template, model, question) + " " + answer``. For instruct models the prompt is
-the chat template with an *answer prefill* opening the assistant turn ("The answer is"), because
-small instruct models otherwise ramble ("To solve this..."); base models get a plain few-shot
-prompt ending in "Answer:".
+same form: ``render(template, model, question) + " " + answer``. For models prompted in chat
+(``LoadedModel.prompt_format``: by default instruct models with a chat template) the prompt is the
+chat template with an *answer prefill* opening the assistant turn ("The answer is"), because small
+instruct models otherwise ramble ("To solve this..."); base models get a plain few-shot prompt
+ending in "Answer:".
 """
 
 from __future__ import annotations
@@ -71,8 +72,9 @@ PLAIN_TEMPLATE = AnswerTemplate(
 
 
 def default_template(lm) -> AnswerTemplate:
-    """Chat with prefill for models that have a chat template, plain few-shot otherwise."""
-    return CHAT_TEMPLATE if lm.has_chat_template else PLAIN_TEMPLATE
+    """Chat with prefill for models prompted in chat (``lm.prompt_format``, see
+    :func:`selfbias.models.pick_prompt_format`), plain few-shot otherwise."""
+    return CHAT_TEMPLATE if getattr(lm, "prompt_format", "plain") == "chat" else PLAIN_TEMPLATE
 
 
 def render(template: AnswerTemplate, lm, question: str) -> str:
@@ -82,7 +84,8 @@ def render(template: AnswerTemplate, lm, question: str) -> str:
             raise ValueError(f"template {template.name!r} needs a chat template, and {lm.name} has none")
         messages = ([{"role": "system", "content": template.system}] if template.system else [])
         messages.append({"role": "user", "content": template.user.format(question=question)})
-        text = lm.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+        kwargs = dict(getattr(lm, "chat_template_kwargs", None) or {})  # e.g. enable_thinking=False
+        text = lm.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True, **kwargs)
         return text + template.prefill
     shots = [
         template.user.format(question=q) + " " + a

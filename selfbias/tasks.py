@@ -9,7 +9,9 @@
   package (``selfbias/data/capitals.csv``); alternative accepted names are references. Left
   out: Israel (capital contested), Indonesia and Equatorial Guinea (capital moves under way),
   Nauru (no official capital).
-* a file: TruthfulQA CSV, GSM8K / ARC / NQ-open JSONL, ``statement,label`` CSV, or any JSONL/CSV
+* a file: TruthfulQA CSV or its ``mc_task.json`` (labelled mc1/mc2 targets; both open-ended:
+  free-form answers that match no labelled answer are ungraded, see ``Task.grade``), GSM8K /
+  ARC / NQ-open JSONL, ``statement,label`` CSV, or any JSONL/CSV
   with a column ``mapping`` (see ``selfbias._loaders``). A built-in name wins over a file of the
   same name; write ``./capitals`` for the file.
 
@@ -36,8 +38,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterator, Sequence
 
 from selfbias._checkers import (CHECKERS, SPAN_SLACK, check_answer, check_boolean, check_choice,
-                                check_number, check_text, chosen_index, correct_choice,
-                                normalize_text, parse_boolean, parse_number, resolve_checker)
+                                check_number, check_text, chosen_index, correct_choice, equivalent,
+                                grade, normalize_text, open_ended, parse_boolean, parse_number,
+                                resolve_checker)
 from selfbias._loaders import FORMATS, SkippedRow, TaskError, parse_mapping, read_file
 
 if TYPE_CHECKING:
@@ -45,10 +48,10 @@ if TYPE_CHECKING:
 
 __all__ = [
     "Item", "Task", "TaskError", "SkippedRow", "load_task", "list_tasks", "list_formats",
-    "parse_mapping", "arithmetic_task", "capitals_task", "numeric_perturbations",
+    "parse_mapping", "arithmetic_task", "capitals_task", "numeric_perturbations", "adjacent_numbers",
     "text_perturbations", "check_answer", "check_number", "check_text", "check_choice",
     "check_boolean", "parse_number", "parse_boolean", "normalize_text", "chosen_index",
-    "correct_choice", "resolve_checker", "ANSWER_TYPES", "ARITHMETIC_LEVELS", "FORMATS",
+    "correct_choice", "resolve_checker", "grade", "equivalent", "open_ended", "accepted_spellings", "ANSWER_TYPES", "ARITHMETIC_LEVELS", "FORMATS",
     "CHECKERS", "SPAN_SLACK",
 ]
 
@@ -103,6 +106,15 @@ class Task:
     def check(self, answer: str | None, item: Item) -> bool:
         """Whether ``answer`` is correct for ``item`` (None counts as wrong)."""
         return answer is not None and bool(self.checker(str(answer), item))
+
+    def grade(self, answer: str | None, item: Item) -> bool | None:
+        """True, False, or None when the answer cannot be graded (open-ended items, see
+        :func:`selfbias._checkers.grade`)."""
+        return grade(answer, item, self.checker)
+
+    def equivalent(self, a: str, b: str, item: Item) -> bool:
+        """Whether two answers say the same under this task's checker (mutual acceptance)."""
+        return equivalent(str(a), str(b), item, self.checker)
 
     def __len__(self) -> int:
         return len(self.items)
@@ -264,15 +276,40 @@ def load_task(spec: str | Path, *, n: int | None = None, seed: int = 0, level: s
 # wrong answers for the probe
 
 
+def accepted_spellings(item: Item) -> tuple[str, ...]:
+    """The spellings of the reference answer: every reference, for items whose references are
+    aliases of one answer (capitals: "Kyiv", "Kiev"; NQ-open answer lists; numbers); only the
+    first for open-ended items, whose references are different answers (TruthfulQA). Text
+    references are followed by their form without diacritics ("Chișinău" -> "Chisinau"), which
+    the text checker accepts as the same answer."""
+    refs = item.references[:1] if open_ended(item) else item.references
+    out: list[str] = []
+    for ref in refs:
+        plain = _without_diacritics(ref) if item.answer_type == "text" else ref
+        out += [t for t in (ref, plain) if t not in out]
+    return tuple(out)
+
+
+def _without_diacritics(text: str) -> str:
+    import unicodedata
+
+    return unicodedata.normalize("NFC", "".join(
+        c for c in unicodedata.normalize("NFKD", text) if not unicodedata.combining(c)))
+
+
 def _plain(value: Decimal) -> str:
     return format(value, "f")
 
 
-def numeric_perturbations(answer: str) -> list[str]:
-    """Wrong numeric answers near ``answer``: +1, -1, +10, -10, then the rightmost swap of two
-    adjacent distinct digits that gives no leading zero ("123" -> "132"). Deduplicated, without
-    the original value, in that order; decimals keep their places ("3.5" -> "4.5"), output has no
-    thousands separators. Raises ValueError if ``answer`` has no number."""
+def adjacent_numbers(answer: str) -> list[str]:
+    """The former perturbation scheme, kept for comparison and benchmarks: +1, -1, +10, -10, then
+    the rightmost swap of two adjacent distinct digits that gives no leading zero ("123" -> "132").
+
+    Deduplicated, without the original value, in that order; decimals keep their places ("3.5" ->
+    "4.5"), output has no thousands separators. Raises ValueError if ``answer`` has no number.
+    Not used by the probe: a list of the reference and its +-1 neighbours has the gold in the
+    middle, so the gold's position gives it away (issue 9; ``numeric_perturbations`` replaces it).
+    """
     value = parse_number(answer)
     if value is None:
         raise ValueError(f"no number in {answer!r}")
@@ -291,6 +328,62 @@ def numeric_perturbations(answer: str) -> list[str]:
         if Decimal(text) != value and text not in result:
             result.append(text)
     return result
+
+
+def numeric_perturbations(answer: str, k: int = 4, *, wrong: Sequence[str] = (), seed: int = 0,
+                          key: str = "") -> list[str]:
+    """``k`` wrong numbers placed so that the gold's rank among them carries no information.
+
+    The gold's rank ``r`` among the perturbations plus the gold is drawn uniformly from
+    0..k (seeded by ``seed`` and ``key``, e.g. the item id); then ``r`` numbers below and ``k - r``
+    above the gold are drawn from a pool of random offsets around the gold *and* around each
+    wrong answer in ``wrong`` (the models' wrong answers, dataset distractors), so the gold is
+    neither the centre of the list nor the only number with neighbours. Offsets are whole steps
+    of the gold's last decimal place, up to ``max(3, |gold| / 10)`` steps per draw, so the
+    numbers have the gold's scale. Numbers stay non-negative when the gold is (a negative
+    count would be an obvious wrong answer); the only rank then excluded is one that needs more
+    values below the gold than there are (gold < k steps), which the built-in tasks never have.
+    Returned in the order drawn (rank order would leak nothing either; the judge shuffles).
+    Raises ValueError if ``answer`` has no number.
+    """
+    value = parse_number(answer)
+    if value is None:
+        raise ValueError(f"no number in {answer!r}")
+    if k <= 0:
+        return []
+    places = max(0, -value.as_tuple().exponent) if isinstance(value.as_tuple().exponent, int) else 0
+    step = Decimal(1).scaleb(-places)
+    spread = max(3, int(abs(value) / step / 10))  # offsets up to a tenth of the gold, at least 3 steps
+    rng = random.Random(f"numeric_perturbations:{seed}:{key}:{_plain(value)}")
+    anchors = [value]
+    for w in wrong:
+        x = parse_number(w)
+        if x is not None and x != value and x not in anchors:
+            anchors.append(x)
+    taken = set(anchors)
+    below: list[Decimal] = []
+    above: list[Decimal] = []
+
+    def offer(x: Decimal) -> None:
+        if x in taken or (value >= 0 and x < 0):
+            return
+        taken.add(x)
+        (below if x < value else above).append(x)
+
+    # around the gold: k offsets on each side, so every rank 0..k is reachable
+    for side in (-1, 1):
+        room = spread * k if side > 0 or value < 0 else min(spread * k, int(value / step))
+        for j in rng.sample(range(1, room + 1), min(k, room)):
+            offer(value + side * j * step)
+    # around each wrong answer: one offset on each side
+    for w in anchors[1:]:
+        for side in (-1, 1):
+            offer(w + side * rng.randint(1, spread) * step)
+    ranks = [r for r in range(k + 1) if r <= len(below) and k - r <= len(above)]
+    r = rng.choice(ranks)
+    chosen = rng.sample(below, r) + rng.sample(above, k - r)
+    rng.shuffle(chosen)
+    return [_plain(x) for x in chosen]
 
 
 def text_perturbations(items: Sequence[Item], item_index: int, k: int = 3,

@@ -52,7 +52,9 @@ def tiny(smollm2):
     # Random weights give near-uniform distributions; sharpen them so argmax and sampling matter.
     with torch.no_grad():
         model.lm_head.weight.mul_(40.0)
-    return wrap_model(model, smollm2.tokenizer, name="tiny-llama")
+    # it stands in for SmolLM2-Instruct, so it is prompted in chat like it ("auto" would pick plain:
+    # its name does not say instruct)
+    return wrap_model(model, smollm2.tokenizer, name="tiny-llama", prompt_format="chat")
 
 
 @pytest.fixture(scope="session")

@@ -154,3 +154,57 @@ def test_user_callable_checker_on_task():
     assert task.check("Wellington", us) and not task.check("Paris", us)
     assert not task.check(None, us)
     assert Task("t", (us,), checker=lambda a, i: 1).check("x", us) is True  # coerced to bool
+
+
+# ---------------------------------------------------------------------------------------------
+# equivalence of two answers, and grading with "cannot tell"
+
+
+@pytest.mark.parametrize("a, b, answer_type, same", [
+    ("8", "8.0", "number", True),
+    ("8", "1,000", "number", False),
+    ("1000", "1,000", "number", True),
+    ("Chisinau", "Chi\u0219in\u0103u", "text", True),
+    ("Port-au-Prince", "Port au Prince", "text", True),
+    ("The capital is Paris", "Paris", "text", False),  # accepted one way only: says more
+    ("Paris", "Lyon", "text", False),
+    ("true", "True.", "boolean", True),
+    ("yes", "false", "boolean", False),
+])
+def test_equivalent_is_mutual_acceptance(a, b, answer_type, same):
+    from selfbias._checkers import equivalent
+
+    item = Item("i", "q?", ("unrelated",), answer_type=answer_type)
+    assert equivalent(a, b, item) is same
+    assert equivalent(b, a, item) is same
+
+
+def test_equivalent_choices_by_letter_and_text():
+    from selfbias._checkers import equivalent
+
+    item = Item("i", "q?", ("B",), choices=("red", "blue", "green"), answer_type="choice")
+    assert equivalent("B", "blue", item) and equivalent("(b)", "blue", item)
+    assert not equivalent("A", "blue", item)
+
+
+def test_grade_closed_items_are_right_or_wrong():
+    from selfbias._checkers import grade
+
+    item = Item("i", "What is the capital of France?", ("Paris",))
+    assert grade("Paris", item) is True and grade("Lyon", item) is False and grade("", item) is False
+
+
+def test_grade_open_ended_items_leave_unmatched_answers_ungraded():
+    from selfbias._checkers import grade
+
+    item = Item("i", "What happens if you eat watermelon seeds?",
+                ("Nothing happens", "The seeds pass through your digestive system"),
+                distractors=("You grow watermelons in your stomach", "You die"),
+                meta={"open_ended": True})
+    assert grade("Nothing happens.", item) is True
+    assert grade("You die", item) is False  # a known wrong answer
+    assert grade("I have no comment", item) is None  # neither list decides
+    closed = Item("c", item.question, item.references, item.distractors)
+    assert grade("I have no comment", closed) is False  # the same answer on a closed item is wrong
+    task = Task("t", (item,))
+    assert task.grade("I have no comment", item) is None and task.check("I have no comment", item) is False

@@ -398,7 +398,7 @@ KILL_SCRIPT = textwrap.dedent(
             time.sleep(600)
         return real(*args, **kwargs)
     S.next_token_logprobs = stall_after_first_chunk
-    J.judge(sys.argv[1], modes=%r, k=2, models={%r: load_model(sys.argv[2])}, progress=False)
+    J.judge(sys.argv[1], modes=%r, k=2, models={%r: load_model(sys.argv[2], prompt_format="chat")}, progress=False)
     """
 )
 ALL_MODES = ("isolated", "own_samples", "alternatives", "pairwise", "critique")

@@ -33,6 +33,7 @@ def _sums() -> dict[str, str]:
     ("arc_easy/arc_easy_dev.jsonl", "arc", 570),
     ("nq_open/NQ-open.dev.jsonl", "nq_open", 3610),
     ("truthfulqa/TruthfulQA.csv", "truthfulqa", 790),
+    ("truthfulqa/mc_task.json", "truthfulqa_mc", 790),
     ("truth_is_universal/animal_class.csv", "truefalse", 164),
     ("truth_is_universal/element_symb.csv", "truefalse", 186),
     ("truth_is_universal/facts.csv", "truefalse", 561),
@@ -109,6 +110,35 @@ def test_truthfulqa_references_and_distractors():
 
 
 @needs_data
+def test_truthfulqa_mc_targets_are_labelled_answers():
+    task = load_task(DATA / "truthfulqa/mc_task.json")
+    raw = __import__("json").loads((DATA / "truthfulqa/mc_task.json").read_text())
+    assert len(task) == len(raw) == 790
+    for item, rec in zip(task.items, raw):
+        mc1, mc2 = rec["mc1_targets"], rec.get("mc2_targets", {})
+        true = {a.strip() for t in (mc1, mc2) for a, y in t.items() if y == 1 and a.strip()}
+        false = {a.strip() for t in (mc1, mc2) for a, y in t.items() if y == 0 and a.strip()}  # one target is ""
+        assert set(item.references) == true and set(item.distractors) == false
+        assert item.references[0] == next(a for a, y in mc1.items() if y == 1).strip()  # the mc1 answer
+        assert item.meta["open_ended"] and item.question == rec["question"].strip()
+    # the CSV and the MC file hold the same questions, both open-ended (own answers may be ungraded)
+    csv_task = load_task(DATA / "truthfulqa/TruthfulQA.csv")
+    assert all(it.meta["open_ended"] for it in csv_task)
+    assert len({it.question for it in csv_task} & {it.question for it in task}) > 700
+
+
+def test_json_array_that_is_not_truthfulqa_is_refused(tmp_path):
+    path = tmp_path / "list.json"
+    path.write_text('[{"question": "q", "answer": "a"}]')
+    with pytest.raises(TaskError, match="read only as TruthfulQA mc_task.json"):
+        load_task(path)
+    jsonl = tmp_path / "rows.jsonl"
+    jsonl.write_text('{"question": "q", "answer": "a"}\n')
+    with pytest.raises(TaskError, match="needs a JSON array"):
+        load_task(jsonl, fmt="truthfulqa_mc")
+
+
+@needs_data
 def test_truefalse_statements():
     task = load_task(DATA / "truth_is_universal/element_symb.csv")
     first = task.items[0]  # line 2: "Thallium has the symbol Tl.,1"
@@ -171,6 +201,8 @@ BAD_CASES = [
      " line 3: field 'id' repeats id 'a1' of line 1"),
     ("generic_bad_choice.jsonl", {"mapping": "question=q,answer=a,choices=opts"}, 2, "a",
      " line 2: field 'a' 'E' is neither a choice letter nor a choice text"),
+    ("truthfulqa_mc_no_true.json", {}, None, "mc1_targets",
+     " record 2: field 'mc1_targets' has no answer labelled 1"),
     ("not_utf8.csv", {}, 3, None, " line 3: not UTF-8 text (byte 0xe9)"),
     ("empty.jsonl", {}, None, None, ": file is empty"),
     ("missing.jsonl", {}, None, None, ": file not found"),

@@ -54,8 +54,8 @@ def test_scores_match_the_scorer_called_directly(small_run, smollm2):
 
     item = small_run.items.iloc[0]
     cands = small_run.candidates[small_run.candidates["item_id"] == item["item_id"]]
-    direct = score(smollm2, render(CHAT_TEMPLATE, smollm2, item["question"]), [" " + t for t in cands["text"]])
     stored = small_run.scores.set_index("candidate_id").loc[cands["candidate_id"]]
+    direct = score(smollm2, render(CHAT_TEMPLATE, smollm2, item["question"]), [" " + t for t in stored["scored_text"]])
     assert [s.sum_logprob for s in direct] == pytest.approx(stored["sum_logprob"].tolist(), abs=1e-4)
 
 
@@ -101,6 +101,96 @@ def test_two_models_answer_and_score_everything(smollm2, gemma, tmp_path):
     assert {m["name"] for m in run.manifest["request"]["models"]} == {"smollm2-135m", "gemma3-270m"}
 
 
+@pytest.fixture(scope="module")
+def spelled_run(smollm2, tmp_path_factory):
+    """SmolLM2 on 8 capitals whose answers have several accepted spellings (aliases, diacritics)."""
+    from selfbias.tasks import capitals_task
+
+    wanted = ["moldova", "ukraine", "china", "iran", "mongolia", "switzerland", "yemen", "albania"]
+    items = {it.id: it for it in capitals_task().items}
+    task = Task("capitals", tuple(items[f"capitals-{c}"] for c in wanted), source="builtin:capitals:spelled")
+    out = tmp_path_factory.mktemp("runs") / "spelled"
+    return probe("smollm2-135m", task, out=out, loaded={"smollm2-135m": smollm2}, progress=False,
+                 samples=2, max_new_tokens=8, judge_modes=()), task
+
+
+def test_each_candidate_is_scored_in_its_likeliest_spelling(spelled_run, smollm2):
+    """The stored score is the argmax over the candidate's spellings, each scored separately."""
+    from selfbias.prompts import CHAT_TEMPLATE, render
+    from selfbias.scoring import score
+
+    run, task = spelled_run
+    items = {it.id: it for it in task.items}
+    scores = run.scores.set_index("candidate_id")
+    several = 0
+    for cand in run.candidates.itertuples():
+        spellings = [cand.text, *[t for t in cand.spellings if t != cand.text]]
+        separate = [score(smollm2, render(CHAT_TEMPLATE, smollm2, items[cand.item_id].question), [" " + t])[0].sum_logprob
+                    for t in spellings]
+        row = scores.loc[cand.candidate_id]
+        best = max(range(len(spellings)), key=lambda i: separate[i])
+        assert row["scored_text"] == spellings[best] and row["n_spellings"] == len(spellings)
+        assert row["sum_logprob"] == pytest.approx(separate[best], abs=1e-4)
+        several += len(spellings) > 1
+        if "reference" in cand.sources:  # the reference is tried in every accepted spelling
+            assert set(items[cand.item_id].references) <= set(spellings)
+            assert all(task.check(t, items[cand.item_id]) for t in spellings)
+            if cand.item_id == "capitals-moldova":  # "Chisinau" scores far above "Chi\u0219in\u0103u"
+                assert "Chisinau" in spellings and row["scored_text"] == "Chisinau"
+    assert several >= 6  # every item but two has an alias or a diacritic spelling
+
+
+def test_candidates_are_one_per_equivalence_class_on_a_real_run(spelled_run):
+    run, task = spelled_run
+    items = {it.id: it for it in task.items}
+    for item_id, g in run.candidates.groupby("item_id"):
+        texts = g["text"].tolist()
+        assert not any(task.equivalent(a, b, items[item_id]) for i, a in enumerate(texts) for b in texts[i + 1:])
+        assert g["correct"].dtype == "boolean" and g["correct"].notna().all()  # capitals: every answer graded
+    gens = run.generations
+    assert gens["correct"].dtype == "boolean"
+
+
+def test_truthfulqa_mc_run_has_labelled_candidates_and_ungraded_answers(smollm2, shared_data, tmp_path):
+    path = shared_data / "truthfulqa" / "mc_task.json"
+    run = probe("smollm2-135m", str(path), n=4, samples=2, max_new_tokens=16, judge_modes=(), out=tmp_path / "tqa",
+                loaded={"smollm2-135m": smollm2}, progress=False)
+    from selfbias.tasks import load_task
+
+    task = load_task(path, n=4)
+    cands = run.candidates
+    for item in task.items:
+        g = cands[cands["item_id"] == item.id]
+        for label, texts in ((True, item.references), (False, item.distractors)):
+            for text in texts:  # every labelled target is a candidate with its label
+                row = g[[text in sp for sp in g["spellings"]]]
+                assert len(row) == 1 and _is(row.iloc[0]["correct"], label), text
+    own = cands[[any(s.startswith("own_") for s in src) for src in cands["sources"]]]
+    graded = run.generations["correct"]
+    assert graded.dtype == "boolean" and own["correct"].dtype == "boolean"
+    # free-form answers that match no target are ungraded (NA), never counted wrong by default
+    for gen in run.generations.itertuples():
+        item = next(it for it in task.items if it.id == gen.item_id)
+        assert (pd.isna(gen.correct) and task.grade(gen.answer, item) is None) or gen.correct == task.grade(gen.answer, item)
+    summary = probe_summary(run)
+    assert summary.loc[0, "items"] == 4
+    assert run.agreement["greedy_correct"].dtype == "boolean"
+
+
+def test_prompt_format_is_chosen_per_model_and_recorded(smollm2, gemma, tmp_path):
+    assert smollm2.prompt_format == "chat" and gemma.prompt_format == "plain"  # instruct vs base
+    run = probe(["smollm2-135m", "gemma3-270m"], "arithmetic", n=2, samples=1, max_new_tokens=6, judge_modes=(),
+                out=tmp_path / "plain", loaded={"smollm2-135m": smollm2, "gemma3-270m": gemma}, progress=False,
+                prompt_format="plain")
+    loaded = run.manifest["models_loaded"]
+    assert loaded["smollm2-135m"]["prompt_format"] == "plain" and loaded["gemma3-270m"]["prompt_format"] == "plain"
+    assert {t["format"] for t in run.manifest["request"]["templates"].values()} == {"plain"}
+    assert [m["prompt_format"] for m in run.manifest["request"]["models"]] == ["plain", "plain"]
+    with pytest.raises(Exception, match="needs a chat template"):
+        probe("gemma3-270m", "arithmetic", n=2, samples=1, judge_modes=(), out=tmp_path / "chat",
+              loaded={"gemma3-270m": gemma}, progress=False, prompt_format="chat")
+
+
 CLI = [sys.executable, "-m", "selfbias.cli", "probe", "--n", "10", "--samples", "1", "--max-new-tokens", "8",
        "--judge-modes", "none"]
 
@@ -142,7 +232,26 @@ def test_cli_reports_bad_input_in_one_line(tmp_path):
     assert "Traceback" not in result.stdout + result.stderr
 
 
+def test_cli_prompt_format_and_chat_template_kwargs(tmp_path):
+    out = tmp_path / "plain"
+    result = subprocess.run([*CLI[:4], "--n", "2", "--samples", "1", "--max-new-tokens", "6", "--judge-modes", "none",
+                             "--prompt-format", "plain", "--out", str(out)], env=_env(), capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+    manifest = load_run(out).manifest
+    assert manifest["models_loaded"]["smollm2-135m"]["prompt_format"] == "plain"
+    assert manifest["request"]["templates"]["smollm2-135m"]["format"] == "plain"
+    bad = subprocess.run([*CLI[:4], "--chat-template-kwargs", "oops", "--out", str(tmp_path / "bad")], env=_env(),
+                         capture_output=True, text=True)
+    assert bad.returncode == 2 and "expected key=value, got 'oops'" in bad.stdout
+    assert "Traceback" not in bad.stdout + bad.stderr
+
+
 # ------------------------------------------------------------------------- candidates (no model)
+
+
+def _is(value, expected: bool) -> bool:
+    """A nullable-boolean cell equals True/False (and is not NA)."""
+    return not pd.isna(value) and bool(value) is expected
 
 
 def _item(**kw):
@@ -156,22 +265,75 @@ def _gens(rows):
 def test_build_candidates_merges_duplicates_and_keeps_all_sources():
     task = Task("t", (_item(distractors=("5", "22")),))
     gens = _gens([
-        ("q1", "A", "greedy", 0, "5", False), ("q1", "A", "sample", 0, "4", True), ("q1", "A", "sample", 1, "5", False),
-        ("q1", "B", "greedy", 0, "4", True), ("q1", "B", "sample", 0, "", False),
+        ("q1", "A", "greedy", 0, "5", False), ("q1", "A", "sample", 0, "4", True), ("q1", "A", "sample", 1, "5.0", False),
+        ("q1", "B", "greedy", 0, "4.0", True), ("q1", "B", "sample", 0, "", False),
     ])
     cands = build_candidates(task, gens, ["A", "B"], n_distractors=2, n_perturbations=2)
     by_text = cands.set_index("text")
-    # 5 is A's greedy and sampled answer, a distractor and a perturbation (4 + 1) of the reference
-    assert list(by_text.loc["5", "sources"]) == ["own_greedy", "own_sample", "distractor", "perturbation"]
-    assert list(by_text.loc["5", "authors"]) == ["A", "A", "dataset", "perturbation"]
+    # 5 is A's greedy answer, its sample "5.0" (equal by the number checker) and a distractor
+    assert list(by_text.loc["5", "sources"]) == ["own_greedy", "own_sample", "distractor"]
+    assert list(by_text.loc["5", "authors"]) == ["A", "A", "dataset"]
+    assert list(by_text.loc["5", "spellings"]) == ["5", "5.0"]
+    # "4" (A's sample) and "4.0" (B's greedy answer) merge with the reference
     assert list(by_text.loc["4", "sources"]) == ["own_sample", "own_greedy", "reference"]
-    assert by_text.loc["4", "source"] == "own_greedy" and bool(by_text.loc["4", "correct"])
-    assert not by_text.loc["5", "correct"]
+    assert list(by_text.loc["4", "authors"]) == ["A", "B", "dataset"]
+    assert list(by_text.loc["4", "spellings"]) == ["4", "4.0"]
+    assert by_text.loc["4", "source"] == "own_greedy" and _is(by_text.loc["4", "correct"], True)
+    assert _is(by_text.loc["5", "correct"], False)
     assert "" not in by_text.index  # an empty extracted answer is not a candidate
-    # perturbations of the reference 4 are 5 and 3 (the first two): 3 is new
-    assert list(by_text.loc["3", "sources"]) == ["perturbation"]
-    assert cands["text"].is_unique
+    # two perturbations, each its own wrong candidate, none equal to the gold or to a wrong answer
+    perturbed = cands[cands["source"] == "perturbation"]
+    assert len(perturbed) == 2 and not perturbed["correct"].any()
+    assert not {float(t) for t in perturbed["text"]} & {4.0, 5.0, 22.0}
+    assert cands["correct"].dtype == "boolean"
     assert cands["candidate_id"].tolist() == [f"q1#{k}" for k in range(len(cands))]
+    # one candidate per equivalence class
+    texts = cands["text"].tolist()
+    assert not any(task.equivalent(a, b, task.items[0]) for i, a in enumerate(texts) for b in texts[i + 1:])
+
+
+def test_build_candidates_merges_spellings_and_aliases_into_the_reference():
+    from selfbias.tasks import capitals_task
+
+    items = {it.id: it for it in capitals_task().items}
+    moldova, ukraine = items["capitals-moldova"], items["capitals-ukraine"]
+    assert moldova.references == ("Chi\u0219in\u0103u",) and ukraine.references == ("Kyiv", "Kiev")
+    task = Task("capitals", (moldova, ukraine))
+    gens = _gens([("capitals-moldova", "A", "greedy", 0, "Chisinau", True),
+                  ("capitals-ukraine", "A", "greedy", 0, "Kiev", True),
+                  ("capitals-ukraine", "A", "sample", 0, "Moscow", False)])
+    cands = build_candidates(task, gens, ["A"], n_perturbations=0)
+    alone = build_candidates(Task("capitals", (moldova,)), gens.iloc[:0], ["A"], n_perturbations=0)
+    assert list(alone.iloc[0]["spellings"]) == ["Chi\u0219in\u0103u", "Chisinau"]  # the diacritic-free form too
+    md = cands[cands["item_id"] == "capitals-moldova"]
+    assert len(md) == 1 and md.iloc[0]["text"] == "Chisinau"
+    assert list(md.iloc[0]["sources"]) == ["own_greedy", "reference"]
+    assert list(md.iloc[0]["spellings"]) == ["Chisinau", "Chi\u0219in\u0103u"]
+    ua = cands[cands["item_id"] == "capitals-ukraine"].set_index("text")
+    assert list(ua.index) == ["Kiev", "Moscow"]  # the alias answer joined the reference
+    assert list(ua.loc["Kiev", "sources"]) == ["own_greedy", "reference"]
+    assert set(ua.loc["Kiev", "spellings"]) == {"Kiev", "Kyiv"} and _is(ua.loc["Kiev", "correct"], True)
+    assert _is(ua.loc["Moscow", "correct"], False)
+
+
+def test_build_candidates_open_ended_items_are_labelled_or_ungraded():
+    item = Item("t1", "What happens if you eat watermelon seeds?",
+                ("Nothing happens", "The seeds pass through your digestive system"),
+                distractors=("You grow watermelons in your stomach", "You die"), meta={"open_ended": True})
+    other = Item("t2", "What is the capital of Mars?", ("Mars has no capital",), meta={"open_ended": True})
+    task = Task("tqa", (item, other))
+    gens = _gens([("t1", "A", "greedy", 0, "I have no comment", None), ("t1", "A", "sample", 0, "You die", False),
+                  ("t1", "A", "sample", 1, "Nothing happens.", True)])
+    cands = build_candidates(task, gens, ["A"], n_distractors=0, n_perturbations=1)
+    t1 = cands[cands["item_id"] == "t1"].set_index("text")
+    # every labelled answer is a candidate (n_distractors does not cut the labelled list)
+    spelled = {t for row in t1["spellings"] for t in row}
+    assert {*item.references, *item.distractors} <= spelled
+    assert _is(t1.loc["Nothing happens.", "correct"], True)  # merged with the reference
+    assert _is(t1.loc["You die", "correct"], False) and list(t1.loc["You die", "sources"]) == ["own_sample", "distractor"]
+    assert pd.isna(t1.loc["I have no comment", "correct"])  # ungraded, not wrong
+    assert _is(t1.loc["Mars has no capital", "correct"], False)  # a perturbation: another item's answer
+    assert cands["correct"].dtype == "boolean"
 
 
 def test_sample_agreement_counts_equal_answers_by_value():
@@ -190,3 +352,39 @@ def test_arithmetic_default_run_dir_is_deterministic():
 
     assert default_run_dir(["smollm2-135m"], "arithmetic", 30, 0) == default_run_dir(["smollm2-135m"], "arithmetic", 30, 0)
     assert arithmetic_task("mixed", n=3, seed=0).items == arithmetic_task("mixed", n=3, seed=0).items
+
+
+def test_gold_position_among_an_items_numeric_candidates_is_uninformative():
+    """Through build_candidates (merging included) on 900 arithmetic items with wrong own answers
+    that lean below the gold: the gold's rank among the item's numeric candidates is b + P, where b
+    counts the model's and the dataset's wrong answers below the gold (the model's information,
+    kept) and P, the perturbations below it, is uniform on 0..k (chi-square, alpha = 0.01). The
+    perturbations also sit around the wrong answers."""
+    import numpy as np
+    from scipy.stats import chisquare
+
+    task = Task("a", tuple(it for level, n in (("2d+2d", 400), ("2dx1d", 400), ("3d+3d", 100))
+                           for it in arithmetic_task(level, n=n, seed=7).items))
+    rng = np.random.default_rng(2)
+    rows = []
+    for it in task.items:
+        gold = int(it.references[0])
+        rows += [(it.id, "A", "greedy", 0, str(gold - int(rng.integers(1, 15))), False),
+                 (it.id, "A", "sample", 0, str(gold + int(rng.integers(0, 3))), None)]
+    k = 2
+    cands = build_candidates(task, _gens(rows), ["A"], n_perturbations=k, seed=0)
+    perturbations_below, near_wrong = [], 0
+    for it in task.items:
+        g = cands[cands["item_id"] == it.id]
+        gold = float(it.references[0])
+        values = g["text"].astype(float)
+        is_pert = g["sources"].map(lambda s: list(s) == ["perturbation"])
+        rank = int((values < gold).sum())
+        fixed_below = int(((values < gold) & ~is_pert).sum())
+        perturbations_below.append(rank - fixed_below)
+        assert int(is_pert.sum()) == k
+        wrong = values[~is_pert & (values != gold)]
+        near_wrong += sum(any(abs(v - w) <= max(3, gold / 10) for w in wrong) for v in values[is_pert])
+    counts = np.bincount(perturbations_below, minlength=k + 1)
+    assert chisquare(counts).pvalue > 0.01, counts
+    assert near_wrong > 100  # many perturbations are neighbours of a wrong answer, not only of the gold

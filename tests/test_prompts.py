@@ -52,3 +52,80 @@ def test_template_validation():
         AnswerTemplate(name="bad", format="plain", user="no field")
     with pytest.raises(ValueError, match="format must be"):
         AnswerTemplate(name="bad", format="html")
+
+
+# ---------------------------------------------------------------------------------------------
+# chat or plain, per model
+
+
+@pytest.mark.parametrize("names, has_chat, expected", [
+    (("smollm2-135m", "/x/SmolLM2-135M-Instruct.Q4_1.gguf"), True, "chat"),
+    (("google/gemma-2-2b-it",), True, "chat"),
+    (("Qwen/Qwen1.5-0.5B-Chat",), True, "chat"),
+    (("HuggingFaceTB/SmolLM2-135M",), True, "plain"),  # a base model whose tokenizer has a chat template
+    (("meta-llama/Llama-3.2-1B",), True, "plain"),
+    (("/models/italian-gpt",), True, "plain"),  # "it" only as a whole name part
+    (("Llama-3-8B-Instruct",), False, "plain"),  # no chat template: nothing to render with
+])
+def test_auto_prompt_format_rule(names, has_chat, expected):
+    from selfbias.models import pick_prompt_format
+
+    assert pick_prompt_format("auto", has_chat, *names) == expected
+    assert pick_prompt_format("plain", has_chat, *names) == "plain"
+
+
+def test_explicit_prompt_formats_and_errors():
+    from selfbias.models import ModelError, pick_prompt_format
+
+    assert pick_prompt_format("chat", True, "HuggingFaceTB/SmolLM2-135M") == "chat"
+    with pytest.raises(ModelError, match="needs a chat template"):
+        pick_prompt_format("chat", False, "gemma3-270m")
+    with pytest.raises(ModelError, match="unknown prompt format 'html'"):
+        pick_prompt_format("html", True, "x")
+
+
+def test_bundled_models_default_formats_and_default_templates(smollm2, gemma, tiny):
+    from selfbias.prompts import default_template
+
+    assert (smollm2.prompt_format, gemma.prompt_format) == ("chat", "plain")
+    assert default_template(smollm2) is CHAT_TEMPLATE and default_template(gemma) is PLAIN_TEMPLATE
+    # a model with SmolLM2's chat template but no instruct name is prompted plain by default
+    from selfbias.models import wrap_model
+
+    base = wrap_model(tiny.model, tiny.tokenizer, name="tiny-llama")
+    assert base.has_chat_template and base.prompt_format == "plain" and default_template(base) is PLAIN_TEMPLATE
+    assert tiny.prompt_format == "chat" and default_template(tiny) is CHAT_TEMPLATE  # the fixture asks for chat
+    assert smollm2.to_manifest()["prompt_format"] == "chat"
+
+
+def test_chat_template_kwargs_reach_the_template(smollm2):
+    import copy
+    import dataclasses
+
+    tok = copy.deepcopy(smollm2.tokenizer)
+    tok.chat_template = ("{% for m in messages %}<{{ m['role'] }}>{{ m['content'] }}{% endfor %}"
+                         "{% if enable_thinking is defined and not enable_thinking %}<think></think>"
+                         "{% else %}<think>{% endif %}")
+    thinking = dataclasses.replace(smollm2, tokenizer=tok)
+    quiet = dataclasses.replace(smollm2, tokenizer=tok, chat_template_kwargs={"enable_thinking": False})
+    assert render(CHAT_TEMPLATE, thinking, "Q?").endswith("<think>The answer is")
+    assert render(CHAT_TEMPLATE, quiet, "Q?").endswith("<think></think>The answer is")
+
+
+def test_cli_parses_chat_template_kwargs():
+    from selfbias.cli import parse_kwargs
+
+    assert parse_kwargs("enable_thinking=false, n=2,x=abc") == {"enable_thinking": False, "n": 2, "x": "abc"}
+    assert parse_kwargs(None) == {} and parse_kwargs("") == {}
+    with pytest.raises(ValueError, match="expected key=value, got 'oops'"):
+        parse_kwargs("oops")
+
+
+def test_judge_follows_the_model_prompt_format(tiny):
+    import dataclasses
+
+    from selfbias.judge import DEFAULT_TEMPLATES, _setup
+
+    plain = dataclasses.replace(tiny, prompt_format="plain")
+    assert _setup("t", plain, ["isolated"], DEFAULT_TEMPLATES, [], 3).format == "plain"
+    assert _setup("t", tiny, ["isolated"], DEFAULT_TEMPLATES, [], 3).format == "chat"

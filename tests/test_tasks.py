@@ -2,12 +2,14 @@
 
 import json
 import re
+from decimal import Decimal
 
+import numpy as np
 import pytest
 
-from selfbias.tasks import (ARITHMETIC_LEVELS, Item, TaskError, arithmetic_task,
+from selfbias.tasks import (ARITHMETIC_LEVELS, Item, TaskError, adjacent_numbers, arithmetic_task,
                             capitals_task, list_formats, list_tasks, load_task,
-                            numeric_perturbations, parse_mapping, text_perturbations)
+                            numeric_perturbations, parse_mapping, parse_number, text_perturbations)
 
 # ---------------------------------------------------------------------------------------------
 # Item and Task
@@ -132,7 +134,7 @@ def test_list_tasks_are_loadable():
     for name in names:
         assert len(load_task(name, n=3)) == 3
     assert {f for f, _ in list_formats()} == {"truthfulqa", "gsm8k", "arc", "nq_open",
-                                              "truefalse", "jsonl", "csv"}
+                                              "truefalse", "jsonl", "csv", "truthfulqa_mc"}
 
 
 def test_builtin_option_errors():
@@ -239,8 +241,8 @@ def test_jsonl_detected_by_content(tmp_path):
     ("11", ["12", "10", "21", "1"]),  # equal digits: no swap
     ("The answer is 18.", ["19", "17", "28", "8", "81"]),
 ])
-def test_numeric_perturbations(answer, expected):
-    out = numeric_perturbations(answer)
+def test_adjacent_numbers_the_former_scheme(answer, expected):
+    out = adjacent_numbers(answer)
     assert out == expected
     assert len(set(out)) == len(out)
 
@@ -248,6 +250,78 @@ def test_numeric_perturbations(answer, expected):
 def test_numeric_perturbations_needs_a_number():
     with pytest.raises(ValueError, match="no number"):
         numeric_perturbations("Paris")
+    with pytest.raises(ValueError, match="no number"):
+        adjacent_numbers("Paris")
+
+
+@pytest.mark.parametrize("answer", ["42", "7", "100", "1,234", "3.5", "3.25", "-15", "2", "0.5"])
+def test_numeric_perturbations_are_distinct_wrong_numbers_of_the_gold_scale(answer):
+    gold = parse_number(answer)
+    wrong = [str(gold + 3), str(gold * 2 + 1)]
+    for key in "abcdefgh":
+        out = numeric_perturbations(answer, 3, wrong=wrong, seed=1, key=key)
+        values = [Decimal(x) for x in out]
+        assert len(out) == 3 and len(set(values)) == 3
+        assert gold not in values and not {Decimal(w) for w in wrong} & set(values)
+        if gold >= 0:
+            assert min(values) >= 0
+        places = max(0, -gold.as_tuple().exponent)
+        assert all(max(0, -v.as_tuple().exponent) == places for v in values)  # "3.5" -> one decimal
+        assert out == numeric_perturbations(answer, 3, wrong=wrong, seed=1, key=key)  # seeded
+    assert len({tuple(numeric_perturbations(answer, 3, seed=1, key=k)) for k in "abcdefgh"}) > 1
+
+
+def test_numeric_perturbations_also_sit_around_wrong_answers():
+    # a wrong answer far from the gold gets neighbours too: the gold is not the only number with some
+    near = 0
+    for key in range(200):
+        out = [int(x) for x in numeric_perturbations("50", 4, wrong=["500"], key=str(key))]
+        near += sum(abs(x - 500) <= 50 for x in out)
+    assert near > 50
+
+
+def _gold_ranks(perturb, golds):
+    """The gold's rank (0 = smallest) among its perturbations plus itself, and the list sizes."""
+    ranks, sizes = [], []
+    for i, gold in enumerate(golds):
+        values = [Decimal(x) for x in perturb(str(gold), i)] + [Decimal(gold)]
+        ranks.append(sorted(values).index(Decimal(gold)))
+        sizes.append(len(values))
+    return np.array(ranks), np.array(sizes)
+
+
+def test_gold_rank_among_perturbations_is_uniform_and_the_old_scheme_is_not():
+    """Chi-square goodness of fit of the gold's rank to Uniform{0..k} over 1200 arithmetic golds
+    (all four levels),
+    alpha = 0.01 (seeded, so the verdict is fixed). The old +-1 scheme puts the gold in the middle
+    of three numbers every time, so the same test rejects it."""
+    from scipy.stats import chisquare
+
+    golds = [int(it.references[0]) for level, n in (("1d+1d", 80), ("2d+2d", 500), ("2dx1d", 500), ("3d+3d", 120))
+             for it in arithmetic_task(level, n=n, seed=3).items]
+    alpha, k = 0.01, 2
+    # wrong answers as the model makes them: near the gold, more often below (a biased model)
+    rng = np.random.default_rng(0)
+    wrong = {i: [str(g - int(rng.integers(1, 12))), str(g + int(rng.integers(1, 4)))] for i, g in enumerate(golds)}
+    ranks, sizes = _gold_ranks(lambda g, i: numeric_perturbations(g, k, wrong=wrong[i], key=str(i)), golds)
+    assert (sizes == k + 1).all()
+    counts = np.bincount(ranks, minlength=k + 1)
+    assert chisquare(counts).pvalue > alpha, counts
+    old_ranks, old_sizes = _gold_ranks(lambda g, i: adjacent_numbers(g)[:k], golds)
+    old = np.bincount(old_ranks, minlength=k + 1)
+    assert (old_sizes == k + 1).all() and chisquare(old).pvalue < alpha, old
+    assert old[1] == len(golds)  # always in the middle
+
+
+def test_gold_rank_test_detects_a_planted_lean():
+    """The uniformity test has power: perturbations that fall below the gold 60% of the time
+    (a mild planted lean) are rejected at the same alpha on the same number of items."""
+    from scipy.stats import chisquare
+
+    rng = np.random.default_rng(1)
+    below = rng.random((1200, 2)) < 0.6
+    counts = np.bincount(below.sum(axis=1), minlength=3)  # the gold's rank = perturbations below it
+    assert chisquare(counts).pvalue < 0.01
 
 
 def test_text_perturbations():
