@@ -38,7 +38,7 @@ from ._health import judge_health
 from ._likelihood import likelihood_vs_confidence
 from ._misplaced import judge_author_heatmap, misplaced_confidence
 from ._pairwise import winrate_by_perplexity
-from ._registry import FIGURES, REGISTRY, FigureSpec, draw_all
+from ._registry import FIGURES, REGISTRY, FigureSpec, RunTables, draw_all
 from ._regression import regression_forest
 from ._style import readable_tokens, save
 from ._tokens import token_trace
@@ -47,6 +47,7 @@ __all__ = [
     "FIGURES",
     "REGISTRY",
     "FigureSpec",
+    "RunTables",
     "draw_all",
     "judge_author_heatmap",
     "judge_health",

@@ -90,6 +90,7 @@ def reliability(
                 if r == len(judges) - 1:
                     ax.set_xlabel("P(Yes), bin mean")
                 flag_degenerate(ax, notes, deg.note(judge, mode))
+        _style.fit_labels(fig)
         notes.place(fig)
     wide = cal.pivot_table(index=["judge", "mode"], columns="measure", values=["estimate", "ci_low", "ci_high"],
                            aggfunc="first")
@@ -172,6 +173,7 @@ def ptrue_histograms(
             Patch(facecolor=_style.CORRECT_COLOR, alpha=0.45, edgecolor=_style.CORRECT_COLOR, label="correct answers"),
             Line2D([], [], color=_style.WRONG_COLOR, linestyle="--", linewidth=1.3, label="wrong answers"),
         ]
+        _style.fit_labels(fig)
         _style.legend_and_notes(fig, handles, notes, ncols=2)
     table = pd.DataFrame(rows)
     table["degenerate_reason"] = [deg.reason(j, m) for j, m in zip(table["judge"], table["mode"])]

@@ -88,6 +88,7 @@ class Degenerate:
             return None
         where = [short(judge)] if name_judge else []
         if mode is not None:
+            where.append(_style.mode_label(mode))
             body = self.reason(judge, mode)
         else:
             modes = self.modes(judge)
@@ -146,10 +147,3 @@ def flag_degenerate(ax, notes: _style.Footnotes, text: str | None) -> None:
     healthy one) with ``degenerate judge¹``; the full text becomes the figure's footnote."""
     if text:
         _style.note_degenerate(ax, "degenerate judge" + notes.mark(text))
-
-
-def fitted_label(ax, text: str, axis: str = "x") -> str:
-    """``text`` wrapped to the panel's width (x) or height (y), so neighbouring labels never touch."""
-    width_in, height_in = _style.panel_size_in(ax)
-    room = width_in if axis == "x" else height_in
-    return _style.wrap(text, _style.chars_for(room * 0.95, bold=False, fontsize=_style.FONT_SIZE), None)

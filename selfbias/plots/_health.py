@@ -92,6 +92,7 @@ def judge_health(
             if bool(h.loc[i, "degenerate"]):
                 tick.set_color(_style.ALERT_COLOR)
                 tick.set_fontweight("bold")
+        _style.fit_labels(fig)
         if bad_rows:
             _style.figure_note(fig, [f"degenerate judge: {labels[i]}: {h.loc[i, 'reasons']}" for i in bad_rows])
         fig.suptitle("judge health", x=0.01, ha="left")

@@ -14,7 +14,6 @@ from ._common import (
     analysis_rows,
     attach,
     errorbar,
-    fitted_label,
     flag_degenerate,
     health_of,
     ordered_modes,
@@ -95,16 +94,17 @@ def likelihood_vs_confidence(
                 if c == 0:
                     ax.set_ylabel("P(Yes)")
                 if r == len(judges) - 1:
-                    ax.set_xlabel(fitted_label(
-                        ax, "log-likelihood under judge (nats)" if loglik == "sum_logprob"
+                    ax.set_xlabel(
+                        "log-likelihood under judge (nats)" if loglik == "sum_logprob"
                         else "mean log-likelihood under judge (nats/token)"
-                    ))
+                    )
                 flag_degenerate(ax, notes, deg.note(judge, mode))
         handles = [Line2D([], [], color=_style.source_color(g), marker="o", linestyle="-", label=g) for g in groups]
         handles += [
             Line2D([], [], color="black", marker="o", linestyle="-", label="correct"),
             Line2D([], [], color="black", marker="o", markerfacecolor="white", linestyle="--", label="wrong"),
         ]
+        _style.fit_labels(fig)
         _style.legend_and_notes(fig, handles, notes, ncols=min(len(handles), 4 if len(modes) == 1 else 8))
     table = pd.DataFrame(rows)
     table["degenerate_reason"] = [deg.reason(j, m) for j, m in zip(table["judge"], table["mode"])] if len(table) else []

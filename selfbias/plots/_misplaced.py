@@ -105,12 +105,13 @@ def misplaced_confidence(
                     tick.set_color(_style.source_color(group))
                 ax.set_xlim(-0.6, max(len(groups), 1) - 0.4)
                 ax.set_ylim(-0.03, 1.03)
-                flag_degenerate(ax, notes, deg.note(judge))
+                flag_degenerate(ax, notes, deg.note(judge, name_judge=len(judges) > 1))
         handles = [
             Line2D([], [], color="black", marker=_style.MODE_MARKERS.get(m, "o"), linestyle="none",
                    label=_style.mode_label(m))
             for m in modes
         ]
+        _style.fit_labels(fig)
         _style.legend_and_notes(fig, handles, notes, ncols=len(handles), title="judge mode")
     table = table.copy()
     table["degenerate_reason"] = [deg.reason(j, m) for j, m in zip(table["judge"], table["mode"])]
@@ -196,9 +197,11 @@ def judge_author_heatmap(
             ax.set_xlabel("author of the answer")
             if c == 0:
                 ax.set_ylabel("judge")
+        _style.fit_labels(fig)
         label = _HEATMAP_LABELS[measure].format(t=threshold)
-        cbar = fig.colorbar(image, ax=axes[0, :].tolist(), location="bottom", shrink=0.6, aspect=30, pad=0.03)
-        cbar.set_label(_style.wrap(label, _style.chars_for(fig.get_figwidth() * 0.9, False, _style.FONT_SIZE), None))
+        cbar = fig.colorbar(image, ax=axes[0, :].tolist(), location="bottom", shrink=0.8, aspect=30, pad=0.03)
+        panels_in = sum(_style.panel_size_in(ax)[0] for ax in axes[0, :])
+        cbar.set_label(_style.wrap_to(label, 0.8 * panels_in * 0.95, _style.FONT_SIZE))
         notes.place(fig)
         cbar.ax.tick_params(labelsize=_style.SMALL_FONT_SIZE, width=0.6, length=2.0)
         cbar.outline.set_linewidth(0.5)

@@ -80,7 +80,7 @@ def winrate_by_perplexity(
             if k % n_cols == 0:
                 ax.set_ylabel("win rate")
             ax.set_xlabel("Δ log-perplexity, this − opponent\n(nats/token)")
-            flag_degenerate(ax, notes, deg.note(judge))
+            flag_degenerate(ax, notes, deg.note(judge, name_judge=len(judges) > 1))
         handles = [
             Line2D([], [], color=_style.SELF_COLOR, marker="o", linestyle="-", label="own answers: judge"),
             Line2D([], [], color=_style.SELF_COLOR, marker="o", markerfacecolor="white", linestyle="--",
@@ -89,6 +89,7 @@ def winrate_by_perplexity(
             Line2D([], [], color=_style.OTHER_COLOR, marker="s", markerfacecolor="white", linestyle="--",
                    label="other answers: truth"),
         ]
+        _style.fit_labels(fig)
         _style.legend_and_notes(fig, handles, notes, ncols=2 if n_cols == 1 else 4)
     table = table.copy()
     table["degenerate_reason"] = [deg.reason(j) for j in table["judge"]]

@@ -104,6 +104,7 @@ def regression_forest(
         ax.set_ylim(-0.7, len(order) - 0.3)
         ax.set_xlabel("coefficient (Δ logit P(Yes))")
         ax.set_title(title or ("likelihood regression" + (f"\n({info})" if info else "")))
+        _style.fit_labels(fig)
         judges_shown = series if series_col else sorted({j for j, _ in deg.reasons})
         notes = _style.Footnotes()
         marks = {j: notes.mark(deg.note(j, name_judge=True)) for j in judges_shown if deg.reason(j)}

@@ -168,6 +168,57 @@ def shorten(text: str, limit: int = 40) -> str:
     return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
 
 
+def text_width_in(text: str, fontsize: float = SMALL_FONT_SIZE, bold: bool = False) -> float:
+    """Width in inches of one line of ``text`` in the figure font (measured, not estimated)."""
+    from matplotlib.font_manager import FontProperties
+
+    props = FontProperties(family=RC["font.sans-serif"][0], size=fontsize, weight="bold" if bold else "normal")
+    # hinting makes text a few per cent wider at screen resolution than at print resolution:
+    # measure at both and keep the wider
+    return max(r.get_text_width_height_descent(str(text), props, ismath=False)[0] / r.dpi for r in _renderers())
+
+
+@functools.lru_cache(maxsize=1)
+def _renderers():
+    from matplotlib.backends.backend_agg import RendererAgg
+
+    return RendererAgg(10, 10, 100), RendererAgg(10, 10, PNG_DPI)
+
+
+def wrap_to(text: str, width_in: float, fontsize: float = SMALL_FONT_SIZE, bold: bool = False) -> str:
+    """``text`` wrapped (at spaces, in full) so that no line is wider than ``width_in`` inches;
+    existing line breaks are kept; a single word wider than the width keeps its own line."""
+    out = []
+    for paragraph in str(text).split("\n"):
+        line = ""
+        for word in paragraph.split(" "):
+            trial = f"{line} {word}" if line else word
+            if line and text_width_in(trial, fontsize, bold) > width_in:
+                out.append(line)
+                line = word
+            else:
+                line = trial
+        out.append(line)
+    return "\n".join(out)
+
+
+def fit_labels(fig: Figure) -> None:
+    """Wrap every panel's title and x label to the panel's width and its y label to its height,
+    so that neighbouring labels never run into each other (call once the panels are drawn).
+    Widths are the panels' grid cells less a margin for tick labels (constrained layout shrinks
+    the panels to make room for them)."""
+    for ax in fig.axes:
+        if not ax.get_visible() or ax.get_label() == "<colorbar>":
+            continue
+        width_in, height_in = panel_size_in(ax)
+        title = ax.title
+        if title.get_text():
+            title.set_text(wrap_to(title.get_text(), width_in * 0.92, title.get_fontsize()))
+        for label, room in ((ax.xaxis.label, width_in), (ax.yaxis.label, height_in)):
+            if label.get_text():
+                label.set_text(wrap_to(label.get_text(), room * 0.9, label.get_fontsize()))
+
+
 def chars_for(width_in: float, bold: bool = True, fontsize: float = SMALL_FONT_SIZE) -> int:
     """Characters of ``fontsize`` text that fit in ``width_in`` inches (DejaVu Sans, a typical mix
     of letters; wide capitals fit fewer)."""
@@ -297,7 +348,7 @@ def note_degenerate(ax, text: str, *, loc: str = "auto") -> None:
     and limits are set.
     """
     width_in, height_in = panel_size_in(ax)
-    body = wrap(text, chars_for(width_in * 0.9), None)
+    body = wrap_to(text, width_in * 0.9, SMALL_FONT_SIZE, bold=True)
     if loc == "auto":
         box_w, box_h = _text_size_in(body, SMALL_FONT_SIZE, bold=True)
         loc = _emptiest_corner(ax, min(1.0, box_w / width_in), min(1.0, box_h / height_in))
@@ -318,15 +369,17 @@ def figure_note(fig: Figure, text: str | Sequence[str], *, max_lines: int | None
                 where: str = "bottom") -> None:
     """A red note under (``where="bottom"``, the figure's supxlabel) or above (``"top"``, its
     suptitle) the whole figure, for warnings about degenerate judges. It takes part in the
-    layout, so it never overlaps the panels. Each string of ``text`` starts a new line and is
-    wrapped to the figure's width, in full unless ``max_lines`` is given."""
-    chars = chars_for(fig.get_figwidth() * 0.95)
+    layout, so it never overlaps the panels, and the figure grows by its height, so the panels
+    keep theirs. Each string of ``text`` starts a new line and is wrapped to the figure's width,
+    in full unless ``max_lines`` is given."""
     parts = [text] if isinstance(text, str) else list(text)
+    lines = [wrap_to(t, fig.get_figwidth() * 0.96, SMALL_FONT_SIZE, bold=True) for t in parts]
+    if max_lines is not None:
+        lines = [wrap("\n".join(lines).replace("\n", " "), chars_for(fig.get_figwidth() * 0.95), max_lines)]
+    body = "\n".join(lines)
     place = fig.supxlabel if where == "bottom" else fig.suptitle
-    place(
-        "\n".join(wrap(t, chars, max_lines) for t in parts), x=0.01, ha="left",
-        color=ALERT_COLOR, fontsize=SMALL_FONT_SIZE, fontweight="bold",
-    )
+    place(body, x=0.01, ha="left", color=ALERT_COLOR, fontsize=SMALL_FONT_SIZE, fontweight="bold")
+    fig.set_figheight(fig.get_figheight() + (body.count("\n") + 1) * SMALL_FONT_SIZE * 1.2 / 72.0 + 0.04)
 
 
 def legend_and_notes(fig: Figure, handles: Sequence, notes: Footnotes | None = None, **legend_kw) -> None:

@@ -152,6 +152,7 @@ def token_trace(
         head = f"{_style.renderable(_style.shorten(str(item), 30))} under {short(s)}"
         if question:
             head += ": " + _style.renderable(_style.shorten(question, 160))
+        _style.fit_labels(fig)
         fig.suptitle(_style.wrap(head, _style.chars_for(fig_width * 0.95, bold=False), 2),
                      fontsize=_style.TITLE_FONT_SIZE)
     return attach(fig, pd.DataFrame(rows))
