@@ -96,10 +96,13 @@ class Degenerate:
             if modes and len(set(by_mode.values())) == 1:
                 where.append(", ".join(_style.mode_label(m) for m in modes))
                 body = next(iter(by_mode.values()))
-            else:
-                body = self.reason(judge)
+            else:  # one line per mode, in display order
+                body = "\n".join(f"{_style.mode_label(m)}: {by_mode[m]}" for m in modes) if modes \
+                    else self.reason(judge)
+                if modes:
+                    body = "\n" + body
         label = "degenerate judge" + (f" ({'; '.join(where)})" if where else "")
-        return f"{label}: {body}"
+        return f"{label}:{body}" if body.startswith("\n") else f"{label}: {body}"
 
 
 def short(name: str, limit: int = 28) -> str:
