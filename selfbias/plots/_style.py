@@ -205,18 +205,19 @@ def wrap_to(text: str, width_in: float, fontsize: float = SMALL_FONT_SIZE, bold:
 def fit_labels(fig: Figure) -> None:
     """Wrap every panel's title and x label to the panel's width and its y label to its height,
     so that neighbouring labels never run into each other (call once the panels are drawn).
-    Widths are the panels' grid cells less a margin for tick labels (constrained layout shrinks
-    the panels to make room for them)."""
+    The panels' sizes are those of a layout pass run here (constrained layout does not stop
+    labels wider than their panel from running into the next one)."""
+    fig.draw_without_rendering()
     for ax in fig.axes:
         if not ax.get_visible() or ax.get_label() == "<colorbar>":
             continue
         width_in, height_in = panel_size_in(ax)
         title = ax.title
         if title.get_text():
-            title.set_text(wrap_to(title.get_text(), width_in * 0.92, title.get_fontsize()))
+            title.set_text(wrap_to(title.get_text(), width_in * 0.98, title.get_fontsize()))
         for label, room in ((ax.xaxis.label, width_in), (ax.yaxis.label, height_in)):
             if label.get_text():
-                label.set_text(wrap_to(label.get_text(), room * 0.9, label.get_fontsize()))
+                label.set_text(wrap_to(label.get_text(), room * 0.95, label.get_fontsize()))
 
 
 def chars_for(width_in: float, bold: bool = True, fontsize: float = SMALL_FONT_SIZE) -> int:
@@ -267,7 +268,7 @@ def _text_size_in(text: str, fontsize: float, bold: bool) -> tuple[float, float]
 
 
 def panel_size_in(ax) -> tuple[float, float]:
-    """(width, height) of a panel in inches (its grid position before the layout runs)."""
+    """(width, height) of a panel in inches (as of the last layout pass; before any, its grid cell)."""
     fig = ax.get_figure()
     pos = ax.get_position()
     if fig is None:
