@@ -39,6 +39,31 @@ def reliability(
     P(Yes) range; the diagonal is perfect calibration. Each panel gives ECE and Brier score with
     item-bootstrap intervals (:func:`selfbias.stats.calibration`). Data: the reliability table with
     the ECE/Brier estimates of its judge x mode.
+
+    Parameters
+    ----------
+    analysis_df : pandas.DataFrame
+        An analysis frame (``Run.analysis_frame()``): ``item_id, judge, mode, p_yes, correct``
+        and the columns named below; pairwise rows and rows without P(Yes) or correctness are
+        left out.
+    n_bins : int
+        Equal-count bins of P(Yes) per judge x mode.
+    health : pandas.DataFrame, optional
+        A :func:`selfbias.stats.judge_health` table; computed from ``analysis_df`` when None.
+    n_boot : int
+        Bootstrap resamples of the intervals.
+    seed : int
+        Seed of the bootstrap.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        The figure, with the numbers it shows as ``fig.selfbias_data`` (the reliability table with ECE and Brier).
+
+    Raises
+    ------
+    ValueError
+        Missing columns or bad options; no usable rows (e.g. no judged candidates).
     """
     data = analysis_rows(analysis_df, "reliability")
     deg = Degenerate(health_of(data, health, n_boot, seed))
@@ -115,6 +140,31 @@ def ptrue_histograms(
     compare); correct: filled blue, wrong: dashed orange outline. Each panel gives the AUROC
     (correct vs wrong) with its item-bootstrap interval from :func:`selfbias.stats.judge_health`.
     Data: one row per judge x mode x correctness x bin (count and share).
+
+    Parameters
+    ----------
+    analysis_df : pandas.DataFrame
+        An analysis frame (``Run.analysis_frame()``): ``item_id, judge, mode, p_yes, correct``
+        and the columns named below; pairwise rows and rows without P(Yes) or correctness are
+        left out.
+    bins : int
+        Equal-width bins of P(True) on [0, 1].
+    health : pandas.DataFrame, optional
+        A :func:`selfbias.stats.judge_health` table; computed from ``analysis_df`` when None.
+    n_boot : int
+        Bootstrap resamples of the intervals.
+    seed : int
+        Seed of the bootstrap.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        The figure, with the numbers it shows as ``fig.selfbias_data`` (one row per judge x mode x correctness x bin).
+
+    Raises
+    ------
+    ValueError
+        Missing columns or bad options; no usable rows (e.g. no judged candidates).
     """
     data = analysis_rows(analysis_df, "ptrue_histograms")
     hl = health_of(data, health, n_boot, seed)

@@ -26,6 +26,29 @@ def judge_health(
     wrong) with its item-bootstrap interval against chance (0.5). Dotted lines are the thresholds
     of the checks; bars that fail a check are vermillion. Degenerate judge x modes get a red label
     and their reasons under the panels. Data: the judge_health table.
+
+    Parameters
+    ----------
+    analysis_df : pandas.DataFrame
+        An analysis frame (``Run.analysis_frame()``): ``item_id, judge, mode, p_yes, correct``
+        and the columns named below; pairwise rows and rows without P(Yes) or correctness are
+        left out.
+    health : pandas.DataFrame, optional
+        A :func:`selfbias.stats.judge_health` table; computed from ``analysis_df`` when None.
+    n_boot : int
+        Bootstrap resamples of the intervals.
+    seed : int
+        Seed of the bootstrap.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        The figure, with the numbers it shows as ``fig.selfbias_data`` (the judge_health table).
+
+    Raises
+    ------
+    ValueError
+        Missing columns or bad options; no usable rows (e.g. no judged candidates).
     """
     data = analysis_rows(analysis_df, "judge_health")
     h = health_of(data, health, n_boot, seed).copy()

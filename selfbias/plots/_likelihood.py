@@ -40,6 +40,36 @@ def likelihood_vs_confidence(
     correct answers; dashed line and open marker: wrong answers. ``loglik`` is ``sum_logprob``
     (nats) or ``mean_logprob`` (nats per token). ``health`` (a judge_health table) is computed
     when not given. Data: one row per judge x mode x source x correctness x bin.
+
+    Parameters
+    ----------
+    analysis_df : pandas.DataFrame
+        An analysis frame (``Run.analysis_frame()``): ``item_id, judge, mode, p_yes, correct``
+        and the columns named below; pairwise rows and rows without P(Yes) or correctness are
+        left out.
+    loglik : {"sum_logprob", "mean_logprob"}
+        The log-likelihood on the x axis (nats, or nats per token).
+    n_bins : int
+        Most bins per source group x correctness.
+    min_per_bin : int
+        Fewest candidates per bin.
+    health : pandas.DataFrame, optional
+        A :func:`selfbias.stats.judge_health` table; computed from ``analysis_df`` when None.
+    n_boot : int
+        Bootstrap resamples of the intervals.
+    seed : int
+        Seed of the bootstrap.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        The figure, with the numbers it shows as ``fig.selfbias_data`` (one row per judge x mode
+        x source x correctness x bin).
+
+    Raises
+    ------
+    ValueError
+        Missing columns or bad options; no usable rows (e.g. no candidate with a log-likelihood).
     """
     if loglik not in ("sum_logprob", "mean_logprob"):
         raise ValueError(f"loglik must be 'sum_logprob' or 'mean_logprob', not {loglik!r}")

@@ -35,6 +35,33 @@ def winrate_by_perplexity(
     any mode of the judge), otherwise :func:`selfbias.stats.judge_health` on the pairs in long form
     (each pair's two candidates with P = order-averaged preference and their correctness).
     Data: the win-rate table.
+
+    Parameters
+    ----------
+    pairwise_df : pandas.DataFrame
+        A pairwise frame (``Run.pairwise_frame()``): ``item_id, judge, pref_a, p_a_first,
+        p_a_second, a_correct, b_correct, a_self, b_self, a_mean_logprob, b_mean_logprob``.
+    n_bins : int
+        Equal-count bins of the log-perplexity difference.
+    verdict : str
+        How a pair's two orders make a verdict (see :func:`selfbias.stats.winrate_by_perplexity`).
+    health : pandas.DataFrame, optional
+        A judge_health table (rows of mode ``pairwise`` are used when present); computed from
+        the pairs when None.
+    n_boot : int
+        Bootstrap resamples of the intervals.
+    seed : int
+        Seed of the bootstrap.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        The figure, with the numbers it shows as ``fig.selfbias_data`` (the win-rate table).
+
+    Raises
+    ------
+    ValueError
+        Missing columns or bad options; no usable rows (e.g. no pair with log-likelihoods).
     """
     _stats.require_columns(pairwise_df, ["item_id", "judge", "pref_a", "a_correct", "b_correct", "a_self", "b_self",
                            "a_mean_logprob", "b_mean_logprob", "p_a_first", "p_a_second"], "winrate_by_perplexity")

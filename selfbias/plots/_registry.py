@@ -175,7 +175,8 @@ def _regression(t: RunTables) -> tuple[Figure, str]:
 
 def _token_trace(t: RunTables) -> Figure:
     items = t.get("items")
-    return token_trace(t.get("scores"), t.get("candidates"), items_df=items if items is not None and len(items) else None)
+    items = items if items is not None and len(items) else None
+    return token_trace(t.get("scores"), t.get("candidates"), items_df=items)
 
 
 def _boot(t: RunTables) -> dict:
@@ -269,7 +270,8 @@ def draw_all(
             rows.append({"figure": spec.name, "status": "failed", "reason": f"{type(e).__name__}: {e}", "files": []})
             continue
         fig, note = drawn if isinstance(drawn, tuple) else (drawn, "")
-        rows.append({"figure": spec.name, "status": "drawn", "reason": note, "files": _write(fig, out / spec.name, formats)})
+        files = _write(fig, out / spec.name, formats)
+        rows.append({"figure": spec.name, "status": "drawn", "reason": note, "files": files})
     return pd.DataFrame(rows, columns=["figure", "status", "reason", "files"])
 
 

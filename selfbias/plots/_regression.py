@@ -57,6 +57,34 @@ def regression_forest(
     Holm-adjusted p-value (else the raw one) is below ``alpha``. ``terms`` picks and orders terms;
     the intercept is left out unless ``include_intercept``. A ``health`` table labels degenerate
     judges. Data: the coefficient rows drawn.
+
+    Parameters
+    ----------
+    result : selfbias.stats.RegressionResult or pandas.DataFrame
+        A fitted regression, or coefficient rows (``term, estimate, ci_low, ci_high``, optional
+        ``p_holm`` / ``p_value`` and ``judge``).
+    health : pandas.DataFrame, optional
+        A judge_health table, to label degenerate judges.
+    include_intercept : bool
+        Draw the intercept too.
+    terms : sequence of str, optional
+        The terms to draw, in this order.
+    title : str, optional
+        The panel title (default: "likelihood regression" and the fit's size).
+    alpha : float
+        Significance level of the filled markers.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        The figure, with the numbers it shows as ``fig.selfbias_data`` (the coefficient rows drawn).
+
+    Raises
+    ------
+    TypeError
+        ``result`` is neither a RegressionResult nor a DataFrame.
+    ValueError
+        Missing columns; no coefficients left to draw.
     """
     if isinstance(result, RegressionResult):
         coefs = result.coefficients.copy()

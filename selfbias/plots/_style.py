@@ -504,6 +504,16 @@ def readable_tokens(tokens: Sequence) -> list[str]:
     remapped range; a character split across tokens shows as ``\\xNN`` escapes. SentencePiece
     tokens (Gemma, Llama 2: ``▁`` = space, ``<0x0A>`` = newline) are mapped directly. Characters the
     figure font cannot draw are written as ``U+XXXX``.
+
+    Parameters
+    ----------
+    tokens : sequence of str
+        Token strings as the tokenizer spells them (None counts as empty).
+
+    Returns
+    -------
+    list of str
+        One label per token (``∅`` for an empty token).
     """
     toks = ["" if t is None else str(t) for t in tokens]
     decoder = _byte_decoder()
@@ -558,6 +568,22 @@ def save(
     PDF and SVG are vector (fonts embedded as TrueType, text editable); PNG is rendered at
     ``dpi`` (300). A suffix already on ``path_stem`` is kept (``fig1.v2`` -> ``fig1.v2.pdf``).
     Parent folders are created.
+
+    Parameters
+    ----------
+    fig : matplotlib.figure.Figure
+        The figure.
+    path_stem : str or os.PathLike
+        The path without the format's suffix.
+    formats : sequence of str
+        ``pdf``, ``png``, ``svg`` (any format matplotlib writes).
+    dpi : int
+        Resolution of raster formats.
+
+    Returns
+    -------
+    list of pathlib.Path
+        The written files, in the order of ``formats``.
     """
     if isinstance(formats, str):
         formats = (formats,)

@@ -89,8 +89,35 @@ def token_trace(
     first, preferring short answers); with ``scorer`` None every scorer is considered. At most
     ``max_tokens`` tokens per answer are drawn (the sum covers all). ``items_df`` adds the
     question to the title. Data: one row per drawn token.
+
+    Parameters
+    ----------
+    scores_df : pandas.DataFrame
+        The ``scores`` table (``item_id, candidate_id, scorer, tokens, logprobs, sum_logprob``).
+    candidates_df : pandas.DataFrame
+        The ``candidates`` table (``item_id, candidate_id, text, source, correct``; ``sources``
+        and ``authors`` when present).
+    item_id : str, optional
+        The item to show; picked automatically when None.
+    scorer : str, optional
+        The scoring model; every scorer is considered when None.
+    items_df : pandas.DataFrame, optional
+        The ``items`` table, for the question in the title.
+    max_tokens : int
+        Most tokens drawn per answer.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        The figure, with the numbers it shows as ``fig.selfbias_data`` (one row per drawn token).
+
+    Raises
+    ------
+    ValueError
+        Missing columns; no item with both an own greedy answer and a reference.
     """
-    _stats.require_columns(scores_df, ["item_id", "candidate_id", "scorer", "tokens", "logprobs", "sum_logprob"], "token_trace")
+    _stats.require_columns(scores_df, ["item_id", "candidate_id", "scorer", "tokens", "logprobs", "sum_logprob"],
+                           "token_trace")
     _stats.require_columns(candidates_df, ["item_id", "candidate_id", "text", "source", "correct"], "token_trace")
     keep = [c for c in ("item_id", "candidate_id", "text", "source", "sources", "authors", "correct")
             if c in candidates_df.columns]
