@@ -168,8 +168,8 @@ def token_trace(
             ax.set_xticklabels(disp, rotation=90 if long_labels else 0, fontsize=_style.SMALL_FONT_SIZE)
             ax.set_xlim(-0.6, max(len(lps), 2) - 0.4)
             more = f" (+{n_all - len(lps)} tokens)" if n_all > len(lps) else ""
-            panel_in = (fig_width - 0.6) * widths[k] / total
-            text = _style.renderable(_style.shorten(str(row["text"]), _style.chars_for(panel_in, bold=False) - 2))
+            # the answer in full (fit_labels wraps it to the panel), unless it is a paragraph
+            text = _style.renderable(_style.shorten(str(row["text"]), 160))
             total_lp = f"{float(row['sum_logprob']):.2f}".replace("-", "−")
             ax.set_title(f"{role}\n“{text}”{more}\nΣ = {total_lp} nats",
                          color="black", fontsize=_style.SMALL_FONT_SIZE)
@@ -180,7 +180,7 @@ def token_trace(
         if question:
             head += ": " + _style.renderable(_style.shorten(question, 160))
         _style.fit_labels(fig)
-        fig.suptitle(_style.wrap(head, _style.chars_for(fig_width * 0.95, bold=False), 2),
+        fig.suptitle(_style.wrap_to(head, fig_width * 0.95, _style.TITLE_FONT_SIZE),
                      fontsize=_style.TITLE_FONT_SIZE)
     return attach(fig, pd.DataFrame(rows))
 
