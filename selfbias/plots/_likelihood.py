@@ -20,6 +20,7 @@ from ._common import (
     panel_title,
 )
 
+
 def likelihood_vs_confidence(
     analysis_df: pd.DataFrame,
     *,

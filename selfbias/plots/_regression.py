@@ -14,7 +14,6 @@ from ..stats import RegressionResult
 from . import _style
 from ._common import Degenerate, NoData, attach, errorbar_h, short
 
-
 _TERM_LABELS = {
     "Intercept": "intercept",
     "z_loglik": "log-likelihood (per SD)",
