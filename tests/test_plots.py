@@ -363,3 +363,53 @@ def test_draw_all_partial_run(sim, tmp_path):
     assert reasons["winrate_by_perplexity"] == "no pairwise judgments in this run"
     assert reasons["token_trace"] == "no scores in this run"
     assert "failed" not in set(table["status"])
+
+
+# ----------------------------------------------------------------------------- the registry
+
+
+def test_registry_lists_every_figure_once():
+    names = [spec.name for spec in plots.REGISTRY]
+    assert len(set(names)) == len(names) and tuple(names) == plots.FIGURES
+    public = {n for n in plots.__all__ if callable(getattr(plots, n))}
+    for spec in plots.REGISTRY:
+        assert spec.name in public, spec.name  # every registered figure is a public function
+        assert spec.description and "\n" not in spec.description
+        assert spec.requires and all(table in {"analysis", "pairwise", "scores", "candidates"}
+                                     for table, _ in spec.requires)
+
+
+class _BrokenScores:
+    """A run whose scores table cannot be read (the other tables are fine)."""
+
+    def __init__(self, analysis):
+        self._analysis = analysis
+        self.judgments = _judgments(analysis)
+        self.candidates = _scores_and_candidates(analysis)[1]
+        self.items = pd.DataFrame()
+
+    def analysis_frame(self):
+        return self._analysis
+
+    def pairwise_frame(self):
+        return pd.DataFrame()
+
+    @property
+    def scores(self):
+        raise RuntimeError("chunk scores/main/0 is corrupt")
+
+
+def test_draw_all_uses_a_given_health_table_and_reports_unreadable_tables(sim, tmp_path):
+    one = sim.analysis[sim.analysis["mode"] == "isolated"]
+    health = judge_health(one, n_boot=N_BOOT).assign(degenerate=True, reasons="planted for the test")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        table = plots.draw_all(_BrokenScores(one), tmp_path, formats=("png",), n_boot=N_BOOT, health=health)
+    reasons = dict(zip(table["figure"], table["reason"]))
+    status = dict(zip(table["figure"], table["status"]))
+    assert status["reliability"] == "drawn"
+    data = pd.read_csv(tmp_path / "reliability.csv")
+    assert (data["degenerate_reason"] == "planted for the test").all()  # the given table, not a new one
+    assert status["token_trace"] == "skipped"
+    assert reasons["token_trace"] == "scores table could not be read (RuntimeError: chunk scores/main/0 is corrupt)"
+    assert reasons["winrate_by_perplexity"] == "no pairwise judgments in this run"

@@ -47,6 +47,16 @@ from ._published import (
 )
 from ._regression import likelihood_regression, mediation, mixed_effects_regression
 from ._summary import Summary, summarize
+from ._regression import RegressionResult
+from ._figure_data import (
+    PerJudgeRegression,
+    binned_clustered_means,
+    clustered_mean,
+    equal_count_bins,
+    pairwise_health,
+    per_judge_regression,
+    require_columns,
+)
 
 __all__ = [
     "CHANCE_AUROC",
@@ -58,12 +68,17 @@ __all__ = [
     "MIN_P_YES_SD",
     "MIN_WITHIN_ITEM_SHARE",
     "MIN_YES_NO_MASS",
+    "PerJudgeRegression",
+    "RegressionResult",
     "Summary",
     "agreement_discrimination",
+    "binned_clustered_means",
     "calibration",
     "chen_metrics",
+    "clustered_mean",
     "comparison_effect",
     "discrimination",
+    "equal_count_bins",
     "holm",
     "judge_health",
     "kadavath_accuracy_above",
@@ -72,8 +87,11 @@ __all__ = [
     "mediation",
     "misplaced_confidence",
     "mixed_effects_regression",
+    "pairwise_health",
     "panickssery_self_preference",
+    "per_judge_regression",
     "reliability_table",
+    "require_columns",
     "roytburg_baseline",
     "simulate",
     "summarize",

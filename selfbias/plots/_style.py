@@ -153,10 +153,11 @@ def finish(ax, grid: str | None = None) -> None:
         ax.set_axisbelow(True)
 
 
-def wrap(text: str, width: int = 46, max_lines: int = 3) -> str:
-    """``text`` wrapped to ``width`` characters, cut to ``max_lines`` lines with an ellipsis."""
-    lines = textwrap.wrap(str(text), width=width) or [""]
-    if len(lines) > max_lines:
+def wrap(text: str, width: int = 46, max_lines: int | None = 3) -> str:
+    """``text`` wrapped to ``width`` characters; with ``max_lines``, cut to that many lines with an
+    ellipsis (``None``: never cut, for warnings, which are shown in full)."""
+    lines = textwrap.wrap(str(text), width=width, break_on_hyphens=False) or [""]
+    if max_lines is not None and len(lines) > max_lines:
         lines = lines[:max_lines]
         lines[-1] = lines[-1][: max(width - 1, 1)].rstrip() + "…"
     return "\n".join(lines)
@@ -167,9 +168,62 @@ def shorten(text: str, limit: int = 40) -> str:
     return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
 
 
-def chars_for(width_in: float, bold: bool = True) -> int:
-    """Characters of SMALL_FONT_SIZE text that fit in ``width_in`` inches (DejaVu Sans)."""
-    per_char = SMALL_FONT_SIZE * (0.64 if bold else 0.58) / 72.0
+def text_width_in(text: str, fontsize: float = SMALL_FONT_SIZE, bold: bool = False) -> float:
+    """Width in inches of one line of ``text`` in the figure font (measured, not estimated)."""
+    from matplotlib.font_manager import FontProperties
+
+    props = FontProperties(family=RC["font.sans-serif"][0], size=fontsize, weight="bold" if bold else "normal")
+    # hinting makes text a few per cent wider at screen resolution than at print resolution:
+    # measure at both and keep the wider
+    return max(r.get_text_width_height_descent(str(text), props, ismath=False)[0] / r.dpi for r in _renderers())
+
+
+@functools.lru_cache(maxsize=1)
+def _renderers():
+    from matplotlib.backends.backend_agg import RendererAgg
+
+    return RendererAgg(10, 10, 100), RendererAgg(10, 10, PNG_DPI)
+
+
+def wrap_to(text: str, width_in: float, fontsize: float = SMALL_FONT_SIZE, bold: bool = False) -> str:
+    """``text`` wrapped (at spaces, in full) so that no line is wider than ``width_in`` inches;
+    existing line breaks are kept; a single word wider than the width keeps its own line."""
+    out = []
+    for paragraph in str(text).split("\n"):
+        line = ""
+        for word in paragraph.split(" "):
+            trial = f"{line} {word}" if line else word
+            if line and text_width_in(trial, fontsize, bold) > width_in:
+                out.append(line)
+                line = word
+            else:
+                line = trial
+        out.append(line)
+    return "\n".join(out)
+
+
+def fit_labels(fig: Figure) -> None:
+    """Wrap every panel's title and x label to the panel's width and its y label to its height,
+    so that neighbouring labels never run into each other (call once the panels are drawn).
+    The panels' sizes are those of a layout pass run here (constrained layout does not stop
+    labels wider than their panel from running into the next one)."""
+    fig.draw_without_rendering()
+    for ax in fig.axes:
+        if not ax.get_visible() or ax.get_label() == "<colorbar>":
+            continue
+        width_in, height_in = panel_size_in(ax)
+        title = ax.title
+        if title.get_text():
+            title.set_text(wrap_to(title.get_text(), width_in * 0.98, title.get_fontsize()))
+        for label, room in ((ax.xaxis.label, width_in), (ax.yaxis.label, height_in)):
+            if label.get_text():
+                label.set_text(wrap_to(label.get_text(), room * 0.95, label.get_fontsize()))
+
+
+def chars_for(width_in: float, bold: bool = True, fontsize: float = SMALL_FONT_SIZE) -> int:
+    """Characters of ``fontsize`` text that fit in ``width_in`` inches (DejaVu Sans, a typical mix
+    of letters; wide capitals fit fewer)."""
+    per_char = fontsize * (0.64 if bold else 0.58) / 72.0
     return max(12, int(width_in / per_char))
 
 
@@ -206,37 +260,99 @@ def _points_in_axes(ax) -> np.ndarray:
 _CORNERS = ("upper left", "upper right", "lower left", "lower right")
 
 
+def _text_size_in(text: str, fontsize: float, bold: bool) -> tuple[float, float]:
+    """Approximate (width, height) in inches of a text box (DejaVu Sans, with its padding)."""
+    lines = str(text).split("\n") or [""]
+    width = max(len(line) for line in lines) * fontsize * (0.64 if bold else 0.58) / 72.0
+    return width + 0.1, len(lines) * fontsize * 1.25 / 72.0 + 0.1
+
+
+def panel_size_in(ax) -> tuple[float, float]:
+    """(width, height) of a panel in inches (as of the last layout pass; before any, its grid cell)."""
+    fig = ax.get_figure()
+    pos = ax.get_position()
+    if fig is None:
+        return COLUMN_WIDTH, COLUMN_WIDTH
+    return max(pos.width * fig.get_figwidth(), 0.1), max(pos.height * fig.get_figheight(), 0.1)
+
+
+def _text_boxes(ax) -> list[tuple[float, float, float, float]]:
+    """Boxes (x0, y0, x1, y1, in axes fractions) of the texts already placed in axes coordinates."""
+    w_in, h_in = panel_size_in(ax)
+    boxes = []
+    for t in ax.texts:
+        if t.get_transform() != ax.transAxes or not t.get_text():
+            continue
+        tw, th = _text_size_in(t.get_text(), t.get_fontsize(), t.get_fontweight() in ("bold", 700))
+        tw, th = tw / w_in, th / h_in
+        x, y = t.get_position()
+        x0 = {"left": x, "center": x - tw / 2}.get(t.get_ha(), x - tw)
+        y0 = {"bottom": y, "center": y - th / 2, "baseline": y}.get(t.get_va(), y - th)
+        boxes.append((x0, y0, x0 + tw, y0 + th))
+    return boxes
+
+
 def _emptiest_corner(ax, width: float, height: float) -> str:
-    """The corner of ``ax`` whose ``width`` x ``height`` box (axes fractions) covers the fewest data."""
+    """The corner of ``ax`` whose ``width`` x ``height`` box (axes fractions) covers the fewest data,
+    never one that covers a text already in the panel (when another corner is free of texts)."""
     pts = _points_in_axes(ax)
+    texts = _text_boxes(ax)
     best, best_count = _CORNERS[0], None
     for corner in _CORNERS:
         x0 = 0.0 if corner.endswith("left") else 1.0 - width
         y0 = 1.0 - height if corner.startswith("upper") else 0.0
         inside = (pts[:, 0] >= x0) & (pts[:, 0] <= x0 + width) & (pts[:, 1] >= y0) & (pts[:, 1] <= y0 + height)
-        count = int(inside.sum())
+        hits = sum(bx0 < x0 + width and x0 < bx1 and by0 < y0 + height and y0 < by1
+                   for bx0, by0, bx1, by1 in texts)
+        count = int(inside.sum()) + 10**9 * hits
         if best_count is None or count < best_count:
             best, best_count = corner, count
     return best
 
 
-def note_degenerate(ax, text: str, *, loc: str = "auto", max_lines: int = 3) -> None:
+_SUPERSCRIPTS = str.maketrans("0123456789", "⁰¹²³⁴⁵⁶⁷⁸⁹")
+
+
+class Footnotes:
+    """The numbered notes of one figure (degenerate-judge warnings).
+
+    A panel carries a short mark (``degenerate judge¹``); the full text goes under the figure
+    (:meth:`place`), wrapped, never cut. The same text gets the same number."""
+
+    def __init__(self) -> None:
+        self.texts: list[str] = []
+
+    def __bool__(self) -> bool:
+        return bool(self.texts)
+
+    def mark(self, text: str) -> str:
+        """The superscript number of ``text`` (added when new)."""
+        if text not in self.texts:
+            self.texts.append(text)
+        return str(self.texts.index(text) + 1).translate(_SUPERSCRIPTS)
+
+    def lines(self) -> list[str]:
+        return [f"{str(k + 1).translate(_SUPERSCRIPTS)} {t}" for k, t in enumerate(self.texts)]
+
+    def place(self, fig: Figure, where: str = "bottom") -> None:
+        if self.texts:
+            figure_note(fig, self.lines(), where=where)
+
+
+def note_degenerate(ax, text: str, *, loc: str = "auto") -> None:
     """Label a panel whose verdicts come from a degenerate judge: a red note and a red frame.
 
-    The note is wrapped to the panel's width, placed in the corner that covers the least data
-    (``loc="auto"``) or in ``loc`` ("upper left", ...), and kept out of the layout computation.
-    Call it after the panel's data and limits are set.
+    ``text`` is short (``degenerate judge¹``, the reasons go into the figure's
+    :class:`Footnotes`); it is wrapped to the panel's width, never cut, placed in the corner that
+    covers the least data and no other text of the panel (``loc="auto"``) or in ``loc`` ("upper
+    left", ...), and kept out of the layout computation. Call it after the panel's data, texts
+    and limits are set.
     """
-    fig = ax.get_figure()
-    pos = ax.get_position()
-    width_in = pos.width * fig.get_figwidth() if fig is not None else COLUMN_WIDTH
-    height_in = pos.height * fig.get_figheight() if fig is not None else COLUMN_WIDTH
-    body = wrap(text, chars_for(width_in * 0.92), max_lines)
-    lines = body.split("\n")
+    width_in, height_in = panel_size_in(ax)
+    body = wrap_to(text, width_in * 0.9, SMALL_FONT_SIZE, bold=True)
     if loc == "auto":
-        box_w = min(1.0, (max(len(line) for line in lines) * SMALL_FONT_SIZE * 0.64 / 72 + 0.1) / max(width_in, 0.1))
-        box_h = min(1.0, (len(lines) * SMALL_FONT_SIZE * 1.25 / 72 + 0.1) / max(height_in, 0.1))
-        loc = _emptiest_corner(ax, box_w, box_h)
+        box_w, box_h = _text_size_in(body, SMALL_FONT_SIZE, bold=True)
+        loc = _emptiest_corner(ax, min(1.0, box_w / width_in), min(1.0, box_h / height_in))
     x, ha = (0.02, "left") if loc.endswith("left") else (0.98, "right")
     y, va = (0.98, "top") if loc.startswith("upper") else (0.02, "bottom")
     note = ax.text(
@@ -250,18 +366,33 @@ def note_degenerate(ax, text: str, *, loc: str = "auto", max_lines: int = 3) -> 
         spine.set_edgecolor(ALERT_COLOR)
 
 
-def figure_note(fig: Figure, text: str | Sequence[str], *, max_lines: int = 3, where: str = "bottom") -> None:
+def figure_note(fig: Figure, text: str | Sequence[str], *, max_lines: int | None = None,
+                where: str = "bottom") -> None:
     """A red note under (``where="bottom"``, the figure's supxlabel) or above (``"top"``, its
-    suptitle) the whole figure, for degenerate judges of a figure without one panel per judge.
-    It takes part in the layout, so it never overlaps the panels. Each string of ``text`` starts a
-    new line and is wrapped to at most ``max_lines`` lines."""
-    chars = chars_for(fig.get_figwidth() * 0.95)
+    suptitle) the whole figure, for warnings about degenerate judges. It takes part in the
+    layout, so it never overlaps the panels, and the figure grows by its height, so the panels
+    keep theirs. Each string of ``text`` starts a new line and is wrapped to the figure's width,
+    in full unless ``max_lines`` is given."""
     parts = [text] if isinstance(text, str) else list(text)
+    lines = [wrap_to(t, fig.get_figwidth() * 0.96, SMALL_FONT_SIZE, bold=True) for t in parts]
+    if max_lines is not None:
+        lines = [wrap("\n".join(lines).replace("\n", " "), chars_for(fig.get_figwidth() * 0.95), max_lines)]
+    body = "\n".join(lines)
     place = fig.supxlabel if where == "bottom" else fig.suptitle
-    place(
-        "\n".join(wrap(t, chars, max_lines) for t in parts), x=0.01, ha="left",
-        color=ALERT_COLOR, fontsize=SMALL_FONT_SIZE, fontweight="bold",
-    )
+    place(body, x=0.01, ha="left", color=ALERT_COLOR, fontsize=SMALL_FONT_SIZE, fontweight="bold")
+    fig.set_figheight(fig.get_figheight() + (body.count("\n") + 1) * SMALL_FONT_SIZE * 1.2 / 72.0 + 0.04)
+
+
+def legend_and_notes(fig: Figure, handles: Sequence, notes: Footnotes | None = None, **legend_kw) -> None:
+    """The figure's legend and footnotes without overlap.
+
+    The legend sits under the panels; with footnotes it moves above them and the footnotes take
+    the bottom (constrained layout does not stack an outside legend and a supxlabel)."""
+    if handles:
+        loc = "outside upper center" if notes else "outside lower center"
+        fig.legend(handles=handles, loc=loc, **legend_kw)
+    if notes:
+        notes.place(fig)
 
 
 def text_color_on(rgba) -> str:
@@ -373,6 +504,16 @@ def readable_tokens(tokens: Sequence) -> list[str]:
     remapped range; a character split across tokens shows as ``\\xNN`` escapes. SentencePiece
     tokens (Gemma, Llama 2: ``▁`` = space, ``<0x0A>`` = newline) are mapped directly. Characters the
     figure font cannot draw are written as ``U+XXXX``.
+
+    Parameters
+    ----------
+    tokens : sequence of str
+        Token strings as the tokenizer spells them (None counts as empty).
+
+    Returns
+    -------
+    list of str
+        One label per token (``∅`` for an empty token).
     """
     toks = ["" if t is None else str(t) for t in tokens]
     decoder = _byte_decoder()
@@ -427,6 +568,22 @@ def save(
     PDF and SVG are vector (fonts embedded as TrueType, text editable); PNG is rendered at
     ``dpi`` (300). A suffix already on ``path_stem`` is kept (``fig1.v2`` -> ``fig1.v2.pdf``).
     Parent folders are created.
+
+    Parameters
+    ----------
+    fig : matplotlib.figure.Figure
+        The figure.
+    path_stem : str or os.PathLike
+        The path without the format's suffix.
+    formats : sequence of str
+        ``pdf``, ``png``, ``svg`` (any format matplotlib writes).
+    dpi : int
+        Resolution of raster formats.
+
+    Returns
+    -------
+    list of pathlib.Path
+        The written files, in the order of ``formats``.
     """
     if isinstance(formats, str):
         formats = (formats,)
