@@ -181,6 +181,12 @@ def _indicators(prefix: str, values: np.ndarray, reference: str) -> dict[str, np
     return columns
 
 
+def _item_means(values: np.ndarray, judges: np.ndarray, items: np.ndarray) -> np.ndarray:
+    """Mean of `values` over the rows of the same judge and item, repeated on every row."""
+    codes = pd.factorize(pd.MultiIndex.from_arrays([judges, items]))[0]
+    return (np.bincount(codes, values) / np.bincount(codes))[codes]
+
+
 def design_frame(
     df: pd.DataFrame,
     *,
@@ -194,7 +200,11 @@ def design_frame(
     Columns: `item_id`, `judge`, `mode`, `p_yes`, `verdict` (p_yes > 0.5, as 0/1), `logit_p_yes`
     (on p_yes clipped to [1e-4, 1 - 1e-4]), `z_sum_logprob`, `z_mean_logprob` (z-scores within
     judge, ddof=0, because log-likelihoods under different scorers are not comparable),
-    `z_loglik` (the one named by `loglik`), `log_n_tokens`, `correct` and `self_authored` as 0/1,
+    `z_loglik_total` (the one named by `loglik`), split into its item mean `z_loglik_between`
+    (mean over the judge's rows of the same item) and the within-item deviation
+    `z_loglik = z_loglik_total - z_loglik_between` (the headline predictor: it compares
+    candidates of the same question, so anything the question itself does to P(Yes) cannot load
+    on it; the Mundlak 1978 / within-between decomposition), `log_n_tokens`, `correct` and `self_authored` as 0/1,
     one 0/1 indicator `mode_<name>` per mode other than `isolated` (or the first mode), one
     `judge_<name>` per judge but the first (alphabetically), and the columns named in `keep`.
     """
@@ -217,7 +227,11 @@ def design_frame(
         "correct": raw["correct"].to_numpy(dtype=bool).astype(float),
         "self_authored": raw["self_authored"].to_numpy(dtype=bool).astype(float),
     }
-    columns["z_loglik"] = columns[f"z_{loglik}"]
+    total = columns[f"z_{loglik}"]
+    between = _item_means(total, judges, columns["item_id"])
+    columns["z_loglik_total"] = total
+    columns["z_loglik_between"] = between
+    columns["z_loglik"] = total - between
     levels = sorted(set(modes))
     columns.update(_indicators("mode", modes, REFERENCE_MODE if REFERENCE_MODE in levels else levels[0]))
     columns.update(_indicators("judge", judges, min(judges)))
@@ -237,7 +251,8 @@ def _candidate_terms(data: pd.DataFrame, covariates: Sequence[str]) -> list[str]
     unknown = [c for c in covariates if c not in data.columns]
     if unknown:
         raise ValueError(f"unknown covariates {unknown}; available: {list(data.columns)}")
-    terms = ["z_loglik", "log_n_tokens", *covariates, *(f"z_loglik:{c}" for c in covariates)]
+    terms = ["z_loglik", "z_loglik_between", "log_n_tokens", *covariates,
+             *(f"z_loglik:{c}" for c in covariates)]
     for column in (c for c in data.columns if c.startswith("mode_")):
         terms += [column, f"{column}:correct"] if "correct" in covariates else [column]
     return terms + [c for c in data.columns if c.startswith("judge_")]
@@ -248,7 +263,9 @@ def _drop_constant(data: pd.DataFrame, terms: list[str], notes: list[str]) -> li
     variables = dict.fromkeys(v for t in terms for v in t.split(":"))
     constant = [v for v in variables if data[v].nunique() < 2]
     if "z_loglik" in constant:
-        raise ValueError("the log-likelihood is constant; the likelihood slope is not identified")
+        raise ValueError("the log-likelihood is constant within every item; the within-item likelihood "
+                         "slope is not identified (it needs items with >= 2 candidates of different "
+                         "log-likelihood)")
     for v in constant:
         notes.append(f"dropped {v!r} (constant = {data[v].iloc[0]:g}) and its interactions from the formula")
     return [t for t in terms if not set(t.split(":")) & set(constant)]
@@ -392,8 +409,14 @@ def likelihood_regression(
 ) -> RegressionResult:
     """How the judge's verdict moves with its own log-likelihood of the candidate.
 
-    Measures the *likelihood slope*: the change in logit P(Yes) per standard deviation of the
-    candidate's log-likelihood under the judge (`z_loglik`, z-scored within judge), holding length
+    Measures the *within-item likelihood slope*: the change in logit P(Yes) per standard
+    deviation of the candidate's log-likelihood under the judge (z-scored within judge) when
+    comparing candidates *of the same item* (`z_loglik`, the deviation from the item's mean),
+    with the between-item part (`z_loglik_between`, the item's mean z) reported beside it.  The
+    split (Mundlak 1978) matters: questions differ in how likely all their answers are and in how
+    readily the judge says Yes, and a pooled slope mixes the two (issue 10: 0.63 pooled against
+    0.07 within on data with no within-item effect); only the within-item slope answers "does
+    the judge trust the likelier of two answers to the same question".  Holding length
     (`log_n_tokens`), correctness and self-authorship fixed, plus the interactions
     `z_loglik:correct` (does likelihood matter less for correct answers?) and
     `z_loglik:self_authored` (does it matter more for the judge's own answers?).  A positive slope
