@@ -15,17 +15,16 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
-from ._metrics import (
+from ._bootstrap import (
     DEFAULT_CONFIDENCE,
     DEFAULT_N_BOOT,
-    _auc,
     _bool_array,
-    _ClusterBootstrap,
     _clean,
+    _ClusterBootstrap,
     _groups,
     _require,
-    _weighted_auc,
 )
+from ._discrimination import _auc, _weighted_auc
 
 __all__ = [
     "CHANCE_AUROC",

@@ -33,17 +33,17 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 
-from ._metrics import (
+from ._bootstrap import (
     DEFAULT_CONFIDENCE,
     DEFAULT_N_BOOT,
     _bool_array,
-    _ClusterBootstrap,
     _clean,
-    _equal_count_bins,
+    _ClusterBootstrap,
     _groups,
     _keys_with_judge,
     _require,
 )
+from ._calibration import _equal_count_bins
 
 __all__ = [
     "chen_metrics",

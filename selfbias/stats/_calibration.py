@@ -1,0 +1,145 @@
+"""Calibration of P(Yes) as the probability that the candidate is correct: Brier score, ECE, RMS
+calibration error (Kadavath et al. 2022) and reliability-diagram data. Intervals are item-clustered
+bootstraps (:mod:`selfbias.stats._bootstrap`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
+from sklearn.metrics import brier_score_loss
+from statsmodels.stats.proportion import proportion_confint
+
+from ._bootstrap import (
+    _EST,
+    DEFAULT_CONFIDENCE,
+    DEFAULT_N_BOOT,
+    _per_group,
+)
+
+__all__ = ["calibration", "reliability_table"]
+
+
+def _equal_count_bins(p: np.ndarray, n_bins: int) -> list[np.ndarray]:
+    """Row indices of ``n_bins`` equal-count bins of ``p`` (ascending).
+
+    Rows are sorted by ``p`` (ties kept in input order) and split into ``min(n_bins, len(p))``
+    consecutive chunks whose sizes differ by at most one (the first chunks take the extra rows,
+    as :func:`numpy.array_split`).
+    """
+    p = np.asarray(p, float)
+    if p.size == 0:
+        return []
+    order = np.argsort(p, kind="stable")
+    return [b for b in np.array_split(order, min(int(n_bins), p.size)) if b.size]
+
+
+def _ece_rms(p: np.ndarray, y: np.ndarray, n_bins: int) -> tuple[float, float]:
+    """ECE and RMS calibration error with equal-count bins (Kadavath et al. 2022).
+
+    ``ECE = sum_b (n_b / N) |acc_b - conf_b|``, ``RMS = sqrt(sum_b (n_b / N) (acc_b - conf_b)^2)``.
+    """
+    p = np.asarray(p, float)
+    y = np.asarray(y, float)
+    n = p.size
+    if n == 0:
+        return np.nan, np.nan
+    ece = 0.0
+    ms = 0.0
+    for b in _equal_count_bins(p, n_bins):
+        gap = y[b].mean() - p[b].mean()
+        ece += b.size / n * abs(gap)
+        ms += b.size / n * gap * gap
+    return float(ece), float(np.sqrt(ms))
+
+
+
+def calibration(
+    df: pd.DataFrame,
+    n_bins: int = 10,
+    by: Sequence[str] = ("judge", "mode"),
+    *,
+    score: str = "p_yes",
+    n_boot: int = DEFAULT_N_BOOT,
+    seed: int = 0,
+    confidence: float = DEFAULT_CONFIDENCE,
+) -> pd.DataFrame:
+    """Calibration of P(Yes) as a probability that the candidate is correct.
+
+    Three measures (Kadavath et al. 2022, "Language Models (Mostly) Know What They Know"):
+
+    * ``brier``: mean squared error ``mean((p - y)^2)``
+      (:func:`sklearn.metrics.brier_score_loss`);
+    * ``ece``: expected calibration error with ``n_bins`` *equal-count* bins,
+      ``sum_b (n_b/N) |acc_b - conf_b|``;
+    * ``rms_ce``: RMS calibration error, ``sqrt(sum_b (n_b/N) (acc_b - conf_b)^2)``.
+
+    Equal-count bins: candidates sorted by P(Yes) (ties in input order) and split into
+    ``min(n_bins, N)`` consecutive chunks whose sizes differ by at most one (first chunks larger).
+    Returns one row per group x measure: ``*by, measure, n_bins, estimate, ci_low, ci_high, n,
+    n_items``; intervals by item-clustered bootstrap (bins are recomputed on each resample).
+    """
+    keys, groups = _per_group(df, what="calibration", needed=[score, "correct"], by=by, n_boot=n_boot,
+                              seed=seed, confidence=confidence)
+    rows = []
+    for grp in groups:
+        key, items, boot = grp.key, grp.items, grp.boot
+        p = grp.frame[score].to_numpy(float)
+        y = grp.labels().astype(float)
+        sq = (p - y) ** 2
+        brier = float(brier_score_loss(y.astype(int), p, pos_label=1)) if p.size else np.nan
+        b_lo, b_hi = boot.ci_ratio(sq, np.ones_like(sq))
+        ece, rms = _ece_rms(p, y, n_bins)
+        (e_lo, r_lo), (e_hi, r_hi) = boot.ci_rows(
+            lambda r: np.array(_ece_rms(p[r], y[r], n_bins)), k=2
+        )
+        common = {"n_bins": int(n_bins), "n": int(p.size), "n_items": int(pd.unique(items).size)}
+        for measure, est, lo, hi in (
+            ("brier", brier, b_lo, b_hi),
+            ("ece", ece, e_lo, e_hi),
+            ("rms_ce", rms, r_lo, r_hi),
+        ):
+            rows.append({**key, "measure": measure, "estimate": est, "ci_low": lo, "ci_high": hi, **common})
+    cols = [*keys, "measure", "n_bins", *_EST]
+    return pd.DataFrame(rows, columns=cols)
+
+
+def reliability_table(
+    df: pd.DataFrame,
+    n_bins: int = 10,
+    by: Sequence[str] = ("judge", "mode"),
+    *,
+    score: str = "p_yes",
+    confidence: float = DEFAULT_CONFIDENCE,
+) -> pd.DataFrame:
+    """Reliability diagram data: accuracy against mean P(Yes) in equal-count bins.
+
+    Bins as in :func:`calibration`. One row per group x bin with ``bin`` (0 = lowest P(Yes)),
+    ``conf_min, conf_max, mean_confidence, accuracy, count`` and a Wilson interval for the
+    accuracy (:func:`statsmodels.stats.proportion.proportion_confint`, ``method="wilson"``; it
+    treats the candidates of a bin as independent). ``estimate`` repeats ``accuracy`` and ``n``
+    repeats ``count`` to follow the package-wide column convention. The reliability diagram of
+    Kadavath et al. 2022 (and Guo et al. 2017, "On Calibration of Modern Neural Networks").
+    """
+    keys, groups = _per_group(df, what="reliability_table", needed=[score, "correct"], by=by, n_boot=0,
+                              seed=0, confidence=confidence)
+    rows = []
+    alpha = 1.0 - confidence
+    for grp in groups:
+        key, items = grp.key, grp.items
+        p = grp.frame[score].to_numpy(float)
+        y = grp.labels()
+        for i, b in enumerate(_equal_count_bins(p, n_bins)):
+            k, n = int(y[b].sum()), int(b.size)
+            lo, hi = proportion_confint(k, n, alpha=alpha, method="wilson")
+            acc = k / n
+            rows.append(
+                {**key, "bin": i, "conf_min": float(p[b].min()), "conf_max": float(p[b].max()),
+                 "mean_confidence": float(p[b].mean()), "accuracy": acc, "count": n,
+                 "estimate": acc, "ci_low": float(lo), "ci_high": float(hi), "n": n,
+                 "n_items": int(pd.unique(items[b]).size)}
+            )
+    cols = [*keys, "bin", "conf_min", "conf_max", "mean_confidence", "accuracy", "count", *_EST]
+    return pd.DataFrame(rows, columns=cols)
