@@ -390,7 +390,7 @@ def panickssery_self_preference(
 def roytburg_baseline(
     pairwise_df: pd.DataFrame,
     verdict: Verdict = "average",
-    baseline: Literal["own_right", "non_self_hard"] = "own_right",
+    baseline: Literal["non_self_hard", "own_right"] = "non_self_hard",
     *,
     n_boot: int = DEFAULT_N_BOOT,
     seed: int = 0,
@@ -400,21 +400,36 @@ def roytburg_baseline(
     Really Narcissists?", arXiv 2601.22548).
 
     Roytburg et al. compare the probability that a judge wrongly votes for itself with the
-    probability that it votes for an incorrect answer from another model: a judge that cannot tell
-    right from wrong on hard items picks wrong answers whoever wrote them. Rows per judge:
+    probability that it votes for an incorrect answer from another model *on the questions the
+    judge itself answers wrongly*: a judge that cannot tell right from wrong on hard items picks
+    wrong answers whoever wrote them. Rows per judge:
 
     * ``self_wrong_vote`` = P(prefers own | own wrong, other correct);
-    * ``other_wrong_vote``, the baseline; with ``baseline="own_right"`` (default, the definition
-      this toolkit was specified with) = P(prefers other | other wrong, own correct); with
-      ``baseline="non_self_hard"`` = P(prefers the wrong candidate | neither candidate is the
-      judge's, exactly one correct) on items where every candidate the judge authored (in this
-      frame) is wrong -- closer to the paper's wording of "queries the judge got wrong";
+    * ``other_wrong_vote``, the baseline. ``baseline="non_self_hard"`` (default, the baseline as
+      published) = P(prefers the wrong candidate | neither candidate is the judge's, exactly one
+      correct) on items where every candidate the judge authored (in this frame) is wrong.
+      ``baseline="own_right"`` = P(prefers other | other wrong, own correct): with it the
+      difference is algebraically Wataoka et al.'s equal-opportunity bias (same number), so its
+      rows carry ``source = "wataoka"`` and are reported under Wataoka's name, not Roytburg's;
     * ``difference`` = self_wrong_vote - other_wrong_vote (> 0: self-preference beyond what
       evaluator quality explains), bootstrapped jointly.
 
-    The paper's exact estimator (conditioning, vote aggregation) could not be checked here; both
-    variants implement the comparison as stated above. Note that with ``baseline="own_right"``
-    the difference equals Wataoka's equal-opportunity bias. Columns as :func:`chen_metrics`.
+    Parameters
+    ----------
+    pairwise_df : DataFrame
+        ``Run.pairwise_frame()``.
+    verdict : {"average", "consistent"}
+        How a pair's verdict is read (module docstring).
+    baseline : {"non_self_hard", "own_right"}
+        The baseline vote rate (above).
+    n_boot, seed, confidence
+        Item-bootstrap resamples, seed and level.
+
+    Returns
+    -------
+    DataFrame
+        Columns as :func:`chen_metrics` plus ``baseline`` and ``source`` (``"roytburg"`` or
+        ``"wataoka"``).
     """
     _require(pairwise_df, _PAIR_COLS, "roytburg_baseline")
     if baseline not in ("own_right", "non_self_hard"):
@@ -472,6 +487,7 @@ def roytburg_baseline(
         rows.append(_diff_row(judge, "difference", items, sn, sd, bn, bd, st_ | bt, boot, verdict))
     out = _frame(rows, _RATE_COLS)
     out["baseline"] = baseline
+    out["source"] = "roytburg" if baseline == "non_self_hard" else "wataoka"
     return out
 
 

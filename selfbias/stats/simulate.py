@@ -267,6 +267,7 @@ def simulate_run(
     agreement_effect: float = 1.0,
     p_model: str = "beta",
     item_likelihood_effect: float = 0.0,
+    item_mode_sd: float = 0.0,
 ) -> SimulatedRun:
     """A synthetic run with planted effects (the generative model is in the module docstring).
 
@@ -278,7 +279,11 @@ def simulate_run(
       ones; comparison_effect the shift of a *wrong* answer's logit P(Yes) in a mode that shows
       other answers (alternatives, own_samples) relative to isolated; "item_likelihood_effect"
       the shift of logit P(Yes) per unit of the item's mean z_loglik (an item effect correlated
-      with the item's mean likelihood; see the module docstring).
+      with the item's mean likelihood; see the module docstring); "item_mode_sd" the SD of an
+      extra item x mode shift of logit P(Yes), N(0, item_mode_sd^2) drawn independently for every
+      item and mode (default 0): candidates of one item then move together from one mode to
+      another, the null of the comparison table's tests with item-shared shifts (with
+      item_mode_sd > 0, "coefficients" are exact only for the conditional model).
     * "coefficients": {term: value} for the default formula of `likelihood_regression` and
       `mixed_effects_regression` on the whole analysis frame (all modes): z_loglik = slope,
       self_authored = self_effect, correct = correct_effect, mode_<m> = comparison_effect,
@@ -317,14 +322,21 @@ def simulate_run(
     correct_weight = 0.0 if calibrated else correct_effect
     item_mean_z = cand.groupby("item")["z_loglik"].transform("mean").to_numpy()
     base = intercept + likelihood_slope * z + self_effect * self_ + item_likelihood_effect * item_mean_z
-    p_isolated = noise.draw(base + correct_weight * cand["correct"].to_numpy(), latent, rng)
+    item_index = cand["item"].to_numpy()
+    # an item x mode shift (item_mode_sd): drawn per mode, so under the null the two modes stay
+    # exchangeable while the candidates of an item move together between them
+    mode_shift = {m: item_mode_sd * rng.standard_normal(n_items)[item_index] if item_mode_sd > 0 else 0.0
+                  for m in modes}
+    p_isolated = noise.draw(base + correct_weight * cand["correct"].to_numpy()
+                            + (mode_shift["isolated"] if "isolated" in modes else 0.0), latent, rng)
     if calibrated:
         cand["correct"] = rng.random(len(cand)) < p_isolated
     correct = cand["correct"].to_numpy()
     cand["source"] = _label_sources(cand)
     eta = base + correct_weight * correct
     shown_others = eta + comparison_effect * (1 - correct)
-    p_by_mode = {m: p_isolated if m == "isolated" else noise.draw(shown_others, latent, rng) for m in modes}
+    p_by_mode = {m: p_isolated if m == "isolated" else noise.draw(shown_others + mode_shift[m], latent, rng)
+                 for m in modes}
     analysis = pd.concat(
         [cand.assign(mode=mode, p_yes=p, judge=JUDGE) for mode, p in p_by_mode.items()], ignore_index=True
     )
@@ -336,7 +348,7 @@ def simulate_run(
     effects = {
         "intercept": intercept, "likelihood_slope": likelihood_slope, "self_effect": self_effect,
         "correct_effect": correct_effect, "comparison_effect": comparison_effect,
-        "item_likelihood_effect": float(item_likelihood_effect),
+        "item_likelihood_effect": float(item_likelihood_effect), "item_mode_sd": float(item_mode_sd),
     }
     sd = float(cand["sum_logprob"].std(ddof=0))
     truth = _truth(effects, modes, calibrated, sd, position_bias, agreement_effect, noise)
@@ -383,6 +395,7 @@ def simulate_null(
     seed: int = 0,
     intercept: float = -0.5,
     p_model: str = "beta",
+    item_mode_sd: float = 0.0,
 ) -> SimulatedRun:
     """`simulate_run` with every effect zero: P(Yes) ignores likelihood, authorship, correctness,
     mode, order and agreement ignores correctness.  Tests on it should reject at their nominal
@@ -391,5 +404,5 @@ def simulate_null(
         n_items=n_items, n_candidates=n_candidates, likelihood_slope=0.0, self_effect=0.0,
         comparison_effect=0.0, correct_effect=0.0, item_sd=item_sd, noise_sd=noise_sd, modes=modes,
         calibrated=False, seed=seed, intercept=intercept, position_bias=0.0, agreement_effect=0.0,
-        p_model=p_model,
+        p_model=p_model, item_mode_sd=item_mode_sd,
     )
