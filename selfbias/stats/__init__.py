@@ -17,11 +17,16 @@ docstring says otherwise; every function is seeded (``seed=0``).
 from . import simulate
 from ._health import (
     CHANCE_AUROC,
+    GOOD_AUROC,
+    MAX_POSITION_BIAS,
     MIN_AUROC,
+    MIN_LOGIT_SD,
+    MIN_ORDERS_AGREE,
     MIN_P_YES_SD,
     MIN_WITHIN_ITEM_SHARE,
     MIN_YES_NO_MASS,
     judge_health,
+    pairwise_health,
 )
 from ._metrics import (
     COMPARISON_MEASURES,
@@ -50,6 +55,10 @@ from ._summary import Summary, summarize
 
 __all__ = [
     "CHANCE_AUROC",
+    "GOOD_AUROC",
+    "MAX_POSITION_BIAS",
+    "MIN_LOGIT_SD",
+    "MIN_ORDERS_AGREE",
     "COMPARISON_MEASURES",
     "DEFAULT_CONFIDENCE",
     "DEFAULT_N_BOOT",
@@ -66,6 +75,7 @@ __all__ = [
     "discrimination",
     "holm",
     "judge_health",
+    "pairwise_health",
     "kadavath_accuracy_above",
     "likelihood_discrimination",
     "likelihood_regression",

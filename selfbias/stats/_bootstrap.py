@@ -202,6 +202,20 @@ class _ClusterBootstrap:
         lo, hi = self._interval(statistic, False, k)
         return (lo[0], hi[0]) if k == 1 else (lo, hi)
 
+    def ci_rows_clustered(self, stat: Callable[[np.ndarray, np.ndarray], float | np.ndarray], k: int = 1):
+        """Like :meth:`ci_rows`, but the statistic also gets each drawn row's *resample* cluster
+        id (a cluster drawn twice counts as two clusters, as the bootstrap means it to)."""
+
+        def statistic(idx):
+            idx = np.asarray(idx, dtype=np.int64)
+            clusters = np.repeat(np.arange(idx.size), self._counts[idx])
+            with np.errstate(all="ignore"):
+                out = np.asarray(stat(self._rows(idx), clusters), dtype=float)
+            return out if k > 1 else float(out)
+
+        lo, hi = self._interval(statistic, False, k)
+        return (lo[0], hi[0]) if k == 1 else (lo, hi)
+
     def ci_ratio(self, num: np.ndarray, den: np.ndarray) -> tuple[float, float]:
         """CI of ``sum(num) / sum(den)`` (a mean when ``den`` is an indicator)."""
         num = np.asarray(num, float)

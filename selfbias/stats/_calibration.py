@@ -56,6 +56,32 @@ def _ece_rms(p: np.ndarray, y: np.ndarray, n_bins: int) -> tuple[float, float]:
 
 
 
+def _debiased_sq_ce(p: np.ndarray, y: np.ndarray, clusters: np.ndarray, n_bins: int) -> float:
+    """Debiased squared calibration error with equal-count bins, item-aware.
+
+    The plug-in ``sum_b (n_b/N) (acc_b - conf_b)^2`` is biased upward: even a perfectly
+    calibrated judge has ``E[(acc_b - conf_b)^2] = Var(acc_b - conf_b) > 0``. As Kumar, Liang &
+    Ma (2019, "Verified Uncertainty Calibration", NeurIPS) do, the estimated variance of each
+    bin's gap is subtracted; here it is estimated clustered by item,
+    ``v_b = sum_i (sum_{j in b, item i} (y_j - p_j))^2 / n_b^2``, because the candidates of an
+    item are not independent. Given the bins (which depend on P(Yes) only), ``E[v_b]`` equals the
+    gap's variance when the judge is calibrated, so the estimate is unbiased for 0 there and can be
+    negative. With one candidate per item, ``v_b = sum_j (y_j - p_j)^2 / n_b^2``.
+    """
+    p = np.asarray(p, float)
+    y = np.asarray(y, float)
+    n = p.size
+    if n == 0:
+        return np.nan
+    codes = pd.factorize(np.asarray(clusters))[0]
+    total = 0.0
+    for b in _equal_count_bins(p, n_bins):
+        r = y[b] - p[b]
+        sums = np.bincount(codes[b], weights=r)
+        total += b.size / n * (r.mean() ** 2 - float((sums**2).sum()) / b.size**2)
+    return float(total)
+
+
 def calibration(
     df: pd.DataFrame,
     n_bins: int = 10,
@@ -74,7 +100,12 @@ def calibration(
       (:func:`sklearn.metrics.brier_score_loss`);
     * ``ece``: expected calibration error with ``n_bins`` *equal-count* bins,
       ``sum_b (n_b/N) |acc_b - conf_b|``;
-    * ``rms_ce``: RMS calibration error, ``sqrt(sum_b (n_b/N) (acc_b - conf_b)^2)``.
+    * ``rms_ce``: RMS calibration error, ``sqrt(sum_b (n_b/N) (acc_b - conf_b)^2)``;
+    * ``sq_ce_debiased``: the squared calibration error ``rms_ce^2`` with its upward bias removed
+      (Kumar, Liang & Ma 2019; the variance term is item-clustered, see ``_debiased_sq_ce``).
+      ECE and RMS are biased upward -- a perfectly calibrated judge with 300 candidates shows an
+      ECE near 0.06 whose interval excludes 0 (issue 10) -- so read *this* interval to ask "is the
+      judge miscalibrated at all": it covers 0 for a calibrated judge (tests/stats/test_calibration.py).
 
     Equal-count bins: candidates sorted by P(Yes) (ties in input order) and split into
     ``min(n_bins, N)`` consecutive chunks whose sizes differ by at most one (first chunks larger).
@@ -95,11 +126,14 @@ def calibration(
         (e_lo, r_lo), (e_hi, r_hi) = boot.ci_rows(
             lambda r: np.array(_ece_rms(p[r], y[r], n_bins)), k=2
         )
+        dsq = _debiased_sq_ce(p, y, items, n_bins)
+        s_lo, s_hi = boot.ci_rows_clustered(lambda r, c: _debiased_sq_ce(p[r], y[r], c, n_bins))
         common = {"n_bins": int(n_bins), "n": int(p.size), "n_items": int(pd.unique(items).size)}
         for measure, est, lo, hi in (
             ("brier", brier, b_lo, b_hi),
             ("ece", ece, e_lo, e_hi),
             ("rms_ce", rms, r_lo, r_hi),
+            ("sq_ce_debiased", dsq, s_lo, s_hi),
         ):
             rows.append({**key, "measure": measure, "estimate": est, "ci_low": lo, "ci_high": hi, **common})
     cols = [*keys, "measure", "n_bins", *_EST]
