@@ -28,6 +28,7 @@ from ._health import (
     judge_health,
     pairwise_health,
 )
+from ._discrimination import prediction_rejection_ratio
 from ._metrics import (
     COMPARISON_MEASURES,
     DEFAULT_CONFIDENCE,
@@ -83,6 +84,7 @@ __all__ = [
     "misplaced_confidence",
     "mixed_effects_regression",
     "panickssery_self_preference",
+    "prediction_rejection_ratio",
     "reliability_table",
     "roytburg_baseline",
     "simulate",

@@ -21,7 +21,7 @@ from ._bootstrap import (
     _require,
 )
 
-__all__ = ["agreement_discrimination", "discrimination", "likelihood_discrimination"]
+__all__ = ["agreement_discrimination", "discrimination", "likelihood_discrimination", "prediction_rejection_ratio"]
 
 
 def _weighted_auc(scores: np.ndarray, labels: np.ndarray, w: np.ndarray) -> np.ndarray:
@@ -148,3 +148,78 @@ def agreement_discrimination(
     """
     return _auroc_table(agreement_df, "agreement_discrimination", by, "agreement", "greedy_correct",
                         n_boot=n_boot, seed=seed, confidence=confidence)
+
+
+def _rejection_area(order_key: np.ndarray, target: np.ndarray) -> float:
+    """Area under the prediction-rejection curve as lm-polygraph's ``PredictionRejectionArea``:
+    keep the k most confident rows (smallest ``order_key`` first, stable) for k = N..1 and average
+    the mean target of the kept rows over the N rejection levels."""
+    sorted_target = target[np.argsort(order_key, kind="stable")]
+    return float(np.mean(np.cumsum(sorted_target) / np.arange(1, target.size + 1)))
+
+
+def _prr(score: np.ndarray, target: np.ndarray) -> float:
+    """PRR = (AUC_unc - AUC_random) / (AUC_oracle - AUC_random) (areas under quality-retained
+    curves; the same number as (AUC_random - AUC_unc) / (AUC_random - AUC_oracle) on risk curves).
+    NaN when the oracle is no better than random (all rows equally correct)."""
+    target = np.asarray(target, float)
+    if target.size == 0:
+        return np.nan
+    unc = _rejection_area(-np.asarray(score, float), target)
+    oracle = _rejection_area(-target, target)
+    random = float(target.mean())  # every level of a random rejection keeps the mean in expectation
+    den = oracle - random
+    return (unc - random) / den if den > 1e-12 else np.nan
+
+
+def prediction_rejection_ratio(
+    df: pd.DataFrame,
+    score: str = "p_yes",
+    by: Sequence[str] = ("judge", "mode"),
+    *,
+    n_boot: int = DEFAULT_N_BOOT,
+    seed: int = 0,
+    confidence: float = DEFAULT_CONFIDENCE,
+) -> pd.DataFrame:
+    """Prediction rejection ratio (PRR) of ``score`` as a confidence for correctness.
+
+    Reject candidates from the least confident (lowest ``score``) upwards; the prediction-rejection
+    curve is the share correct among those kept, at every rejection level. PRR compares the area
+    under it with a random rejection (the flat mean) and an oracle that rejects the wrong ones
+    first: ``(AUC_unc - AUC_random) / (AUC_oracle - AUC_random)`` -- 1 perfect, 0 no better than
+    random, < 0 worse. Areas as lm-polygraph's ``PredictionRejectionArea`` (Fadeeva et al. 2023,
+    "LM-Polygraph: Uncertainty Estimation for Language Models", EMNLP demo; Malinin et al. 2017
+    introduced PRR): the mean over k = 1..N of the accuracy of the k most confident rows. Tied
+    scores keep input order (as lm-polygraph's ``argsort``).
+
+    Parameters
+    ----------
+    df : DataFrame
+        The analysis frame (``item_id, correct``, ``score`` and ``by``); ungraded rows (NA
+        ``correct``) are left out.
+    score : str
+        Confidence column (higher = more confident).
+    by : sequence of str
+        Grouping columns.
+    n_boot, seed, confidence
+        Item-bootstrap resamples, seed and level.
+
+    Returns
+    -------
+    DataFrame
+        ``*by, score, estimate, ci_low, ci_high, n, n_items, n_correct, n_wrong``; the interval
+        is an item-clustered percentile bootstrap (rows reordered on every resample).
+    """
+    keys, groups = _per_group(df, what="prediction_rejection_ratio", needed=[score, "correct"], by=by,
+                              n_boot=n_boot, seed=seed, confidence=confidence)
+    rows = []
+    for grp in groups:
+        s = grp.frame[score].to_numpy(float)
+        y = grp.labels().astype(float)
+        est = _prr(s, y)
+        lo = hi = np.nan
+        if np.isfinite(est):
+            lo, hi = grp.boot.ci_rows(lambda r: _prr(s[r], y[r]))
+        rows.append({**grp.key, "score": score, "estimate": est, "ci_low": lo, "ci_high": hi, "n": grp.n,
+                     "n_items": grp.n_items, "n_correct": int(y.sum()), "n_wrong": int((1 - y).sum())})
+    return pd.DataFrame(rows, columns=[*keys, "score", *_EST, "n_correct", "n_wrong"])
