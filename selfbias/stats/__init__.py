@@ -15,6 +15,7 @@ docstring says otherwise; every function is seeded (``seed=0``).
 """
 
 from . import simulate
+from ._discrimination import prediction_rejection_ratio
 from ._health import (
     CHANCE_AUROC,
     GOOD_AUROC,
@@ -28,7 +29,6 @@ from ._health import (
     judge_health,
     pairwise_health,
 )
-from ._discrimination import prediction_rejection_ratio
 from ._metrics import (
     COMPARISON_MEASURES,
     DEFAULT_CONFIDENCE,
@@ -53,6 +53,7 @@ from ._published import (
 )
 from ._regression import likelihood_regression, mediation, mixed_effects_regression
 from ._summary import Summary, summarize
+from ._thesis import ThesisResult, thesis_effect
 
 __all__ = [
     "CHANCE_AUROC",
@@ -69,6 +70,7 @@ __all__ = [
     "MIN_WITHIN_ITEM_SHARE",
     "MIN_YES_NO_MASS",
     "Summary",
+    "ThesisResult",
     "agreement_discrimination",
     "calibration",
     "chen_metrics",
@@ -89,6 +91,7 @@ __all__ = [
     "roytburg_baseline",
     "simulate",
     "summarize",
+    "thesis_effect",
     "wataoka_bias",
     "winrate_by_perplexity",
 ]

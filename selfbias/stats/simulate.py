@@ -268,6 +268,8 @@ def simulate_run(
     p_model: str = "beta",
     item_likelihood_effect: float = 0.0,
     item_mode_sd: float = 0.0,
+    external_shift: float = 0.0,
+    external_slope_change: float = 0.0,
 ) -> SimulatedRun:
     """A synthetic run with planted effects (the generative model is in the module docstring).
 
@@ -283,7 +285,14 @@ def simulate_run(
       extra item x mode shift of logit P(Yes), N(0, item_mode_sd^2) drawn independently for every
       item and mode (default 0): candidates of one item then move together from one mode to
       another, the null of the comparison table's tests with item-shared shifts (with
-      item_mode_sd > 0, "coefficients" are exact only for the conditional model).
+      item_mode_sd > 0, "coefficients" are exact only for the conditional model);
+      "external_shift" and "external_slope_change": in mode `alternatives` only, the judge's own
+      wrong answers get logit P(Yes) + external_shift + external_slope_change * (z_loglik minus
+      its item mean) -- the thesis of `thesis_effect` (both 0 by default; when not 0 the
+      "coefficients" of the default regression no longer describe the alternatives rows).
+    * "thesis": {"slope_change_own_wrong": external_slope_change, "slope_change_vs_other":
+      external_slope_change, "external_shift": external_shift} -- the fractional-logit
+      estimands of `thesis_effect` (exact for p_model="beta" when item_mode_sd = 0).
     * "coefficients": {term: value} for the default formula of `likelihood_regression` and
       `mixed_effects_regression` on the whole analysis frame (all modes): z_loglik = slope,
       self_authored = self_effect, correct = correct_effect, mode_<m> = comparison_effect,
@@ -335,8 +344,15 @@ def simulate_run(
     cand["source"] = _label_sources(cand)
     eta = base + correct_weight * correct
     shown_others = eta + comparison_effect * (1 - correct)
-    p_by_mode = {m: p_isolated if m == "isolated" else noise.draw(shown_others + mode_shift[m], latent, rng)
-                 for m in modes}
+    # the thesis (thesis_effect): in `alternatives` only, the judge's own wrong answers move by
+    # external_shift + external_slope_change * (within-item z_loglik)
+    own_wrong = (self_ & ~correct).astype(float)
+    external = own_wrong * (external_shift + external_slope_change * (z - item_mean_z))
+    p_by_mode = {
+        m: p_isolated if m == "isolated"
+        else noise.draw(shown_others + mode_shift[m] + (external if m == "alternatives" else 0.0), latent, rng)
+        for m in modes
+    }
     analysis = pd.concat(
         [cand.assign(mode=mode, p_yes=p, judge=JUDGE) for mode, p in p_by_mode.items()], ignore_index=True
     )
@@ -350,8 +366,11 @@ def simulate_run(
         "correct_effect": correct_effect, "comparison_effect": comparison_effect,
         "item_likelihood_effect": float(item_likelihood_effect), "item_mode_sd": float(item_mode_sd),
     }
+    thesis = {"slope_change_own_wrong": float(external_slope_change),
+              "slope_change_vs_other": float(external_slope_change), "external_shift": float(external_shift)}
     sd = float(cand["sum_logprob"].std(ddof=0))
     truth = _truth(effects, modes, calibrated, sd, position_bias, agreement_effect, noise)
+    truth["thesis"] = thesis
     return SimulatedRun(analysis, pairwise, agreement, truth)
 
 
