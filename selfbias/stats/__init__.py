@@ -52,7 +52,7 @@ from ._published import (
     winrate_by_perplexity,
 )
 from ._regression import likelihood_regression, mediation, mixed_effects_regression
-from ._summary import Summary, summarize
+from ._summary import MIN_N_PUBLISHED, Summary, compact_table, summarize
 from ._thesis import ThesisResult, thesis_effect
 
 __all__ = [
@@ -66,6 +66,7 @@ __all__ = [
     "DEFAULT_N_BOOT",
     "DEFAULT_N_PERM",
     "MIN_AUROC",
+    "MIN_N_PUBLISHED",
     "MIN_P_YES_SD",
     "MIN_WITHIN_ITEM_SHARE",
     "MIN_YES_NO_MASS",
@@ -74,6 +75,7 @@ __all__ = [
     "agreement_discrimination",
     "calibration",
     "chen_metrics",
+    "compact_table",
     "comparison_effect",
     "discrimination",
     "holm",
