@@ -105,7 +105,8 @@ def calibration(
       (Kumar, Liang & Ma 2019; the variance term is item-clustered, see ``_debiased_sq_ce``).
       ECE and RMS are biased upward -- a perfectly calibrated judge with 300 candidates shows an
       ECE near 0.06 whose interval excludes 0 (issue 10) -- so read *this* interval to ask "is the
-      judge miscalibrated at all": it covers 0 for a calibrated judge (tests/stats/test_calibration.py).
+      judge miscalibrated at all": its interval (the bootstrap percentile interval's half-width
+      centred on the estimate) covers 0 for a calibrated judge (tests/stats/test_prr_calibration.py).
 
     Equal-count bins: candidates sorted by P(Yes) (ties in input order) and split into
     ``min(n_bins, N)`` consecutive chunks whose sizes differ by at most one (first chunks larger).
@@ -127,7 +128,13 @@ def calibration(
             lambda r: np.array(_ece_rms(p[r], y[r], n_bins)), k=2
         )
         dsq = _debiased_sq_ce(p, y, items, n_bins)
-        s_lo, s_hi = boot.ci_rows_clustered(lambda r, c: _debiased_sq_ce(p[r], y[r], c, n_bins))
+        # Centred interval: the percentile interval's half-width around the estimate. The bootstrap
+        # distribution of a debiased estimator sits above the estimate (the resampled world's truth
+        # is the *plug-in* value), so percentile intervals missed 0 for calibrated judges: 88% of
+        # 150 simulated calibrated judges covered 0 (300 candidates, 60 items), centred 100%.
+        p_lo, p_hi = boot.ci_rows_clustered(lambda r, c: _debiased_sq_ce(p[r], y[r], c, n_bins))
+        half = (p_hi - p_lo) / 2
+        s_lo, s_hi = dsq - half, dsq + half
         common = {"n_bins": int(n_bins), "n": int(p.size), "n_items": int(pd.unique(items).size)}
         for measure, est, lo, hi in (
             ("brier", brier, b_lo, b_hi),

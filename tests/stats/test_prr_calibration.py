@@ -66,7 +66,7 @@ def _calibrated_coverage(n_runs: int, n_boot: int = 500) -> tuple[float, float, 
 
 def test_calibrated_judge_interval_covers_zero_short():
     coverage, mean, ece_excludes = _calibrated_coverage(20, n_boot=300)
-    assert coverage >= 0.8, coverage
+    assert coverage >= 0.9, coverage
     assert abs(mean) < 0.002, mean
     assert ece_excludes > 0.9  # the plug-in ECE interval misses 0 (issue 10, finding 4)
 
