@@ -40,6 +40,8 @@ import statsmodels.api as sm
 from scipy import stats as st
 from statsmodels.stats.mediation import Mediation
 
+from ._bootstrap import holm
+
 __all__ = [
     "MediationResult",
     "RegressionResult",
@@ -317,20 +319,10 @@ def _fit_capturing(fit, notes: list[str]):
     return result
 
 
-def _holm_adjust(p_values: np.ndarray) -> np.ndarray:
-    """Holm (1979) step-down adjusted p-values: max over j <= i of min(1, (m - j + 1) p_(j))."""
-    p = np.asarray(p_values, dtype=float)
-    order = np.argsort(p)
-    stepped = np.minimum(1.0, (p.size - np.arange(p.size)) * p[order])
-    adjusted = np.empty_like(p)
-    adjusted[order] = np.maximum.accumulate(stepped)
-    return adjusted
-
-
 def _holm_column(terms: pd.Series, p_values: pd.Series) -> np.ndarray:
     adjusted = np.full(len(terms), np.nan)
     testable = (terms != "Intercept").to_numpy() & np.isfinite(p_values.to_numpy())
-    adjusted[testable] = _holm_adjust(p_values.to_numpy()[testable])
+    adjusted[testable] = holm(p_values.to_numpy()[testable])  # the package's one Holm (statsmodels)
     return adjusted
 
 
