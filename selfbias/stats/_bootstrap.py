@@ -85,6 +85,16 @@ def holm(pvalues: Sequence[float] | np.ndarray) -> np.ndarray:
     """Holm-adjusted p-values (``statsmodels.stats.multitest.multipletests(method="holm")``).
 
     NaN p-values are passed through and do not count towards the family size.
+
+    Parameters
+    ----------
+    pvalues : array-like of float
+        p-values; NaN entries are passed through and not counted.
+
+    Returns
+    -------
+    ndarray
+        Holm-adjusted p-values, NaN where the input is NaN.
     """
     p = np.asarray(pvalues, dtype=float)
     out = np.full(p.shape, np.nan)

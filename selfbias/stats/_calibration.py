@@ -112,6 +112,23 @@ def calibration(
     ``min(n_bins, N)`` consecutive chunks whose sizes differ by at most one (first chunks larger).
     Returns one row per group x measure: ``*by, measure, n_bins, estimate, ci_low, ci_high, n,
     n_items``; intervals by item-clustered bootstrap (bins are recomputed on each resample).
+
+    Parameters
+    ----------
+    df : DataFrame
+        The analysis frame (ARCHITECTURE.md); rows with a missing score or ``correct`` (ungraded) are left out.
+    n_bins : int
+        Number of equal-count bins.
+    by : sequence of str
+        Grouping columns (the judge is never pooled).
+    score : str
+        The score column.
+    n_boot : int
+        Item-bootstrap resamples (0: no intervals).
+    seed : int
+        Seed of the bootstrap / permutations / simulations.
+    confidence : float
+        Two-sided interval level.
     """
     keys, groups = _per_group(df, what="calibration", needed=[score, "correct"], by=by, n_boot=n_boot,
                               seed=seed, confidence=confidence)
@@ -163,6 +180,24 @@ def reliability_table(
     treats the candidates of a bin as independent). ``estimate`` repeats ``accuracy`` and ``n``
     repeats ``count`` to follow the package-wide column convention. The reliability diagram of
     Kadavath et al. 2022 (and Guo et al. 2017, "On Calibration of Modern Neural Networks").
+
+    Parameters
+    ----------
+    df : DataFrame
+        The analysis frame (ARCHITECTURE.md); rows with a missing score or ``correct`` (ungraded) are left out.
+    n_bins : int
+        Number of equal-count bins.
+    by : sequence of str
+        Grouping columns (the judge is never pooled).
+    score : str
+        The score column.
+    confidence : float
+        Two-sided interval level.
+
+    Returns
+    -------
+    DataFrame
+        One row per group x bin (columns above).
     """
     keys, groups = _per_group(df, what="reliability_table", needed=[score, "correct"], by=by, n_boot=0,
                               seed=0, confidence=confidence)

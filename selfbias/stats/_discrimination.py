@@ -99,6 +99,26 @@ def discrimination(
     Columns: ``*by, score, estimate, ci_low, ci_high, n, n_items, n_correct, n_wrong``. The
     estimate is NaN when a group has only correct or only wrong candidates. Rows with a missing
     score are dropped.
+
+    Parameters
+    ----------
+    df : DataFrame
+        The analysis frame (ARCHITECTURE.md); rows with a missing score or ``correct`` (ungraded) are left out.
+    score : str
+        The score column.
+    by : sequence of str
+        Grouping columns (the judge is never pooled).
+    n_boot : int
+        Item-bootstrap resamples (0: no intervals).
+    seed : int
+        Seed of the bootstrap / permutations / simulations.
+    confidence : float
+        Two-sided interval level.
+
+    Returns
+    -------
+    DataFrame
+        ``*by, score, estimate, ci_low, ci_high, n, n_items, n_correct, n_wrong``.
     """
     return _auroc_table(df, "discrimination", by, score, "correct", n_boot=n_boot, seed=seed,
                         confidence=confidence)
@@ -119,6 +139,26 @@ def likelihood_discrimination(
     how likely the judge model finds the answer text? The log-likelihood does not depend on the
     judge mode, so each candidate x judge is counted once (duplicates over modes are dropped).
     Same columns and interval as :func:`discrimination`, one row per ``by`` group x score.
+
+    Parameters
+    ----------
+    df : DataFrame
+        The analysis frame (ARCHITECTURE.md); rows with a missing score or ``correct`` (ungraded) are left out.
+    scores : sequence of str
+        Log-likelihood columns to score.
+    by : sequence of str
+        Grouping columns (the judge is never pooled).
+    n_boot : int
+        Item-bootstrap resamples (0: no intervals).
+    seed : int
+        Seed of the bootstrap / permutations / simulations.
+    confidence : float
+        Two-sided interval level.
+
+    Returns
+    -------
+    DataFrame
+        As :func:`discrimination`, one row per group x score.
     """
     _require(df, ["item_id", "candidate_id", "correct", *scores, *by], "likelihood_discrimination")
     dedup = [c for c in ("item_id", "candidate_id", *by) if c in df.columns]
@@ -145,6 +185,24 @@ def agreement_discrimination(
     self-consistency signal of Wang et al. 2023 used as a confidence score. Columns: ``*by, score
     ("agreement"), estimate, ci_low, ci_high, n, n_items, n_correct, n_wrong``; interval by item
     bootstrap.
+
+    Parameters
+    ----------
+    agreement_df : DataFrame
+        The ``agreement`` table (one row per model x item).
+    by : sequence of str
+        Grouping columns (the judge is never pooled).
+    n_boot : int
+        Item-bootstrap resamples (0: no intervals).
+    seed : int
+        Seed of the bootstrap / permutations / simulations.
+    confidence : float
+        Two-sided interval level.
+
+    Returns
+    -------
+    DataFrame
+        ``*by, score, estimate, ci_low, ci_high, n, n_items, n_correct, n_wrong``.
     """
     return _auroc_table(agreement_df, "agreement_discrimination", by, "agreement", "greedy_correct",
                         n_boot=n_boot, seed=seed, confidence=confidence)

@@ -85,6 +85,21 @@ def misplaced_confidence(
     measure, threshold, estimate, ci_low, ci_high, n, n_items``; intervals come from an
     item-clustered bootstrap (the gap is bootstrapped jointly). Rows with missing ``p_yes`` are
     dropped.
+
+    Parameters
+    ----------
+    df : DataFrame
+        The analysis frame (ARCHITECTURE.md); rows with a missing score or ``correct`` (ungraded) are left out.
+    by : sequence of str
+        Grouping columns (the judge is never pooled).
+    threshold : float
+        P(Yes) above which a verdict counts as accept.
+    n_boot : int
+        Item-bootstrap resamples (0: no intervals).
+    seed : int
+        Seed of the bootstrap / permutations / simulations.
+    confidence : float
+        Two-sided interval level.
     """
     keys, groups = _per_group(df, what="misplaced_confidence", needed=["p_yes", "correct"], by=by,
                               judge_first=True, n_boot=n_boot, seed=seed, confidence=confidence)

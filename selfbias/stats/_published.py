@@ -179,6 +179,24 @@ def wataoka_bias(
     Positive values mean the judge favours itself. ``verdict`` chooses how a pair is decided (the
     paper averages the two presentation orders, hence the default ``"average"``). Columns:
     ``judge, metric, estimate, ci_low, ci_high, n, n_items, k, n_ties, verdict``.
+
+    Parameters
+    ----------
+    pairwise_df : DataFrame
+        ``Run.pairwise_frame()``.
+    verdict : {"average", "consistent"}
+        How a pair's verdict is read (module docstring).
+    n_boot : int
+        Item-bootstrap resamples (0: no intervals).
+    seed : int
+        Seed of the bootstrap / permutations / simulations.
+    confidence : float
+        Two-sided interval level.
+
+    Returns
+    -------
+    DataFrame
+        One row per judge x metric (columns above).
     """
     so = _self_other(pairwise_df, verdict)
     rows = []
@@ -238,6 +256,26 @@ def winrate_by_perplexity(
 
     Columns: ``judge, author, bin, delta_min, delta_max, delta_mean, measure, estimate, ci_low,
     ci_high, n (entries), n_items``.
+
+    Parameters
+    ----------
+    pairwise_df : DataFrame
+        ``Run.pairwise_frame()``.
+    n_bins : int
+        Number of equal-count bins.
+    verdict : {"average", "consistent"}
+        How a pair's verdict is read (module docstring).
+    n_boot : int
+        Item-bootstrap resamples (0: no intervals).
+    seed : int
+        Seed of the bootstrap / permutations / simulations.
+    confidence : float
+        Two-sided interval level.
+
+    Returns
+    -------
+    DataFrame
+        One row per judge x bin (columns above).
     """
     _require(pairwise_df, [*_PAIR_COLS, "a_mean_logprob", "b_mean_logprob"], "winrate_by_perplexity")
     pw = _clean(pairwise_df, ["a_mean_logprob", "b_mean_logprob"])
@@ -322,6 +360,24 @@ def chen_metrics(
     preference only when it holds in both orders. Columns: ``judge, metric, estimate, ci_low,
     ci_high, n (denominator), n_items, k (numerator), n_ties (undecided pairs in the metric's
     population), verdict``.
+
+    Parameters
+    ----------
+    pairwise_df : DataFrame
+        ``Run.pairwise_frame()``.
+    verdict : {"average", "consistent"}
+        How a pair's verdict is read (module docstring).
+    n_boot : int
+        Item-bootstrap resamples (0: no intervals).
+    seed : int
+        Seed of the bootstrap / permutations / simulations.
+    confidence : float
+        Two-sided interval level.
+
+    Returns
+    -------
+    DataFrame
+        One row per judge x metric (columns above).
     """
     so = _self_other(pairwise_df, verdict)
     rows = []
@@ -365,6 +421,22 @@ def panickssery_self_preference(
     judge: ``self_preference`` and its two order components ``p_own_first`` and ``p_own_second``
     (their gap shows position bias). Columns: ``judge, metric, estimate, ci_low, ci_high, n,
     n_items``.
+
+    Parameters
+    ----------
+    pairwise_df : DataFrame
+        ``Run.pairwise_frame()``.
+    n_boot : int
+        Item-bootstrap resamples (0: no intervals).
+    seed : int
+        Seed of the bootstrap / permutations / simulations.
+    confidence : float
+        Two-sided interval level.
+
+    Returns
+    -------
+    DataFrame
+        One row per judge (columns above).
     """
     so = _self_other(pairwise_df, "average")
     rows = []
@@ -517,6 +589,26 @@ def kadavath_accuracy_above(
     * ``lift`` = accuracy_above - base_accuracy (bootstrapped jointly).
 
     Columns: ``*keys, measure, threshold, estimate, ci_low, ci_high, n, n_items``.
+
+    Parameters
+    ----------
+    df : DataFrame
+        The analysis frame (ARCHITECTURE.md); rows with a missing score or ``correct`` (ungraded) are left out.
+    threshold : float
+        P(Yes) above which a verdict counts as accept.
+    by : sequence of str
+        Grouping columns (the judge is never pooled).
+    n_boot : int
+        Item-bootstrap resamples (0: no intervals).
+    seed : int
+        Seed of the bootstrap / permutations / simulations.
+    confidence : float
+        Two-sided interval level.
+
+    Returns
+    -------
+    DataFrame
+        ``*keys, measure, threshold, estimate, ci_low, ci_high, n, n_items``.
     """
     _require(df, ["item_id", "p_yes", "correct", *by], "kadavath_accuracy_above")
     data = _clean(df, ["p_yes", "correct"])

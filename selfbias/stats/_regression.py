@@ -433,6 +433,32 @@ def likelihood_regression(
     pooled, judge fixed effects are added.  A covariate constant in the data is dropped (with its
     interactions) and noted; collinear designs raise ValueError.  `formula` overrides the default
     and is fitted verbatim on `design_frame(df)` (response column `p_yes` or `verdict`).
+
+    Parameters
+    ----------
+    df : DataFrame
+        The analysis frame (ARCHITECTURE.md); rows with a missing score or ``correct`` (ungraded) are left out.
+    response : {"logit", "verdict"}
+        Fractional logit of P(Yes), or logistic regression of P(Yes) > 0.5.
+    formula : str, optional
+        A statsmodels formula fitted verbatim on ``design_frame(df)``.
+    mode : str, optional
+        Keep only this judge mode.
+    judge : str, optional
+        Keep only this judge.
+    cluster : str
+        Column whose values are the clusters (items).
+    covariates : sequence of str
+        Design columns held fixed (and interacted with ``z_loglik``).
+    loglik : {"sum_logprob", "mean_logprob"}
+        The log-likelihood measure.
+    method : {"glm", "gee"}
+        Clustered GLM or GEE with an exchangeable working correlation.
+
+    Returns
+    -------
+    RegressionResult
+        Tidy coefficients (``term, estimate, std_error, z, p_value, ci_low, ci_high, p_holm``), counts, formula, notes.
     """
     if response not in ("logit", "verdict"):
         raise ValueError(f"response must be 'logit' or 'verdict', not {response!r}")
@@ -479,6 +505,30 @@ def mixed_effects_regression(
     population-averaged log odds of the fractional logit: when P(Yes) varies around its mean, the
     fractional-logit coefficients are smaller in magnitude.  Intervals are 95% normal (Wald)
     intervals from the model-based covariance; the estimated item SD is reported in the notes.
+
+    Parameters
+    ----------
+    df : DataFrame
+        The analysis frame (ARCHITECTURE.md); rows with a missing score or ``correct`` (ungraded) are left out.
+    formula : str, optional
+        A statsmodels formula fitted verbatim on ``design_frame(df)``.
+    mode : str, optional
+        Keep only this judge mode.
+    judge : str, optional
+        Keep only this judge.
+    group : str
+        Column of the random-intercept groups (items).
+    covariates : sequence of str
+        Design columns held fixed (and interacted with ``z_loglik``).
+    loglik : {"sum_logprob", "mean_logprob"}
+        The log-likelihood measure.
+    reml : bool
+        REML (default) or ML.
+
+    Returns
+    -------
+    RegressionResult
+        As :func:`likelihood_regression`; method ``mixedlm``.
     """
     design = _design(
         df, mode=mode, judge=judge, loglik=loglik, response="logit_p_yes",
@@ -531,6 +581,34 @@ def mediation(
     numpy state is untouched).  With `cluster`, both models use item-clustered covariances.
     The effects are causal only under sequential ignorability (no unmeasured mediator-outcome
     confounding given treatment and covariates).  Requires a single mode and judge.
+
+    Parameters
+    ----------
+    df : DataFrame
+        The analysis frame (ARCHITECTURE.md); rows with a missing score or ``correct`` (ungraded) are left out.
+    treatment : str
+        0/1 treatment column.
+    mediator : str
+        Mediator column (z-scored within judge).
+    outcome : str
+        Outcome column (``p_yes`` is taken on the logit scale).
+    covariates : sequence of str
+        Design columns held fixed (and interacted with ``z_loglik``).
+    mode : str, optional
+        Keep only this judge mode.
+    judge : str, optional
+        Keep only this judge.
+    cluster : str
+        Column whose values are the clusters (items).
+    n_sims : int
+        Quasi-Bayesian simulations.
+    seed : int
+        Seed of the bootstrap / permutations / simulations.
+
+    Returns
+    -------
+    MediationResult
+        ``effects`` rows ``acme, ade, total, prop_mediated`` with intervals and p-values.
     """
     notes: list[str] = []
     raw = _drop_incomplete(_select(df, mode=mode, judge=judge), notes).reset_index(drop=True)

@@ -173,7 +173,20 @@ _KEY_COLUMNS = ("judge", "mode", "source", "baseline", "against", "score", "corr
 def compact_table(t: pd.DataFrame, digits: int = 3) -> pd.DataFrame:
     """A narrow view of a result table for a terminal: ``what`` (key columns joined),
     ``estimate``, ``interval`` ("[lo, hi]"), ``p`` (Holm-adjusted when the table has it) and ``n``.
-    Tables without an ``estimate`` (the health reports) show the verdict and its reasons instead."""
+    Tables without an ``estimate`` (the health reports) show the verdict and its reasons instead.
+
+    Parameters
+    ----------
+    t : DataFrame
+        A result table of this package.
+    digits : int
+        Significant digits.
+
+    Returns
+    -------
+    DataFrame
+        ``what, estimate, interval, p, n`` (the columns the table supports).
+    """
     if t.empty:
         return pd.DataFrame({"what": ["(empty)"]})
     keys = [c for c in _KEY_COLUMNS if c in t.columns and t[c].notna().any()]
@@ -416,8 +429,42 @@ def summarize(
     ``analysis_df``: the analysis frame; ``pairwise_df``: the pairwise frame (optional, enables
     the published pairwise metrics); ``agreement_df``: the agreement table (optional, adds the
     AUROC of sample agreement). ``against`` defaults to every mode other than ``baseline`` that
-    is present (except ``critique``/``pairwise``). A failure of the likelihood regression is
-    reported in ``notes`` rather than raised.
+    is present (except ``critique``/``pairwise``); with both ``own_samples`` and ``alternatives``
+    the comparison also contrasts them, and :func:`thesis_effect` runs. A likelihood regression
+    that cannot be fitted (ValueError, LinAlgError) is reported in ``notes`` rather than raised.
+    Wording rules: a judge x mode that fails :func:`judge_health` never gets "significant";
+    published pairwise metrics need ``MIN_N_PUBLISHED`` pairs and a judge that passes
+    :func:`pairwise_health`, else their ``status`` (and the findings) say why not.
+
+    Parameters
+    ----------
+    analysis_df : DataFrame
+        The analysis frame.
+    pairwise_df : DataFrame
+        ``Run.pairwise_frame()``.
+    agreement_df : DataFrame
+        The ``agreement`` table (one row per model x item).
+    baseline : str
+        Baseline mode of the contrasts.
+    against : sequence of str
+        Modes compared with the baseline.
+    threshold : float
+        P(Yes) above which a verdict counts as accept.
+    n_bins : int
+        Number of equal-count bins.
+    n_boot : int
+        Item-bootstrap resamples (0: no intervals).
+    n_perm : int
+        Permutations of the item sign-flip tests (0: no tests).
+    seed : int
+        Seed of the bootstrap / permutations / simulations.
+    confidence : float
+        Two-sided interval level.
+
+    Returns
+    -------
+    Summary
+        Every table, the findings in words and the notes.
     """
     notes: list[str] = []
     common = dict(n_boot=n_boot, seed=seed, confidence=confidence)
