@@ -30,33 +30,47 @@ __all__ = ["COMPARISON_MEASURES", "comparison_effect"]
 COMPARISON_MEASURES = ("mean_p_yes_wrong", "false_acceptance", "verdict_accuracy", "brier", "auroc")
 
 
-def _sign_flip_test(item_codes: np.ndarray, d: np.ndarray, n_perm: int, seed: int) -> tuple[float, float]:
-    """Paired permutation test of ``mean(d) = 0`` flipping the sign of whole items.
+#: 2^items up to which the sign-flip test enumerates every sign vector (exact) instead of sampling.
+_EXACT_ITEMS = 12
 
-    The differences of one item flip together (the candidates of an item are correlated), which
-    is :func:`scipy.stats.permutation_test` with ``permutation_type="samples"`` on the per-item
-    sums of the two conditions. Returns ``(observed mean, two-sided p)``.
+
+def _sign_flip_test(item_codes: np.ndarray, d: np.ndarray, n_perm: int, seed: int) -> tuple[float, float]:
+    """Paired test of ``mean(d) = 0`` flipping the sign of whole items, with a mid-p value.
+
+    The differences of one item flip together (the candidates of an item are correlated), so the
+    statistic is ``T = sum_i s_i D_i`` over item sums ``D_i`` with signs ``s_i = +-1``: every sign
+    vector when there are at most ``_EXACT_ITEMS`` items with a non-zero sum, else ``n_perm``
+    random ones (the observed one counted in). Two-sided mid-p:
+    ``p = P(|T*| > |t|) + P(|T*| = |t|) / 2``. Why mid-p: for thresholded (0/1) measures most
+    item sums are 0 or +-1, so ``|T*|`` ties ``|t|`` often and the ordinary p-value is
+    conservative -- it rejected 2.5-3.5% of true nulls at the 5% level in the issue 10
+    simulation; the mid-p value corrects for the ties (Lancaster 1961; Agresti 2013, sec. 1.4.5).
+    Returns ``(observed mean of d, p)``.
     """
-    n_rows = d.size
-    if n_rows == 0:
+    if d.size == 0:
         return np.nan, np.nan
     sums = np.bincount(item_codes, weights=d)
-    if np.allclose(sums, 0.0) or sums.size < 2:
-        # no difference, or a single item: its two sign flips give |T| both times -> p = 1
-        return float(d.mean()), 1.0
-    x = np.where(sums > 0, sums, 0.0)
-    y = np.where(sums > 0, 0.0, -sums)
-
-    def statistic(a, b, axis=-1):
-        return (np.sum(a, axis=axis) - np.sum(b, axis=axis)) / n_rows
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        res = _st.permutation_test(
-            (x, y), statistic, permutation_type="samples", vectorized=True,
-            n_resamples=n_perm, alternative="two-sided", rng=np.random.default_rng(seed),
-        )
-    return float(res.statistic), float(res.pvalue)
+    sums = sums[np.abs(sums) > 1e-12]
+    observed = float(d.mean())
+    if sums.size == 0:
+        return observed, 1.0
+    t = abs(float(sums.sum()))
+    tol = 1e-9 * max(1.0, float(np.abs(sums).sum()))
+    if sums.size <= _EXACT_ITEMS:
+        signs = 1 - 2 * ((np.arange(2**sums.size)[:, None] >> np.arange(sums.size)) & 1)
+        stat = np.abs(signs @ sums)
+        greater, equal, total = (stat > t + tol).sum(), (np.abs(stat - t) <= tol).sum(), stat.size
+    else:
+        rng = np.random.default_rng(seed)
+        greater = equal = 0
+        for start in range(0, n_perm, 1000):  # batches bound the memory of the sign matrix
+            b = min(1000, n_perm - start)
+            stat = np.abs(rng.choice([-1.0, 1.0], size=(b, sums.size)) @ sums)
+            greater += int((stat > t + tol).sum())
+            equal += int((np.abs(stat - t) <= tol).sum())
+        equal += 1  # the observed sign vector
+        total = n_perm + 1
+    return observed, float((greater + 0.5 * equal) / total)
 
 
 def _swap_auc_test(

@@ -9,7 +9,12 @@ in 93-97% of the runs (with 800 runs the coverage has SD 0.8%, so the band is +-
 import numpy as np
 import pandas as pd
 
-from selfbias.stats import likelihood_regression, mediation, misplaced_confidence, mixed_effects_regression
+from selfbias.stats import (
+    likelihood_regression,
+    mediation,
+    misplaced_confidence,
+    mixed_effects_regression,
+)
 from selfbias.stats.simulate import simulate_run
 
 from ._slow import slow

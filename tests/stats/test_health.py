@@ -16,8 +16,8 @@ from selfbias.stats import (
     judge_health,
     pairwise_health,
 )
-from selfbias.stats.simulate import simulate_run
 from selfbias.stats._health import _top1, _within_share
+from selfbias.stats.simulate import simulate_run
 
 
 def frame(p, correct, n_per_item, mass=0.95, judge="J", mode="isolated"):
