@@ -4,13 +4,22 @@ Every function takes DataFrames and returns a tidy DataFrame (estimates with ``e
 ci_high, n``) or a documented frozen dataclass. Intervals are item-clustered bootstraps unless a
 docstring says otherwise; every function is seeded (``seed=0``).
 
-* judge quality: :func:`judge_health`, :func:`discrimination`, :func:`likelihood_discrimination`,
-  :func:`agreement_discrimination`, :func:`calibration`, :func:`reliability_table`;
-* self-trust: :func:`misplaced_confidence`, :func:`comparison_effect`,
-  :func:`likelihood_regression`, :func:`mixed_effects_regression`, :func:`mediation`;
+* judge quality: :func:`judge_health`, :func:`pairwise_health`, :func:`discrimination`,
+  :func:`likelihood_discrimination`, :func:`agreement_discrimination`,
+  :func:`prediction_rejection_ratio`, :func:`calibration` (with a debiased squared calibration
+  error), :func:`reliability_table`;
+* self-trust: :func:`misplaced_confidence`, :func:`comparison_effect` (item-aware tests, any
+  contrast, by source), :func:`likelihood_regression` and :func:`mixed_effects_regression`
+  (within-item likelihood slope, between-item part beside it), :func:`mediation`;
+* the thesis in one estimate: :func:`thesis_effect` -> :class:`ThesisResult`;
 * published metrics: :func:`wataoka_bias`, :func:`winrate_by_perplexity`, :func:`chen_metrics`,
   :func:`panickssery_self_preference`, :func:`roytburg_baseline`, :func:`kadavath_accuracy_above`;
-* everything at once: :func:`summarize` -> :class:`Summary`;
+* everything at once: :func:`summarize` -> :class:`Summary` (:func:`compact_table` for terminals);
+
+Modules by concept (private): ``_bootstrap`` (column checks, per-group loop, item bootstrap, Holm),
+``_discrimination``, ``_calibration``, ``_comparison``, ``_metrics`` (misplaced confidence; the
+old import path of the others), ``_health``, ``_published``, ``_regression``, ``_thesis``,
+``_summary``.
 * synthetic runs with planted effects: :mod:`selfbias.stats.simulate`.
 """
 

@@ -22,6 +22,7 @@ from ._bootstrap import (
     _clean,
     _ClusterBootstrap,
     _groups,
+    _per_group,
     _require,
 )
 from ._discrimination import _auc, _weighted_auc
@@ -167,17 +168,15 @@ def judge_health(
     A diagnostic of this package, not a published metric; the AUROC is the discrimination
     measure of Kadavath et al. 2022 and the yes/no mass check guards their P(True) read-out.
     """
-    _require(df, ["item_id", "p_yes", "correct", *by], "judge_health")
-    data = _clean(df, ["p_yes", "correct"])
-    keys = list(by)
+    keys, groups = _per_group(df, what="judge_health", needed=["p_yes", "correct"], by=by, n_boot=n_boot,
+                              seed=seed, confidence=confidence)
     rows = []
-    for key, g in _groups(data, keys):
+    for grp in groups:
+        key, g, items, boot = grp.key, grp.frame, grp.items, grp.boot
         p = g["p_yes"].to_numpy(float)
-        y = _bool_array(g["correct"])
-        items = g["item_id"].to_numpy(dtype=object)
+        y = grp.labels()
         codes, _ = pd.factorize(items, sort=True)
         n = int(p.size)
-        boot = _ClusterBootstrap(items, n_boot=n_boot, seed=seed, confidence=confidence)
         mass = (
             float(g["yes_no_mass"].astype(float).mean())
             if "yes_no_mass" in g.columns and g["yes_no_mass"].notna().any()

@@ -496,7 +496,12 @@ def mixed_effects_regression(
     loglik: Literal["sum_logprob", "mean_logprob"] = "sum_logprob",
     reml: bool = True,
 ) -> RegressionResult:
-    """The likelihood slope as a linear mixed model on logit P(Yes) with item random intercepts.
+    """The within-item likelihood slope as a linear mixed model on logit P(Yes) with item random
+    intercepts.
+
+    The design is that of `likelihood_regression`: `z_loglik` is the within-item deviation and
+    `z_loglik_between` the item mean, so an item effect correlated with the item's mean likelihood
+    (which a random intercept assumes away) loads on the between part, not on the slope.
 
     Fits logit(clip(p_yes, 1e-4, 1 - 1e-4)) = x'b + u_item + e with u_item ~ N(0, s_u^2)
     (statsmodels `MixedLM`, REML by default) and the same default terms as
