@@ -39,8 +39,7 @@ from ._bootstrap import (
     _bool_array,
     _clean,
     _ClusterBootstrap,
-    _groups,
-    _keys_with_judge,
+    _per_group,
     _require,
 )
 from ._calibration import _equal_count_bins
@@ -610,17 +609,15 @@ def kadavath_accuracy_above(
     DataFrame
         ``*keys, measure, threshold, estimate, ci_low, ci_high, n, n_items``.
     """
-    _require(df, ["item_id", "p_yes", "correct", *by], "kadavath_accuracy_above")
-    data = _clean(df, ["p_yes", "correct"])
-    keys = _keys_with_judge(data, by)
+    keys, groups = _per_group(df, what="kadavath_accuracy_above", needed=["p_yes", "correct"], by=by,
+                              judge_first=True, n_boot=n_boot, seed=seed, confidence=confidence)
     rows = []
-    for key, g in _groups(data, keys):
-        p = g["p_yes"].to_numpy(float)
-        y = _bool_array(g["correct"]).astype(float)
-        items = g["item_id"].to_numpy(dtype=object)
+    for grp in groups:
+        key, items, boot = grp.key, grp.items, grp.boot
+        p = grp.frame["p_yes"].to_numpy(float)
+        y = grp.labels().astype(float)
         above = (p > threshold).astype(float)
         one = np.ones_like(p)
-        boot = _ClusterBootstrap(items, n_boot=n_boot, seed=seed, confidence=confidence)
         n_above = int(above.sum())
         specs = [
             ("accuracy_above", y * above, above, n_above),

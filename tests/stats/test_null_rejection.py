@@ -3,7 +3,6 @@ an item move together between modes (an item x mode shift, `simulate_run(item_mo
 no effect of the mode).  McNemar treating candidates as independent rejected 14-24% here; the
 item sign-flip / item-swap tests must reject about 5%."""
 
-import numpy as np
 import pandas as pd
 
 from selfbias.stats import comparison_effect

@@ -5,7 +5,6 @@ slope (the estimator before issue 10) is biased; the within-item slope is unbias
 interval covers 0 at the nominal rate."""
 
 import numpy as np
-import pytest
 
 from selfbias.stats import likelihood_regression, mixed_effects_regression
 from selfbias.stats.simulate import simulate_run
