@@ -424,8 +424,8 @@ def likelihood_regression(
     method="glm": standard errors clustered by `cluster` (statsmodels `cov_type="cluster"`, with its
     G/(G-1) (N-1)/(N-K) correction) and p-values and 95% intervals from t with G - 1 degrees of
     freedom (Cameron & Miller 2015); with a single cluster, HC1 errors.  method="gee": GEE with an
-    exchangeable working correlation within clusters and robust (sandwich) standard errors, normal
-    intervals; it is consistent for the same b and usually more efficient.
+    exchangeable working correlation within clusters and the bias-reduced robust (sandwich)
+    standard errors of Mancl & DeRouen (2001, Biometrics 57), normal intervals; it is consistent for the same b and usually more efficient.
 
     When several modes are present, `mode_<name>` indicators (reference: `isolated`) and their
     interaction with `correct` are added, so `mode_alternatives` is the shift of wrong answers'
@@ -472,7 +472,9 @@ def likelihood_regression(
     if method == "gee":
         model = sm.GEE(design.endog, design.exog, groups=design.groups, family=family,
                        cov_struct=sm.cov_struct.Exchangeable())
-        result = _fit_capturing(model.fit, notes)
+        # Mancl & DeRouen (2001) bias-reduced sandwich: the plain robust one was short with 60
+        # items (coverage 91-92% per term in issue 10's simulation)
+        result = _fit_capturing(lambda: model.fit(cov_type="bias_reduced"), notes)
     else:
         model = sm.GLM(design.endog, design.exog, family=family)
         if design.n_clusters >= 2:

@@ -120,7 +120,7 @@ def test_gee_verdict_and_mixed_are_statsmodels_too(small_run):
     groups = pd.factorize(data["item_id"])[0]
     gee = likelihood_regression(small_run, method="gee")
     direct = smf.gee(gee.formula, groups=groups, data=data, family=sm.families.Binomial(),
-                     cov_struct=sm.cov_struct.Exchangeable()).fit()
+                     cov_struct=sm.cov_struct.Exchangeable()).fit(cov_type="bias_reduced")
     np.testing.assert_allclose(gee.coefficients["estimate"], direct.params, rtol=1e-9)
     np.testing.assert_allclose(gee.coefficients["std_error"], direct.bse, rtol=1e-9)
     verdict = likelihood_regression(small_run, response="verdict")
