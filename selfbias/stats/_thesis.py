@@ -150,12 +150,12 @@ def _slope_change(data: pd.DataFrame, confidence: float, notes: list[str]) -> li
     return rows
 
 
-def _direction(est: float, lo: float, hi: float, down: str, up: str) -> tuple[str, str]:
+def _direction(est: float, lo: float, hi: float, down: str, up: str, unit: str = "") -> tuple[str, str]:
     """(verb, amount) in words: which way the estimate points, and by how much with its interval."""
     if not np.isfinite(est):
         return "does not measurably change", "(could not be estimated)"
     verb = down if est < 0 else up
-    amount = f"by {abs(est):.3f} (estimate {est:+.3f} [{lo:+.3f}, {hi:+.3f}])"
+    amount = f"by {abs(est):.3f}{unit} (estimate {est:+.3f} [{lo:+.3f}, {hi:+.3f}])"
     if np.isfinite(lo) and np.isfinite(hi) and lo <= 0 <= hi:
         amount += ", an interval that includes 0: no clear change"
     return verb, amount
@@ -165,9 +165,10 @@ def _sentence(judge: str, shift: dict, slope: dict, level: str) -> str:
     verb, amount = _direction(shift["estimate"], shift["ci_low"], shift["ci_high"], "lowers", "raises")
     s = (f"Judge {judge}: showing external alternatives instead of its own samples (same list length) "
          f"{verb} P(Yes) on its own wrong answers {amount} (n={shift['n']} in {shift['n_items']} items)")
-    verb, amount = _direction(slope["estimate"], slope["ci_low"], slope["ci_high"], "weakens", "strengthens")
+    verb, amount = _direction(slope["estimate"], slope["ci_low"], slope["ci_high"], "weakens", "strengthens",
+                              " logit per SD")
     s += (f"; it {verb} the within-item likelihood -> confidence link on them {amount} "
-          f"logit per SD (n={slope['n']} wrong answers)")
+          f"(n={slope['n']} wrong answers)")
     return s + f" ({level} item-clustered intervals)."
 
 
