@@ -305,9 +305,10 @@ def analyze(run: Path = typer.Argument(..., help="A run folder.")) -> None:
     if frame.empty:
         _fail(f"{run} has no judgments yet: run `selfbias judge {run}` first")
     summary = summarize(frame, loaded.pairwise_frame(), loaded.agreement)
-    summary.print_rich(console)
-    written = summary.write(Path(run) / "analysis")
-    console.print(f"written: {Path(run) / 'analysis'} ({len(written) if hasattr(written, '__len__') else ''} files)")
+    summary.print_rich(console)  # compact tables (what, estimate, interval, p, n): fit 80 columns
+    folder = summary.write(Path(run) / "analysis")
+    n_files = len(summary.tables()) + 1  # one CSV per table and summary.md
+    console.print(f"written: {folder} ({n_files} files: full tables as CSV, report as summary.md)")
 
 
 @app.command()

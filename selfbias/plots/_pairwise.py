@@ -70,7 +70,7 @@ def winrate_by_perplexity(
         raise NoData("winrate_by_perplexity: no judged pairs with log-likelihoods under the judge")
     pw = pw.assign(judge=pw["judge"].astype(str))
     if health is None:
-        health = _stats.pairwise_health(pw, n_boot=n_boot, seed=seed)
+        health = _stats.pairwise_verdict_health(pw, n_boot=n_boot, seed=seed)
     elif "mode" in health.columns and (health["mode"].astype(str) == "pairwise").any():
         health = health[health["mode"].astype(str) == "pairwise"]
     deg = Degenerate(health)

@@ -5,7 +5,7 @@
   item-clustered t intervals (the lines of ``plots.likelihood_vs_confidence``);
 * :func:`per_judge_regression` -- :func:`likelihood_regression` fitted once per judge (the series
   of ``plots.regression_forest``);
-* :func:`pairwise_health` -- :func:`judge_health` of pairwise verdicts.
+* :func:`pairwise_verdict_health` -- :func:`judge_health` of pairwise verdicts.
 """
 
 from __future__ import annotations
@@ -203,7 +203,7 @@ def per_judge_regression(analysis_df: pd.DataFrame, **kwargs) -> PerJudgeRegress
     return PerJudgeRegression(table, tuple(failed), tuple(notes))
 
 
-def pairwise_health(
+def pairwise_verdict_health(
     pairwise_df: pd.DataFrame, *, n_boot: int = DEFAULT_N_BOOT, seed: int = 0
 ) -> pd.DataFrame:
     """:func:`judge_health` of pairwise verdicts.
@@ -227,7 +227,7 @@ def pairwise_health(
         The judge_health table (no rows, but the ``judge, mode, degenerate, reasons`` columns,
         when no pair has a preference and correctness on both sides).
     """
-    require_columns(pairwise_df, ["item_id", "judge", "pref_a", "a_correct", "b_correct"], "pairwise_health")
+    require_columns(pairwise_df, ["item_id", "judge", "pref_a", "a_correct", "b_correct"], "pairwise_verdict_health")
     pw = pairwise_df
     pref = pw["pref_a"].astype(float)
     if {"p_a_first", "p_a_second"} <= set(pw.columns):

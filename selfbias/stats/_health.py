@@ -15,29 +15,42 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
-from ._metrics import (
+from ._bootstrap import (
     DEFAULT_CONFIDENCE,
     DEFAULT_N_BOOT,
-    _auc,
     _bool_array,
-    _ClusterBootstrap,
     _clean,
+    _ClusterBootstrap,
     _groups,
+    _per_group,
     _require,
-    _weighted_auc,
 )
+from ._discrimination import _auc, _weighted_auc
 
 __all__ = [
     "CHANCE_AUROC",
     "MIN_AUROC",
+    "GOOD_AUROC",
+    "MIN_LOGIT_SD",
     "MIN_P_YES_SD",
     "MIN_WITHIN_ITEM_SHARE",
     "MIN_YES_NO_MASS",
+    "MAX_POSITION_BIAS",
+    "MIN_ORDERS_AGREE",
     "judge_health",
+    "pairwise_health",
 ]
 
-#: P(Yes) standard deviation (across candidates) below which P(Yes) counts as nearly constant.
+#: P(Yes) standard deviation on the probability scale. Before issue 10 this flagged a judge; it
+#: flagged good judges whose P(Yes) sits in 0.9-0.99 (sd 0.021, AUROC 0.998), so the spread is now
+#: judged on the logit scale (:data:`MIN_LOGIT_SD`); kept for reference lines in figures.
 MIN_P_YES_SD = 0.05
+#: SD of logit P(Yes) (P(Yes) clipped to [1e-4, 1 - 1e-4]) below which P(Yes) counts as nearly
+#: constant. Set by simulation (tests/stats/test_health.py, ``test_thresholds_*``): constant judges
+#: (logit P(Yes) = logit(c) + N(0, 0.04), c in 0.05..0.95; the bundled zero-shot judges are
+#: 0.62 +- 0.01, i.e. 0.04 on this scale) stay near 0.04; every simulated good judge (AUROC >= 0.9,
+#: including P(Yes) in 0.9-0.99) is above 0.3. 0.1 sits between.
+MIN_LOGIT_SD = 0.1
 #: Mean next-token probability mass on yes/no spellings below which the judge is not answering
 #: the yes/no question (P(Yes) is then renormalised from a small remainder).
 MIN_YES_NO_MASS = 0.5
@@ -45,13 +58,21 @@ MIN_YES_NO_MASS = 0.5
 MIN_AUROC = 0.6
 #: AUROC of a judge that cannot tell correct from wrong.
 CHANCE_AUROC = 0.5
-#: Share of P(Yes) variance that is between candidates of the same item, below which the judge
-#: mostly reacts to the question (item) rather than to the answer.
+#: Share of the variance of logit P(Yes) *left after correctness* that lies between candidates of
+#: the same item, below which the judge mostly reacts to the question rather than to the answer.
+#: Taken after correctness because correctness itself is often item-level (easy items: all
+#: candidates right): a perfect judge then has most of its raw variance between items (issue 10:
+#: share 0.18 for AUROC 1.0). Only read when AUROC < :data:`GOOD_AUROC`. Set by simulation: a judge
+#: driven by the item (P(Yes) = item value + N(0, 0.01)) gives < 0.05; good judges >= 0.3.
 MIN_WITHIN_ITEM_SHARE = 0.2
+#: A judge separating correct from wrong this well is usable whatever its item effects: the
+#: within-item check is not applied above it.
+GOOD_AUROC = 0.9
+_CLIP = 1e-4
 
 _COLUMNS = [
     "n", "n_items", "yes_no_mass", "p_yes_mean", "p_yes_sd", "p_yes_min", "p_yes_max",
-    "p_yes_range", "within_item_share", "auroc", "auroc_ci_low", "auroc_ci_high", "top1_rate",
+    "p_yes_range", "logit_sd", "within_item_share", "auroc", "auroc_ci_low", "auroc_ci_high", "top1_rate",
     "chance_rate", "top1_minus_chance", "top1_ci_low", "top1_ci_high", "n_items_ranked",
     "degenerate", "reasons",
 ]
@@ -69,15 +90,25 @@ def _within_share(p: np.ndarray, codes: np.ndarray) -> float:
     return within / total
 
 
+def _residual_after_correct(logit: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """logit P(Yes) minus its mean within correct and within wrong candidates (OLS on correct)."""
+    out = logit.astype(float).copy()
+    for mask in (y, ~y):
+        if mask.any():
+            out[mask] -= out[mask].mean()
+    return out
+
+
 def _top1(p: np.ndarray, y: np.ndarray, codes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Per item with >= 2 candidates: share correct among the top-rated (ties split evenly) and
-    the chance rate #correct / #candidates."""
+    """Per item with >= 2 candidates, both correct and wrong ones: share correct among the
+    top-rated (ties split evenly) and the chance rate #correct / #candidates. Items whose
+    candidates are all right or all wrong are skipped: there the pick cannot beat chance."""
     top, chance = [], []
     order = np.argsort(codes, kind="stable")
     bounds = np.flatnonzero(np.r_[True, codes[order][1:] != codes[order][:-1], True])
     for lo, hi in zip(bounds[:-1], bounds[1:]):
         r = order[lo:hi]
-        if r.size < 2:
+        if r.size < 2 or y[r].min() == y[r].max():
             continue
         best = p[r] == p[r].max()
         top.append(y[r][best].mean())
@@ -101,43 +132,60 @@ def judge_health(
       frame has no ``yes_no_mass`` column);
     * ``p_yes_mean, p_yes_sd, p_yes_min, p_yes_max, p_yes_range``: spread of P(Yes) across
       candidates;
-    * ``within_item_share``: share of the P(Yes) sum of squares that lies between candidates of
-      the same item (the rest is between items), ``SS_within / SS_total``;
+    * ``logit_sd``: SD of logit P(Yes) (clipped to [1e-4, 1 - 1e-4]); the spread check uses this
+      scale, on which a judge answering 0.9-0.99 varies as much as one answering 0.3-0.7;
+    * ``within_item_share``: of the logit-P(Yes) variance left after correctness (residual of
+      logit P(Yes) on correct), the share between candidates of the same item,
+      ``SS_within / SS_total``;
     * ``auroc`` with item-bootstrap ``auroc_ci_low, auroc_ci_high`` (correct vs wrong);
     * ``top1_rate``: over items with >= 2 candidates, how often the top-rated candidate is correct
       (tied top candidates share the item evenly); ``chance_rate``: mean over those items of
       #correct / #candidates (a random pick); ``top1_minus_chance`` with item-bootstrap interval.
 
     ``degenerate`` is True when any check fails; ``reasons`` lists the failed checks in words
-    ("; "-separated). The checks, with the module constants as thresholds: P(Yes) sd <
-    ``MIN_P_YES_SD``; mean yes/no mass < ``MIN_YES_NO_MASS``; AUROC interval includes 0.5 or lies
-    below it, or AUROC < ``MIN_AUROC``; within-item share < ``MIN_WITHIN_ITEM_SHARE``; top-1
-    accuracy not above chance (interval of the difference reaches 0).
+    ("; "-separated). The checks, with the module constants as thresholds (each documents the
+    simulation that set it): logit-P(Yes) sd < ``MIN_LOGIT_SD``; mean yes/no mass <
+    ``MIN_YES_NO_MASS``; AUROC interval includes 0.5 or lies below it, or AUROC < ``MIN_AUROC``;
+    within-item share < ``MIN_WITHIN_ITEM_SHARE`` while AUROC < ``GOOD_AUROC``; top-1 accuracy
+    (on items with both correct and wrong candidates) not above chance.
 
-    Returns one row per group: ``*by`` then the columns above plus ``n, n_items,
-    n_items_ranked``. (One wide row per judge x mode: a report, not a long table.)
+    Parameters
+    ----------
+    df : DataFrame
+        The analysis frame (``item_id, p_yes, correct``, ``by``; ``yes_no_mass`` optional). Rows
+        with missing ``p_yes`` or ``correct`` (ungraded) are left out.
+    by : sequence of str
+        Grouping columns.
+    n_boot, seed, confidence
+        Item-bootstrap resamples, seed and interval level.
+
+    Returns
+    -------
+    DataFrame
+        One row per group: ``*by`` then the columns above plus ``n, n_items, n_items_ranked``,
+        ``degenerate, reasons``. (One wide row per judge x mode: a report, not a long table.)
 
     A diagnostic of this package, not a published metric; the AUROC is the discrimination
     measure of Kadavath et al. 2022 and the yes/no mass check guards their P(True) read-out.
     """
-    _require(df, ["item_id", "p_yes", "correct", *by], "judge_health")
-    data = _clean(df, ["p_yes", "correct"])
-    keys = list(by)
+    keys, groups = _per_group(df, what="judge_health", needed=["p_yes", "correct"], by=by, n_boot=n_boot,
+                              seed=seed, confidence=confidence)
     rows = []
-    for key, g in _groups(data, keys):
+    for grp in groups:
+        key, g, items, boot = grp.key, grp.frame, grp.items, grp.boot
         p = g["p_yes"].to_numpy(float)
-        y = _bool_array(g["correct"])
-        items = g["item_id"].to_numpy(dtype=object)
+        y = grp.labels()
         codes, _ = pd.factorize(items, sort=True)
         n = int(p.size)
-        boot = _ClusterBootstrap(items, n_boot=n_boot, seed=seed, confidence=confidence)
         mass = (
             float(g["yes_no_mass"].astype(float).mean())
             if "yes_no_mass" in g.columns and g["yes_no_mass"].notna().any()
             else np.nan
         )
         sd = float(np.std(p, ddof=1)) if n > 1 else np.nan
-        within = _within_share(p, codes)
+        logit = np.log(np.clip(p, _CLIP, 1 - _CLIP) / (1 - np.clip(p, _CLIP, 1 - _CLIP)))
+        logit_sd = float(np.std(logit, ddof=1)) if n > 1 else np.nan
+        within = _within_share(_residual_after_correct(logit, y), codes)
         auc = _auc(y, p)
         a_lo = a_hi = np.nan
         if np.isfinite(auc):
@@ -151,9 +199,10 @@ def judge_health(
             top_rate = chance_rate = t_lo = t_hi = np.nan
 
         reasons = []
-        if np.isfinite(sd) and sd < MIN_P_YES_SD:
+        if np.isfinite(logit_sd) and logit_sd < MIN_LOGIT_SD:
             sd_txt = f"{sd:.2f}" if sd >= 0.01 else f"{sd:.1g}"
-            reasons.append(f"P(Yes) nearly constant: sd {sd_txt} across {n} candidates")
+            reasons.append(f"P(Yes) nearly constant: sd {sd_txt} ({logit_sd:.2g} on the logit scale) "
+                           f"across {n} candidates")
         if np.isfinite(mass) and mass < MIN_YES_NO_MASS:
             reasons.append(f"only {mass:.0%} of next-token mass on yes/no")
         if np.isfinite(auc):
@@ -164,10 +213,10 @@ def judge_health(
                 reasons.append(f"AUROC CI includes 0.5: {ci}")
             elif auc < MIN_AUROC:
                 reasons.append(f"{ci} is weak (below {MIN_AUROC})")
-        if np.isfinite(within) and within < MIN_WITHIN_ITEM_SHARE:
+        if np.isfinite(within) and within < MIN_WITHIN_ITEM_SHARE and not (np.isfinite(auc) and auc >= GOOD_AUROC):
             reasons.append(
-                f"only {within:.0%} of P(Yes) variance is between candidates of the same item "
-                "(the judge reacts to the question, not the answer)"
+                f"only {within:.0%} of P(Yes) variance beyond correctness is between candidates of the "
+                "same item (the judge reacts to the question, not the answer)"
             )
         if top.size and not (np.isfinite(t_lo) and t_lo > 0):
             reasons.append(
@@ -179,12 +228,106 @@ def judge_health(
              "p_yes_mean": float(p.mean()) if n else np.nan, "p_yes_sd": sd,
              "p_yes_min": float(p.min()) if n else np.nan, "p_yes_max": float(p.max()) if n else np.nan,
              "p_yes_range": float(p.max() - p.min()) if n else np.nan,
-             "within_item_share": within, "auroc": auc, "auroc_ci_low": a_lo, "auroc_ci_high": a_hi,
+             "logit_sd": logit_sd, "within_item_share": within, "auroc": auc, "auroc_ci_low": a_lo, "auroc_ci_high": a_hi,
              "top1_rate": top_rate, "chance_rate": chance_rate,
              "top1_minus_chance": top_rate - chance_rate if top.size else np.nan,
              "top1_ci_low": t_lo, "top1_ci_high": t_hi, "n_items_ranked": int(top.size),
              "degenerate": bool(reasons), "reasons": "; ".join(reasons)}
         )
     out = pd.DataFrame(rows, columns=[*keys, *_COLUMNS])
+    out["degenerate"] = out["degenerate"].astype(bool)
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# pairwise judges
+# --------------------------------------------------------------------------------------------
+
+#: Share of pairs whose two presentation orders give the same verdict below which a pairwise
+#: judge is position-degenerate. Set by simulation (tests/stats/test_health.py): a judge that
+#: always picks the first (or second) position agrees in 0% of pairs; the simulated informative
+#: judges of ``simulate_run`` (position bias up to 1 logit) agree in >= 60% of pairs.
+MIN_ORDERS_AGREE = 0.35
+#: |P(first position chosen) - 0.5| above which a pairwise judge is position-degenerate: a
+#: position-locked judge is at 0.5, the simulated informative judges at <= 0.2.
+MAX_POSITION_BIAS = 0.3
+
+_PAIR_HEALTH_COLUMNS = ["n", "n_items", "orders_agree", "orders_agree_ci_low", "orders_agree_ci_high",
+                        "p_first", "p_first_ci_low", "p_first_ci_high", "degenerate", "reasons"]
+
+
+def pairwise_health(
+    pairwise_df: pd.DataFrame,
+    by: Sequence[str] = ("judge",),
+    *,
+    n_boot: int = DEFAULT_N_BOOT,
+    seed: int = 0,
+    confidence: float = DEFAULT_CONFIDENCE,
+) -> pd.DataFrame:
+    """Health check of a pairwise judge: does its verdict depend on the answers or on the order?
+
+    Each pair is judged in both orders. Per group of ``Run.pairwise_frame()``:
+
+    * ``orders_agree``: share of pairs whose two orders pick the same candidate (from the
+      ``verdict`` column when present -- ``'a'``, ``'b'`` or ``'inconsistent'`` -- else from
+      ``orders_agree``, else from ``p_a_first > 0.5 == p_a_second > 0.5``);
+    * ``p_first``: mean probability that the candidate shown *first* is chosen,
+      ``(p_a_first + 1 - p_a_second) / 2`` per pair (0.5: no position bias).
+
+    Both with item-bootstrap intervals. ``degenerate`` when ``orders_agree <
+    MIN_ORDERS_AGREE`` or ``|p_first - 0.5| > MAX_POSITION_BIAS`` (position-locked: the order,
+    not the answers, decides), with ``reasons`` in words. The published pairwise metrics of a
+    position-degenerate judge (Panickssery, Wataoka pairwise, Chen) are not interpretable:
+    :func:`summarize` reports them as such. Order effects in LLM judges: Zheng et al. 2023
+    ("Judging LLM-as-a-Judge with MT-Bench and Chatbot Arena"), Wang et al. 2023 ("Large Language
+    Models are not Fair Evaluators").
+
+    Parameters
+    ----------
+    pairwise_df : DataFrame
+        ``item_id, judge, p_a_first, p_a_second`` (``orders_agree``, ``verdict`` optional).
+    by : sequence of str
+        Grouping columns.
+    n_boot, seed, confidence
+        Item-bootstrap resamples, seed and level.
+
+    Returns
+    -------
+    DataFrame
+        One row per group: ``*by, n, n_items, orders_agree, orders_agree_ci_low,
+        orders_agree_ci_high, p_first, p_first_ci_low, p_first_ci_high, degenerate, reasons``.
+    """
+    _require(pairwise_df, ["item_id", "p_a_first", "p_a_second", *by], "pairwise_health")
+    data = _clean(pairwise_df, ["p_a_first", "p_a_second"])
+    keys = list(by)
+    rows = []
+    for key, g in _groups(data, keys):
+        f = g["p_a_first"].to_numpy(float)
+        s = g["p_a_second"].to_numpy(float)
+        if "verdict" in g.columns:
+            agree = (g["verdict"].astype(str) != "inconsistent").to_numpy(float)
+        elif "orders_agree" in g.columns and g["orders_agree"].notna().all():
+            agree = _bool_array(g["orders_agree"]).astype(float)
+        else:
+            agree = ((f > 0.5) == (s > 0.5)).astype(float)
+        first = (f + 1.0 - s) / 2.0
+        items = g["item_id"].to_numpy(dtype=object)
+        boot = _ClusterBootstrap(items, n_boot=n_boot, seed=seed, confidence=confidence)
+        one = np.ones_like(first)
+        a_lo, a_hi = boot.ci_ratio(agree, one)
+        f_lo, f_hi = boot.ci_ratio(first, one)
+        share, p_first = float(agree.mean()), float(first.mean())
+        reasons = []
+        if share < MIN_ORDERS_AGREE:
+            reasons.append(f"the two presentation orders agree in only {share:.0%} of {len(g)} pairs")
+        if abs(p_first - 0.5) > MAX_POSITION_BIAS:
+            side = "first" if p_first > 0.5 else "second"
+            reasons.append(f"the candidate shown {side} is chosen with probability "
+                           f"{max(p_first, 1 - p_first):.2f} (position-locked)")
+        rows.append({**key, "n": int(len(g)), "n_items": int(pd.unique(items).size),
+                     "orders_agree": share, "orders_agree_ci_low": a_lo, "orders_agree_ci_high": a_hi,
+                     "p_first": p_first, "p_first_ci_low": f_lo, "p_first_ci_high": f_hi,
+                     "degenerate": bool(reasons), "reasons": "; ".join(reasons)})
+    out = pd.DataFrame(rows, columns=[*keys, *_PAIR_HEALTH_COLUMNS])
     out["degenerate"] = out["degenerate"].astype(bool)
     return out

@@ -33,17 +33,16 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 
-from ._metrics import (
+from ._bootstrap import (
     DEFAULT_CONFIDENCE,
     DEFAULT_N_BOOT,
     _bool_array,
-    _ClusterBootstrap,
     _clean,
-    _equal_count_bins,
-    _groups,
-    _keys_with_judge,
+    _ClusterBootstrap,
+    _per_group,
     _require,
 )
+from ._calibration import _equal_count_bins
 
 __all__ = [
     "chen_metrics",
@@ -179,6 +178,24 @@ def wataoka_bias(
     Positive values mean the judge favours itself. ``verdict`` chooses how a pair is decided (the
     paper averages the two presentation orders, hence the default ``"average"``). Columns:
     ``judge, metric, estimate, ci_low, ci_high, n, n_items, k, n_ties, verdict``.
+
+    Parameters
+    ----------
+    pairwise_df : DataFrame
+        ``Run.pairwise_frame()``.
+    verdict : {"average", "consistent"}
+        How a pair's verdict is read (module docstring).
+    n_boot : int
+        Item-bootstrap resamples (0: no intervals).
+    seed : int
+        Seed of the bootstrap / permutations / simulations.
+    confidence : float
+        Two-sided interval level.
+
+    Returns
+    -------
+    DataFrame
+        One row per judge x metric (columns above).
     """
     so = _self_other(pairwise_df, verdict)
     rows = []
@@ -238,6 +255,26 @@ def winrate_by_perplexity(
 
     Columns: ``judge, author, bin, delta_min, delta_max, delta_mean, measure, estimate, ci_low,
     ci_high, n (entries), n_items``.
+
+    Parameters
+    ----------
+    pairwise_df : DataFrame
+        ``Run.pairwise_frame()``.
+    n_bins : int
+        Number of equal-count bins.
+    verdict : {"average", "consistent"}
+        How a pair's verdict is read (module docstring).
+    n_boot : int
+        Item-bootstrap resamples (0: no intervals).
+    seed : int
+        Seed of the bootstrap / permutations / simulations.
+    confidence : float
+        Two-sided interval level.
+
+    Returns
+    -------
+    DataFrame
+        One row per judge x bin (columns above).
     """
     _require(pairwise_df, [*_PAIR_COLS, "a_mean_logprob", "b_mean_logprob"], "winrate_by_perplexity")
     pw = _clean(pairwise_df, ["a_mean_logprob", "b_mean_logprob"])
@@ -322,6 +359,24 @@ def chen_metrics(
     preference only when it holds in both orders. Columns: ``judge, metric, estimate, ci_low,
     ci_high, n (denominator), n_items, k (numerator), n_ties (undecided pairs in the metric's
     population), verdict``.
+
+    Parameters
+    ----------
+    pairwise_df : DataFrame
+        ``Run.pairwise_frame()``.
+    verdict : {"average", "consistent"}
+        How a pair's verdict is read (module docstring).
+    n_boot : int
+        Item-bootstrap resamples (0: no intervals).
+    seed : int
+        Seed of the bootstrap / permutations / simulations.
+    confidence : float
+        Two-sided interval level.
+
+    Returns
+    -------
+    DataFrame
+        One row per judge x metric (columns above).
     """
     so = _self_other(pairwise_df, verdict)
     rows = []
@@ -365,6 +420,22 @@ def panickssery_self_preference(
     judge: ``self_preference`` and its two order components ``p_own_first`` and ``p_own_second``
     (their gap shows position bias). Columns: ``judge, metric, estimate, ci_low, ci_high, n,
     n_items``.
+
+    Parameters
+    ----------
+    pairwise_df : DataFrame
+        ``Run.pairwise_frame()``.
+    n_boot : int
+        Item-bootstrap resamples (0: no intervals).
+    seed : int
+        Seed of the bootstrap / permutations / simulations.
+    confidence : float
+        Two-sided interval level.
+
+    Returns
+    -------
+    DataFrame
+        One row per judge (columns above).
     """
     so = _self_other(pairwise_df, "average")
     rows = []
@@ -390,7 +461,7 @@ def panickssery_self_preference(
 def roytburg_baseline(
     pairwise_df: pd.DataFrame,
     verdict: Verdict = "average",
-    baseline: Literal["own_right", "non_self_hard"] = "own_right",
+    baseline: Literal["non_self_hard", "own_right"] = "non_self_hard",
     *,
     n_boot: int = DEFAULT_N_BOOT,
     seed: int = 0,
@@ -400,21 +471,36 @@ def roytburg_baseline(
     Really Narcissists?", arXiv 2601.22548).
 
     Roytburg et al. compare the probability that a judge wrongly votes for itself with the
-    probability that it votes for an incorrect answer from another model: a judge that cannot tell
-    right from wrong on hard items picks wrong answers whoever wrote them. Rows per judge:
+    probability that it votes for an incorrect answer from another model *on the questions the
+    judge itself answers wrongly*: a judge that cannot tell right from wrong on hard items picks
+    wrong answers whoever wrote them. Rows per judge:
 
     * ``self_wrong_vote`` = P(prefers own | own wrong, other correct);
-    * ``other_wrong_vote``, the baseline; with ``baseline="own_right"`` (default, the definition
-      this toolkit was specified with) = P(prefers other | other wrong, own correct); with
-      ``baseline="non_self_hard"`` = P(prefers the wrong candidate | neither candidate is the
-      judge's, exactly one correct) on items where every candidate the judge authored (in this
-      frame) is wrong -- closer to the paper's wording of "queries the judge got wrong";
+    * ``other_wrong_vote``, the baseline. ``baseline="non_self_hard"`` (default, the baseline as
+      published) = P(prefers the wrong candidate | neither candidate is the judge's, exactly one
+      correct) on items where every candidate the judge authored (in this frame) is wrong.
+      ``baseline="own_right"`` = P(prefers other | other wrong, own correct): with it the
+      difference is algebraically Wataoka et al.'s equal-opportunity bias (same number), so its
+      rows carry ``source = "wataoka"`` and are reported under Wataoka's name, not Roytburg's;
     * ``difference`` = self_wrong_vote - other_wrong_vote (> 0: self-preference beyond what
       evaluator quality explains), bootstrapped jointly.
 
-    The paper's exact estimator (conditioning, vote aggregation) could not be checked here; both
-    variants implement the comparison as stated above. Note that with ``baseline="own_right"``
-    the difference equals Wataoka's equal-opportunity bias. Columns as :func:`chen_metrics`.
+    Parameters
+    ----------
+    pairwise_df : DataFrame
+        ``Run.pairwise_frame()``.
+    verdict : {"average", "consistent"}
+        How a pair's verdict is read (module docstring).
+    baseline : {"non_self_hard", "own_right"}
+        The baseline vote rate (above).
+    n_boot, seed, confidence
+        Item-bootstrap resamples, seed and level.
+
+    Returns
+    -------
+    DataFrame
+        Columns as :func:`chen_metrics` plus ``baseline`` and ``source`` (``"roytburg"`` or
+        ``"wataoka"``).
     """
     _require(pairwise_df, _PAIR_COLS, "roytburg_baseline")
     if baseline not in ("own_right", "non_self_hard"):
@@ -472,6 +558,7 @@ def roytburg_baseline(
         rows.append(_diff_row(judge, "difference", items, sn, sd, bn, bd, st_ | bt, boot, verdict))
     out = _frame(rows, _RATE_COLS)
     out["baseline"] = baseline
+    out["source"] = "roytburg" if baseline == "non_self_hard" else "wataoka"
     return out
 
 
@@ -501,18 +588,36 @@ def kadavath_accuracy_above(
     * ``lift`` = accuracy_above - base_accuracy (bootstrapped jointly).
 
     Columns: ``*keys, measure, threshold, estimate, ci_low, ci_high, n, n_items``.
+
+    Parameters
+    ----------
+    df : DataFrame
+        The analysis frame (ARCHITECTURE.md); rows with a missing score or ``correct`` (ungraded) are left out.
+    threshold : float
+        P(Yes) above which a verdict counts as accept.
+    by : sequence of str
+        Grouping columns (the judge is never pooled).
+    n_boot : int
+        Item-bootstrap resamples (0: no intervals).
+    seed : int
+        Seed of the bootstrap / permutations / simulations.
+    confidence : float
+        Two-sided interval level.
+
+    Returns
+    -------
+    DataFrame
+        ``*keys, measure, threshold, estimate, ci_low, ci_high, n, n_items``.
     """
-    _require(df, ["item_id", "p_yes", "correct", *by], "kadavath_accuracy_above")
-    data = _clean(df, ["p_yes", "correct"])
-    keys = _keys_with_judge(data, by)
+    keys, groups = _per_group(df, what="kadavath_accuracy_above", needed=["p_yes", "correct"], by=by,
+                              judge_first=True, n_boot=n_boot, seed=seed, confidence=confidence)
     rows = []
-    for key, g in _groups(data, keys):
-        p = g["p_yes"].to_numpy(float)
-        y = _bool_array(g["correct"]).astype(float)
-        items = g["item_id"].to_numpy(dtype=object)
+    for grp in groups:
+        key, items, boot = grp.key, grp.items, grp.boot
+        p = grp.frame["p_yes"].to_numpy(float)
+        y = grp.labels().astype(float)
         above = (p > threshold).astype(float)
         one = np.ones_like(p)
-        boot = _ClusterBootstrap(items, n_boot=n_boot, seed=seed, confidence=confidence)
         n_above = int(above.sum())
         specs = [
             ("accuracy_above", y * above, above, n_above),

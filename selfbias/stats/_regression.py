@@ -40,6 +40,8 @@ import statsmodels.api as sm
 from scipy import stats as st
 from statsmodels.stats.mediation import Mediation
 
+from ._bootstrap import holm
+
 __all__ = [
     "MediationResult",
     "RegressionResult",
@@ -181,6 +183,12 @@ def _indicators(prefix: str, values: np.ndarray, reference: str) -> dict[str, np
     return columns
 
 
+def _item_means(values: np.ndarray, judges: np.ndarray, items: np.ndarray) -> np.ndarray:
+    """Mean of `values` over the rows of the same judge and item, repeated on every row."""
+    codes = pd.factorize(pd.MultiIndex.from_arrays([judges, items]))[0]
+    return (np.bincount(codes, values) / np.bincount(codes))[codes]
+
+
 def design_frame(
     df: pd.DataFrame,
     *,
@@ -194,7 +202,11 @@ def design_frame(
     Columns: `item_id`, `judge`, `mode`, `p_yes`, `verdict` (p_yes > 0.5, as 0/1), `logit_p_yes`
     (on p_yes clipped to [1e-4, 1 - 1e-4]), `z_sum_logprob`, `z_mean_logprob` (z-scores within
     judge, ddof=0, because log-likelihoods under different scorers are not comparable),
-    `z_loglik` (the one named by `loglik`), `log_n_tokens`, `correct` and `self_authored` as 0/1,
+    `z_loglik_total` (the one named by `loglik`), split into its item mean `z_loglik_between`
+    (mean over the judge's rows of the same item) and the within-item deviation
+    `z_loglik = z_loglik_total - z_loglik_between` (the headline predictor: it compares
+    candidates of the same question, so anything the question itself does to P(Yes) cannot load
+    on it; the Mundlak 1978 / within-between decomposition), `log_n_tokens`, `correct` and `self_authored` as 0/1,
     one 0/1 indicator `mode_<name>` per mode other than `isolated` (or the first mode), one
     `judge_<name>` per judge but the first (alphabetically), and the columns named in `keep`.
     """
@@ -217,7 +229,11 @@ def design_frame(
         "correct": raw["correct"].to_numpy(dtype=bool).astype(float),
         "self_authored": raw["self_authored"].to_numpy(dtype=bool).astype(float),
     }
-    columns["z_loglik"] = columns[f"z_{loglik}"]
+    total = columns[f"z_{loglik}"]
+    between = _item_means(total, judges, columns["item_id"])
+    columns["z_loglik_total"] = total
+    columns["z_loglik_between"] = between
+    columns["z_loglik"] = total - between
     levels = sorted(set(modes))
     columns.update(_indicators("mode", modes, REFERENCE_MODE if REFERENCE_MODE in levels else levels[0]))
     columns.update(_indicators("judge", judges, min(judges)))
@@ -237,7 +253,8 @@ def _candidate_terms(data: pd.DataFrame, covariates: Sequence[str]) -> list[str]
     unknown = [c for c in covariates if c not in data.columns]
     if unknown:
         raise ValueError(f"unknown covariates {unknown}; available: {list(data.columns)}")
-    terms = ["z_loglik", "log_n_tokens", *covariates, *(f"z_loglik:{c}" for c in covariates)]
+    terms = ["z_loglik", "z_loglik_between", "log_n_tokens", *covariates,
+             *(f"z_loglik:{c}" for c in covariates)]
     for column in (c for c in data.columns if c.startswith("mode_")):
         terms += [column, f"{column}:correct"] if "correct" in covariates else [column]
     return terms + [c for c in data.columns if c.startswith("judge_")]
@@ -248,7 +265,9 @@ def _drop_constant(data: pd.DataFrame, terms: list[str], notes: list[str]) -> li
     variables = dict.fromkeys(v for t in terms for v in t.split(":"))
     constant = [v for v in variables if data[v].nunique() < 2]
     if "z_loglik" in constant:
-        raise ValueError("the log-likelihood is constant; the likelihood slope is not identified")
+        raise ValueError("the log-likelihood is constant within every item; the within-item likelihood "
+                         "slope is not identified (it needs items with >= 2 candidates of different "
+                         "log-likelihood)")
     for v in constant:
         notes.append(f"dropped {v!r} (constant = {data[v].iloc[0]:g}) and its interactions from the formula")
     return [t for t in terms if not set(t.split(":")) & set(constant)]
@@ -300,20 +319,10 @@ def _fit_capturing(fit, notes: list[str]):
     return result
 
 
-def _holm_adjust(p_values: np.ndarray) -> np.ndarray:
-    """Holm (1979) step-down adjusted p-values: max over j <= i of min(1, (m - j + 1) p_(j))."""
-    p = np.asarray(p_values, dtype=float)
-    order = np.argsort(p)
-    stepped = np.minimum(1.0, (p.size - np.arange(p.size)) * p[order])
-    adjusted = np.empty_like(p)
-    adjusted[order] = np.maximum.accumulate(stepped)
-    return adjusted
-
-
 def _holm_column(terms: pd.Series, p_values: pd.Series) -> np.ndarray:
     adjusted = np.full(len(terms), np.nan)
     testable = (terms != "Intercept").to_numpy() & np.isfinite(p_values.to_numpy())
-    adjusted[testable] = _holm_adjust(p_values.to_numpy()[testable])
+    adjusted[testable] = holm(p_values.to_numpy()[testable])  # the package's one Holm (statsmodels)
     return adjusted
 
 
@@ -392,8 +401,14 @@ def likelihood_regression(
 ) -> RegressionResult:
     """How the judge's verdict moves with its own log-likelihood of the candidate.
 
-    Measures the *likelihood slope*: the change in logit P(Yes) per standard deviation of the
-    candidate's log-likelihood under the judge (`z_loglik`, z-scored within judge), holding length
+    Measures the *within-item likelihood slope*: the change in logit P(Yes) per standard
+    deviation of the candidate's log-likelihood under the judge (z-scored within judge) when
+    comparing candidates *of the same item* (`z_loglik`, the deviation from the item's mean),
+    with the between-item part (`z_loglik_between`, the item's mean z) reported beside it.  The
+    split (Mundlak 1978) matters: questions differ in how likely all their answers are and in how
+    readily the judge says Yes, and a pooled slope mixes the two (issue 10: 0.63 pooled against
+    0.07 within on data with no within-item effect); only the within-item slope answers "does
+    the judge trust the likelier of two answers to the same question".  Holding length
     (`log_n_tokens`), correctness and self-authorship fixed, plus the interactions
     `z_loglik:correct` (does likelihood matter less for correct answers?) and
     `z_loglik:self_authored` (does it matter more for the judge's own answers?).  A positive slope
@@ -409,8 +424,8 @@ def likelihood_regression(
     method="glm": standard errors clustered by `cluster` (statsmodels `cov_type="cluster"`, with its
     G/(G-1) (N-1)/(N-K) correction) and p-values and 95% intervals from t with G - 1 degrees of
     freedom (Cameron & Miller 2015); with a single cluster, HC1 errors.  method="gee": GEE with an
-    exchangeable working correlation within clusters and robust (sandwich) standard errors, normal
-    intervals; it is consistent for the same b and usually more efficient.
+    exchangeable working correlation within clusters and the bias-reduced robust (sandwich)
+    standard errors of Mancl & DeRouen (2001, Biometrics 57), normal intervals; it is consistent for the same b and usually more efficient.
 
     When several modes are present, `mode_<name>` indicators (reference: `isolated`) and their
     interaction with `correct` are added, so `mode_alternatives` is the shift of wrong answers'
@@ -418,6 +433,32 @@ def likelihood_regression(
     pooled, judge fixed effects are added.  A covariate constant in the data is dropped (with its
     interactions) and noted; collinear designs raise ValueError.  `formula` overrides the default
     and is fitted verbatim on `design_frame(df)` (response column `p_yes` or `verdict`).
+
+    Parameters
+    ----------
+    df : DataFrame
+        The analysis frame (ARCHITECTURE.md); rows with a missing score or ``correct`` (ungraded) are left out.
+    response : {"logit", "verdict"}
+        Fractional logit of P(Yes), or logistic regression of P(Yes) > 0.5.
+    formula : str, optional
+        A statsmodels formula fitted verbatim on ``design_frame(df)``.
+    mode : str, optional
+        Keep only this judge mode.
+    judge : str, optional
+        Keep only this judge.
+    cluster : str
+        Column whose values are the clusters (items).
+    covariates : sequence of str
+        Design columns held fixed (and interacted with ``z_loglik``).
+    loglik : {"sum_logprob", "mean_logprob"}
+        The log-likelihood measure.
+    method : {"glm", "gee"}
+        Clustered GLM or GEE with an exchangeable working correlation.
+
+    Returns
+    -------
+    RegressionResult
+        Tidy coefficients (``term, estimate, std_error, z, p_value, ci_low, ci_high, p_holm``), counts, formula, notes.
     """
     if response not in ("logit", "verdict"):
         raise ValueError(f"response must be 'logit' or 'verdict', not {response!r}")
@@ -431,7 +472,9 @@ def likelihood_regression(
     if method == "gee":
         model = sm.GEE(design.endog, design.exog, groups=design.groups, family=family,
                        cov_struct=sm.cov_struct.Exchangeable())
-        result = _fit_capturing(model.fit, notes)
+        # Mancl & DeRouen (2001) bias-reduced sandwich: the plain robust one was short with 60
+        # items (coverage 91-92% per term in issue 10's simulation)
+        result = _fit_capturing(lambda: model.fit(cov_type="bias_reduced"), notes)
     else:
         model = sm.GLM(design.endog, design.exog, family=family)
         if design.n_clusters >= 2:
@@ -455,7 +498,12 @@ def mixed_effects_regression(
     loglik: Literal["sum_logprob", "mean_logprob"] = "sum_logprob",
     reml: bool = True,
 ) -> RegressionResult:
-    """The likelihood slope as a linear mixed model on logit P(Yes) with item random intercepts.
+    """The within-item likelihood slope as a linear mixed model on logit P(Yes) with item random
+    intercepts.
+
+    The design is that of `likelihood_regression`: `z_loglik` is the within-item deviation and
+    `z_loglik_between` the item mean, so an item effect correlated with the item's mean likelihood
+    (which a random intercept assumes away) loads on the between part, not on the slope.
 
     Fits logit(clip(p_yes, 1e-4, 1 - 1e-4)) = x'b + u_item + e with u_item ~ N(0, s_u^2)
     (statsmodels `MixedLM`, REML by default) and the same default terms as
@@ -464,6 +512,30 @@ def mixed_effects_regression(
     population-averaged log odds of the fractional logit: when P(Yes) varies around its mean, the
     fractional-logit coefficients are smaller in magnitude.  Intervals are 95% normal (Wald)
     intervals from the model-based covariance; the estimated item SD is reported in the notes.
+
+    Parameters
+    ----------
+    df : DataFrame
+        The analysis frame (ARCHITECTURE.md); rows with a missing score or ``correct`` (ungraded) are left out.
+    formula : str, optional
+        A statsmodels formula fitted verbatim on ``design_frame(df)``.
+    mode : str, optional
+        Keep only this judge mode.
+    judge : str, optional
+        Keep only this judge.
+    group : str
+        Column of the random-intercept groups (items).
+    covariates : sequence of str
+        Design columns held fixed (and interacted with ``z_loglik``).
+    loglik : {"sum_logprob", "mean_logprob"}
+        The log-likelihood measure.
+    reml : bool
+        REML (default) or ML.
+
+    Returns
+    -------
+    RegressionResult
+        As :func:`likelihood_regression`; method ``mixedlm``.
     """
     design = _design(
         df, mode=mode, judge=judge, loglik=loglik, response="logit_p_yes",
@@ -516,6 +588,34 @@ def mediation(
     numpy state is untouched).  With `cluster`, both models use item-clustered covariances.
     The effects are causal only under sequential ignorability (no unmeasured mediator-outcome
     confounding given treatment and covariates).  Requires a single mode and judge.
+
+    Parameters
+    ----------
+    df : DataFrame
+        The analysis frame (ARCHITECTURE.md); rows with a missing score or ``correct`` (ungraded) are left out.
+    treatment : str
+        0/1 treatment column.
+    mediator : str
+        Mediator column (z-scored within judge).
+    outcome : str
+        Outcome column (``p_yes`` is taken on the logit scale).
+    covariates : sequence of str
+        Design columns held fixed (and interacted with ``z_loglik``).
+    mode : str, optional
+        Keep only this judge mode.
+    judge : str, optional
+        Keep only this judge.
+    cluster : str
+        Column whose values are the clusters (items).
+    n_sims : int
+        Quasi-Bayesian simulations.
+    seed : int
+        Seed of the bootstrap / permutations / simulations.
+
+    Returns
+    -------
+    MediationResult
+        ``effects`` rows ``acme, ade, total, prop_mediated`` with intervals and p-values.
     """
     notes: list[str] = []
     raw = _drop_incomplete(_select(df, mode=mode, judge=judge), notes).reset_index(drop=True)

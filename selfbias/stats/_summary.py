@@ -18,7 +18,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ._health import judge_health
+from . import _regression
+from ._discrimination import prediction_rejection_ratio
+from ._health import judge_health, pairwise_health
 from ._metrics import (
     DEFAULT_CONFIDENCE,
     DEFAULT_N_BOOT,
@@ -36,10 +38,17 @@ from ._published import (
     roytburg_baseline,
     wataoka_bias,
 )
+from ._thesis import thesis_effect
 
 __all__ = ["Summary", "summarize"]
 
-_TABLES = ("health", "misplaced", "discrimination", "calibration", "comparison", "likelihood", "published")
+_TABLES = ("health", "pairwise_health", "misplaced", "discrimination", "prr", "calibration", "comparison",
+           "likelihood", "thesis", "published")
+#: A published metric computed from fewer rows/pairs than this is printed as "n too small (n=k)"
+#: instead of a number (issue 10: Chen's propensity printed as 0.00 [0.00, 0.00] from one pair).
+MIN_N_PUBLISHED = 10
+#: Published pairwise metrics that a position-degenerate pairwise judge makes uninterpretable.
+_ORDER_SENSITIVE = ("panickssery", "wataoka", "chen", "roytburg")
 
 
 @dataclass(frozen=True, eq=False)
@@ -62,6 +71,9 @@ class Summary:
         column naming the paper, or None without a pairwise frame.
     findings: plain-words sentences with intervals, degenerate judges first.
     notes: what was skipped or failed, and why.
+    prr: :func:`prediction_rejection_ratio` of P(Yes) per judge x mode.
+    pairwise_health: :func:`pairwise_health` per judge (None without a pairwise frame).
+    thesis: :func:`thesis_effect` table (None unless modes ``alternatives`` and ``own_samples``).
     """
 
     misplaced: pd.DataFrame
@@ -73,6 +85,9 @@ class Summary:
     published: pd.DataFrame | None = None
     findings: tuple[str, ...] = ()
     notes: tuple[str, ...] = field(default_factory=tuple)
+    prr: pd.DataFrame | None = None
+    pairwise_health: pd.DataFrame | None = None
+    thesis: pd.DataFrame | None = None
 
     def tables(self) -> dict[str, pd.DataFrame]:
         """The non-empty tables by name, in report order."""
@@ -117,7 +132,12 @@ class Summary:
         return "\n".join(parts)
 
     def print_rich(self, console=None, max_rows: int = 40) -> None:
-        """Print findings and tables with rich (to ``console``, or a new ``rich.console.Console``)."""
+        """Print findings and compact tables with rich (to ``console``, or a new Console).
+
+        Each table is shown in at most five narrow columns -- what (the key columns joined),
+        estimate, interval, p, n -- so it fits an 80-column terminal; the full tables are in the
+        CSVs that :meth:`write` produces.
+        """
         from rich.console import Console
         from rich.table import Table
 
@@ -128,18 +148,72 @@ class Summary:
         for n in self.notes:
             console.print(f"note: {n}", style="dim", markup=False, highlight=False)
         for name, t in self.tables().items():
+            view = compact_table(t)
             table = Table(title=name, show_lines=False)
-            for c in t.columns:
-                table.add_column(str(c), overflow="fold")
-            for _, row in t.head(max_rows).iterrows():
-                table.add_row(*[_fmt(v) for v in row])
+            for c in view.columns:
+                if c == "what":
+                    table.add_column(c, overflow="fold", ratio=1)
+                else:
+                    table.add_column(c, no_wrap=True, justify="right")
+            for _, row in view.head(max_rows).iterrows():
+                table.add_row(*[str(v) for v in row])
             console.print(table)
-            if len(t) > max_rows:
-                console.print(f"({len(t) - max_rows} more rows)", style="dim")
+            if len(view) > max_rows:
+                console.print(f"({len(view) - max_rows} more rows in {name}.csv)", style="dim")
 
     def __repr__(self) -> str:
         shapes = ", ".join(f"{k}={v.shape[0]}x{v.shape[1]}" for k, v in self.tables().items())
         return f"Summary({shapes}, findings={len(self.findings)})"
+
+
+_KEY_COLUMNS = ("judge", "mode", "source", "baseline", "against", "score", "correctness", "measure", "term",
+                "metric", "estimand", "effect")
+
+
+def compact_table(t: pd.DataFrame, digits: int = 3) -> pd.DataFrame:
+    """A narrow view of a result table for a terminal: ``what`` (key columns joined),
+    ``estimate``, ``interval`` ("[lo, hi]"), ``p`` (Holm-adjusted when the table has it) and ``n``.
+    Tables without an ``estimate`` (the health reports) show the verdict and its reasons instead.
+
+    Parameters
+    ----------
+    t : DataFrame
+        A result table of this package.
+    digits : int
+        Significant digits.
+
+    Returns
+    -------
+    DataFrame
+        ``what, estimate, interval, p, n`` (the columns the table supports).
+    """
+    if t.empty:
+        return pd.DataFrame({"what": ["(empty)"]})
+    keys = [c for c in _KEY_COLUMNS if c in t.columns and t[c].notna().any()]
+    cells = t[keys].map(lambda v: "" if v is None or v is pd.NA or (isinstance(v, float) and math.isnan(v)) else str(v))
+    what = cells.agg(lambda r: " ".join(x for x in r if x), axis=1) if keys else pd.Series("", index=t.index)
+    if "estimate" not in t.columns:
+        out = pd.DataFrame({"what": what})
+        if "degenerate" in t.columns:
+            out["verdict"] = np.where(t["degenerate"], "degenerate", "ok")
+            reasons = t["reasons"].fillna("").astype(str) if "reasons" in t.columns else ""
+            out["what"] = out["what"] + np.where(reasons != "", ": " + reasons, "")
+        return out.reset_index(drop=True)
+    out = pd.DataFrame({"what": what, "estimate": [_fmt(v, digits) for v in t["estimate"]]})
+    if {"ci_low", "ci_high"} <= set(t.columns):
+        out["interval"] = [f"[{_fmt(lo, digits)}, {_fmt(hi, digits)}]" if np.isfinite(lo) and np.isfinite(hi) else ""
+                           for lo, hi in zip(t["ci_low"].astype(float), t["ci_high"].astype(float))]
+    p_col = "p_holm" if "p_holm" in t.columns and t["p_holm"].notna().any() else "p_value"
+    if p_col in t.columns:
+        out["p"] = [_fmt(v, 2) for v in t[p_col]]
+    if "status" in t.columns:
+        ok = t["status"].astype(str) == "ok"
+        out.loc[~ok.to_numpy(), ["estimate", "interval"]] = ""
+        out["what"] = out["what"] + np.where(ok, "", " (" + t["status"].astype(str) + ")")
+    n_col = "n" if "n" in t.columns else ("n_obs" if "n_obs" in t.columns else None)
+    if n_col:
+        out["n"] = t[n_col].astype("Int64").astype(str).to_numpy()
+    return out.reset_index(drop=True)
 
 
 def _fmt(v, digits: int = 3) -> str:
@@ -170,16 +244,11 @@ def _ci(est: float, lo: float, hi: float, pct: bool = False) -> str:
 
 
 def _likelihood(analysis_df: pd.DataFrame, notes: list[str]) -> pd.DataFrame | None:
-    try:
-        from ._regression import likelihood_regression
-    except Exception as exc:  # the regression module is optional for the summary
-        notes.append(f"likelihood regression unavailable: {type(exc).__name__}: {exc}")
-        return None
     tables = []
     for judge in sorted(pd.unique(analysis_df["judge"].astype(str))):
         try:
-            res = likelihood_regression(analysis_df[analysis_df["judge"].astype(str) == judge])
-        except Exception as exc:
+            res = _regression.likelihood_regression(analysis_df[analysis_df["judge"].astype(str) == judge])
+        except (ValueError, np.linalg.LinAlgError) as exc:  # unfit designs are reported, not raised
             notes.append(f"likelihood regression failed for judge {judge}: {type(exc).__name__}: {exc}")
             continue
         t = res.coefficients.copy()
@@ -187,8 +256,30 @@ def _likelihood(analysis_df: pd.DataFrame, notes: list[str]) -> pd.DataFrame | N
         t["n_obs"] = res.n_obs
         t["n_clusters"] = res.n_clusters
         tables.append(t)
-        notes.extend(f"likelihood regression ({judge}): {n}" for n in getattr(res, "notes", ()))
+        notes.extend(f"likelihood regression ({judge}): {n}" for n in res.notes)
     return pd.concat(tables, ignore_index=True) if tables else None
+
+
+def _unhealthy(health: pd.DataFrame) -> dict[tuple[str, str], str]:
+    """(judge, mode) -> reasons, for the judge x modes that failed the health checks."""
+    bad = health[health["degenerate"]]
+    return {(str(r["judge"]), str(r["mode"])): str(r["reasons"]) for _, r in bad.iterrows()}
+
+
+def _published_status(published: pd.DataFrame, pair_health: pd.DataFrame | None) -> pd.Series:
+    """"ok", "n too small (n=k)" or "not interpretable: ..." for each published metric row."""
+    locked = {}
+    if pair_health is not None:
+        locked = {str(r["judge"]): str(r["reasons"]) for _, r in pair_health[pair_health["degenerate"]].iterrows()}
+    status = []
+    for _, r in published.iterrows():
+        if r["source"] in _ORDER_SENSITIVE and str(r["judge"]) in locked:
+            status.append(f"not interpretable: position-degenerate pairwise judge ({locked[str(r['judge'])]})")
+        elif not (r["n"] >= MIN_N_PUBLISHED):
+            status.append(f"n too small (n={int(r['n']) if np.isfinite(r['n']) else 0})")
+        else:
+            status.append("ok")
+    return pd.Series(status, index=published.index, dtype=object)
 
 
 def _findings(
@@ -250,35 +341,54 @@ def _findings(
         if np.isfinite(r["estimate"]):
             out.append(f"Sample agreement of {r['judge']} predicts a correct greedy answer with AUROC "
                        f"{_ci(r['estimate'], r['ci_low'], r['ci_high'])}.")
-    # 4. calibration
+    # 4. calibration: ECE is biased upward, so the debiased squared error says whether it is real
+    deb = calib[calib["measure"] == "sq_ce_debiased"].set_index(["judge", "mode"])
     for _, r in calib[calib["measure"] == "ece"].iterrows():
-        out.append(f"Judge {r['judge']} ({r['mode']}): ECE {_ci(r['estimate'], r['ci_low'], r['ci_high'])} "
-                   f"({int(r['n_bins'])} equal-count bins).")
-    # 5. comparison effect
+        s = (f"Judge {r['judge']} ({r['mode']}): ECE {_ci(r['estimate'], r['ci_low'], r['ci_high'])} "
+             f"({int(r['n_bins'])} equal-count bins)")
+        if (r["judge"], r["mode"]) in deb.index:
+            d = deb.loc[(r["judge"], r["mode"])]
+            real = np.isfinite(d["ci_low"]) and d["ci_low"] > 0
+            s += (f"; debiased squared calibration error {d['estimate']:.4f} [{d['ci_low']:.4f}, {d['ci_high']:.4f}]"
+                  f" ({'miscalibrated' if real else 'consistent with a calibrated judge'})")
+        out.append(s + ".")
+    # 5. comparison effect (no significance claimed for a judge that failed its health checks)
+    unhealthy = _unhealthy(health)
     if comparison is not None and len(comparison):
         for _, r in comparison.iterrows():
             if r["measure"] not in ("mean_p_yes_wrong", "false_acceptance", "auroc"):
                 continue
             if not np.isfinite(r["estimate"]):
                 continue
-            sig = np.isfinite(r["p_holm"]) and r["p_holm"] < 0.05
             what = {"mean_p_yes_wrong": "mean P(Yes) on wrong answers",
                     "false_acceptance": "the share of wrong answers accepted",
                     "auroc": "AUROC"}[r["measure"]]
+            bad = [m for m in (r["baseline"], r["against"]) if (str(r["judge"]), str(m)) in unhealthy]
+            if bad:
+                verdict = (f"no significance claimed: the judge failed the health checks in "
+                           f"{' and '.join(map(str, bad))}, so its P(Yes) there is noise")
+            else:
+                sig = np.isfinite(r["p_holm"]) and r["p_holm"] < 0.05
+                verdict = (f"Holm p = {r['p_holm']:.3g}, {'significant' if sig else 'not significant'} at 5%, "
+                           "item-clustered test")
             out.append(
                 f"Judge {r['judge']}: showing {r['against']} instead of {r['baseline']} changes {what} by "
-                f"{_ci(r['estimate'], r['ci_low'], r['ci_high'])} (Holm p = {r['p_holm']:.3g}, "
-                f"{'significant' if sig else 'not significant'} at 5%; n={r['n']})."
+                f"{_ci(r['estimate'], r['ci_low'], r['ci_high'])} ({verdict}; n={r['n']})."
             )
-    # 6. likelihood regression
+    # 6. likelihood regression: the within-item slope is the headline, the between part beside it
     if likelihood is not None and "term" in likelihood.columns:
+        between = likelihood[likelihood["term"] == "z_loglik_between"].set_index("judge")
         for _, r in likelihood[likelihood["term"] == "z_loglik"].iterrows():
-            out.append(
-                f"Judge {r['judge']}: one SD more log-likelihood moves logit P(Yes) by "
-                f"{_ci(r['estimate'], r['ci_low'], r['ci_high'])} with correctness held fixed "
-                f"(p = {r['p_value']:.3g})."
-            )
-    # 7. published pairwise metrics
+            s = (f"Judge {r['judge']}: among answers to the same question, one SD more log-likelihood moves "
+                 f"logit P(Yes) by {_ci(r['estimate'], r['ci_low'], r['ci_high'])} with correctness held "
+                 f"fixed (p = {r['p_value']:.3g})")
+            if r["judge"] in between.index:
+                b = between.loc[r["judge"]]
+                s += (f"; between questions (item-mean likelihood) {_ci(b['estimate'], b['ci_low'], b['ci_high'])}")
+            if any(str(j) == str(r["judge"]) for j, _ in unhealthy):
+                s += "; the judge failed health checks in some mode, so read this as noise there"
+            out.append(s + ".")
+    # 7. published pairwise metrics: only with enough pairs and a judge that reads the answers
     if published is not None and len(published):
         for _, r in published.iterrows():
             key = (r["source"], r["metric"])
@@ -289,7 +399,12 @@ def _findings(
                 ("roytburg", "difference"): "self-preference beyond the evaluator-quality baseline "
                                              "(Roytburg et al. 2026)",
             }.get(key)
-            if label and np.isfinite(r["estimate"]):
+            if not label:
+                continue
+            status = r.get("status", "ok")
+            if status != "ok":
+                out.append(f"Judge {r['judge']}: {label}: {status}.")
+            elif np.isfinite(r["estimate"]):
                 out.append(f"Judge {r['judge']}: {label} {_ci(r['estimate'], r['ci_low'], r['ci_high'])} "
                            f"(n={r['n']}).")
     return out
@@ -314,8 +429,42 @@ def summarize(
     ``analysis_df``: the analysis frame; ``pairwise_df``: the pairwise frame (optional, enables
     the published pairwise metrics); ``agreement_df``: the agreement table (optional, adds the
     AUROC of sample agreement). ``against`` defaults to every mode other than ``baseline`` that
-    is present (except ``critique``/``pairwise``). A failure of the likelihood regression is
-    reported in ``notes`` rather than raised.
+    is present (except ``critique``/``pairwise``); with both ``own_samples`` and ``alternatives``
+    the comparison also contrasts them, and :func:`thesis_effect` runs. A likelihood regression
+    that cannot be fitted (ValueError, LinAlgError) is reported in ``notes`` rather than raised.
+    Wording rules: a judge x mode that fails :func:`judge_health` never gets "significant";
+    published pairwise metrics need ``MIN_N_PUBLISHED`` pairs and a judge that passes
+    :func:`pairwise_health`, else their ``status`` (and the findings) say why not.
+
+    Parameters
+    ----------
+    analysis_df : DataFrame
+        The analysis frame.
+    pairwise_df : DataFrame
+        ``Run.pairwise_frame()``.
+    agreement_df : DataFrame
+        The ``agreement`` table (one row per model x item).
+    baseline : str
+        Baseline mode of the contrasts.
+    against : sequence of str
+        Modes compared with the baseline.
+    threshold : float
+        P(Yes) above which a verdict counts as accept.
+    n_bins : int
+        Number of equal-count bins.
+    n_boot : int
+        Item-bootstrap resamples (0: no intervals).
+    n_perm : int
+        Permutations of the item sign-flip tests (0: no tests).
+    seed : int
+        Seed of the bootstrap / permutations / simulations.
+    confidence : float
+        Two-sided interval level.
+
+    Returns
+    -------
+    Summary
+        Every table, the findings in words and the notes.
     """
     notes: list[str] = []
     common = dict(n_boot=n_boot, seed=seed, confidence=confidence)
@@ -343,36 +492,68 @@ def summarize(
     modes = list(pd.unique(analysis_df["mode"].astype(str)))
     if against is None:
         against = [m for m in modes if m not in (baseline, "critique", "pairwise")]
-    if baseline in modes and against:
+    contrasts = [(baseline, m) for m in against] if baseline in modes else []
+    if {"own_samples", "alternatives"} <= set(modes):
+        contrasts.append(("own_samples", "alternatives"))  # where the shown list came from
+    if contrasts:
         comparison = comparison_effect(
-            analysis_df, baseline=baseline, against=tuple(against), threshold=threshold,
-            n_perm=n_perm, **common,
+            analysis_df, contrasts=contrasts, threshold=threshold, n_perm=n_perm, **common,
         )
     else:
         comparison = comparison_effect(analysis_df.iloc[0:0], baseline=baseline, against=())
         notes.append(f"comparison effect skipped: needs mode {baseline!r} and another mode; found {modes}")
 
     likelihood = _likelihood(analysis_df, notes)
+    prr = prediction_rejection_ratio(analysis_df, **common)
 
-    published = None
+    thesis = None
+    thesis_sentences: tuple[str, ...] = ()
+    if {"own_samples", "alternatives"} <= set(modes):
+        res = thesis_effect(analysis_df, n_perm=n_perm, **common)
+        thesis, thesis_sentences = res.table, res.sentences
+        notes.extend(f"thesis: {n}" for n in res.notes)
+
+    published = pair_health = None
     if pairwise_df is not None and len(pairwise_df):
+        pair_health = pairwise_health(pairwise_df, **common)
         parts = []
         for source, fn in (("panickssery", panickssery_self_preference), ("wataoka", wataoka_bias),
                            ("chen", chen_metrics), ("roytburg", roytburg_baseline)):
             try:
                 t = fn(pairwise_df, **common)
-            except Exception as exc:
-                notes.append(f"{source} metrics failed: {type(exc).__name__}: {exc}")
+            except ValueError as exc:  # a pairwise frame lacking what a metric needs
+                notes.append(f"{source} metrics failed: {exc}")
                 continue
             t = t[["judge", "metric", "estimate", "ci_low", "ci_high", "n", "n_items"]].copy()
             t.insert(0, "source", source)
             parts.append(t)
-        published = pd.concat(parts, ignore_index=True) if parts else None
+        if parts:
+            published = pd.concat(parts, ignore_index=True)
+            published["status"] = _published_status(published, pair_health)
+
+    ungraded = int(analysis_df["correct"].isna().sum()) if "correct" in analysis_df.columns else 0
+    if ungraded:
+        notes.append(f"{ungraded} ungraded rows (correct is missing) are left out of every statistic")
 
     findings = _findings(health, misplaced_pooled, disc, calib, comparison, likelihood, published,
                          confidence)
+    findings = _with_thesis(findings, thesis_sentences, health)
     return Summary(
         misplaced=misplaced, comparison=comparison, discrimination=disc, calibration=calib,
         health=health, likelihood=likelihood, published=published, findings=tuple(findings),
-        notes=tuple(notes),
+        notes=tuple(notes), prr=prr, pairwise_health=pair_health, thesis=thesis,
     )
+
+
+def _with_thesis(findings: list[str], sentences: Sequence[str], health: pd.DataFrame) -> list[str]:
+    """The thesis sentences after the health findings, marked when the judge failed its checks."""
+    unhealthy = _unhealthy(health)
+    out = []
+    for sentence in sentences:
+        judge = sentence.split(":", 1)[0].removeprefix("Judge ").strip()
+        bad = [m for (j, m) in unhealthy if j == judge and m in ("own_samples", "alternatives")]
+        if bad:
+            sentence += f" Not interpretable: the judge failed the health checks in {' and '.join(sorted(bad))}."
+        out.append(sentence)
+    n_health = int(len(health))
+    return findings[:n_health] + out + findings[n_health:]

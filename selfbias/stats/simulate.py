@@ -22,7 +22,14 @@ z_loglik is sum_logprob z-scored over the candidates with ddof=0 — the same nu
 
 P(Yes), one row per candidate x mode, from the linear predictor
     eta = intercept + likelihood_slope * z_loglik + self_effect * self + correct_effect * correct
+          + item_likelihood_effect * zbar_i
           + comparison_effect * [mode != "isolated"] * (1 - correct)
+where zbar_i is the mean z_loglik of item i's candidates.  `item_likelihood_effect` (default 0)
+plants an item effect on P(Yes) that is correlated with the item's mean likelihood -- the
+confound of a pooled likelihood slope: questions whose answers are all likely get higher P(Yes)
+whatever the answer.  The within-item slope (the coefficient of the within-item deviation
+z_loglik - zbar_i) stays likelihood_slope; the between-item coefficient (of zbar_i) becomes
+likelihood_slope + item_likelihood_effect; a pooled regression on z_loglik alone mixes the two.
 and p_model:
 * "beta" (default): p_yes ~ Beta(mean expit(eta), precision phi), so E[p_yes | x] = expit(eta)
   exactly and the fractional logit (GLM or GEE; Papke & Wooldridge 1996) is consistent for the
@@ -190,6 +197,7 @@ def _planted_coefficients(modes, effects: dict, calibrated: bool) -> dict[str, f
     coefficients = {
         "Intercept": effects["intercept"] + shift,
         "z_loglik": effects["likelihood_slope"],
+        "z_loglik_between": effects["likelihood_slope"] + effects.get("item_likelihood_effect", 0.0),
         "log_n_tokens": 0.0,
         "correct": effects["correct_effect"] - shift,
         "self_authored": effects["self_effect"],
@@ -258,6 +266,10 @@ def simulate_run(
     position_bias: float = 0.0,
     agreement_effect: float = 1.0,
     p_model: str = "beta",
+    item_likelihood_effect: float = 0.0,
+    item_mode_sd: float = 0.0,
+    external_shift: float = 0.0,
+    external_slope_change: float = 0.0,
 ) -> SimulatedRun:
     """A synthetic run with planted effects (the generative model is in the module docstring).
 
@@ -267,11 +279,26 @@ def simulate_run(
       arguments.  likelihood_slope is the change in logit P(Yes) per SD of sum_logprob
       (z_loglik); self_effect the shift for the judge's own answers; correct_effect for correct
       ones; comparison_effect the shift of a *wrong* answer's logit P(Yes) in a mode that shows
-      other answers (alternatives, own_samples) relative to isolated.
+      other answers (alternatives, own_samples) relative to isolated; "item_likelihood_effect"
+      the shift of logit P(Yes) per unit of the item's mean z_loglik (an item effect correlated
+      with the item's mean likelihood; see the module docstring); "item_mode_sd" the SD of an
+      extra item x mode shift of logit P(Yes), N(0, item_mode_sd^2) drawn independently for every
+      item and mode (default 0): candidates of one item then move together from one mode to
+      another, the null of the comparison table's tests with item-shared shifts (with
+      item_mode_sd > 0, "coefficients" are exact only for the conditional model);
+      "external_shift" and "external_slope_change": in mode `alternatives` only, the judge's own
+      wrong answers get logit P(Yes) + external_shift + external_slope_change * (z_loglik minus
+      its item mean) -- the thesis of `thesis_effect` (both 0 by default; when not 0 the
+      "coefficients" of the default regression no longer describe the alternatives rows).
+    * "thesis": {"slope_change_own_wrong": external_slope_change, "slope_change_vs_other":
+      external_slope_change, "external_shift": external_shift} -- the fractional-logit
+      estimands of `thesis_effect` (exact for p_model="beta" when item_mode_sd = 0).
     * "coefficients": {term: value} for the default formula of `likelihood_regression` and
       `mixed_effects_regression` on the whole analysis frame (all modes): z_loglik = slope,
       self_authored = self_effect, correct = correct_effect, mode_<m> = comparison_effect,
-      mode_<m>:correct = -comparison_effect, log_n_tokens and the z_loglik interactions = 0.
+      mode_<m>:correct = -comparison_effect, log_n_tokens and the z_loglik interactions = 0,
+      z_loglik (the within-item slope) = likelihood_slope, z_loglik_between =
+      likelihood_slope + item_likelihood_effect.
       "coefficients_by_mode": the same for the rows of one mode (for a comparison mode alone the
       intercept is intercept + comparison_effect and correct is correct_effect -
       comparison_effect).  None when calibrated (correctness is then an outcome of P(Yes)).
@@ -281,7 +308,8 @@ def simulate_run(
     * "mediation": acme = likelihood_slope * 2.0 / SD(sum_logprob) (self-authorship raises
       sum_logprob by 2.0 nats, i.e. 2.0 / SD in z units, times the slope; SD is the realised
       ddof=0 SD over candidates, as `mediation` standardises), ade = self_effect, total = acme +
-      ade, prop_mediated = acme / total (NaN if total = 0); None when calibrated.
+      ade, prop_mediated = acme / total (NaN if total = 0); None when calibrated or when
+      item_likelihood_effect != 0 (the pooled mediator then carries the item confound).
     * "pairwise": coefficients of a fractional logit of p_a_first on the differences
       (a minus b) of z_loglik, self_authored and correct: Intercept = position_bias,
       d_z_loglik = likelihood_slope, d_self_authored = self_effect, d_correct = correct_effect
@@ -301,15 +329,30 @@ def simulate_run(
     latent = item_latent[cand["item"].to_numpy()]
     z, self_ = cand["z_loglik"].to_numpy(), cand["self_authored"].to_numpy()
     correct_weight = 0.0 if calibrated else correct_effect
-    base = intercept + likelihood_slope * z + self_effect * self_
-    p_isolated = noise.draw(base + correct_weight * cand["correct"].to_numpy(), latent, rng)
+    item_mean_z = cand.groupby("item")["z_loglik"].transform("mean").to_numpy()
+    base = intercept + likelihood_slope * z + self_effect * self_ + item_likelihood_effect * item_mean_z
+    item_index = cand["item"].to_numpy()
+    # an item x mode shift (item_mode_sd): drawn per mode, so under the null the two modes stay
+    # exchangeable while the candidates of an item move together between them
+    mode_shift = {m: item_mode_sd * rng.standard_normal(n_items)[item_index] if item_mode_sd > 0 else 0.0
+                  for m in modes}
+    p_isolated = noise.draw(base + correct_weight * cand["correct"].to_numpy()
+                            + (mode_shift["isolated"] if "isolated" in modes else 0.0), latent, rng)
     if calibrated:
         cand["correct"] = rng.random(len(cand)) < p_isolated
     correct = cand["correct"].to_numpy()
     cand["source"] = _label_sources(cand)
     eta = base + correct_weight * correct
     shown_others = eta + comparison_effect * (1 - correct)
-    p_by_mode = {m: p_isolated if m == "isolated" else noise.draw(shown_others, latent, rng) for m in modes}
+    # the thesis (thesis_effect): in `alternatives` only, the judge's own wrong answers move by
+    # external_shift + external_slope_change * (within-item z_loglik)
+    own_wrong = (self_ & ~correct).astype(float)
+    external = own_wrong * (external_shift + external_slope_change * (z - item_mean_z))
+    p_by_mode = {
+        m: p_isolated if m == "isolated"
+        else noise.draw(shown_others + mode_shift[m] + (external if m == "alternatives" else 0.0), latent, rng)
+        for m in modes
+    }
     analysis = pd.concat(
         [cand.assign(mode=mode, p_yes=p, judge=JUDGE) for mode, p in p_by_mode.items()], ignore_index=True
     )
@@ -321,9 +364,13 @@ def simulate_run(
     effects = {
         "intercept": intercept, "likelihood_slope": likelihood_slope, "self_effect": self_effect,
         "correct_effect": correct_effect, "comparison_effect": comparison_effect,
+        "item_likelihood_effect": float(item_likelihood_effect), "item_mode_sd": float(item_mode_sd),
     }
+    thesis = {"slope_change_own_wrong": float(external_slope_change),
+              "slope_change_vs_other": float(external_slope_change), "external_shift": float(external_shift)}
     sd = float(cand["sum_logprob"].std(ddof=0))
     truth = _truth(effects, modes, calibrated, sd, position_bias, agreement_effect, noise)
+    truth["thesis"] = thesis
     return SimulatedRun(analysis, pairwise, agreement, truth)
 
 
@@ -342,7 +389,7 @@ def _truth(effects, modes, calibrated, sd, position_bias, agreement_effect, nois
         "coefficients_by_mode": {m: _planted_coefficients((m,), effects, calibrated) for m in modes},
         "targets": ("likelihood_regression",) if noise.p_model == "beta"
         else ("mixed_effects_regression", "mediation"),
-        "mediation": None if calibrated else {
+        "mediation": None if calibrated or effects["item_likelihood_effect"] != 0 else {
             "acme": acme, "ade": effects["self_effect"], "total": total,
             "prop_mediated": acme / total if total != 0 else float("nan"),
         },
@@ -367,6 +414,7 @@ def simulate_null(
     seed: int = 0,
     intercept: float = -0.5,
     p_model: str = "beta",
+    item_mode_sd: float = 0.0,
 ) -> SimulatedRun:
     """`simulate_run` with every effect zero: P(Yes) ignores likelihood, authorship, correctness,
     mode, order and agreement ignores correctness.  Tests on it should reject at their nominal
@@ -375,5 +423,5 @@ def simulate_null(
         n_items=n_items, n_candidates=n_candidates, likelihood_slope=0.0, self_effect=0.0,
         comparison_effect=0.0, correct_effect=0.0, item_sd=item_sd, noise_sd=noise_sd, modes=modes,
         calibrated=False, seed=seed, intercept=intercept, position_bias=0.0, agreement_effect=0.0,
-        p_model=p_model,
+        p_model=p_model, item_mode_sd=item_mode_sd,
     )

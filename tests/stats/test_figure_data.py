@@ -15,7 +15,7 @@ from selfbias.stats import (
     equal_count_bins,
     judge_health,
     likelihood_regression,
-    pairwise_health,
+    pairwise_verdict_health,
     per_judge_regression,
     require_columns,
     simulate,
@@ -103,7 +103,7 @@ def test_per_judge_regression_equals_one_fit_per_judge():
 def test_pairwise_health_flags_coin_flip_verdicts():
     pw = simulate.simulate_run(n_items=40, seed=6).pairwise
     flat = pw.assign(judge="flat", pref_a=0.5, p_a_first=0.5, p_a_second=0.5)
-    health = pairwise_health(pd.concat([pw, flat], ignore_index=True), n_boot=50)
+    health = pairwise_verdict_health(pd.concat([pw, flat], ignore_index=True), n_boot=50)
     assert set(health["mode"]) == {"pairwise"}
     row = health.set_index("judge").loc["flat"]
     assert row["degenerate"] and "P(chosen)" in row["reasons"] and "P(Yes)" not in row["reasons"]
@@ -114,7 +114,7 @@ def test_pairwise_health_flags_coin_flip_verdicts():
     by_hand = judge_health(long, n_boot=50).iloc[0]
     got = health.set_index("judge").loc[str(pw["judge"].iloc[0])]
     assert got["auroc"] == pytest.approx(by_hand["auroc"])
-    assert pairwise_health(pw.assign(pref_a=np.nan, p_a_first=np.nan, p_a_second=np.nan)).empty
+    assert pairwise_verdict_health(pw.assign(pref_a=np.nan, p_a_first=np.nan, p_a_second=np.nan)).empty
 
 
 def test_require_columns():

@@ -8,8 +8,16 @@ import pytest
 import statsmodels.formula.api as smf
 from statsmodels.stats.anova import anova_lm
 
-from selfbias.stats import MIN_P_YES_SD, MIN_YES_NO_MASS, judge_health
+from selfbias.stats import (
+    MAX_POSITION_BIAS,
+    MIN_LOGIT_SD,
+    MIN_ORDERS_AGREE,
+    MIN_YES_NO_MASS,
+    judge_health,
+    pairwise_health,
+)
 from selfbias.stats._health import _top1, _within_share
+from selfbias.stats.simulate import simulate_run
 
 
 def frame(p, correct, n_per_item, mass=0.95, judge="J", mode="isolated"):
@@ -30,10 +38,12 @@ def test_constant_judge_is_degenerate_with_reasons():
     h = judge_health(frame(p, correct, 5, mass=0.48), n_boot=300)
     row = h.iloc[0]
     assert bool(row["degenerate"]) is True
-    assert "P(Yes) nearly constant: sd 0.01 across 670 candidates" in row["reasons"]
+    # issue 10: the spread is judged on the logit scale (0.01 / (0.62 * 0.38) = 0.04 < 0.1)
+    assert "P(Yes) nearly constant: sd 0.01 (0.041 on the logit scale) across 670 candidates" in row["reasons"]
+    assert row["logit_sd"] == pytest.approx(0.01 / (0.62 * 0.38), rel=0.05)
     assert "only 48% of next-token mass on yes/no" in row["reasons"]
     assert "AUROC CI includes 0.5" in row["reasons"]
-    assert row["p_yes_sd"] < MIN_P_YES_SD and row["yes_no_mass"] < MIN_YES_NO_MASS
+    assert row["logit_sd"] < MIN_LOGIT_SD and row["yes_no_mass"] < MIN_YES_NO_MASS
 
 
 def test_exactly_constant_judge():
@@ -65,7 +75,7 @@ def test_question_driven_judge_is_flagged():
     h = judge_health(frame(p, correct, k), n_boot=300).iloc[0]
     assert h["degenerate"]
     assert h["within_item_share"] < 0.05
-    assert "between candidates of the same item" in h["reasons"]
+    assert "between candidates of the same" in h["reasons"]
 
 
 def test_below_chance_judge_is_flagged():
@@ -115,3 +125,88 @@ def test_health_by_judge_and_mode_and_missing_mass_column():
     assert h.loc["flat", "degenerate"] and not h.loc["good", "degenerate"]
     assert np.isnan(h.loc["good", "yes_no_mass"])
     assert h["degenerate"].dtype == bool
+
+
+# ------------------------------------------------------------------ thresholds (issue 10)
+# These simulations set MIN_LOGIT_SD, MIN_WITHIN_ITEM_SHARE, MIN_ORDERS_AGREE and
+# MAX_POSITION_BIAS (see their comments in selfbias/stats/_health.py).
+
+
+def _logit_judge(rng, correct, n_per_item, shift, scale=1.0, noise=0.7, item_sd=0.0):
+    n = correct.size
+    item = rng.normal(0, item_sd, n // n_per_item + 1)[np.arange(n) // n_per_item]
+    eta = shift + scale * (2 * correct - 1) + item + rng.normal(0, noise, n)
+    return 1 / (1 + np.exp(-eta))
+
+
+def _good_judges(seed):
+    """Informative judges of several shapes, each with AUROC >= 0.9."""
+    rng = np.random.default_rng(seed)
+    n_items, k = 80, 4
+    mixed = rng.random(n_items * k) < 0.5
+    # correctness mostly item-level: 90% of items all right or all wrong
+    item_level = np.repeat(rng.random(n_items) < 0.5, k)
+    flip = np.repeat(rng.random(n_items) < 0.1, k) & (np.arange(n_items * k) % k == 0)
+    item_level = item_level ^ flip
+    yield "mixed", frame(_logit_judge(rng, mixed, k, 0.0, 2.0), mixed, k)
+    yield "item-level correctness", frame(_logit_judge(rng, item_level, k, 0.0, 2.0, 0.3), item_level, k)
+    yield "with item effects", frame(_logit_judge(rng, mixed, k, 0.0, 3.0, 0.5, item_sd=1.0), mixed, k)
+    # P(Yes) between 0.9 and 0.99, nearly perfect ranking (issue 10: sd 0.021 was flagged)
+    p_high = np.clip(0.93 + 0.05 * mixed + rng.normal(0, 0.008, mixed.size), 0.9, 0.99)
+    yield "P(Yes) in 0.9-0.99", frame(p_high, mixed, k)
+    run = simulate_run(n_items=n_items, correct_effect=4.0, seed=seed)
+    yield "simulate_run", run.analysis
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_thresholds_good_judges_are_never_flagged(seed):
+    for name, df in _good_judges(seed):
+        for _, h in judge_health(df, n_boot=200, seed=seed).iterrows():
+            assert h["auroc"] >= 0.9, (name, h["auroc"])
+            assert not h["degenerate"], (name, h["reasons"])
+            assert h["logit_sd"] > 3 * MIN_LOGIT_SD, name
+
+
+@pytest.mark.parametrize("level", [0.05, 0.3, 0.5, 0.8, 0.95])
+def test_thresholds_constant_judges_are_always_flagged(level):
+    rng = np.random.default_rng(int(level * 100))
+    correct = rng.random(400) < 0.5
+    # constant up to small noise on the logit scale (0.04: the bundled judges' 0.62 +- 0.01)
+    logit = np.log(level / (1 - level)) + rng.normal(0, 0.04, 400)
+    h = judge_health(frame(1 / (1 + np.exp(-logit)), correct, 4), n_boot=200).iloc[0]
+    assert h["degenerate"] and "nearly constant" in h["reasons"]
+    assert h["logit_sd"] < MIN_LOGIT_SD / 2
+
+
+def _pairs(p_first, p_second, n_items=40, per_item=6):
+    n = n_items * per_item
+    return pd.DataFrame({"item_id": [f"q{i // per_item:03d}" for i in range(n)], "judge": "J",
+                         "p_a_first": p_first, "p_a_second": p_second})
+
+
+def test_position_locked_pairwise_judge_is_always_flagged():
+    rng = np.random.default_rng(0)
+    for side in ("first", "second"):
+        f = np.clip(rng.uniform(0.85, 1.0, 240), 0, 1)
+        p_first, p_second = (f, 1 - f) if side == "first" else (1 - f, f)
+        h = pairwise_health(_pairs(p_first, p_second), n_boot=200).iloc[0]
+        assert h["degenerate"] and "position-locked" in h["reasons"] and "agree in only 0%" in h["reasons"]
+        assert abs(h["p_first"] - 0.5) > MAX_POSITION_BIAS and h["orders_agree"] < MIN_ORDERS_AGREE
+
+
+@pytest.mark.parametrize("position_bias", [0.0, 0.5, 1.0])
+def test_informative_pairwise_judges_pass(position_bias):
+    for seed in range(3):
+        pw = simulate_run(n_items=60, position_bias=position_bias, seed=seed).pairwise
+        h = pairwise_health(pw, n_boot=200).iloc[0]
+        assert not h["degenerate"], h["reasons"]
+        # the definitions by hand
+        assert h["p_first"] == pytest.approx(((pw["p_a_first"] + 1 - pw["p_a_second"]) / 2).mean())
+        assert h["orders_agree"] == pytest.approx(pw["orders_agree"].mean())
+
+
+def test_pairwise_verdict_column_is_used_when_present():
+    pw = _pairs(np.full(240, 0.9), np.full(240, 0.8))
+    pw["verdict"] = np.where(np.arange(240) % 4 == 0, "inconsistent", "a")
+    h = pairwise_health(pw, n_boot=0).iloc[0]
+    assert h["orders_agree"] == pytest.approx(0.75)

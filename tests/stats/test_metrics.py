@@ -6,13 +6,14 @@ from scipy / statsmodels / scikit-learn called directly.
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pandas as pd
 import pytest
 from scipy import stats as st
 from sklearn.calibration import calibration_curve
 from sklearn.metrics import brier_score_loss, roc_auc_score
-from statsmodels.stats.contingency_tables import mcnemar
 from statsmodels.stats.multitest import multipletests
 from statsmodels.stats.proportion import proportion_confint
 
@@ -257,18 +258,14 @@ def _paired_frame(rng, n_items, n_wrong, n_correct, shift_wrong, item_sd=0.08, n
 def test_comparison_effect_recovers_planted_shift():
     rng = np.random.default_rng(11)
     df = _paired_frame(rng, n_items=80, n_wrong=2, n_correct=2, shift_wrong=0.10)
-    t = comparison_effect(df, against=("alternatives",), n_boot=1000, n_perm=999)
+    t = comparison_effect(df, against=("alternatives",), n_boot=1000, n_perm=1999)
     r = cell(t, measure="mean_p_yes_wrong")
     assert r["estimate"] == pytest.approx(0.10, abs=0.02)
     assert r["ci_low"] < 0.10 < r["ci_high"]
-    assert r["p_holm"] < 0.01 and r["test"] == "permutation"
-    # false acceptance grows too, and the McNemar p-value is statsmodels' on the same table
+    assert r["p_holm"] < 0.01 and r["test"] == "cluster_sign_flip"
+    # false acceptance grows too (issue 10: item-aware test instead of McNemar)
     fa = cell(t, measure="false_acceptance")
-    assert fa["estimate"] > 0
-    w = df[~df["correct"]].pivot(index="candidate_id", columns="mode", values="p_yes")
-    b, a = w["isolated"] > 0.5, w["alternatives"] > 0.5
-    table = [[int((b & a).sum()), int((b & ~a).sum())], [int((~b & a).sum()), int((~b & ~a).sum())]]
-    assert fa["p_value"] == pytest.approx(mcnemar(table, exact=True).pvalue)
+    assert fa["estimate"] > 0 and fa["test"] == "cluster_sign_flip"
     # Holm over every test of the table
     assert t["p_holm"].to_numpy() == pytest.approx(multipletests(t["p_value"], method="holm")[1])
     assert list(t["measure"]) == ["mean_p_yes_wrong", "false_acceptance", "verdict_accuracy", "brier", "auroc"]
@@ -292,6 +289,37 @@ def test_comparison_effect_paired_differences_by_hand():
     # own_samples matched only c1 (correct) and c2 (wrong), same P(Yes): zero differences
     os_ = cell(t, against="own_samples", measure="mean_p_yes_wrong")
     assert os_["n"] == 1 and os_["estimate"] == 0.0 and os_["p_value"] == 1.0
+
+
+def test_clustered_mcnemar_is_the_exact_item_sign_flip_mid_p_by_enumeration():
+    # 8 items: 2^8 = 256 sign vectors <= n_perm, so scipy enumerates them all; recompute by hand.
+    rng = np.random.default_rng(5)
+    df = _paired_frame(rng, n_items=8, n_wrong=3, n_correct=1, shift_wrong=0.08, diff_item_sd=0.1)
+    t = comparison_effect(df, against=("alternatives",), measures=("false_acceptance",), n_boot=0, n_perm=999)
+    w = df[~df["correct"]].pivot(index="candidate_id", columns="mode", values="p_yes")
+    d = (w["alternatives"] > 0.5).astype(float) - (w["isolated"] > 0.5).astype(float)
+    sums = d.groupby(w.index.str.split("#").str[0]).sum().to_numpy()
+    signs = np.array(list(itertools.product([-1, 1], repeat=sums.size)))
+    flipped = np.abs(signs @ sums)
+    obs = abs(sums.sum())
+    # mid-p: ties count half (issue 10: the ordinary p-value is conservative for 0/1 measures)
+    p_exact = np.mean(flipped > obs + 1e-9) + 0.5 * np.mean(np.abs(flipped - obs) <= 1e-9)
+    assert t.iloc[0]["p_value"] == pytest.approx(p_exact)
+    assert t.iloc[0]["estimate"] == pytest.approx(d.mean())
+
+
+def test_contrasts_and_by_source():
+    rng = np.random.default_rng(3)
+    df = _paired_frame(rng, n_items=30, n_wrong=2, n_correct=2, shift_wrong=0.1)
+    own = df[df["mode"] == "alternatives"].assign(mode="own_samples", p_yes=lambda d: d["p_yes"] - 0.1)
+    df = pd.concat([df, own], ignore_index=True)
+    df["source"] = np.where(df["candidate_id"].str.endswith(("#0", "#2")), "own_greedy", "reference")
+    t = comparison_effect(df, contrasts=[("own_samples", "alternatives")], by=("source",),
+                          measures=("mean_p_yes_wrong",), n_boot=200, n_perm=199)
+    assert list(t.columns[:4]) == ["judge", "source", "baseline", "against"]
+    assert set(t["source"]) == {"own_greedy", "reference"}
+    own_rows = cell(t, source="own_greedy")
+    assert own_rows["baseline"] == "own_samples" and own_rows["estimate"] == pytest.approx(0.1)
 
 
 def test_permutation_test_holds_its_level_under_the_null():

@@ -146,8 +146,10 @@ def test_chen_metrics_average_by_hand():
 # ------------------------------------------------------------------ Roytburg et al. 2026
 
 
-def test_roytburg_baseline_by_hand():
-    t = roytburg_baseline(pairs(), n_boot=NB)
+def test_roytburg_own_right_variant_is_wataoka_by_hand():
+    # issue 10: no longer the default, and labelled with Wataoka's name
+    t = roytburg_baseline(pairs(), baseline="own_right", n_boot=NB)
+    assert (t["source"] == "wataoka").all()
     # own wrong & other right: P3 (own), P4 (other) -> P(votes own wrong) = 1/2
     assert metric(t, "self_wrong_vote")["estimate"] == pytest.approx(1 / 2)
     # other wrong & own right: P1 (own), P2 (own), P7 (other) -> P(votes other's wrong) = 1/3
@@ -159,7 +161,8 @@ def test_roytburg_baseline_by_hand():
 
 
 def test_roytburg_non_self_hard_baseline_by_hand():
-    t = roytburg_baseline(pairs(), baseline="non_self_hard", n_boot=0)
+    t = roytburg_baseline(pairs(), n_boot=0)  # the published baseline is the default (issue 10)
+    assert (t["source"] == "roytburg").all()
     # hard items (every own candidate wrong): i3, i4, i6. The only non-self pair with one correct
     # answer is P8 on i3; the judge picks b, the wrong one -> 1/1
     assert metric(t, "other_wrong_vote")["estimate"] == pytest.approx(1.0)

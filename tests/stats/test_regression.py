@@ -41,10 +41,13 @@ def hand_frame(analysis: pd.DataFrame) -> pd.DataFrame:
     """The design columns computed independently of `design_frame`."""
     s = analysis["sum_logprob"]
     std = s.groupby(analysis["judge"]).transform(lambda v: v.std(ddof=0))
+    total = (s - s.groupby(analysis["judge"]).transform("mean")) / std
+    between = total.groupby([analysis["judge"], analysis["item_id"]]).transform("mean")
     return pd.DataFrame({
         "p_yes": analysis["p_yes"],
         "verdict": (analysis["p_yes"] > 0.5).astype(float),
-        "z_loglik": (s - s.groupby(analysis["judge"]).transform("mean")) / std,
+        "z_loglik": total - between,  # within-item deviation (issue 10: the headline slope)
+        "z_loglik_between": between,
         "log_n_tokens": np.log(analysis["n_tokens"].astype(float)),
         "correct": analysis["correct"].astype(float),
         "self_authored": analysis["self_authored"].astype(float),
@@ -117,7 +120,7 @@ def test_gee_verdict_and_mixed_are_statsmodels_too(small_run):
     groups = pd.factorize(data["item_id"])[0]
     gee = likelihood_regression(small_run, method="gee")
     direct = smf.gee(gee.formula, groups=groups, data=data, family=sm.families.Binomial(),
-                     cov_struct=sm.cov_struct.Exchangeable()).fit()
+                     cov_struct=sm.cov_struct.Exchangeable()).fit(cov_type="bias_reduced")
     np.testing.assert_allclose(gee.coefficients["estimate"], direct.params, rtol=1e-9)
     np.testing.assert_allclose(gee.coefficients["std_error"], direct.bse, rtol=1e-9)
     verdict = likelihood_regression(small_run, response="verdict")
@@ -150,7 +153,10 @@ def test_mean_logprob_and_custom_formula(small_run):
     result = likelihood_regression(small_run, loglik="mean_logprob")
     data = hand_frame(small_run)
     m = small_run["mean_logprob"]
-    data["z_loglik"] = ((m - m.mean()) / m.std(ddof=0)).to_numpy()
+    total = (m - m.mean()) / m.std(ddof=0)
+    between = total.groupby(small_run["item_id"]).transform("mean")
+    data["z_loglik"] = (total - between).to_numpy()
+    data["z_loglik_between"] = between.to_numpy()
     direct = smf.glm(result.formula, data, family=sm.families.Binomial()).fit(
         cov_type="cluster", cov_kwds={"groups": pd.factorize(data["item_id"])[0]}, use_t=True)
     np.testing.assert_allclose(result.coefficients["estimate"], direct.params, rtol=1e-9)
@@ -197,7 +203,7 @@ def test_one_cluster_falls_back_to_robust_errors(small_run):
 
 @pytest.mark.parametrize("change, message", [
     (lambda d: d.drop(columns="n_tokens"), "lacks columns"),
-    (lambda d: d.assign(sum_logprob=-3.0), "log-likelihood is constant"),
+    (lambda d: d.assign(sum_logprob=-3.0), "log-likelihood is constant within every item"),
     (lambda d: d.assign(p_yes=d["p_yes"] + 1), "p_yes must lie"),
     (lambda d: d.assign(self_authored=d["correct"]), "rank-deficient"),
     (lambda d: d.iloc[0:0], "empty"),

@@ -27,9 +27,12 @@ def z_loglik(analysis: pd.DataFrame) -> np.ndarray:
 
 def linear_predictor(analysis: pd.DataFrame, coefficients: dict) -> np.ndarray:
     """x'b for the default regression terms, computed from the frame by hand."""
+    total = pd.Series(z_loglik(analysis), index=analysis.index)
+    between = total.groupby(analysis["item_id"]).transform("mean").to_numpy()
     x = {
         "Intercept": np.ones(len(analysis)),
-        "z_loglik": z_loglik(analysis),
+        "z_loglik": total.to_numpy() - between,  # within-item deviation
+        "z_loglik_between": between,
         "log_n_tokens": np.log(analysis["n_tokens"].to_numpy()),
         "correct": analysis["correct"].to_numpy(float),
         "self_authored": analysis["self_authored"].to_numpy(float),
@@ -92,9 +95,12 @@ def test_truth_lists_the_planted_values():
     assert m["acme"] == pytest.approx(0.7 * 2.0 / t["sd_sum_logprob"]) and m["total"] == pytest.approx(m["acme"] + 0.4)
 
 
-def test_without_noise_p_yes_is_exactly_the_planted_curve():
-    run = simulate_run(item_sd=0.0, noise_sd=0.0, seed=2)
-    eta = linear_predictor(run.analysis, run.truth["coefficients"])
+@pytest.mark.parametrize("item_effect", [0.0, 1.5])
+def test_without_noise_p_yes_is_exactly_the_planted_curve(item_effect):
+    run = simulate_run(item_sd=0.0, noise_sd=0.0, seed=2, item_likelihood_effect=item_effect)
+    truth = run.truth["coefficients"]
+    assert truth["z_loglik_between"] == truth["z_loglik"] + item_effect
+    eta = linear_predictor(run.analysis, truth)
     np.testing.assert_allclose(run.analysis["p_yes"], expit(eta), rtol=1e-12)
 
 

@@ -107,7 +107,7 @@ def test_regression_failure_becomes_a_note(monkeypatch):
     import selfbias.stats._regression as reg
 
     def boom(*args, **kwargs):
-        raise RuntimeError("singular design")
+        raise ValueError("singular design")  # issue 14: only ValueError/LinAlgError become notes
 
     monkeypatch.setattr(reg, "likelihood_regression", boom)
     analysis, _, _ = run_tables(seed=1, n_items=12)
@@ -150,3 +150,46 @@ def test_public_api_exports():
                  "roytburg_baseline", "kadavath_accuracy_above", "summarize", "Summary",
                  "likelihood_regression", "mixed_effects_regression", "mediation", "simulate"):
         assert name in stats.__all__ and hasattr(stats, name)
+
+
+# ------------------------------------------------------------------ wording (issue 10)
+
+
+def test_degenerate_judge_is_never_called_significant(summary):
+    flat = [f for f in summary.findings if f.startswith("Judge flat")]
+    assert flat and not any("significant at" in f for f in flat)
+    assert any("no significance claimed" in f for f in flat)
+
+
+def test_published_metrics_need_enough_pairs_and_a_healthy_pairwise_judge():
+    analysis, pairwise, _ = run_tables(seed=2)
+    few = summarize(analysis, pairwise.head(3), n_boot=0, n_perm=0)
+    assert (few.published["status"].str.startswith("n too small")).all()
+    assert any("n too small (n=" in f for f in few.findings)
+    assert not any("[0.00, 0.00]" in f for f in few.findings)
+    locked = pairwise.assign(p_a_first=0.97, p_a_second=0.03, pref_a=0.5, orders_agree=False)
+    s = summarize(analysis, locked, n_boot=0, n_perm=0)
+    assert bool(s.pairwise_health["degenerate"].iloc[0])
+    # every published pairwise metric reads the verdicts, which the order decides here
+    assert s.published["status"].str.startswith("not interpretable: position-degenerate").all()
+    assert any("Panickssery" in f and "not interpretable" in f for f in s.findings)
+
+
+def test_terminal_tables_fit_80_columns(summary):
+    from rich.console import Console
+
+    console = Console(file=io.StringIO(), record=True, width=80)
+    summary.print_rich(console)
+    lines = console.export_text().splitlines()
+    assert max(len(line) for line in lines) <= 80
+    # the numbers are never folded: every interval sits on one line
+    assert any(line.count("[") and line.count("]") and "," in line for line in lines)
+    view = stats.compact_table(summary.likelihood)
+    assert list(view.columns) == ["what", "estimate", "interval", "p", "n"]
+
+
+def test_new_tables_are_in_the_summary(summary):
+    assert set(summary.prr["mode"]) == {"isolated", "alternatives"}
+    assert "sq_ce_debiased" in set(summary.calibration["measure"])
+    assert {"z_loglik", "z_loglik_between"} <= set(summary.likelihood["term"])
+    assert any("among answers to the same question" in f for f in summary.findings)

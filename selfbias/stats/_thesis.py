@@ -1,0 +1,241 @@
+"""The thesis of the project as one estimate: is a judge's trust in its own wrong answers a
+familiarity effect that external alternatives break?
+
+Two questions, both on the judge's *own wrong* answers (``self_authored & ~correct``), comparing
+the mode that shows external alternatives (``alternatives``) with the mode that shows the same
+number of the model's own samples (``own_samples``) -- so "a list was shown" is held fixed and
+only "where the list came from" changes:
+
+1. does P(Yes) on them drop (paired within candidate, item-clustered interval and test)?
+2. does the link from the judge's within-item log-likelihood to its confidence weaken for them
+   (the ``z_loglik x mode x self_authored`` term of a fractional logit on wrong answers)?
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import statsmodels.api as sm
+
+from ._bootstrap import (
+    DEFAULT_CONFIDENCE,
+    DEFAULT_N_BOOT,
+    DEFAULT_N_PERM,
+    _bool_array,
+    _ClusterBootstrap,
+    _require,
+)
+from ._comparison import _sign_flip_test
+from ._regression import design_frame
+
+__all__ = ["ThesisResult", "thesis_effect"]
+
+EXTERNAL = "alternatives"
+OWN = "own_samples"
+_COLUMNS = ["judge", "estimand", "estimate", "ci_low", "ci_high", "p_value", "n", "n_items", "method"]
+_SLOPE_TERMS = ["z_loglik", "z_loglik_between", "log_n_tokens", "self_authored", "external",
+                "external:self_authored", "z_loglik:self_authored", "z_loglik:external",
+                "z_loglik:external:self_authored"]
+
+
+@dataclass(frozen=True, eq=False)
+class ThesisResult:
+    """The thesis estimate (see :func:`thesis_effect`).
+
+    Attributes
+    ----------
+    table : DataFrame
+        One row per judge x estimand: ``judge, estimand, estimate, ci_low, ci_high, p_value, n,
+        n_items, method``. Estimands: ``p_yes_shift`` (mean paired P(Yes) difference external
+        minus own samples on own wrong answers), ``slope_change_own_wrong`` (change of the
+        within-item likelihood slope, logit per SD, on own wrong answers), ``slope_change_vs_other``
+        (the three-way term: that change minus the change on other sources' wrong answers).
+    sentences : tuple of str
+        The result in words, with its direction, one per judge.
+    notes : tuple of str
+        Rows dropped (ungraded, gold shown, unequal list length) and fitting problems.
+    """
+
+    table: pd.DataFrame
+    sentences: tuple[str, ...]
+    notes: tuple[str, ...]
+
+    def estimate(self, estimand: str, judge: str | None = None) -> float:
+        t = self.table[self.table["estimand"] == estimand]
+        if judge is not None:
+            t = t[t["judge"] == judge]
+        if len(t) != 1:
+            raise KeyError(f"{len(t)} rows for estimand {estimand!r}, judge {judge!r}")
+        return float(t["estimate"].iloc[0])
+
+
+def _filter(df: pd.DataFrame, exclude_gold_shown: bool, notes: list[str]) -> pd.DataFrame:
+    data = df[df["mode"].isin([EXTERNAL, OWN])]
+    ungraded = int(data["correct"].isna().sum())
+    if ungraded:
+        notes.append(f"left out {ungraded} ungraded rows (correct is missing)")
+    data = data[data["correct"].notna() & data["p_yes"].notna()]
+    if "gold_shown" in data.columns and exclude_gold_shown:
+        shown = data["gold_shown"].fillna(False).astype(bool).to_numpy()
+        notes.append(f"dropped {int(shown.sum())} of {len(data)} judgments whose shown list contained a "
+                     "correct answer (gold_shown)")
+        data = data[~shown]
+    elif "gold_shown" not in data.columns:
+        notes.append("no gold_shown column: judgments whose list contained a correct answer are included")
+    return data
+
+
+def _paired_shift(data: pd.DataFrame, n_boot, n_perm, seed, confidence, notes) -> dict:
+    key = ["item_id", "candidate_id"]
+    own_wrong = data[_bool_array(data["self_authored"]) & ~_bool_array(data["correct"])]
+    cols = [*key, "p_yes", *(["list_length"] if "list_length" in data.columns else [])]
+    ext = own_wrong[own_wrong["mode"] == EXTERNAL][cols].drop_duplicates(subset=key)
+    own = own_wrong[own_wrong["mode"] == OWN][cols].drop_duplicates(subset=key)
+    m = ext.merge(own, on=key, suffixes=("_ext", "_own"))
+    if "list_length" in data.columns:
+        same = (m["list_length_ext"] == m["list_length_own"]).to_numpy()
+        if (~same).any():
+            notes.append(f"dropped {int((~same).sum())} own wrong answers whose two lists differ in length")
+        m = m[same]
+    d = (m["p_yes_ext"] - m["p_yes_own"]).to_numpy(float)
+    items = m["item_id"].to_numpy(dtype=object)
+    out = {"estimand": "p_yes_shift", "n": int(d.size), "n_items": int(pd.unique(items).size),
+           "method": "paired mean, item bootstrap, item sign-flip test"}
+    if d.size == 0:
+        return {**out, "estimate": np.nan, "ci_low": np.nan, "ci_high": np.nan, "p_value": np.nan}
+    boot = _ClusterBootstrap(items, n_boot=n_boot, seed=seed, confidence=confidence)
+    lo, hi = boot.ci_ratio(d, np.ones_like(d))
+    codes = pd.factorize(items, sort=True)[0]
+    _, p = _sign_flip_test(codes, d, n_perm, seed) if n_perm > 0 else (np.nan, np.nan)
+    return {**out, "estimate": float(d.mean()), "ci_low": lo, "ci_high": hi, "p_value": p}
+
+
+def _slope_change(data: pd.DataFrame, confidence: float, notes: list[str]) -> list[dict]:
+    blank = [{"estimand": e, "estimate": np.nan, "ci_low": np.nan, "ci_high": np.nan, "p_value": np.nan,
+              "n": 0, "n_items": 0, "method": "fractional logit on wrong answers, item-clustered"}
+             for e in ("slope_change_own_wrong", "slope_change_vs_other")]
+    try:
+        design, dropped = design_frame(data)
+    except ValueError as exc:
+        notes.append(f"slope change not estimated: {exc}")
+        return blank
+    notes.extend(dropped)
+    design["external"] = (design["mode"] == EXTERNAL).astype(float)
+    wrong = design[design["correct"] == 0].reset_index(drop=True)
+    exog = pd.DataFrame({"Intercept": np.ones(len(wrong))})
+    for term in _SLOPE_TERMS:
+        exog[term] = np.prod([wrong[v].to_numpy() for v in term.split(":")], axis=0)
+    groups = pd.factorize(wrong["item_id"])[0]
+    if len(wrong) <= exog.shape[1] or np.linalg.matrix_rank(exog.to_numpy()) < exog.shape[1] or groups.max() < 1:
+        notes.append("slope change not estimated: too few wrong answers, or self-authorship, mode or "
+                     "within-item likelihood does not vary among them")
+        return blank
+    fit = sm.GLM(wrong["p_yes"], exog, family=sm.families.Binomial()).fit(
+        cov_type="cluster", cov_kwds={"groups": groups}, use_t=True)
+    alpha = 1 - confidence
+    n, n_items = int(len(wrong)), int(groups.max() + 1)
+    rows = []
+    for estimand, weights in (
+        ("slope_change_own_wrong", {"z_loglik:external": 1.0, "z_loglik:external:self_authored": 1.0}),
+        ("slope_change_vs_other", {"z_loglik:external:self_authored": 1.0}),
+    ):
+        contrast = np.array([[weights.get(c, 0.0) for c in exog.columns]])
+        test = fit.t_test(contrast)
+        lo, hi = np.asarray(test.conf_int(alpha=alpha)).ravel()
+        rows.append({"estimand": estimand, "estimate": float(np.ravel(test.effect)[0]), "ci_low": float(lo),
+                     "ci_high": float(hi), "p_value": float(np.ravel(test.pvalue)[0]), "n": n, "n_items": n_items,
+                     "method": "fractional logit on wrong answers, item-clustered (t, G-1 df)"})
+    return rows
+
+
+def _direction(est: float, lo: float, hi: float, down: str, up: str, unit: str = "") -> tuple[str, str]:
+    """(verb, amount) in words: which way the estimate points, and by how much with its interval."""
+    if not np.isfinite(est):
+        return "does not measurably change", "(could not be estimated)"
+    verb = down if est < 0 else up
+    amount = f"by {abs(est):.3f}{unit} (estimate {est:+.3f} [{lo:+.3f}, {hi:+.3f}])"
+    if np.isfinite(lo) and np.isfinite(hi) and lo <= 0 <= hi:
+        amount += ", an interval that includes 0: no clear change"
+    return verb, amount
+
+
+def _sentence(judge: str, shift: dict, slope: dict, level: str) -> str:
+    verb, amount = _direction(shift["estimate"], shift["ci_low"], shift["ci_high"], "lowers", "raises")
+    s = (f"Judge {judge}: showing external alternatives instead of its own samples (same list length) "
+         f"{verb} P(Yes) on its own wrong answers {amount} (n={shift['n']} in {shift['n_items']} items)")
+    verb, amount = _direction(slope["estimate"], slope["ci_low"], slope["ci_high"], "weakens", "strengthens",
+                              " logit per SD")
+    s += (f"; it {verb} the within-item likelihood -> confidence link on them {amount} "
+          f"(n={slope['n']} wrong answers)")
+    return s + f" ({level} item-clustered intervals)."
+
+
+def thesis_effect(
+    frame: pd.DataFrame,
+    *,
+    exclude_gold_shown: bool = True,
+    n_boot: int = DEFAULT_N_BOOT,
+    n_perm: int = DEFAULT_N_PERM,
+    seed: int = 0,
+    confidence: float = DEFAULT_CONFIDENCE,
+) -> ThesisResult:
+    """Do external alternatives, versus the model's own samples, break a judge's trust in its own
+    wrong answers?
+
+    On the judge's own wrong answers (``self_authored & ~correct``), ``alternatives`` (answers
+    from other sources shown beside the candidate) against ``own_samples`` (the model's own
+    samples, Kadavath et al. 2022's setting; same list length):
+
+    * ``p_yes_shift``: mean paired difference of P(Yes), the same candidate judged in both modes;
+      item-bootstrap interval and item sign-flip test (the candidates of an item move together);
+    * ``slope_change_own_wrong``: on wrong answers, a fractional logit (Papke & Wooldridge 1996)
+      of P(Yes) on the within-item log-likelihood ``z_loglik`` (its item mean
+      ``z_loglik_between`` held fixed, see :func:`likelihood_regression`), ``log_n_tokens``,
+      self-authorship, ``external`` (mode is ``alternatives``) and their interactions; the
+      estimand is ``z_loglik:external + z_loglik:external:self_authored``, how much the
+      likelihood slope on *own* wrong answers changes when the list is external (negative: the
+      familiarity link weakens); ``slope_change_vs_other`` is the three-way term alone (that
+      change beyond the change on other sources' wrong answers). Item-clustered t intervals.
+
+    The thesis predicts both negative. Data handling: rows whose ``correct`` is missing
+    (ungraded) are left out and counted; with a ``gold_shown`` column (the shown list contained
+    a correct answer) those judgments are dropped by default (``exclude_gold_shown``), since a
+    visible correct answer is a different treatment; with a ``list_length`` column, pairs whose
+    two lists differ in length are dropped. Each drop is counted in ``notes``.
+
+    Parameters
+    ----------
+    frame : DataFrame
+        The analysis frame with modes ``alternatives`` and ``own_samples``.
+    exclude_gold_shown : bool
+        Drop judgments whose shown list contained a correct answer (needs ``gold_shown``).
+    n_boot, n_perm, seed, confidence
+        Bootstrap resamples, sign-flip permutations, seed and interval level.
+
+    Returns
+    -------
+    ThesisResult
+        ``table`` (one row per judge x estimand), ``sentences`` (in words, with direction) and
+        ``notes``.
+    """
+    _require(frame, ["item_id", "candidate_id", "judge", "mode", "p_yes", "correct", "self_authored",
+                     "sum_logprob", "mean_logprob", "n_tokens"], "thesis_effect")
+    modes = set(frame["mode"].astype(str))
+    if not {EXTERNAL, OWN} <= modes:
+        raise ValueError(f"thesis_effect needs modes {EXTERNAL!r} and {OWN!r}; the frame has {sorted(modes)}")
+    notes: list[str] = []
+    data = _filter(frame, exclude_gold_shown, notes)
+    rows, sentences = [], []
+    level = f"{confidence:.0%}"
+    for judge in sorted(pd.unique(data["judge"].astype(str))):
+        g = data[data["judge"].astype(str) == judge]
+        judge_notes: list[str] = []
+        shift = _paired_shift(g, n_boot, n_perm, seed, confidence, judge_notes)
+        slopes = _slope_change(g, confidence, judge_notes)
+        notes.extend(f"{judge}: {n}" for n in judge_notes)
+        for r in (shift, *slopes):
+            rows.append({"judge": judge, **r})
+        sentences.append(_sentence(judge, shift, slopes[0], level))
+    return ThesisResult(pd.DataFrame(rows, columns=_COLUMNS), tuple(sentences), tuple(notes))
