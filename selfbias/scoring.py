@@ -19,11 +19,19 @@ How a continuation is cut from its prompt (as lm-evaluation-harness does, with t
 * BOS is prepended exactly when the tokenizer does so for plain text (``LoadedModel.adds_bos``) and
   the prompt does not already start with it (a rendered chat template may).
 
-Speed: every distinct context runs once (left-padded, batched; leading tokens that every context
-of a batch shares, such as a chat template's system turn, run once for the batch); its key/value
-cache is then gathered for each of its continuations, which run right-padded in a second pass. Logits are computed
-only at scored positions (``logits_to_keep`` as a boolean mask), so a 262k vocabulary costs one row
-per scored token. Log-softmax is always taken in float32.
+Speed: contexts and their continuations are packed into prefix tries, one row of at most
+``ROW_TOKENS`` distinct tokens holding several contexts (sorted, so that prompts sharing a chat
+template's system turn meet), and every row of a batch runs in ONE forward pass: each trie node
+attends to exactly its ancestors (a 4D mask) at position = its depth, so a token shared by several
+sequences (a system turn, an answer's leading space) runs once and nothing needs a cache. This is the
+tree attention of SpecInfer (Miao et al., 2024) and Medusa (Cai et al., 2024) applied to scoring.
+A context whose continuations alone exceed a row (long answers), or any sequence that reaches a
+sliding window, takes the two-pass path instead: every distinct context runs once (left-padded,
+batched; leading tokens that every context of a batch shares run once for the batch); its key/value
+cache is then gathered for each of its continuations, which run right-padded in a second pass.
+``prefix_trie=False`` forces the two-pass path (the tests check both against a per-prefix reference).
+Logits are computed only at scored positions (``logits_to_keep`` as a boolean mask), so a 262k
+vocabulary costs one row per scored token. Log-softmax is always taken in float32.
 """
 
 from __future__ import annotations

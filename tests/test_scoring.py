@@ -7,7 +7,9 @@ Tolerance: 1e-4 nats (float32 on CPU; measured differences are about 2e-5).
 
 from __future__ import annotations
 
+import copy
 import dataclasses
+import os
 import random
 
 import pytest
@@ -23,7 +25,31 @@ from selfbias.scoring import (
     score_token_ids,
 )
 
-TOL = 1e-4
+# benchmarks/gpu_check.sh runs this file on CUDA in float32 and bfloat16: the models below then move to
+# SELFBIAS_TEST_DEVICE / SELFBIAS_TEST_DTYPE, and SELFBIAS_TEST_TOL loosens the tolerance for bfloat16
+# (8-bit mantissa: a different reduction order alone moves log-probs by ~1e-2). Unset: CPU float32, 1e-4.
+TOL = float(os.environ.get("SELFBIAS_TEST_TOL", "1e-4"))
+DEVICE = os.environ.get("SELFBIAS_TEST_DEVICE")
+DTYPE = os.environ.get("SELFBIAS_TEST_DTYPE", "float32")
+
+if DEVICE:
+    def _moved(lm):
+        from selfbias.models import wrap_model
+
+        model = copy.deepcopy(lm.model).to(device=DEVICE, dtype=getattr(torch, DTYPE))
+        return wrap_model(model, lm.tokenizer, name=lm.name)
+
+    @pytest.fixture(scope="session")
+    def tiny(tiny):
+        return _moved(tiny)
+
+    @pytest.fixture(scope="session")
+    def smollm2(smollm2):
+        return _moved(smollm2)
+
+    @pytest.fixture(scope="session")
+    def gemma(gemma):
+        return _moved(gemma)
 
 
 _REFERENCE_CACHE: dict = {}
