@@ -4,10 +4,10 @@
 #   bash benchmarks/gpu_check.sh [python]      # default python: .venv/bin/python, else python3
 #
 # Exactness: tests/test_scoring.py with every model moved to cuda (SELFBIAS_TEST_DEVICE) in the dtype
-# (SELFBIAS_TEST_DTYPE). Log-softmax is float32 in every path. Tolerance: 1e-4 nats in float32; 0.25 in
-# bfloat16, whose 8-bit mantissa alone moves a log-prob by ~1e-2 to 1e-1 (the tiny test Llama's logits
-# are sharpened x40) when the reduction order changes (padding, batching): the bfloat16 figures say the
-# paths run and agree to bfloat16 precision, not more. Then bench_workloads.py on cuda in each dtype
+# (SELFBIAS_TEST_DTYPE). Log-softmax is float32 in every path. Tolerance: 1e-4 nats in float32; 0.5 in
+# bfloat16, whose 8-bit mantissa alone moves a log-prob by up to ~0.3 nats when only the reduction order
+# changes (padding, batching; measured on CPU bfloat16: 0.12 on the tiny Llama, 0.27 on SmolLM2, trie on
+# and off alike): the bfloat16 run says the paths run and agree to bfloat16 precision, not more. Then bench_workloads.py on cuda in each dtype
 # (lm-eval columns need the [bench] extra). Prints everything; exits non-zero if a test fails.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -17,7 +17,7 @@ export HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false PYTHONPATH="$PWD${PYTHONPAT
   || { echo "no CUDA device: nothing to check"; exit 1; }
 status=0
 for dtype in float32 bfloat16; do
-  tol=1e-4; [ "$dtype" = bfloat16 ] && tol=0.25
+  tol=1e-4; [ "$dtype" = bfloat16 ] && tol=0.5
   echo; echo "=== exactness: tests/test_scoring.py on cuda, $dtype, tolerance $tol ==="
   SELFBIAS_TEST_DEVICE=cuda SELFBIAS_TEST_DTYPE=$dtype SELFBIAS_TEST_TOL=$tol \
     "$PY" -m pytest -q -p no:cacheprovider tests/test_scoring.py -rA 2>&1 | tail -n 45 || status=1
