@@ -255,7 +255,7 @@ def _run_branches(lm: LoadedModel, contexts: Sequence[Sequence[int]], branches: 
 
 # ------------------------------------------------------------------------------ prefix-trie pass
 
-ROW_TOKENS = 384  # most distinct tokens in one packed row of the prefix-trie pass (see _pack_rows)
+ROW_TOKENS = 384  # most distinct tokens in one packed row of the prefix-trie pass (see _trie_batches)
 
 
 @dataclass
@@ -353,16 +353,15 @@ def _tree_masks(lm: LoadedModel, rows: Sequence[_Row], width: int, offsets: Sequ
     dtype = lm.model.dtype
     mask = torch.zeros(allowed.shape, dtype=dtype).masked_fill_(~allowed, torch.finfo(dtype).min)
     mask = mask[:, None].to(lm.device)
-    types = getattr(lm.model.config.get_text_config(), "layer_types", None)
-    if types and getattr(lm.model.config.get_text_config(), "sliding_window", None):
-        return {t: mask for t in set(types)}
-    return mask
+    # Models mixing layer types (Gemma 3: full and sliding) take one mask per type; others take one.
+    types = set(getattr(lm.model.config.get_text_config(), "layer_types", None) or ())
+    return {t: mask for t in types} if len(types) > 1 else mask
 
 
 def _trie_batches(lm, contexts, branch_lists, groups, token_budget, logit_budget, max_batch, row_tokens):
     """Pack ``groups`` into rows (contexts sorted so that shared prefixes meet) and rows into batches.
 
-    Yields lists of (row, {group: [node path per branch]}).
+    Yields lists of (row, {group: [(node path, first kept, last kept + 1) per branch]}).
     """
     order = sorted(groups, key=lambda g: contexts[g])
     rows: list[tuple[_Row, dict]] = []
@@ -391,7 +390,7 @@ def _trie_batches(lm, contexts, branch_lists, groups, token_budget, logit_budget
         yield batch
 
 
-def _run_trie(lm: LoadedModel, batch, branch_lists, padding_side: str) -> Iterator[tuple[int, list[torch.Tensor]]]:
+def _run_trie(lm: LoadedModel, batch, padding_side: str) -> Iterator[tuple[int, list[torch.Tensor]]]:
     """One forward over packed rows; yields (group, log-softmax rows of each of its branches)."""
     rows = [row for row, _ in batch]
     width = max(len(r.tokens) for r in rows)
@@ -434,7 +433,7 @@ def _batched_branches(lm, contexts, branch_lists, memory_mb, batch_size, padding
     with torch.inference_mode():
         for batch in _trie_batches(lm, contexts, branch_lists, trie, token_budget, logit_budget, batch_size,
                                    ROW_TOKENS):
-            yield from _run_trie(lm, batch, branch_lists, padding_side)
+            yield from _run_trie(lm, batch, padding_side)
         lengths = [(len(contexts[g]), [len(b.tokens) for b in branch_lists[g]]) for g in two_pass]
         for batch in plan_batches(lengths, token_budget, logit_budget, batch_size):
             batch = [two_pass[i] for i in batch]
