@@ -211,8 +211,8 @@ def forward_contexts_shared(lm: LoadedModel, contexts: Sequence[Sequence[int]], 
     return out.logits.float(), out.cache, mask, shared + lengths
 
 
-def _run_branches(lm: LoadedModel, contexts: Sequence[Sequence[int]], branches: Sequence[_Branch], padding_side: str = "left") -> list[torch.Tensor]:
-    """Log-softmax rows for each branch: [n_tokens, V] for "continuation", [1, V] for "next"."""
+def _run_branches(lm: LoadedModel, contexts: Sequence[Sequence[int]], branches: Sequence[_Branch], padding_side: str = "left") -> list[_Rows]:
+    """Log-softmax rows for each branch: n_tokens rows for "continuation", 1 for "next"."""
     shared = _shared_prefix_length(lm, contexts)
     if shared:
         last_logits, cache, ctx_mask, ctx_len = forward_contexts_shared(lm, contexts, shared)
@@ -250,7 +250,29 @@ def _run_branches(lm: LoadedModel, contexts: Sequence[Sequence[int]], branches: 
         counts = keep.sum(-1).tolist()
         for row, chunk in zip(live, torch.split(flat, counts)):
             rows[row].extend(chunk)
-    return [torch.log_softmax(torch.stack(r), dim=-1) for r in rows]
+    return [_Rows.own(torch.log_softmax(torch.stack(r), dim=-1)) for r in rows]
+
+
+@dataclass(frozen=True)
+class _Rows:
+    """Log-softmax rows of one branch, ``table[index]``, without copying rows that branches share
+    (a context's last token, a common leading space); ``argmax`` is each table row's, computed once."""
+
+    table: torch.Tensor  # [K, V] float32
+    index: torch.Tensor  # [n] rows of this branch, in order
+    argmax: torch.Tensor  # [K]
+
+    @classmethod
+    def own(cls, rows: torch.Tensor) -> _Rows:
+        return cls(rows, torch.arange(len(rows), device=rows.device), rows.argmax(-1))
+
+    def pick(self, targets: Sequence[int]) -> tuple[list[float], list[bool]]:
+        """Log-probs of ``targets`` (one per row) and whether each was its row's argmax."""
+        target = torch.tensor(targets, device=self.table.device)
+        return self.table[self.index, target].tolist(), (self.argmax[self.index] == target).tolist()
+
+    def last(self) -> torch.Tensor:
+        return self.table[self.index[-1]]
 
 
 # ------------------------------------------------------------------------------ prefix-trie pass
@@ -390,7 +412,7 @@ def _trie_batches(lm, contexts, branch_lists, groups, token_budget, logit_budget
         yield batch
 
 
-def _run_trie(lm: LoadedModel, batch, padding_side: str) -> Iterator[tuple[int, list[torch.Tensor]]]:
+def _run_trie(lm: LoadedModel, batch, padding_side: str) -> Iterator[tuple[int, list[_Rows]]]:
     """One forward over packed rows; yields (group, log-softmax rows of each of its branches)."""
     rows = [row for row, _ in batch]
     width = max(len(r.tokens) for r in rows)
@@ -411,15 +433,17 @@ def _run_trie(lm: LoadedModel, batch, padding_side: str) -> Iterator[tuple[int, 
     out = lm.model(input_ids=ids.to(lm.device), attention_mask=_tree_masks(lm, rows, width, offsets),
                    position_ids=positions.to(lm.device), use_cache=False, logits_to_keep=keep.to(lm.device))
     logprobs = torch.log_softmax(out.logits.float(), dim=-1)  # [kept, V], row-major over (row, node)
-    where = (keep.flatten().cumsum(0) - 1).view(keep.shape)  # (row, column) -> index into logprobs
+    argmax = logprobs.argmax(-1)
+    where = (keep.flatten().cumsum(0) - 1).view(keep.shape).tolist()  # (row, column) -> logprobs row
     for b, ((row, paths), off) in enumerate(zip(batch, offsets)):
+        index = where[b]
         for g in row.groups:
-            yield g, [logprobs[where[b, [off + node for node in path[lo:hi]]].to(lm.device)]
-                      for path, lo, hi in paths[g]]
+            yield g, [_Rows(logprobs, torch.tensor([index[off + node] for node in path[lo:hi]], device=lm.device),
+                            argmax) for path, lo, hi in paths[g]]
 
 
 def _batched_branches(lm, contexts, branch_lists, memory_mb, batch_size, padding_side="left",
-                      prefix_trie=True) -> Iterator[tuple[int, list[torch.Tensor]]]:
+                      prefix_trie=True) -> Iterator[tuple[int, list[_Rows]]]:
     """Yield (context index, log-softmax rows of each of its branches), batch by batch.
 
     With ``prefix_trie``, contexts whose tokens and branches fit in a row run in one pass of packed
@@ -488,14 +512,13 @@ def score_token_ids(
     results: list[list[Score]] = [[] for _ in requests]
     convert = lm.tokenizer.convert_ids_to_tokens
     for g, rows in _batched_branches(lm, contexts, branch_lists, memory_mb, batch_size, padding_side, prefix_trie):
-        for branch, logprobs in zip(branch_lists[g], rows):
-            target = torch.tensor(branch.tokens, device=logprobs.device)
-            picked = logprobs.gather(1, target[:, None])[:, 0]
+        for branch, branch_rows in zip(branch_lists[g], rows):
+            picked, is_argmax = branch_rows.pick(branch.tokens)
             results[g].append(Score(
                 token_ids=branch.tokens,
                 tokens=tuple(convert(list(branch.tokens))),
-                logprobs=tuple(picked.tolist()),
-                is_argmax=tuple((logprobs.argmax(-1) == target).tolist()),
+                logprobs=tuple(picked),
+                is_argmax=tuple(is_argmax),
                 truncated_tokens=truncated[g],
             ))
     return results
@@ -589,8 +612,8 @@ def next_token_logprobs(
     select_t = torch.tensor(list(select), dtype=torch.long)
     found: dict[tuple[int, int], NextToken] = {}
     for g, rows in _batched_branches(lm, contexts, branch_lists, memory_mb, batch_size, prefix_trie=prefix_trie):
-        for j, logprobs in enumerate(rows):
-            row = logprobs[-1]
+        for j, branch_rows in enumerate(rows):
+            row = branch_rows.last()
             top = torch.topk(row, top_k)
             found[(g, j)] = NextToken(
                 selected=dict(zip(select_t.tolist(), row[select_t.to(row.device)].tolist())),
