@@ -45,9 +45,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import best_of, machine, table  # noqa: E402
-
 import torch  # noqa: E402
+from _common import best_of, machine, table  # noqa: E402
 
 from selfbias.models import load_model  # noqa: E402
 from selfbias.prompts import CHAT_TEMPLATE, render  # noqa: E402

@@ -17,8 +17,8 @@ from dataclasses import dataclass
 
 import torch
 
-from .models import LoadedModel
 from ._batching import forward_contexts, memory_budgets, plan_batches, token_ids
+from .models import LoadedModel
 
 __all__ = ["Generation", "generate"]
 

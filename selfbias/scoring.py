@@ -42,7 +42,13 @@ from typing import Literal
 
 import torch
 
-from ._batching import forward_contexts, memory_budgets, plan_batches, right_pad, token_ids
+from ._batching import (
+    forward_contexts,
+    memory_budgets,
+    plan_batches,
+    right_pad,
+    token_ids,
+)
 from .models import LoadedModel
 
 __all__ = [

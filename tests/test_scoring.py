@@ -229,7 +229,7 @@ def test_duplicate_prompts_share_a_context_and_keep_order(tiny):
 def test_prompts_sharing_a_chat_prefix(smollm2, monkeypatch, share):
     """Two-pass path (trie off): chat prompts share the template's system turn, run once per batch
     (share) or per prompt."""
-    import selfbias.scoring as scoring
+    from selfbias import scoring
 
     monkeypatch.setattr(scoring, "MIN_SHARED_PREFIX", 8 if share else 10**9)
     calls = []
@@ -266,7 +266,7 @@ def mixed_requests(lm, rng: random.Random):
 def test_trie_and_two_pass_match_reference(tiny, monkeypatch, prefix_trie, row_tokens, batch_size, padding_side):
     """Every path (trie rows of several sizes, the two-pass fallback for what does not fit a row)
     against the per-prefix reference."""
-    import selfbias.scoring as scoring
+    from selfbias import scoring
 
     monkeypatch.setattr(scoring, "ROW_TOKENS", row_tokens)
     requests = mixed_requests(tiny, random.Random(1))
@@ -287,7 +287,7 @@ def test_smollm2_trie_matches_reference(smollm2, prefix_trie, batch_size, paddin
 def test_trie_rows_hold_each_distinct_prefix_once(tiny):
     """A packed row has one node per distinct prefix of its sequences (counted here with a set), and
     sequences that share a system turn share its nodes."""
-    import selfbias.scoring as scoring
+    from selfbias import scoring
 
     requests = mixed_requests(tiny, random.Random(3))[:4]
     contexts, branch_lists = [], []
@@ -320,7 +320,7 @@ def test_one_prompt_with_short_answers_is_one_forward(smollm2, monkeypatch):
 def test_gemma_trie_and_window_fallback(gemma):
     """Gemma's sliding window (512): short sequences run in the trie pass; a prompt longer than the
     window falls back to the two-pass path. Both against the reference."""
-    import selfbias.scoring as scoring
+    from selfbias import scoring
 
     short = ("The capital of France is", [" Paris", " Lyon", " Paris, of course."])
     long_prompt = " ".join(["word"] * 530) + ". The capital of France is"
