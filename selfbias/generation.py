@@ -21,8 +21,8 @@ from dataclasses import dataclass
 import torch
 
 from .errors import SelfbiasError
+from ._batching import forward_contexts, memory_budgets, plan_batches, token_ids
 from .models import LoadedModel
-from .scoring import _budgets, _ids, _plan, forward_contexts
 
 __all__ = ["Generation", "GenerationTimeout", "generate"]
 
@@ -107,16 +107,16 @@ def generate(
     if isinstance(prompts, str):
         raise TypeError("prompts must be a sequence of strings")
     check_generation(temperature=temperature, top_p=top_p, n=n, max_new_tokens=max_new_tokens)
-    contexts = [_ids(lm, p) for p in prompts]
+    contexts = [token_ids(lm, p) for p in prompts]
     if any(not c for c in contexts):
         raise ValueError("empty prompt: nothing to condition on")
     if batch_seconds is None:
         batch_seconds = float(os.environ.get(BATCH_SECONDS_ENV) or DEFAULT_BATCH_SECONDS)
-    token_budget, _ = _budgets(lm, memory_mb)
+    token_budget, _ = memory_budgets(lm, memory_mb)
     lengths = [(len(c), [max_new_tokens] * n) for c in contexts]
     out: list[list[Generation]] = [[] for _ in prompts]
     with torch.inference_mode():
-        for batch in _plan(lengths, token_budget, 10**9, batch_size):
+        for batch in plan_batches(lengths, token_budget, 10**9, batch_size):
             results = _generate_batch(lm, [contexts[i] for i in batch], [prompts[i] for i in batch], n,
                                       temperature, top_p, max_new_tokens, tuple(stop), seed,
                                       time.monotonic() + batch_seconds)

@@ -19,11 +19,19 @@ How a continuation is cut from its prompt (as lm-evaluation-harness does, with t
 * BOS is prepended exactly when the tokenizer does so for plain text (``LoadedModel.adds_bos``) and
   the prompt does not already start with it (a rendered chat template may).
 
-Speed: every distinct context runs once (left-padded, batched; leading tokens that every context
-of a batch shares, such as a chat template's system turn, run once for the batch); its key/value
-cache is then gathered for each of its continuations, which run right-padded in a second pass. Logits are computed
-only at scored positions (``logits_to_keep`` as a boolean mask), so a 262k vocabulary costs one row
-per scored token. Log-softmax is always taken in float32.
+Speed: contexts and their continuations are packed into prefix tries, one row of at most
+``ROW_TOKENS`` distinct tokens holding several contexts (sorted, so that prompts sharing a chat
+template's system turn meet), and every row of a batch runs in ONE forward pass: each trie node
+attends to exactly its ancestors (a 4D mask) at position = its depth, so a token shared by several
+sequences (a system turn, an answer's leading space) runs once and nothing needs a cache. This is the
+tree attention of SpecInfer (Miao et al., 2024) and Medusa (Cai et al., 2024) applied to scoring.
+A context whose continuations alone exceed a row (long answers), or any sequence that reaches a
+sliding window, takes the two-pass path instead: every distinct context runs once (left-padded,
+batched; leading tokens that every context of a batch shares run once for the batch); its key/value
+cache is then gathered for each of its continuations, which run right-padded in a second pass.
+``prefix_trie=False`` forces the two-pass path (the tests check both against a per-prefix reference).
+Logits are computed only at scored positions (``logits_to_keep`` as a boolean mask), so a 262k
+vocabulary costs one row per scored token. Log-softmax is always taken in float32.
 """
 
 from __future__ import annotations
@@ -34,6 +42,13 @@ from typing import Literal
 
 import torch
 
+from ._batching import (
+    forward_contexts,
+    memory_budgets,
+    plan_batches,
+    right_pad,
+    token_ids,
+)
 from .errors import SelfbiasError
 from .models import LoadedModel
 
@@ -104,12 +119,7 @@ class NextToken:
 # --------------------------------------------------------------------------------------- encoding
 
 
-def _ids(lm: LoadedModel, text: str) -> list[int]:
-    ids = lm.tokenizer(text, add_special_tokens=False)["input_ids"]
-    bos = lm.tokenizer.bos_token
-    if lm.adds_bos and not (bos and text.startswith(bos)):
-        ids = [lm.bos_token_id, *ids]
-    return list(ids)
+_ids = token_ids  # the model's tokenisation with its BOS rule (see selfbias._batching)
 
 
 def _split_trailing_spaces(prompt: str, continuation: str) -> tuple[str, str]:
@@ -167,45 +177,6 @@ class _Branch:
     want: Literal["continuation", "next"]
 
 
-def _left_pad(rows: Sequence[Sequence[int]], pad: int, device) -> tuple[torch.Tensor, torch.Tensor]:
-    width = max(len(r) for r in rows)
-    ids = torch.full((len(rows), width), pad, dtype=torch.long)
-    mask = torch.zeros((len(rows), width), dtype=torch.long)
-    for i, r in enumerate(rows):
-        if r:
-            ids[i, width - len(r):] = torch.tensor(r)
-            mask[i, width - len(r):] = 1
-    return ids.to(device), mask.to(device)
-
-
-def _right_pad(rows: Sequence[Sequence[int]], pad: int, device) -> tuple[torch.Tensor, torch.Tensor]:
-    width = max(len(r) for r in rows)
-    ids = torch.full((len(rows), width), pad, dtype=torch.long)
-    mask = torch.zeros((len(rows), width), dtype=torch.long)
-    for i, r in enumerate(rows):
-        ids[i, : len(r)] = torch.tensor(r, dtype=torch.long)
-        mask[i, : len(r)] = 1
-    return ids.to(device), mask.to(device)
-
-
-def forward_contexts(lm: LoadedModel, contexts: Sequence[Sequence[int]], padding_side: str = "left"):
-    """One padded pass over contexts.
-
-    Returns (last-position logits [B, V] float32, cache, mask [B, Lp], lengths [B]). The scorer
-    uses left padding (every context ends in the last column); right padding gives the same
-    numbers (the tests check both) and leaves pads between context and continuation, masked out.
-    """
-    pad = _left_pad if padding_side == "left" else _right_pad
-    ids, mask = pad(contexts, lm.tokenizer.pad_token_id, lm.device)
-    positions = (mask.cumsum(-1) - 1).clamp(min=0)
-    lengths = mask.sum(-1)
-    last_col = torch.full_like(lengths, mask.shape[1] - 1) if padding_side == "left" else lengths - 1
-    last = torch.zeros_like(mask, dtype=torch.bool)
-    last[torch.arange(len(contexts)), last_col] = True  # the last real token of each row
-    out = lm.model(input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=True, logits_to_keep=last)
-    return out.logits.float(), out.cache, mask, lengths
-
-
 MIN_SHARED_PREFIX = 8  # contexts of a batch sharing at least this many leading tokens run them once
 
 
@@ -236,7 +207,7 @@ def forward_contexts_shared(lm: LoadedModel, contexts: Sequence[Sequence[int]], 
     prefix = torch.tensor([list(contexts[0][:shared])], device=lm.device)
     cache = lm.model(input_ids=prefix, use_cache=True, logits_to_keep=1).cache
     cache.batch_select_indices(torch.zeros(len(contexts), dtype=torch.long, device=lm.device))
-    ids, tail_mask = _right_pad([c[shared:] for c in contexts], lm.tokenizer.pad_token_id, lm.device)
+    ids, tail_mask = right_pad([c[shared:] for c in contexts], lm.tokenizer.pad_token_id, lm.device)
     lengths = tail_mask.sum(-1)
     last = torch.zeros_like(tail_mask, dtype=torch.bool)
     last[torch.arange(len(contexts)), lengths - 1] = True
@@ -247,8 +218,8 @@ def forward_contexts_shared(lm: LoadedModel, contexts: Sequence[Sequence[int]], 
     return out.logits.float(), out.cache, mask, shared + lengths
 
 
-def _run_branches(lm: LoadedModel, contexts: Sequence[Sequence[int]], branches: Sequence[_Branch], padding_side: str = "left") -> list[torch.Tensor]:
-    """Log-softmax rows for each branch: [n_tokens, V] for "continuation", [1, V] for "next"."""
+def _run_branches(lm: LoadedModel, contexts: Sequence[Sequence[int]], branches: Sequence[_Branch], padding_side: str = "left") -> list[_Rows]:
+    """Log-softmax rows for each branch: n_tokens rows for "continuation", 1 for "next"."""
     shared = _shared_prefix_length(lm, contexts)
     if shared:
         last_logits, cache, ctx_mask, ctx_len = forward_contexts_shared(lm, contexts, shared)
@@ -265,7 +236,7 @@ def _run_branches(lm: LoadedModel, contexts: Sequence[Sequence[int]], branches: 
     if live:
         group = torch.tensor([branches[i].group for i in live], device=lm.device)
         cache.batch_select_indices(group)
-        ids, mask = _right_pad([fed[i] for i in live], lm.tokenizer.pad_token_id, lm.device)
+        ids, mask = right_pad([fed[i] for i in live], lm.tokenizer.pad_token_id, lm.device)
         positions = ctx_len[group, None] + torch.arange(ids.shape[1], device=lm.device)[None, :]
         keep = mask.bool()
         if any(branches[i].want == "next" for i in live):
@@ -286,51 +257,217 @@ def _run_branches(lm: LoadedModel, contexts: Sequence[Sequence[int]], branches: 
         counts = keep.sum(-1).tolist()
         for row, chunk in zip(live, torch.split(flat, counts)):
             rows[row].extend(chunk)
-    return [torch.log_softmax(torch.stack(r), dim=-1) for r in rows]
+    return [_Rows.own(torch.log_softmax(torch.stack(r), dim=-1)) for r in rows]
 
 
-def _plan(lengths: Sequence[tuple[int, list[int]]], token_budget: int, logit_budget: int, max_batch: int | None) -> list[list[int]]:
-    """Group contexts into batches, longest first, within a memory budget.
+@dataclass(frozen=True)
+class _Rows:
+    """Log-softmax rows of one branch, ``table[index]``, without copying rows that branches share
+    (a context's last token, a common leading space); ``argmax`` is each table row's, computed once."""
 
-    lengths[g] = (context length, [branch lengths]). A batch's cost is the padded tokens of both
-    passes (activations) and its kept logit rows (each a vocabulary-sized float32 row).
+    table: torch.Tensor  # [K, V] float32
+    index: torch.Tensor  # [n] rows of this branch, in order
+    argmax: torch.Tensor  # [K]
+
+    @classmethod
+    def own(cls, rows: torch.Tensor) -> _Rows:
+        return cls(rows, torch.arange(len(rows), device=rows.device), rows.argmax(-1))
+
+    def pick(self, targets: Sequence[int]) -> tuple[list[float], list[bool]]:
+        """Log-probs of ``targets`` (one per row) and whether each was its row's argmax."""
+        target = torch.tensor(targets, device=self.table.device)
+        return self.table[self.index, target].tolist(), (self.argmax[self.index] == target).tolist()
+
+    def last(self) -> torch.Tensor:
+        return self.table[self.index[-1]]
+
+
+# ------------------------------------------------------------------------------ prefix-trie pass
+
+ROW_TOKENS = 384  # most distinct tokens in one packed row of the prefix-trie pass (see _trie_batches)
+
+
+@dataclass
+class _Row:
+    """One packed row: a prefix trie of contexts and their branches, nodes in insertion order.
+
+    A node's parent comes before it, so the row is a valid causal sequence once each node attends
+    to exactly its ancestors; its position id is its depth (its index in its own sequence).
     """
-    order = sorted(range(len(lengths)), key=lambda g: -(lengths[g][0] + max(lengths[g][1], default=0)))
-    batches: list[list[int]] = []
-    current: list[int] = []
-    width = branch_width = n_branch = n_logits = 0
+
+    tokens: list[int]
+    parents: list[int]
+    children: dict  # (parent node, token) -> node
+    groups: list[int]
+
+
+def _sequences(context: tuple[int, ...], branches: Sequence[_Branch]) -> list[tuple[tuple[int, ...], int, int]]:
+    """(tokens to run, first kept index, last kept index + 1) for each branch of one context.
+
+    A continuation x0..x(n-1) runs context + x0..x(n-2) and keeps the logits at the context's last
+    token and at x0..x(n-2); a "next" branch runs context + its tokens and keeps the last position.
+    """
+    out = []
+    for b in branches:
+        if b.want == "continuation":
+            seq = context + b.tokens[:-1]
+            out.append((seq, len(context) - 1, len(seq)))
+        else:
+            seq = context + b.tokens
+            out.append((seq, len(seq) - 1, len(seq)))
+    return out
+
+
+def _new_nodes(row: _Row, seqs) -> int:
+    """How many nodes adding these sequences would create in ``row``."""
+    pending: set = set()
+    count = 0
+    for seq, _, _ in seqs:
+        node = -1
+        for t in seq:
+            key = (node, t)
+            found = row.children.get(key)
+            if found is None:
+                if key not in pending:
+                    pending.add(key)
+                    count += 1
+                node = key  # a pending node: later tokens of this path are new as well
+            else:
+                node = found
+    return count
+
+
+def _insert(row: _Row, seqs) -> list[list[int]]:
+    """Add sequences to the row's trie; returns each sequence's node indices."""
+    paths = []
+    for seq, _, _ in seqs:
+        node, path = -1, []
+        for t in seq:
+            nxt = row.children.get((node, t))
+            if nxt is None:
+                nxt = len(row.tokens)
+                row.children[(node, t)] = nxt
+                row.tokens.append(t)
+                row.parents.append(node)
+            path.append(nxt)
+            node = nxt
+        paths.append(path)
+    return paths
+
+
+def _trie_fits(lm: LoadedModel, context, branches, row_tokens: int) -> bool:
+    """Whether one context and its branches run in the trie pass (alone they fill at most one row).
+
+    Position ids are depths, so a sliding-window model is exact here only while every sequence is
+    shorter than its window (then the window masks nothing).
+    """
+    seqs = _sequences(context, branches)
+    if _new_nodes(_Row([], [], {}, []), seqs) > row_tokens:
+        return False
+    window = getattr(lm.model.config.get_text_config(), "sliding_window", None)
+    return not (window and max(len(q) for q, _, _ in seqs) >= window)
+
+
+def _tree_masks(lm: LoadedModel, rows: Sequence[_Row], width: int, offsets: Sequence[int]):
+    """Additive attention masks [B, 1, W, W]: each node sees itself and its ancestors; pads see only
+    themselves. A dict per layer type for models that take one (sliding-window layers need no
+    other mask here, see :func:`_trie_fits`)."""
+    allowed = torch.zeros((len(rows), width, width), dtype=torch.bool)
+    for b, (row, off) in enumerate(zip(rows, offsets)):
+        a = allowed[b]
+        a[torch.arange(width), torch.arange(width)] = True
+        for i, parent in enumerate(row.parents):
+            if parent >= 0:
+                a[off + i] |= a[off + parent]
+    dtype = lm.model.dtype
+    mask = torch.zeros(allowed.shape, dtype=dtype).masked_fill_(~allowed, torch.finfo(dtype).min)
+    mask = mask[:, None].to(lm.device)
+    # Models mixing layer types (Gemma 3: full and sliding) take one mask per type; others take one.
+    types = set(getattr(lm.model.config.get_text_config(), "layer_types", None) or ())
+    return {t: mask for t in types} if len(types) > 1 else mask
+
+
+def _trie_batches(lm, contexts, branch_lists, groups, token_budget, logit_budget, max_batch, row_tokens):
+    """Pack ``groups`` into rows (contexts sorted so that shared prefixes meet) and rows into batches.
+
+    Yields lists of (row, {group: [(node path, first kept, last kept + 1) per branch]}).
+    """
+    order = sorted(groups, key=lambda g: contexts[g])
+    rows: list[tuple[_Row, dict]] = []
     for g in order:
-        ctx, br = lengths[g]
-        new_width, new_bw = max(width, ctx), max(branch_width, max(br, default=0))
-        new_n, new_logits = n_branch + len(br), n_logits + sum(br) + len(br)
-        cost = (len(current) + 1) * new_width + new_n * (new_width + new_bw)
-        over = cost > token_budget or new_logits > logit_budget or (max_batch and len(current) >= max_batch)
-        if current and over:
-            batches.append(current)
-            current, new_width, new_bw, new_n, new_logits = [], ctx, max(br, default=0), len(br), sum(br) + len(br)
-        current.append(g)
-        width, branch_width, n_branch, n_logits = new_width, new_bw, new_n, new_logits
-    if current:
-        batches.append(current)
-    return batches
+        seqs = _sequences(contexts[g], branch_lists[g])
+        row = rows[-1][0] if rows else None
+        if row is None or len(row.tokens) + _new_nodes(row, seqs) > row_tokens or \
+                (max_batch and len(row.groups) >= max_batch):
+            rows.append((_Row([], [], {}, []), {}))
+            row = rows[-1][0]
+        row.groups.append(g)
+        rows[-1][1][g] = [(path, lo, hi) for path, (_, lo, hi) in zip(_insert(row, seqs), seqs)]
+    batch: list = []
+    width = n_groups = n_logits = 0
+    for row, paths in rows:
+        kept = len({n for ps in paths.values() for path, lo, hi in ps for n in path[lo:hi]})
+        new_width = max(width, len(row.tokens))
+        over = (len(batch) + 1) * new_width > token_budget or n_logits + kept > logit_budget or \
+            (max_batch and n_groups + len(row.groups) > max_batch)
+        if batch and over:
+            yield batch
+            batch, new_width, n_groups, n_logits = [], len(row.tokens), 0, 0
+        batch.append((row, paths))
+        width, n_groups, n_logits = new_width, n_groups + len(row.groups), n_logits + kept
+    if batch:
+        yield batch
 
 
-def _budgets(lm: LoadedModel, memory_mb: float) -> tuple[int, int]:
-    vocab = lm.model.get_output_embeddings().weight.shape[0]
-    hidden = lm.model.config.get_text_config().hidden_size
-    layers = lm.model.config.get_text_config().num_hidden_layers
-    # Rough bytes per padded token alive during a pass: cache (k and v) plus a few activations.
-    per_token = 4 * hidden * (2 * layers + 16)
-    budget = memory_mb * 2**20
-    return max(256, int(budget / 2 / per_token)), max(64, int(budget / 2 / (8 * vocab)))
+def _run_trie(lm: LoadedModel, batch, padding_side: str) -> Iterator[tuple[int, list[_Rows]]]:
+    """One forward over packed rows; yields (group, log-softmax rows of each of its branches)."""
+    rows = [row for row, _ in batch]
+    width = max(len(r.tokens) for r in rows)
+    offsets = [width - len(r.tokens) if padding_side == "left" else 0 for r in rows]
+    ids = torch.full((len(rows), width), lm.tokenizer.pad_token_id, dtype=torch.long)
+    positions = torch.zeros((len(rows), width), dtype=torch.long)
+    keep = torch.zeros((len(rows), width), dtype=torch.bool)
+    for b, ((row, paths), off) in enumerate(zip(batch, offsets)):
+        n = len(row.tokens)
+        ids[b, off:off + n] = torch.tensor(row.tokens)
+        depth = [0] * n
+        for i, parent in enumerate(row.parents):
+            depth[i] = depth[parent] + 1 if parent >= 0 else 0
+        positions[b, off:off + n] = torch.tensor(depth)
+        for ps in paths.values():
+            for path, lo, hi in ps:
+                keep[b, [off + node for node in path[lo:hi]]] = True
+    out = lm.model(input_ids=ids.to(lm.device), attention_mask=_tree_masks(lm, rows, width, offsets),
+                   position_ids=positions.to(lm.device), use_cache=False, logits_to_keep=keep.to(lm.device))
+    logprobs = torch.log_softmax(out.logits.float(), dim=-1)  # [kept, V], row-major over (row, node)
+    argmax = logprobs.argmax(-1)
+    where = (keep.flatten().cumsum(0) - 1).view(keep.shape).tolist()  # (row, column) -> logprobs row
+    for b, ((row, paths), off) in enumerate(zip(batch, offsets)):
+        index = where[b]
+        for g in row.groups:
+            yield g, [_Rows(logprobs, torch.tensor([index[off + node] for node in path[lo:hi]], device=lm.device),
+                            argmax) for path, lo, hi in paths[g]]
 
 
-def _batched_branches(lm, contexts, branch_lists, memory_mb, batch_size, padding_side="left") -> Iterator[tuple[int, list[torch.Tensor]]]:
-    """Yield (context index, log-softmax rows of each of its branches), batch by batch."""
-    token_budget, logit_budget = _budgets(lm, memory_mb)
-    lengths = [(len(c), [len(b.tokens) for b in bl]) for c, bl in zip(contexts, branch_lists)]
+def _batched_branches(lm, contexts, branch_lists, memory_mb, batch_size, padding_side="left",
+                      prefix_trie=True) -> Iterator[tuple[int, list[_Rows]]]:
+    """Yield (context index, log-softmax rows of each of its branches), batch by batch.
+
+    With ``prefix_trie``, contexts whose tokens and branches fit in a row run in one pass of packed
+    prefix tries (:func:`_run_trie`); the rest (long branches) run in two passes, context then branches
+    on its gathered cache (:func:`_run_branches`). Both give the same numbers (tests check).
+    """
+    token_budget, logit_budget = memory_budgets(lm, memory_mb)
+    trie = [g for g in range(len(contexts))
+            if prefix_trie and _trie_fits(lm, contexts[g], branch_lists[g], ROW_TOKENS)]
+    two_pass = sorted(set(range(len(contexts))) - set(trie))
     with torch.inference_mode():
-        for batch in _plan(lengths, token_budget, logit_budget, batch_size):
+        for batch in _trie_batches(lm, contexts, branch_lists, trie, token_budget, logit_budget, batch_size,
+                                   ROW_TOKENS):
+            yield from _run_trie(lm, batch, padding_side)
+        lengths = [(len(contexts[g]), [len(b.tokens) for b in branch_lists[g]]) for g in two_pass]
+        for batch in plan_batches(lengths, token_budget, logit_budget, batch_size):
+            batch = [two_pass[i] for i in batch]
             flat = [_Branch(j, b.tokens, b.want) for j, g in enumerate(batch) for b in branch_lists[g]]
             rows = _run_branches(lm, [contexts[g] for g in batch], flat, padding_side)
             start = 0
@@ -363,6 +500,7 @@ def score_token_ids(
     memory_mb: float = 1024,
     batch_size: int | None = None,
     padding_side: str = "left",
+    prefix_trie: bool = True,
 ) -> list[list[Score]]:
     """Score given token ids: ``requests[i] = (context ids, [continuation ids, ...])``.
 
@@ -380,15 +518,14 @@ def score_token_ids(
         branch_lists.append([_Branch(0, tuple(c), "continuation") for c in conts])
     results: list[list[Score]] = [[] for _ in requests]
     convert = lm.tokenizer.convert_ids_to_tokens
-    for g, rows in _batched_branches(lm, contexts, branch_lists, memory_mb, batch_size, padding_side):
-        for branch, logprobs in zip(branch_lists[g], rows):
-            target = torch.tensor(branch.tokens, device=logprobs.device)
-            picked = logprobs.gather(1, target[:, None])[:, 0]
+    for g, rows in _batched_branches(lm, contexts, branch_lists, memory_mb, batch_size, padding_side, prefix_trie):
+        for branch, branch_rows in zip(branch_lists[g], rows):
+            picked, is_argmax = branch_rows.pick(branch.tokens)
             results[g].append(Score(
                 token_ids=branch.tokens,
                 tokens=tuple(convert(list(branch.tokens))),
-                logprobs=tuple(picked.tolist()),
-                is_argmax=tuple((logprobs.argmax(-1) == target).tolist()),
+                logprobs=tuple(picked),
+                is_argmax=tuple(is_argmax),
                 truncated_tokens=truncated[g],
             ))
     return results
@@ -402,6 +539,7 @@ def score_requests(
     memory_mb: float = 1024,
     batch_size: int | None = None,
     padding_side: str = "left",
+    prefix_trie: bool = True,
 ) -> list[list[Score]]:
     """Score many prompts, each with one or more continuations; ``scores[i][j]`` in input order.
 
@@ -428,7 +566,7 @@ def score_requests(
             grouped[g][1].append(ids)
         where.append(placed)
     scored = score_token_ids(lm, grouped, truncate=truncate, memory_mb=memory_mb, batch_size=batch_size,
-                             padding_side=padding_side)
+                             padding_side=padding_side, prefix_trie=prefix_trie)
     return [
         [scored[g][j] if overlap == 0 else replace(scored[g][j], join_overlap=overlap) for g, j, overlap in placed]
         for placed in where
@@ -448,6 +586,7 @@ def next_token_logprobs(
     top_k: int = 10,
     memory_mb: float = 1024,
     batch_size: int | None = None,
+    prefix_trie: bool = True,
 ) -> list[list[NextToken]]:
     """The next-token distribution after ``prefix + suffix`` for each suffix of each request.
 
@@ -479,9 +618,9 @@ def next_token_logprobs(
         _fit_context(lm, ctx, max(len(b.tokens) for b in bl), False)
     select_t = torch.tensor(list(select), dtype=torch.long)
     found: dict[tuple[int, int], NextToken] = {}
-    for g, rows in _batched_branches(lm, contexts, branch_lists, memory_mb, batch_size):
-        for j, logprobs in enumerate(rows):
-            row = logprobs[-1]
+    for g, rows in _batched_branches(lm, contexts, branch_lists, memory_mb, batch_size, prefix_trie=prefix_trie):
+        for j, branch_rows in enumerate(rows):
+            row = branch_rows.last()
             top = torch.topk(row, top_k)
             found[(g, j)] = NextToken(
                 selected=dict(zip(select_t.tolist(), row[select_t.to(row.device)].tolist())),

@@ -5,8 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
+from selfbias._batching import token_ids as _ids
 from selfbias.generation import generate
-from selfbias.scoring import _ids, score, score_token_ids
+from selfbias.scoring import score, score_token_ids
 
 TOL = 1e-4
 

@@ -7,7 +7,9 @@ Tolerance: 1e-4 nats (float32 on CPU; measured differences are about 2e-5).
 
 from __future__ import annotations
 
+import copy
 import dataclasses
+import os
 import random
 
 import pytest
@@ -23,7 +25,32 @@ from selfbias.scoring import (
     score_token_ids,
 )
 
-TOL = 1e-4
+# benchmarks/gpu_check.sh runs this file on CUDA in float32 and bfloat16: the models below then move to
+# SELFBIAS_TEST_DEVICE / SELFBIAS_TEST_DTYPE, and SELFBIAS_TEST_TOL loosens the tolerance for bfloat16
+# (8-bit mantissa: a different reduction order alone moves log-probs by up to ~0.3 nats, measured on CPU
+# bfloat16 on every path, trie on and off). Unset: CPU float32, 1e-4.
+TOL = float(os.environ.get("SELFBIAS_TEST_TOL", "1e-4"))
+DEVICE = os.environ.get("SELFBIAS_TEST_DEVICE")
+DTYPE = os.environ.get("SELFBIAS_TEST_DTYPE", "float32")
+
+if DEVICE:
+    def _moved(lm):
+        from selfbias.models import wrap_model
+
+        model = copy.deepcopy(lm.model).to(device=DEVICE, dtype=getattr(torch, DTYPE))
+        return wrap_model(model, lm.tokenizer, name=lm.name)
+
+    @pytest.fixture(scope="session")
+    def tiny(tiny):
+        return _moved(tiny)
+
+    @pytest.fixture(scope="session")
+    def smollm2(smollm2):
+        return _moved(smollm2)
+
+    @pytest.fixture(scope="session")
+    def gemma(gemma):
+        return _moved(gemma)
 
 
 _REFERENCE_CACHE: dict = {}
@@ -200,8 +227,9 @@ def test_duplicate_prompts_share_a_context_and_keep_order(tiny):
 
 @pytest.mark.parametrize("share", [True, False])
 def test_prompts_sharing_a_chat_prefix(smollm2, monkeypatch, share):
-    """Chat prompts share the template's system turn: run once per batch (share) or per prompt."""
-    import selfbias.scoring as scoring
+    """Two-pass path (trie off): chat prompts share the template's system turn, run once per batch
+    (share) or per prompt."""
+    from selfbias import scoring
 
     monkeypatch.setattr(scoring, "MIN_SHARED_PREFIX", 8 if share else 10**9)
     calls = []
@@ -211,5 +239,109 @@ def test_prompts_sharing_a_chat_prefix(smollm2, monkeypatch, share):
                                                   add_generation_prompt=True) + "The answer is"
             for q in ("What is 2 + 2?", "What is the capital of Peru?", "Name a prime number.")]
     requests = [(chat[0], [" 4", " 5", " four."]), (chat[1], [" Lima", " Cusco"]), (chat[2], [" 7", " 9"])]
-    assert_matches_reference(smollm2, requests, score_requests(smollm2, requests))
+    assert_matches_reference(smollm2, requests, score_requests(smollm2, requests, prefix_trie=False))
     assert (len(calls) > 0 and min(calls) >= 8) if share else not calls
+
+
+# ------------------------------------------------------------------- prefix-trie pass vs two-pass path
+
+
+def mixed_requests(lm, rng: random.Random):
+    """Chat prompts sharing a system turn, plain prompts, one prompt with 22 answers, long answers."""
+    chat = [lm.tokenizer.apply_chat_template([{"role": "user", "content": q}], tokenize=False,
+                                             add_generation_prompt=True) + "The answer is"
+            for q in ("What is 2 + 2?", "Capital of Peru?", "Name a prime.")]
+    requests = [(chat[0], [" 4", " 5", " four.", " 4"]), (chat[1], [" Lima", " Cusco", " The capital is Lima."]),
+                (chat[2], [" 7"])]
+    requests.append(("Question: What is the capital of Chile?\nAnswer:",
+                     [f" The capital is {w}." for w in WORDS] + [" " + " ".join(WORDS[:k]) for k in range(1, 9)]))
+    requests.append(("Explain:", [" " + " ".join(rng.choice(WORDS) for _ in range(40)) for _ in range(3)]))
+    return requests + random_requests(rng, n_prompts=4, max_conts=3)
+
+
+@pytest.mark.parametrize("prefix_trie,row_tokens,batch_size,padding_side", [
+    (True, 384, None, "left"), (True, 384, 1, "right"), (True, 40, 3, "left"), (True, 40, None, "right"),
+    (False, 384, None, "right"), (False, 384, 2, "left"),
+])
+def test_trie_and_two_pass_match_reference(tiny, monkeypatch, prefix_trie, row_tokens, batch_size, padding_side):
+    """Every path (trie rows of several sizes, the two-pass fallback for what does not fit a row)
+    against the per-prefix reference."""
+    from selfbias import scoring
+
+    monkeypatch.setattr(scoring, "ROW_TOKENS", row_tokens)
+    requests = mixed_requests(tiny, random.Random(1))
+    results = score_requests(tiny, requests, prefix_trie=prefix_trie, batch_size=batch_size,
+                             padding_side=padding_side)
+    assert_matches_reference(tiny, requests, results)
+
+
+@pytest.mark.parametrize("prefix_trie,batch_size,padding_side", [(True, None, "left"), (True, 2, "right"),
+                                                                 (False, None, "left")])
+def test_smollm2_trie_matches_reference(smollm2, prefix_trie, batch_size, padding_side):
+    requests = mixed_requests(smollm2, random.Random(2))[:4]  # long answers: tiny model only (reference cost)
+    results = score_requests(smollm2, requests, prefix_trie=prefix_trie, batch_size=batch_size,
+                             padding_side=padding_side)
+    assert_matches_reference(smollm2, requests, results)
+
+
+def test_trie_rows_hold_each_distinct_prefix_once(tiny):
+    """A packed row has one node per distinct prefix of its sequences (counted here with a set), and
+    sequences that share a system turn share its nodes."""
+    from selfbias import scoring
+
+    requests = mixed_requests(tiny, random.Random(3))[:4]
+    contexts, branch_lists = [], []
+    for prompt, conts in requests:
+        for enc in encode(tiny, prompt, conts):
+            contexts.append(enc.context)
+            branch_lists.append([scoring._Branch(0, c, "continuation") for c in enc.continuations])
+    groups = list(range(len(contexts)))
+    batches = list(scoring._trie_batches(tiny, contexts, branch_lists, groups, 10**6, 10**6, None, 10**6))
+    ((row, paths),) = [item for batch in batches for item in batch]
+    prefixes = {seq[:k] for g in groups for seq, _, _ in scoring._sequences(contexts[g], branch_lists[g])
+                for k in range(1, len(seq) + 1)}
+    fed = sum(len(seq) for g in groups for seq, _, _ in scoring._sequences(contexts[g], branch_lists[g]))
+    assert len(row.tokens) == len(prefixes) < fed / 2
+    for g in groups:  # every path spells its sequence
+        for (path, _, _), (seq, _, _) in zip(paths[g], scoring._sequences(contexts[g], branch_lists[g])):
+            assert tuple(row.tokens[n] for n in path) == seq
+
+
+def test_one_prompt_with_short_answers_is_one_forward(smollm2, monkeypatch):
+    calls = []
+    real = smollm2.model.forward
+    monkeypatch.setattr(smollm2.model, "forward", lambda *a, **k: calls.append(k.get("use_cache")) or real(*a, **k))
+    requests = [("Question: What is the capital of Peru?\nAnswer:", [" Lima", " The capital is Lima.", " Cusco"])]
+    results = [score(smollm2, *requests[0])]
+    assert calls == [False]  # one pass, no cache to gather
+    assert_matches_reference(smollm2, requests, results)
+
+
+def test_gemma_trie_and_window_fallback(gemma):
+    """Gemma's sliding window (512): short sequences run in the trie pass; a prompt longer than the
+    window falls back to the two-pass path. Both against the reference."""
+    from selfbias import scoring
+
+    short = ("The capital of France is", [" Paris", " Lyon", " Paris, of course."])
+    long_prompt = " ".join(["word"] * 530) + ". The capital of France is"
+    (enc,) = encode(gemma, long_prompt, [" Paris"])
+    branches = [scoring._Branch(0, enc.continuations[0], "continuation")]
+    assert not scoring._trie_fits(gemma, enc.context, branches, 10**6)
+    (enc_short,) = encode(gemma, *short)
+    assert scoring._trie_fits(gemma, enc_short.context,
+                              [scoring._Branch(0, c, "continuation") for c in enc_short.continuations], 10**6)
+    requests = [short, (long_prompt, [" Paris"])]
+    assert_matches_reference(gemma, requests, score_requests(gemma, requests))
+
+
+def test_next_token_same_with_trie_on_and_off(smollm2):
+    prefix = "Question: Is Lima the capital of Peru?\nProposed answer:"
+    requests = [(prefix, [" Yes\nCorrect?", " No\nCorrect?", ""]), ("Is 7 prime?", [" Answer:", ""])]
+    yes = smollm2.tokenizer.convert_tokens_to_ids("Yes")
+    on = next_token_logprobs(smollm2, requests, select=[yes], top_k=3)
+    off = next_token_logprobs(smollm2, requests, select=[yes], top_k=3, prefix_trie=False)
+    for row_on, row_off in zip(on, off):
+        for a, b in zip(row_on, row_off):
+            if DTYPE == "float32":  # bfloat16 rounding reorders near-ties in the top-k
+                assert a.top_ids == b.top_ids
+            assert a.selected[yes] == pytest.approx(b.selected[yes], abs=TOL)
