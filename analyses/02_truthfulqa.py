@@ -8,10 +8,12 @@ if __name__ == "__main__":
         "02_truthfulqa",
         "2. Imitative falsehoods (SmolLM2, TruthfulQA)",
         models=["smollm2-135m"],
-        tasks=[(shared_file("truthfulqa", "TruthfulQA.csv"), {"n": 30, "n_distractors": 2})],
+        tasks=[(shared_file("truthfulqa", "mc_task.json"), {"n": 30})],
         modes=("isolated", "alternatives"),
         args=args,
         explain="""
 TruthfulQA's wrong answers are written to be likely (common misconceptions): here likelihood and
-truth part ways. Candidates are the model's answers, the best answer and two incorrect answers.""",
+truth part ways. Candidates are the labelled multiple-choice targets (mc1/mc2 of `mc_task.json`:
+true answers and incorrect answers, with their labels) and the model's own answers; an own answer
+that matches no labelled target is *ungraded* and left out of every correctness statistic.""",
     )

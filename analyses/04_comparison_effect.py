@@ -12,7 +12,9 @@ if __name__ == "__main__":
         modes=("isolated", "own_samples", "alternatives"),
         args=args,
         explain="""
-The same candidates judged three ways: alone, after the model's own samples, and after external
-alternatives. Paired differences (cluster bootstrap over items, permutation test, Holm-corrected)
-say whether seeing outside answers weakens the model's trust in its own.""",
+The same candidates judged three ways: alone, after a list of the model's own sampled answers, and
+after a list of outside answers (perturbations and distractors). Both lists hold wrong answers only
+(no gold is ever shown), have the same length for every candidate of an item, never contain the
+judged answer, and are shuffled with a seed. The thesis contrast is outside list vs own list on the
+judge's own wrong answers (paired within candidate, items as clusters, item sign-flip tests).""",
     )
