@@ -51,6 +51,7 @@ RECORD_FILE = "training_record.json"
 DATA_FILE = "training_data.jsonl"
 RECORD_VERSION = 1
 OWN_TEMPERATURE = 0.7
+OWN_MAX_NEW_TOKENS = 12  # an arithmetic or short answer after the prefill; longer text is rambling
 
 
 @dataclass(frozen=True)
@@ -189,7 +190,7 @@ def _own_candidates(lm, template, items, n_draws: int, seed: int, rnd: int, task
     was_training = lm.model.training
     lm.model.eval()
     prompts = [render(template, lm, it.question) for it in items]
-    gens = generate(lm, prompts, n=n_draws, temperature=OWN_TEMPERATURE, max_new_tokens=24,
+    gens = generate(lm, prompts, n=n_draws, temperature=OWN_TEMPERATURE, max_new_tokens=OWN_MAX_NEW_TOKENS,
                     stop=template.stop, seed=seed * 1000 + rnd)
     out = {}
     for it, draws in zip(items, gens):
