@@ -231,3 +231,62 @@ def test_load_task_split_is_reproducible():
     task = load_task("arithmetic", n=20)
     assert split_items(task.items, 0.25, 3) == split_items(task.items, 0.25, 3)
     assert split_items(task.items, 0.25, 3) != split_items(task.items, 0.25, 4)
+
+
+# ------------------------------------------------------------------ analysis 05: its statistics checked
+
+
+@pytest.fixture(scope="module")
+def analysis05():
+    import importlib.util
+
+    sys.path.insert(0, str(REPO / "analyses"))
+    spec = importlib.util.spec_from_file_location("analysis05", REPO / "analyses" / "05_critique_vs_imitation.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["analysis05"] = module  # its dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_weighted_auroc_equals_sklearn_on_repeated_rows(analysis05):
+    import numpy as np
+    from sklearn.metrics import roc_auc_score
+
+    rng = np.random.default_rng(1)
+    y = rng.random(60) < 0.4
+    s = np.round(rng.random(60) + 0.5 * y, 1)  # rounded: ties
+    w = rng.integers(0, 4, 60).astype(float)
+    expected = roc_auc_score(np.repeat(y, w.astype(int)), np.repeat(s, w.astype(int)))
+    assert analysis05._wauc(y, s, w) == pytest.approx(expected, abs=1e-12)
+
+
+def test_within_item_slope_equals_fixed_effects_ols(analysis05):
+    import numpy as np
+    import statsmodels.api as sm
+
+    rng = np.random.default_rng(2)
+    codes = np.repeat(np.arange(12), 5)
+    x = rng.normal(size=60) + codes  # x correlates with the item: a pooled slope would be biased
+    y = 0.7 * x + 3.0 * codes + rng.normal(scale=0.1, size=60)
+    w = np.ones(12)[codes]
+    dummies = np.eye(12)[codes]
+    fit = sm.OLS(y, np.column_stack([x, dummies])).fit()
+    assert analysis05._within_slope(x, y, codes, w) == pytest.approx(fit.params[0], abs=1e-10)
+    assert abs(fit.params[0] - 0.7) < 0.05
+
+
+def test_bootstrap_finds_a_planted_accuracy_difference(analysis05):
+    import numpy as np
+
+    n_items = 200
+    rng = np.random.default_rng(3)
+
+    def model(p_correct):
+        return analysis05.ModelData(np.arange(n_items), rng.random(n_items) < p_correct, {})
+
+    models = {"base": [model(0.3)], "better": [model(0.6), model(0.6), model(0.6)]}
+    table = analysis05.bootstrap(models, n_items, [("better", "base")], n_boot=300)
+    row = table[(table["comparison"] == "better - base") & (table["metric"] == "accuracy")].iloc[0]
+    levels = {a: np.mean([d.greedy_correct.mean() for d in runs]) for a, runs in models.items()}
+    assert row["estimate"] == pytest.approx(levels["better"] - levels["base"])
+    assert row["ci_low"] < 0.3 < row["ci_high"] and row["ci_low"] > 0.1
