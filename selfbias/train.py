@@ -201,6 +201,21 @@ def _own_candidates(lm, template, items, n_draws: int, seed: int, rnd: int, task
     return out
 
 
+def _no_final_checkpoint():
+    from transformers import TrainerCallback
+
+    class NoFinalCheckpoint(TrainerCallback):
+        """Trainer always checkpoints the last step; the weights are saved right after anyway, and a
+        checkpoint of SmolLM2 (weights + Adam state) is 1.6 GB, so only the periodic ones are kept."""
+
+        def on_step_end(self, args, state, control, **kwargs):
+            if state.global_step >= state.max_steps and state.global_step % args.save_steps != 0:
+                control.should_save = False
+            return control
+
+    return NoFinalCheckpoint()
+
+
 def _prompt_makers(lm):
     from ._judge_templates import render as judge_render
     from .judge import DEFAULT_TEMPLATES
@@ -351,13 +366,12 @@ def train(
                 "read_tokens": sum(len(r["input_ids"]) for r in rows)}
         rounds_info.append(info)
         all_examples += examples
-        if final_dir.exists() and (final_dir / "log_history.json").exists():
+        if (final_dir / "log_history.json").exists() and (final_dir / "weights.pt").exists():
             state = json.loads((final_dir / "log_history.json").read_text())
             log_history += state
-            from safetensors.torch import load_file
+            import torch
 
-            weights = load_file(final_dir / "weights.safetensors")
-            lm.model.load_state_dict(weights, strict=False)
+            lm.model.load_state_dict(torch.load(final_dir / "weights.pt", weights_only=True))
             done_steps += round_steps
             continue
 
@@ -378,7 +392,8 @@ def train(
                 return SequentialSampler(self.train_dataset)
 
         trainer = _InOrder(model=lm.model, args=args, train_dataset=_Encoded(rows),
-                           data_collator=_collate(lm.tokenizer.pad_token_id), callbacks=list(callbacks))
+                           data_collator=_collate(lm.tokenizer.pad_token_id),
+                           callbacks=[_no_final_checkpoint(), *callbacks])
         if not progress:  # Trainer prints each log dict when its bar is off
             from transformers.trainer_callback import PrinterCallback
 
@@ -387,12 +402,14 @@ def train(
         trainer.train(resume_from_checkpoint=str(resume) if resume else None)
         history = [{"step": h["step"] + done_steps, "loss": round(float(h["loss"]), 6), "round": rnd}
                    for h in trainer.state.log_history if "loss" in h]
-        final_dir.mkdir(exist_ok=True)
-        from safetensors.torch import save_file
+        if rnd < rounds - 1:  # the next round starts from these weights; the last round's are saved below
+            import torch
 
-        trainable = {k: v.detach().contiguous().cpu() for k, v in lm.model.state_dict().items()}
-        save_file(trainable, final_dir / "weights.safetensors")
-        _write_json(final_dir / "log_history.json", history)
+            final_dir.mkdir(exist_ok=True)
+            # torch.save keeps tied weights (SmolLM2's embedding = lm_head) as one tensor; safetensors refuses them
+            torch.save(lm.model.state_dict(), final_dir / "weights.tmp")
+            os.replace(final_dir / "weights.tmp", final_dir / "weights.pt")
+            _write_json(final_dir / "log_history.json", history)  # written last: marks the round done
         log_history += history
         done_steps += round_steps
         lm.model.eval()
