@@ -245,7 +245,7 @@ def train(
     steps: int = 32,
     tokens_per_step: int = 64,
     learning_rate: float = 5e-5,
-    warmup_steps: int = 2,
+    warmup_steps: int = 0,
     save_steps: int = 8,
     lora: bool = False,
     lora_rank: int = 8,
