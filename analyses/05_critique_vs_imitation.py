@@ -15,6 +15,7 @@ training seeds (resampled within each objective).
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 from dataclasses import dataclass
@@ -62,9 +63,11 @@ class Config:
     n_boot: int
 
 
-FULL = Config(n=64, seeds=(0, 1, 2), steps=16, tokens_per_step=48, learning_rate=1e-4, samples=2,
+# Sized for about 45 minutes on 2 idle CPU cores (see the report in the commit log and bench_train.py):
+# 24 training and 24 held-out items, 12 steps of ~32 trained tokens (about one epoch of critiques).
+FULL = Config(n=48, seeds=(0, 1, 2), steps=12, tokens_per_step=32, learning_rate=1e-4, samples=2,
               max_new_tokens=40, n_boot=1000)
-REDUCED = Config(n=12, seeds=(0,), steps=2, tokens_per_step=32, learning_rate=1e-4, samples=1,
+REDUCED = Config(n=10, seeds=(0,), steps=2, tokens_per_step=32, learning_rate=1e-4, samples=1,
                  max_new_tokens=40, n_boot=100)
 
 
@@ -300,7 +303,10 @@ def _findings(table: pd.DataFrame, health: pd.DataFrame) -> list[str]:
         for m in ("accuracy", "auroc_isolated", "auroc_alternatives", "own_minus_other_wrong", "slope_isolated"):
             if m in sub.index:
                 r = sub.loc[m]
-                sig = "" if r.ci_low <= 0 <= r.ci_high else " (interval excludes 0)"
+                if not np.isfinite(r.estimate):
+                    parts.append(f"{METRICS[m]} not estimable (no such answers among the held-out items)")
+                    continue
+                sig = "" if not (r.ci_low > 0 or r.ci_high < 0) else " (interval excludes 0)"
                 parts.append(f"{METRICS[m]} {_fmt(r)}{sig}")
         lines.append(f"{comp}: " + "; ".join(parts))
     degenerate = health.groupby(["arm", "mode"])["degenerate"].mean().reset_index()
@@ -339,7 +345,9 @@ def main() -> None:
     for arm, runs in evaluated.items():
         for seed, model in runs:
             name = BASE if arm == "base" else f"{arm}-s{seed}"
-            lm = model if arm == "base" else selfbias.load_model(str(model))
+            # the probe names generations after LoadedModel.name and judgments after the key of `loaded`:
+            # they must agree, or the model's own answers are not recognised as its own
+            lm = model if arm == "base" else dataclasses.replace(selfbias.load_model(str(model)), name=name)
             frame, greedy = _evaluate(name, lm, task, cfg, root / "runs", args.reduced)
             data.setdefault(arm, []).append(model_data(frame, greedy, item_index))
             frames.append(frame.assign(arm=arm, seed=seed))
