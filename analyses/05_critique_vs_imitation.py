@@ -214,6 +214,13 @@ def _train_all(cfg: Config, base, models_dir: Path, reduced: bool) -> tuple[dict
     return trained, pd.DataFrame(timing)
 
 
+def _named(lm, name: str):
+    """The model under a plain name: the probe names generations after the key of ``loaded`` and the
+    judge after the identity's name, which must agree for its own answers to count as its own (a
+    folder path as the name is also refused as a stage name)."""
+    return dataclasses.replace(lm, name=name, identity=dataclasses.replace(lm.identity, name=name))
+
+
 def _evaluate(name: str, lm, task, cfg: Config, runs_dir: Path, reduced: bool):
     import selfbias
 
@@ -304,7 +311,7 @@ def _findings(table: pd.DataFrame, health: pd.DataFrame) -> list[str]:
             if m in sub.index:
                 r = sub.loc[m]
                 if not np.isfinite(r.estimate):
-                    parts.append(f"{METRICS[m]} not estimable (no such answers among the held-out items)")
+                    parts.append(f"{METRICS[m]} not estimable (too few such answers among the held-out items)")
                     continue
                 sig = "" if not (r.ci_low > 0 or r.ci_high < 0) else " (interval excludes 0)"
                 parts.append(f"{METRICS[m]} {_fmt(r)}{sig}")
@@ -345,9 +352,7 @@ def main() -> None:
     for arm, runs in evaluated.items():
         for seed, model in runs:
             name = BASE if arm == "base" else f"{arm}-s{seed}"
-            # the probe names generations after LoadedModel.name and judgments after the key of `loaded`:
-            # they must agree, or the model's own answers are not recognised as its own
-            lm = model if arm == "base" else dataclasses.replace(selfbias.load_model(str(model)), name=name)
+            lm = model if arm == "base" else _named(selfbias.load_model(str(model)), name)
             frame, greedy = _evaluate(name, lm, task, cfg, root / "runs", args.reduced)
             data.setdefault(arm, []).append(model_data(frame, greedy, item_index))
             frames.append(frame.assign(arm=arm, seed=seed))
