@@ -63,9 +63,10 @@ class Config:
     n_boot: int
 
 
-# Sized for about 45 minutes on 2 idle CPU cores (see the report in the commit log and bench_train.py):
-# 24 training and 24 held-out items, 12 steps of ~32 trained tokens (about one epoch of critiques).
-FULL = Config(n=48, seeds=(0, 1, 2), steps=12, tokens_per_step=32, learning_rate=1e-4, samples=2,
+# Sized for about 30-40 minutes on 2 idle CPU cores (from the reduced run: 1.5-5 s per step, about 3 s per
+# held-out item and model for probe + judge): 24 training and 24 held-out items, 20 steps of ~32 trained
+# tokens (almost two epochs of critiques, batch 2; imitation sees each answer about five times, batch ~6).
+FULL = Config(n=48, seeds=(0, 1, 2), steps=20, tokens_per_step=32, learning_rate=1e-4, samples=2,
               max_new_tokens=40, n_boot=1000)
 REDUCED = Config(n=10, seeds=(0,), steps=2, tokens_per_step=32, learning_rate=1e-4, samples=1,
                  max_new_tokens=40, n_boot=100)
