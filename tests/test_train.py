@@ -219,10 +219,15 @@ def test_smollm2_end_to_end(smollm2, tmp_path, objective, errors):
     rec = train(smollm2, objective, "arithmetic", out=out, n=12, steps=3, tokens_per_step=32, errors=errors,
                 save_steps=100, progress=False).record
     assert len(rec["loss_curve"]) == 3 and all(h["loss"] == h["loss"] for h in rec["loss_curve"])
+    import dataclasses
+
+    from selfbias.models import load_model
     from selfbias.probe import probe
 
-    run = probe(str(out), heldout_task(out), samples=1, max_new_tokens=40, judge_modes=("isolated",),
-                out=tmp_path / "run", progress=False)
+    lm = load_model(str(out))  # under a plain name: probe refuses a path with "/" as a stage name
+    lm = dataclasses.replace(lm, name="trained", identity=dataclasses.replace(lm.identity, name="trained"))
+    run = probe("trained", heldout_task(out), samples=1, max_new_tokens=40, judge_modes=("isolated",),
+                out=tmp_path / "run", loaded={"trained": lm}, progress=False)
     assert run.generations["item_id"].isin(rec["split"]["eval_ids"]).all()
     assert run.judgments["yes_no_mass"].between(0, 1).all()
 
