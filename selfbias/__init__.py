@@ -28,13 +28,15 @@ _EXPORTS = {
     "load_task": "tasks", "list_tasks": "tasks", "Item": "tasks", "Task": "tasks", "TaskError": "tasks",
     "Run": "runs", "RunStore": "runs", "RunError": "runs", "load_run": "runs",
     "SelfbiasError": "errors", "InputError": "errors",
+    "TrainResult": "train",
 }
 _SUBMODULES = {"errors", "models", "scoring", "generation", "tasks", "prompts", "runs", "stats", "plots", "cli"}
 
 from .judge import judge  # noqa: E402  (light modules: torch loads inside the functions)
 from .probe import probe  # noqa: E402
+from .train import train  # noqa: E402  (light: torch and transformers load inside the function)
 
-__all__ = sorted([*_EXPORTS, "probe", "judge", "__version__"])
+__all__ = sorted([*_EXPORTS, "probe", "judge", "train", "__version__"])
 
 
 def __getattr__(name: str):
@@ -58,3 +60,4 @@ if TYPE_CHECKING:  # for editors and type checkers
     from .scoring import Score, ScoringError, next_token_logprobs, score, score_requests, score_token_ids
     from .errors import InputError, SelfbiasError
     from .tasks import Item, Task, TaskError, list_tasks, load_task
+    from .train import TrainResult

@@ -336,6 +336,45 @@ def figures(
 
 @app.command()
 @_guarded
+def train(
+    model: str = typer.Argument(..., help="Model to fine-tune: alias, .gguf, folder or hub id."),
+    objective: str = typer.Option(..., "--objective", help="imitation, critique, corrupted or imitation_trace."),
+    task: str = typer.Option("arithmetic", "--task", "-t", help="arithmetic[:level], capitals, or a data file."),
+    out: Path = typer.Option(..., "--out", "-o", help="Output folder: a Hugging Face model folder + training_record.json."),
+    errors: str = typer.Option("static", help="Critique candidates: static (perturbed, fixed) or own (the model's samples)."),
+    rounds: int = typer.Option(1, help="With --errors own: regenerate the model's answers this many times."),
+    lora: bool = typer.Option(False, "--lora", help="Train LoRA adapters (needs the extra selfbias[lora]) and merge them."),
+    n: int = typer.Option(64, "--n", help="Number of items (split into training and held-out items)."),
+    level: Optional[str] = typer.Option(None, help="Arithmetic difficulty: 1d+1d, 2d+2d, 2dx1d, 3d+3d, mixed."),
+    eval_fraction: float = typer.Option(0.5, help="Share of items held out for evaluation."),
+    steps: int = typer.Option(32, help="Optimizer steps (the same for every objective)."),
+    tokens_per_step: int = typer.Option(64, help="Target trained (completion) tokens per step; sets the batch size."),
+    learning_rate: float = typer.Option(5e-5, help="Peak learning rate (constant after warm-up)."),
+    save_steps: int = typer.Option(8, help="Checkpoint interval in steps (a killed run resumes from the last one)."),
+    seed: int = typer.Option(0, help="Training seed."),
+    split_seed: int = typer.Option(0, help="Seed of the training/evaluation split."),
+    device: Optional[str] = typer.Option(None, help="cuda, mps or cpu (default: the best available)."),
+) -> None:
+    """Fine-tune a model to imitate or to critique answers (resumable); `selfbias probe -m OUT` measures it."""
+    from .train import train as run_train
+
+    try:
+        result = run_train(model, objective, task, out=out, n=n, level=level, eval_fraction=eval_fraction,
+                           seed=seed, split_seed=split_seed, errors=errors, rounds=rounds, steps=steps,
+                           tokens_per_step=tokens_per_step, learning_rate=learning_rate, save_steps=save_steps,
+                           lora=lora, device=device)
+    except ImportError as exc:  # an optional extra (selfbias[lora]) that is not installed
+        _fail(exc)
+    budget, curve = result.record["budget"], result.record["loss_curve"]
+    console.print(f"trained {objective}: {budget['steps']} steps, batch {budget['batch_size']}, "
+                  f"{budget['trained_tokens']} trained tokens; loss {curve[0]['loss']:.3f} -> {curve[-1]['loss']:.3f}",
+                  highlight=False)
+    console.print(f"model: [bold]{result.path}[/] (held-out items: {len(result.record['split']['eval_ids'])})")
+    console.print(f"next: `selfbias probe -m {result.path} --task {task}`")
+
+
+@app.command()
+@_guarded
 def tasks() -> None:
     """Built-in tasks and the data-file formats the loaders read."""
     from .tasks import list_formats, list_tasks
