@@ -123,6 +123,23 @@ def check_name(kind: str, name: str) -> str:
     return name
 
 
+def stage_dirname(stage: str) -> str:
+    """A stage name (a model or judge name, possibly a path such as ``/models/my-run``) -> a safe
+    folder name, percent-encoded and reversible (:func:`dirname_to_stage`); safe names stay as they are."""
+    if not isinstance(stage, str) or stage == "":
+        raise ValueError(f"stage name must be a non-empty string, got {stage!r}")
+    name = quote(stage, safe="-_=.+,@")
+    if name.startswith("."):
+        name = "%2E" + name[1:]
+    if len(name.encode()) > 250:
+        raise ValueError(f"stage name too long for a folder name ({len(name)} characters): {stage[:60]!r}...")
+    return name
+
+
+def dirname_to_stage(name: str) -> str:
+    return unquote(name)
+
+
 def key_to_filename(key: str) -> str:
     """Any non-empty string key -> a safe file name (percent-encoded; reversible)."""
     if not isinstance(key, str) or key == "":

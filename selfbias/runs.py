@@ -476,7 +476,7 @@ class RunStore:
 
     def _chunk_path(self, table: str, stage: str, key: str) -> Path:
         return (
-            self.path / CHUNKS / _check_table(table) / st.check_name("stage", stage) / st.key_to_filename(key)
+            self.path / CHUNKS / _check_table(table) / st.stage_dirname(stage) / st.key_to_filename(key)
         )
 
     def has_chunk(self, table: str, stage: str, key: str) -> bool:
@@ -501,7 +501,7 @@ class RunStore:
         The stage folder is first renamed to a hidden name (atomic), so a kill during the removal
         leaves either the whole partition or none of it visible to readers.
         """
-        sdir = self.path / CHUNKS / _check_table(table) / st.check_name("stage", stage)
+        sdir = self.path / CHUNKS / _check_table(table) / st.stage_dirname(stage)
         consolidated = self.path / f"{table}{st.PARQUET}"
         if consolidated.exists():
             consolidated.unlink()
@@ -519,12 +519,12 @@ class RunStore:
         tdir = self.path / CHUNKS / _check_table(table)
         if not tdir.is_dir():
             return []
-        names = [d.name for d in os.scandir(tdir) if d.is_dir() and not d.name.startswith(".")]
+        names = [st.dirname_to_stage(d.name) for d in os.scandir(tdir) if d.is_dir() and not d.name.startswith(".")]
         return sorted((n for n in names if self.chunk_keys(table, n)), key=st.natural_key)
 
     def chunk_keys(self, table: str, stage: str) -> list[str]:
         """Keys of the committed chunks of ``table`` / ``stage``, in natural order."""
-        sdir = self.path / CHUNKS / _check_table(table) / st.check_name("stage", stage)
+        sdir = self.path / CHUNKS / _check_table(table) / st.stage_dirname(stage)
         if not sdir.is_dir():
             return []
         keys = [

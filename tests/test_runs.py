@@ -671,3 +671,19 @@ def test_repr_html(tmp_path):
     assert run.accuracy() == {"tiny-a": 0.5, "tiny-b": 1.0}
     assert repr(run).startswith(f"Run({str(tmp_path / 'run')!r}, task='arithmetic'")
     assert "items=2" in repr(run)
+
+
+def test_stage_names_may_be_model_paths(tmp_path):
+    # A model given as a folder (`selfbias probe -m /models/run-1`) names its stages by that path:
+    # stored under a percent-encoded folder name, listed back as the path itself.
+    store = RunStore.open(tmp_path / "run", REQUEST)
+    stages = ["/models/run-1", "/models/run-1=isolated", ".hidden/x=alternatives", "smollm2-135m=isolated"]
+    for stage in stages:
+        store.write_chunk("judgments", stage, "0", pd.DataFrame({"stage": [stage]}))
+        assert store.chunk_keys("judgments", stage) == ["0"]
+    assert sorted(store.stages("judgments")) == sorted(stages)
+    names = {p.name for p in (tmp_path / "run" / "chunks" / "judgments").iterdir()}
+    assert "smollm2-135m=isolated" in names  # safe names keep their folder name (older runs resume)
+    assert all("/" not in n and not n.startswith(".") for n in names)
+    assert sorted(store.finalize().judgments.stage) == sorted(stages)
+    store.close()
