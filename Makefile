@@ -23,6 +23,7 @@ demo: install
 	$(VENV)/bin/selfbias probe
 
 test: install
+	$(PY) -m ruff check selfbias tests benchmarks analyses
 	HF_HUB_OFFLINE=1 $(PY) -m pytest -q -p no:cacheprovider
 
 bench: install
