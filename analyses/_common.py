@@ -131,8 +131,14 @@ def assemble_readme() -> None:
              "base); every number comes with its 95% interval. Both bundled models are **degenerate "
              "zero-shot judges** (their P(Yes) barely moves between candidates): where a judge is degenerate "
              "the figures say so, and its verdict numbers describe noise, not judgment. Runtimes are wall "
-             "time on this project's 2-core machine (analysis 1 shared the cores with other jobs; "
-             "run alone it takes a few minutes).", ""]
+             "time on this project's 2-core machine, each analysis run alone.", "",
+             "Design (issue 9): the `own_samples` and `alternatives` lists show wrong answers only (no gold "
+             "answer is ever listed by default), have one length per item in both modes, never contain the "
+             "judged answer and are shuffled with a seed; numeric perturbations sit at random offsets around "
+             "the gold and the wrong answers, so the gold's position carries no information; candidates are "
+             "merged by the task's checker and the reference is scored in its likeliest accepted spelling. "
+             "The likelihood effect is the within-item slope (item-mean centred), with the between-item "
+             "slope beside it; every test treats items as clusters.", ""]
     for section in sorted(FIGURES.glob("*/SECTION.md")):
         parts.append(section.read_text())
     (FIGURES / "README.md").write_text("\n".join(parts))

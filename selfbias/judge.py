@@ -190,7 +190,7 @@ class _Candidate:
     text: str
     sources: list[str]
     authors: list[str]
-    correct: bool = False
+    correct: bool | None = False  # None: ungraded (the checker could not tell)
 
 
 @dataclass
@@ -248,9 +248,12 @@ class _RunData:
         return any(m == judge for m, _ in self.samples)
 
 
-def _as_bool(v: Any) -> bool:
-    if v is None or (isinstance(v, float) and math.isnan(v)):
-        return False
+def _as_bool(v: Any) -> bool | None:
+    """A stored correctness flag: True, False, or None for ungraded (None, NaN or pandas.NA)."""
+    import pandas as pd
+
+    if v is None or v is pd.NA or (isinstance(v, float) and math.isnan(v)):
+        return None
     return bool(v)
 
 
@@ -286,7 +289,7 @@ class _Listed:
 
     id: str
     text: str
-    correct: bool
+    correct: bool | None  # None: ungraded
     source: str
 
 
@@ -307,9 +310,10 @@ def _own_pool(data: _RunData, judge: str, item_id: str, c: _Candidate, show_corr
         if sid in seen or sid == c.candidate_id or _loose(answer) == _loose(c.text):
             continue
         seen.add(sid)
-        if correct and not show_correct:
+        # Only answers known to be wrong by default: an ungraded one may be the gold.
+        if correct is not False and not show_correct:
             continue
-        out.append(_Listed(sid, answer, bool(correct), "own_sample"))
+        out.append(_Listed(sid, answer, correct, "own_sample"))
     return out
 
 
@@ -319,7 +323,7 @@ def _external_pool(data: _RunData, judge: str, item_id: str, c: _Candidate, sour
     out = []
     for x in data.candidates[item_id]:
         kind = _shown_kind(x, judge, sources)
-        if kind is None or x.candidate_id == c.candidate_id or (x.correct and not show_correct):
+        if kind is None or x.candidate_id == c.candidate_id or (x.correct is not False and not show_correct):
             continue
         out.append(_Listed(x.candidate_id, x.text, x.correct, kind))
     return out
@@ -417,7 +421,7 @@ def _build_jobs(data: _RunData, judge_name: str, mode: str, item_ids: Sequence[s
                 jobs.append(_Job(
                     iid, c.candidate_id, 0, None, [x.id for x in shown],
                     {"question": q, field: format_list([x.text for x in shown]), "answer": c.text}, (field, "answer"),
-                    gold_shown=any(x.correct for x in shown), shown_sources=tuple(x.source for x in shown),
+                    gold_shown=any(x.correct is True for x in shown), shown_sources=tuple(x.source for x in shown),
                     judged_in_list=any(x.id == c.candidate_id or _loose(x.text) == _loose(c.text) for x in shown)))
         elif mode == "pairwise":
             others = [(x.candidate_id, x) for x in cands if judge_name not in x.authors]

@@ -626,7 +626,7 @@ def _list_info(j: pd.DataFrame, candidates: pd.DataFrame) -> tuple[list[bool], l
     recorded_len = j["list_length"].tolist() if "list_length" in j else [None] * n
     correct = {}
     if not candidates.empty and {"item_id", "candidate_id", "correct"} <= set(candidates.columns):
-        correct = {(i, c): bool(v) for i, c, v in
+        correct = {(i, c): v is True or (not pd.isna(v) and bool(v)) for i, c, v in
                    zip(candidates["item_id"], candidates["candidate_id"], candidates["correct"])}
     alts = j["alternatives"].tolist() if "alternatives" in j else [None] * n
     gold, length = [], []

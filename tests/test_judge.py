@@ -677,3 +677,33 @@ def test_cli_judge_and_probe_take_the_list_pair_and_template_options(tmp_path):
     assert probed.exit_code == 0, probed.output
     stage = load_run(tmp_path / "probed").manifest["judge"]["stages"][f"{SMOL}=alternatives"]
     assert stage["lists"]["sources"] == ["perturbation"] and stage["template_set"] == "ptrue"
+
+
+def test_ungraded_answers_are_never_listed_by_default():
+    # An ungraded answer (correct = NA: the checker could not tell) may be the gold, so the default
+    # lists leave it out like a correct one; gold_shown counts only answers known to be correct.
+    import importlib
+
+    import pandas as pd
+
+    J = importlib.import_module("selfbias.judge")  # the module (selfbias.judge is the function)
+    items = pd.DataFrame({"item_id": ["q"], "question": ["Why?"]})
+    cands = pd.DataFrame({
+        "item_id": ["q"] * 4, "candidate_id": ["q#0", "q#1", "q#2", "q#3"],
+        "text": ["judged", "known wrong", "ungraded", "right"],
+        "sources": [["own_greedy"], ["distractor"], ["distractor"], ["reference"]],
+        "authors": [["m"], ["dataset"], ["dataset"], ["dataset"]],
+        "correct": pd.array([False, False, pd.NA, True], dtype="boolean")})
+    data = J._RunData.from_tables(items, cands, pd.DataFrame(), "test")
+    assert [c.correct for c in data.candidates["q"]] == [False, False, None, True]
+    judged = data.candidates["q"][0]
+    pool = J._external_pool(data, "m", "q", judged, ("distractor", "perturbation", "other_model"), False)
+    assert [x.id for x in pool] == ["q#1"]
+    wide = J._external_pool(data, "m", "q", judged, ("distractor", "reference"), True)
+    assert {x.id for x in wide} == {"q#1", "q#2", "q#3"}
+    frame_judgments = pd.DataFrame({"item_id": ["q", "q"], "mode": ["alternatives", "alternatives"],
+                                    "alternatives": [["q#2"], ["q#3"]]})
+    from selfbias.runs import _list_info
+
+    gold, length = _list_info(frame_judgments, cands)
+    assert gold == [False, True] and length == [1, 1]
