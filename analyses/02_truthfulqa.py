@@ -15,5 +15,9 @@ if __name__ == "__main__":
 TruthfulQA's wrong answers are written to be likely (common misconceptions): here likelihood and
 truth part ways. Candidates are the labelled multiple-choice targets (mc1/mc2 of `mc_task.json`:
 true answers and incorrect answers, with their labels) and the model's own answers; an own answer
-that matches no labelled target is *ungraded* and left out of every correctness statistic.""",
+that matches no labelled target is *ungraded* and left out of every correctness statistic. The
+alternatives mode is asked for but skipped on every item: lists show only answers known to be
+wrong, the model's own sampled answers are ungraded free text, so its own list is empty, and the
+matched-list rule (one length per item in both list modes) then leaves both list modes out. The
+list contrast is measured on arithmetic (analyses 1 and 4).""",
     )
