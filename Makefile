@@ -30,6 +30,7 @@ bench: install
 	$(PY) -m pip install -q -e ".[bench]"
 	HF_HUB_OFFLINE=1 $(PY) benchmarks/bench_scoring.py
 	HF_HUB_OFFLINE=1 $(PY) benchmarks/bench_judge.py
+	HF_HUB_OFFLINE=1 $(PY) benchmarks/bench_workloads.py --threads 2
 
 clean:
 	rm -rf $(VENV) runs
