@@ -234,6 +234,37 @@ def _evaluate(name: str, lm, task, cfg: Config, runs_dir: Path, reduced: bool):
     return frame, greedy
 
 
+def _forest_grid(rows: pd.DataFrame, metrics: list[str], color: str, zero: float | None, path: Path) -> None:
+    """One forest panel per metric on a 3-column grid (estimates with 95% intervals, one row per arm or
+    contrast); titles wrapped to the panel, so no text overlaps."""
+    import textwrap
+
+    import matplotlib.pyplot as plt
+
+    labels = list(dict.fromkeys(rows["comparison"]))
+    ncol = 3
+    nrow = -(-len(metrics) // ncol)
+    fig, axes = plt.subplots(nrow, ncol, figsize=(9.5, 0.35 * len(labels) * nrow + 1.1 * nrow), squeeze=False)
+    for ax, m in zip(axes.flat, metrics):
+        sub = rows[rows["metric"] == m].set_index("comparison").reindex(labels)
+        y = np.arange(len(labels))
+        ax.errorbar(sub["estimate"], y, xerr=[sub["estimate"] - sub["ci_low"], sub["ci_high"] - sub["estimate"]],
+                    fmt="o", color=color, capsize=2, ms=4)
+        ref = 0.5 if zero is None and m.startswith("auroc") else zero
+        if ref is not None:
+            ax.axvline(ref, color="grey", lw=0.8, ls="--")
+        ax.set_title("\n".join(textwrap.wrap(METRICS[m], 34)), fontsize=8)
+        ax.set_yticks(y, labels if ax in axes[:, 0] else [""] * len(labels), fontsize=8)
+        ax.invert_yaxis()
+        ax.tick_params(axis="x", labelsize=7)
+    for ax in list(axes.flat)[len(metrics):]:
+        ax.set_visible(False)
+    fig.tight_layout()
+    for ext in ("pdf", "png"):
+        fig.savefig(path.with_suffix(f".{ext}"), dpi=150)
+    plt.close(fig)
+
+
 def _figures(table: pd.DataFrame, curves: pd.DataFrame, out: Path) -> list[str]:
     import matplotlib
 
@@ -243,42 +274,13 @@ def _figures(table: pd.DataFrame, curves: pd.DataFrame, out: Path) -> list[str]:
     drawn = []
     levels = table[table["kind"] == "level"]
     metrics_shown = [m for m in METRICS if m in set(levels["metric"])]
-    fig, axes = plt.subplots(1, len(metrics_shown), figsize=(2.6 * len(metrics_shown), 3.2), sharey=True)
-    arms = list(dict.fromkeys(levels["comparison"]))
-    for ax, m in zip(np.atleast_1d(axes), metrics_shown):
-        sub = levels[levels["metric"] == m].set_index("comparison").reindex(arms)
-        y = np.arange(len(arms))
-        ax.errorbar(sub["estimate"], y, xerr=[sub["estimate"] - sub["ci_low"], sub["ci_high"] - sub["estimate"]],
-                    fmt="o", color="C0", capsize=2)
-        if m.startswith("auroc"):
-            ax.axvline(0.5, color="grey", lw=0.8, ls="--")
-        ax.set_title(METRICS[m], fontsize=7)
-        ax.set_yticks(y, arms, fontsize=7)
-        ax.tick_params(axis="x", labelsize=7)
-    fig.tight_layout()
-    for ext in ("pdf", "png"):
-        fig.savefig(out / f"levels.{ext}", dpi=150)
-    plt.close(fig)
+    _forest_grid(levels, metrics_shown, "C0", None, out / "levels")
     levels.to_csv(out / "levels.csv", index=False, float_format="%.6g")
     drawn.append("levels")
 
     diffs = table[table["kind"] == "difference"]
     if len(diffs):
-        comps = list(dict.fromkeys(diffs["comparison"]))
-        fig, axes = plt.subplots(1, len(metrics_shown), figsize=(2.6 * len(metrics_shown), 3.2), sharey=True)
-        for ax, m in zip(np.atleast_1d(axes), metrics_shown):
-            sub = diffs[diffs["metric"] == m].set_index("comparison").reindex(comps)
-            y = np.arange(len(comps))
-            ax.errorbar(sub["estimate"], y, xerr=[sub["estimate"] - sub["ci_low"], sub["ci_high"] - sub["estimate"]],
-                        fmt="o", color="C1", capsize=2)
-            ax.axvline(0, color="grey", lw=0.8, ls="--")
-            ax.set_title(METRICS[m], fontsize=7)
-            ax.set_yticks(y, comps, fontsize=7)
-            ax.tick_params(axis="x", labelsize=7)
-        fig.tight_layout()
-        for ext in ("pdf", "png"):
-            fig.savefig(out / f"differences.{ext}", dpi=150)
-        plt.close(fig)
+        _forest_grid(diffs, metrics_shown, "C1", 0.0, out / "differences")
         diffs.to_csv(out / "differences.csv", index=False, float_format="%.6g")
         drawn.append("differences")
 
