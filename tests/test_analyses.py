@@ -36,3 +36,46 @@ def test_reduced_analysis_reproduces_committed_numbers(tmp_path):
     for col in ("correct", "source", "self_authored", "n_tokens"):
         assert (merged[col] == merged[f"{col}_committed"]).all(), col
     assert (tmp_path / "out" / "likelihood_vs_confidence.png").stat().st_size > 1000
+
+
+def test_one_arm_of_analysis_05_reproduces_committed_numbers(tmp_path):
+    """Analysis 5's imitation arm, seed 0, retrained with the committed settings and evaluated on its first
+    four held-out items: the per-candidate numbers equal the committed ones (training is seeded; arithmetic
+    candidates depend only on their own item)."""
+    import importlib.util
+
+    import selfbias
+    from selfbias.tasks import Task
+    from selfbias.train import heldout_task, train
+
+    committed_csv = REPO / "figures" / "05_critique_vs_imitation" / "analysis_frame.csv"
+    if not committed_csv.exists():
+        pytest.fail(f"{committed_csv} is missing: run analyses/05_critique_vs_imitation.py")
+    sys.path.insert(0, str(REPO / "analyses"))
+    try:
+        spec = importlib.util.spec_from_file_location("analysis05", REPO / "analyses" / "05_critique_vs_imitation.py")
+        a5 = importlib.util.module_from_spec(spec)
+        sys.modules["analysis05"] = a5
+        spec.loader.exec_module(a5)
+    finally:
+        sys.path.remove(str(REPO / "analyses"))
+    cfg = a5.FULL
+    objective, errors, _ = a5.ARMS["imitation"]
+    base = selfbias.load_model(a5.BASE)
+    out = tmp_path / "imitation-s0"
+    train(base, objective, "arithmetic", out=out, n=cfg.n, seed=0, errors=errors, rounds=1, steps=cfg.steps,
+          tokens_per_step=cfg.tokens_per_step, learning_rate=cfg.learning_rate, save_steps=max(4, cfg.steps // 2),
+          progress=False)
+    held = heldout_task(out)
+    task = Task(name=held.name, items=held.items[:4], checker=held.checker, source=held.source)
+    lm = a5._named(selfbias.load_model(str(out)), "imitation-s0")
+    frame, _ = a5._evaluate("imitation-s0", lm, task, cfg, tmp_path / "runs", True)
+    committed = pd.read_csv(committed_csv)
+    committed = committed[(committed["arm"] == "imitation") & (committed["seed"] == 0)]
+    key = ["item_id", "candidate_id", "judge", "mode"]
+    merged = frame.merge(committed, on=key, suffixes=("", "_committed"), how="left", validate="one_to_one")
+    assert len(merged) >= 8 and merged["p_yes_committed"].notna().all(), merged[key]
+    for col in ("p_yes", "sum_logprob", "yes_no_mass"):
+        diff = (merged[col] - merged[f"{col}_committed"]).abs().max()
+        assert diff <= 1e-4, f"{col}: max difference {diff:.2e} from the committed numbers"
+    assert (merged["correct"].astype(bool) == merged["correct_committed"].astype(bool)).all()
