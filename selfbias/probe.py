@@ -112,7 +112,8 @@ def probe(
     task_obj = task if isinstance(task, Task) else load_task(
         task, n=n, seed=seed, level=level, mapping=mapping, fmt=fmt, skip_invalid=skip_invalid)
     task_spec = task_obj.source or task_obj.name if isinstance(task, Task) else str(task)
-    if n is not None and len(task_obj.items) < n:
+    # n selects items only when probe loads the task; a Task passed in is run whole, so nothing to say.
+    if n is not None and not isinstance(task, Task) and len(task_obj.items) < n:
         warnings.warn(f"{task_spec} has only {len(task_obj.items)} items: running {len(task_obj.items)}, "
                       f"not n={n}", stacklevel=2)
     out = Path(out) if out is not None else default_run_dir(models, task_spec, n, seed)
