@@ -18,9 +18,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from . import _regression
+from . import _health, _regression
 from ._discrimination import prediction_rejection_ratio
-from ._health import judge_health, pairwise_health
+from ._health import judge_health
 from ._metrics import (
     DEFAULT_CONFIDENCE,
     DEFAULT_N_BOOT,
@@ -423,6 +423,8 @@ def summarize(
     n_perm: int = DEFAULT_N_PERM,
     seed: int = 0,
     confidence: float = DEFAULT_CONFIDENCE,
+    health: pd.DataFrame | None = None,
+    pairwise_health: pd.DataFrame | None = None,
 ) -> Summary:
     """Every statistic of the package on a run's tables, with findings in plain words.
 
@@ -460,6 +462,13 @@ def summarize(
         Seed of the bootstrap / permutations / simulations.
     confidence : float
         Two-sided interval level.
+    health : DataFrame, optional
+        The :func:`judge_health` table of ``analysis_df`` when already computed (by a
+        :class:`selfbias.analysis.RunAnalysis`, with the same ``n_boot``, ``seed`` and
+        ``confidence``); computed here when None.
+    pairwise_health : DataFrame, optional
+        The :func:`pairwise_health` table of ``pairwise_df`` when already computed; computed here
+        (when there is a pairwise frame) when None.
 
     Returns
     -------
@@ -468,7 +477,8 @@ def summarize(
     """
     notes: list[str] = []
     common = dict(n_boot=n_boot, seed=seed, confidence=confidence)
-    health = judge_health(analysis_df, **common)
+    if health is None:
+        health = judge_health(analysis_df, **common)
     by_source = ("source", "mode") if "source" in analysis_df.columns else ("mode",)
     misplaced = misplaced_confidence(analysis_df, by=by_source, threshold=threshold, **common)
     misplaced_pooled = misplaced_confidence(analysis_df, by=("mode",), threshold=threshold, **common)
@@ -515,7 +525,9 @@ def summarize(
 
     published = pair_health = None
     if pairwise_df is not None and len(pairwise_df):
-        pair_health = pairwise_health(pairwise_df, **common)
+        pair_health = pairwise_health
+        if pair_health is None:  # the parameter's name hides the function: called through its module
+            pair_health = _health.pairwise_health(pairwise_df, **common)
         parts = []
         for source, fn in (("panickssery", panickssery_self_preference), ("wataoka", wataoka_bias),
                            ("chen", chen_metrics), ("roytburg", roytburg_baseline)):
