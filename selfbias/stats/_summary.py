@@ -57,23 +57,35 @@ class Summary:
 
     Attributes
     ----------
-    misplaced: :func:`misplaced_confidence` by judge x source x mode.
-    comparison: :func:`comparison_effect` (empty when no mode to compare with the baseline).
-    discrimination: AUROC rows of P(Yes) (:func:`discrimination`, per judge x mode), of
+    misplaced : DataFrame
+        :func:`misplaced_confidence` by judge x source x mode.
+    comparison : DataFrame
+        :func:`comparison_effect` (empty when no mode to compare with the baseline).
+    discrimination : DataFrame
+        AUROC rows of P(Yes) (:func:`discrimination`, per judge x mode), of
         ``sum_logprob``/``mean_logprob`` (:func:`likelihood_discrimination`, ``mode`` empty) and of
         sample ``agreement`` (:func:`agreement_discrimination`, ``judge`` = the generating model);
         the ``score`` column says which.
-    calibration: :func:`calibration` (Brier, ECE, RMS calibration error) per judge x mode.
-    health: :func:`judge_health` per judge x mode, with ``degenerate`` and ``reasons``.
-    likelihood: coefficients of ``likelihood_regression`` per judge (column ``judge``), or None when
-        it could not be fitted (the reason is in ``notes``).
-    published: pairwise metrics (Panickssery, Wataoka, Chen, Roytburg) stacked with a ``source``
-        column naming the paper, or None without a pairwise frame.
-    findings: plain-words sentences with intervals, degenerate judges first.
-    notes: what was skipped or failed, and why.
-    prr: :func:`prediction_rejection_ratio` of P(Yes) per judge x mode.
-    pairwise_health: :func:`pairwise_health` per judge (None without a pairwise frame).
-    thesis: :func:`thesis_effect` table (None unless modes ``alternatives`` and ``own_samples``).
+    calibration : DataFrame
+        :func:`calibration` (Brier, ECE, RMS calibration error) per judge x mode.
+    health : DataFrame
+        :func:`judge_health` per judge x mode, with ``degenerate`` and ``reasons``.
+    likelihood : DataFrame or None
+        Coefficients of ``likelihood_regression`` per judge (column ``judge``), or None when it
+        could not be fitted (the reason is in ``notes``).
+    published : DataFrame or None
+        Pairwise metrics (Panickssery, Wataoka, Chen, Roytburg) stacked with a ``source`` column
+        naming the paper, or None without a pairwise frame.
+    findings : tuple of str
+        Plain-words sentences with intervals, degenerate judges first.
+    notes : tuple of str
+        What was skipped or failed, and why.
+    prr : DataFrame or None
+        :func:`prediction_rejection_ratio` of P(Yes) per judge x mode.
+    pairwise_health : DataFrame or None
+        :func:`pairwise_health` per judge (None without a pairwise frame).
+    thesis : DataFrame or None
+        :func:`thesis_effect` table (None unless modes ``alternatives`` and ``own_samples``).
     """
 
     misplaced: pd.DataFrame
@@ -90,7 +102,14 @@ class Summary:
     thesis: pd.DataFrame | None = None
 
     def tables(self) -> dict[str, pd.DataFrame]:
-        """The non-empty tables by name, in report order."""
+        """The tables that were computed, by name, in report order.
+
+        Returns
+        -------
+        dict of str to DataFrame
+            ``health, pairwise_health, misplaced, discrimination, prr, calibration, comparison,
+            likelihood, thesis, published``, leaving out those that are None.
+        """
         out = {}
         for name in _TABLES:
             t = getattr(self, name)
@@ -100,7 +119,17 @@ class Summary:
 
     # ---------------------------------------------------------------- renderings
     def to_markdown(self, digits: int = 3) -> str:
-        """A Markdown report: findings, notes, then every table."""
+        """A Markdown report: findings, notes, then every table.
+
+        Parameters
+        ----------
+        digits : int
+            Significant digits of the numbers.
+
+        Returns
+        -------
+        str
+        """
         lines = ["# selfbias summary", "", "## Findings", ""]
         lines += [f"- {f}" for f in self.findings] or ["- (none)"]
         if self.notes:
@@ -110,7 +139,18 @@ class Summary:
         return "\n".join(lines) + "\n"
 
     def write(self, folder: str | Path) -> Path:
-        """Write every table as ``<name>.csv`` and the report as ``summary.md``; returns the folder."""
+        """Write every table as ``<name>.csv`` and the report as ``summary.md``.
+
+        Parameters
+        ----------
+        folder : str or pathlib.Path
+            Created if missing; files already there with these names are replaced.
+
+        Returns
+        -------
+        pathlib.Path
+            The folder.
+        """
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
         for name, t in self.tables().items():
@@ -137,6 +177,13 @@ class Summary:
         Each table is shown in at most five narrow columns -- what (the key columns joined),
         estimate, interval, p, n -- so it fits an 80-column terminal; the full tables are in the
         CSVs that :meth:`write` produces.
+
+        Parameters
+        ----------
+        console : rich.console.Console, optional
+            Where to print (a new Console when None).
+        max_rows : int
+            Rows shown per table; the rest are counted.
         """
         from rich.console import Console
         from rich.table import Table
