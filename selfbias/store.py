@@ -1,10 +1,9 @@
 """The run store: a run folder's manifest, lock and chunked atomic Parquet tables (:class:`RunStore`).
 
-Writing a run (``probe``, ``judge``, ``train``'s evaluation) goes through :class:`RunStore`; reading
-one goes through :class:`selfbias.runs.Run`, which uses the public reading functions here
-(:func:`read_manifest`, :func:`table_files`, :func:`read_parquet`, :func:`read_chunks`,
-:func:`table_names`). This module knows nothing of what the tables mean (that is
-:mod:`selfbias.frames`) and imports no statistics.
+Writing a run (``probe``, ``judge``) goes through :class:`RunStore`; reading one goes through
+:class:`selfbias.runs.Run`, which uses the public reading functions here (:func:`read_manifest`,
+:func:`table_files`, :func:`read_table_arrow`, :func:`table_names`). This module knows nothing of
+what the tables mean (that is :mod:`selfbias.frames`) and imports no statistics.
 
 Layout of a run folder::
 
@@ -73,11 +72,7 @@ __all__ = [
     "read_manifest",
     "table_names",
     "table_files",
-    "chunk_files",
-    "read_parquet",
-    "read_chunks",
     "read_table_arrow",
-    "check_table",
     "TABLES",
     "MANIFEST",
     "CHUNKS",
@@ -296,38 +291,14 @@ def read_manifest(path: Path) -> dict:
     return manifest
 
 
-def check_table(name: str) -> str:
-    """``name`` if it can be a table name (a safe file name), else a ValueError naming it.
-
-    Parameters
-    ----------
-    name : str
-        A table name.
-
-    Returns
-    -------
-    str
-        ``name``, unchanged.
-    """
+def _check_table(name: str) -> str:
+    """``name`` if it can be a table name (a safe file name), else a ValueError naming it."""
     return st.check_name("table", name)
 
 
-def chunk_files(run_path: Path, table: str) -> list[Path]:
-    """The complete chunk files of a table, in natural (stage, key) order.
-
-    Parameters
-    ----------
-    run_path : pathlib.Path
-        A run folder.
-    table : str
-        A table name.
-
-    Returns
-    -------
-    list of pathlib.Path
-        ``RUN/chunks/<table>/<stage>/<key>.parquet`` files; hidden (temporary) files are left out.
-    """
-    tdir = run_path / CHUNKS / check_table(table)
+def _chunk_files(run_path: Path, table: str) -> list[Path]:
+    """The complete chunk files of a table, in natural (stage, key) order (hidden files left out)."""
+    tdir = run_path / CHUNKS / _check_table(table)
     if not tdir.is_dir():
         return []
     found = []
@@ -358,61 +329,24 @@ def table_files(run_path: Path, table: str) -> list[Path]:
     list of pathlib.Path
         One consolidated file, or the chunk files in natural order (empty: no such table).
     """
-    consolidated = run_path / f"{check_table(table)}{st.PARQUET}"
-    return [consolidated] if consolidated.exists() else chunk_files(run_path, table)
+    consolidated = run_path / f"{_check_table(table)}{st.PARQUET}"
+    return [consolidated] if consolidated.exists() else _chunk_files(run_path, table)
 
 
-def read_parquet(path: Path, columns: list[str] | None = None) -> pa.Table:
-    """One Parquet file of a run as an Arrow table.
-
-    Parameters
-    ----------
-    path : pathlib.Path
-        A chunk or consolidated file.
-    columns : list of str, optional
-        Columns to read (Arrow projection: the others are never read from disk); all when None.
-
-    Returns
-    -------
-    pyarrow.Table
-
-    Raises
-    ------
-    RunError
-        The file cannot be read; the message says to delete it to redo that chunk.
-    """
+def _read_parquet(path: Path, columns: list[str] | None = None) -> pa.Table:
+    """One Parquet file of a run as Arrow; RunError (saying to delete it) when unreadable."""
     try:
         return st.read_parquet_arrow(path, columns)
     except (OSError, pa.ArrowException) as e:
         raise RunError(f"{path}: unreadable Parquet file ({e}); delete it to redo that chunk") from None
 
 
-def read_chunks(run_path: Path, table: str, columns: list[str] | None = None) -> pa.Table | None:
-    """All chunks of a table concatenated in natural (stage, key) order.
-
-    Parameters
-    ----------
-    run_path : pathlib.Path
-        A run folder.
-    table : str
-        A table name.
-    columns : list of str, optional
-        Columns to read; all when None.
-
-    Returns
-    -------
-    pyarrow.Table or None
-        None when the table has no chunk.
-
-    Raises
-    ------
-    RunError
-        An unreadable chunk, or chunks whose columns cannot be concatenated.
-    """
-    files = chunk_files(run_path, table)
+def _read_chunks(run_path: Path, table: str, columns: list[str] | None = None) -> pa.Table | None:
+    """All chunks of a table concatenated in natural (stage, key) order; None without chunks."""
+    files = _chunk_files(run_path, table)
     if not files:
         return None
-    parts = [read_parquet(f, columns) for f in files]
+    parts = [_read_parquet(f, columns) for f in files]
     try:
         return st.concat_arrow(parts)
     except pa.ArrowException as e:
@@ -436,10 +370,10 @@ def read_table_arrow(run_path: Path, table: str, columns: list[str] | None = Non
     pyarrow.Table or None
         None when the run has no such table.
     """
-    consolidated = run_path / f"{check_table(table)}{st.PARQUET}"
+    consolidated = run_path / f"{_check_table(table)}{st.PARQUET}"
     if consolidated.exists():
-        return read_parquet(consolidated, columns)
-    return read_chunks(run_path, table, columns)
+        return _read_parquet(consolidated, columns)
+    return _read_chunks(run_path, table, columns)
 
 
 def table_names(run_path: Path) -> list[str]:
@@ -462,7 +396,7 @@ def table_names(run_path: Path) -> list[str]:
     cdir = run_path / CHUNKS
     if cdir.is_dir():
         for t in os.scandir(cdir):
-            if t.is_dir() and not t.name.startswith(".") and chunk_files(run_path, t.name):
+            if t.is_dir() and not t.name.startswith(".") and _chunk_files(run_path, t.name):
                 names.add(t.name)
     order = {n: i for i, n in enumerate(TABLES)}
     return sorted(names, key=lambda n: (order.get(n, len(order)), n))
@@ -741,7 +675,7 @@ class RunStore:
 
     def _chunk_path(self, table: str, stage: str, key: str) -> Path:
         return (
-            self.path / CHUNKS / check_table(table) / st.stage_dirname(stage) / st.key_to_filename(key)
+            self.path / CHUNKS / _check_table(table) / st.stage_dirname(stage) / st.key_to_filename(key)
         )
 
     def has_chunk(self, table: str, stage: str, key: str) -> bool:
@@ -797,7 +731,7 @@ class RunStore:
         bool
             True if the partition had chunks.
         """
-        sdir = self.path / CHUNKS / check_table(table) / st.stage_dirname(stage)
+        sdir = self.path / CHUNKS / _check_table(table) / st.stage_dirname(stage)
         consolidated = self.path / f"{table}{st.PARQUET}"
         if consolidated.exists():
             consolidated.unlink()
@@ -821,7 +755,7 @@ class RunStore:
         -------
         list of str
         """
-        tdir = self.path / CHUNKS / check_table(table)
+        tdir = self.path / CHUNKS / _check_table(table)
         if not tdir.is_dir():
             return []
         names = [st.dirname_to_stage(d.name) for d in os.scandir(tdir) if d.is_dir() and not d.name.startswith(".")]
@@ -838,7 +772,7 @@ class RunStore:
         -------
         list of str
         """
-        sdir = self.path / CHUNKS / check_table(table) / st.stage_dirname(stage)
+        sdir = self.path / CHUNKS / _check_table(table) / st.stage_dirname(stage)
         if not sdir.is_dir():
             return []
         keys = [
@@ -869,7 +803,7 @@ class RunStore:
         pandas.DataFrame
             An empty ``pd.DataFrame()`` when the table has no chunk.
         """
-        data = read_chunks(self.path, table)
+        data = _read_chunks(self.path, table)
         return pd.DataFrame() if data is None else st.arrow_to_df(data)
 
     def finalize(self) -> "Run":
@@ -883,7 +817,7 @@ class RunStore:
         cdir = self.path / CHUNKS
         names = [t.name for t in os.scandir(cdir) if t.is_dir() and not t.name.startswith(".")] if cdir.is_dir() else []
         for name in sorted(names):
-            data = read_chunks(self.path, name)
+            data = _read_chunks(self.path, name)
             if data is not None:
                 st.atomic_write_table(self.path / f"{name}{st.PARQUET}", data)
         self._update(lambda m: m.update(finalized=_now()))
