@@ -88,16 +88,19 @@ class RunAnalysis:
     # cached_property writes the instance __dict__ directly, so it works on a frozen dataclass.
     @cached_property
     def health(self) -> pd.DataFrame:
+        """:func:`selfbias.stats.judge_health` of the analysis frame (one row per judge x mode)."""
         return stats.judge_health(self.frame, **self._boot())
 
     @cached_property
     def pairwise_health(self) -> pd.DataFrame | None:
+        """:func:`selfbias.stats.pairwise_health` of the pairwise frame; None without pairs."""
         if self.pairwise is None or self.pairwise.empty:
             return None
         return stats.pairwise_health(self.pairwise, **self._boot())
 
     @cached_property
     def summary(self) -> stats.Summary:
+        """:func:`selfbias.stats.summarize` with its default options and this analysis's health."""
         return self.summarize()
 
     def summarize(self, **options: Any) -> stats.Summary:
