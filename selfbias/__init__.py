@@ -27,10 +27,12 @@ _EXPORTS = {
     "generate": "generation", "Generation": "generation",
     "load_task": "tasks", "list_tasks": "tasks", "Item": "tasks", "Task": "tasks", "TaskError": "tasks",
     "Run": "runs", "RunStore": "runs", "RunError": "runs", "load_run": "runs",
+    "RunAnalysis": "analysis", "analyze_run": "analysis",
     "SelfbiasError": "errors", "InputError": "errors",
     "TrainResult": "train",
 }
-_SUBMODULES = {"errors", "models", "scoring", "generation", "tasks", "prompts", "runs", "stats", "plots", "cli"}
+_SUBMODULES = {"errors", "models", "scoring", "generation", "tasks", "prompts", "store", "frames", "runs", "analysis",
+               "stats", "plots", "cli"}
 
 from .judge import judge  # noqa: E402  (light modules: torch loads inside the functions)
 from .probe import probe  # noqa: E402
@@ -56,6 +58,7 @@ def __dir__() -> list[str]:
 if TYPE_CHECKING:  # for editors and type checkers
     from .generation import Generation, generate
     from .models import BUNDLED_MODELS, DEFAULT_MODEL, LoadedModel, ModelError, load_model, wrap_model
+    from .analysis import RunAnalysis, analyze_run
     from .runs import Run, RunError, RunStore, load_run
     from .scoring import Score, ScoringError, next_token_logprobs, score, score_requests, score_token_ids
     from .errors import InputError, SelfbiasError

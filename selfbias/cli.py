@@ -4,6 +4,11 @@ Every command first checks all of its inputs (:mod:`selfbias._validate`: argumen
 specs, device, output folder) before any model loads or any file is written, and keeps one exit
 code contract (:mod:`selfbias.errors`): 0 success; 2 bad input, one line naming the place; 1 an
 internal error, one line naming the file that holds the full traceback; 130 interrupted.
+
+The numbers a command shows come from the run's one analysis (:meth:`selfbias.runs.Run.analysis`,
+:mod:`selfbias.analysis`): one bootstrap setting for every command, 2000 item-bootstrap resamples
+with seed 0, so `probe`/`judge`'s degenerate-judge lines, `analyze`'s health table and `figures`'
+judge_health.csv are one result.
 """
 
 from __future__ import annotations
@@ -197,10 +202,10 @@ def probe(
         "sample_agreement": "agreement"})
     console.print(_frame_table(summary, "probe summary (own wrong > ref: share of wrongly answered items "
                                         "where the model's answer out-scores the reference under itself)"))
-    judged = _judge_headline(run)
+    judged = _judge_headline(run.analysis())
     if judged is not None:
         console.print(_frame_table(judged, "judge: mean P(Yes) by correctness"))
-        _say_degenerate(run)
+        _say_degenerate(run.analysis())
         _say_skipped(run)
     console.print(f"run: [bold]{run.path}[/]")
     console.print(f"next: `selfbias analyze {run.path}` and `selfbias figures {run.path}`")
@@ -223,11 +228,10 @@ def parse_kwargs(text: str | None) -> dict:
     return out
 
 
-def _say_degenerate(run) -> None:
-    """A degenerate judge is named, in words, wherever its verdicts are shown."""
-    from .stats import judge_health
-
-    health = judge_health(run.analysis_frame(), n_boot=200)
+def _say_degenerate(analysis) -> None:
+    """A degenerate judge is named, in words, wherever its verdicts are shown (the health table of
+    the run's one analysis: the reasons quote the same intervals as `selfbias analyze`)."""
+    health = analysis.health
     for row in health[health["degenerate"]].itertuples():
         console.print(f"[bold yellow]degenerate judge[/] {row.judge} ({row.mode}): {row.reasons}; "
                       "its P(Yes) numbers describe noise, not judgment", highlight=False)
@@ -242,8 +246,8 @@ def _say_skipped(run) -> None:
                       "alternatives (fewer listable answers than --min-k)", highlight=False)
 
 
-def _judge_headline(run):
-    frame = run.analysis_frame()
+def _judge_headline(analysis):
+    frame = analysis.frame
     if frame.empty:
         return None
     frame = frame.assign(correct=frame["correct"].map({True: "correct", False: "wrong"}))
@@ -282,10 +286,10 @@ def judge(
                        alt_sources=alt_sources, pair_sources=pair_sources, few_shot=few_shot,
                        few_shot_file=few_shot_file, seed=seed, templates=overrides, template_set=template_set,
                        overwrite=overwrite)
-    headline = _judge_headline(result)
+    headline = _judge_headline(result.analysis())
     if headline is not None:
         console.print(_frame_table(headline, "judge: mean P(Yes) by correctness"))
-        _say_degenerate(result)
+        _say_degenerate(result.analysis())
         _say_skipped(result)
     console.print(f"run: [bold]{result.path}[/]")
 
@@ -296,15 +300,13 @@ def analyze(run: Path = typer.Argument(..., help="A run folder.")) -> None:
     """The headline statistics, printed and written to RUN/analysis/."""
     from . import _validate
     from .runs import load_run
-    from .stats import summarize
 
     _validate.check_run_folder(run, writable=False)
     _validate.check_writable(Path(run) / "analysis", "analysis folder")
-    loaded = load_run(run)
-    frame = loaded.analysis_frame()
-    if frame.empty:
+    analysis = load_run(run).analysis()
+    if analysis.frame.empty:
         _fail(f"{run} has no judgments yet: run `selfbias judge {run}` first")
-    summary = summarize(frame, loaded.pairwise_frame(), loaded.agreement)
+    summary = analysis.summary
     summary.print_rich(console)  # compact tables (what, estimate, interval, p, n): fit 80 columns
     folder = summary.write(Path(run) / "analysis")
     n_files = len(summary.tables()) + 1  # one CSV per table and summary.md
@@ -329,8 +331,8 @@ def figures(
     _validate.check_writable(folder, "figures folder")
     loaded = load_run(run)
     # Read the tables first: a damaged table is one error here, not every figure quietly skipped.
-    loaded.analysis_frame(), loaded.pairwise_frame()
-    report = draw_all(loaded, folder, formats=formats)
+    analysis = loaded.analysis()
+    report = draw_all(loaded, folder, formats=formats, analysis=analysis)
     console.print(_frame_table(report[["figure", "status", "reason"]], "figures"))
 
 

@@ -133,13 +133,13 @@ class _Encoded:
 
 def _encode(lm, examples: Sequence[Example]) -> list[dict]:
     """input_ids = prompt ids (as the generator feeds them) + completion ids + EOS; labels -100 on the prompt."""
-    from .scoring import _ids
+    from ._batching import token_ids
 
     eos = lm.tokenizer.eos_token_id
     rows, cache = [], {}
     for ex in examples:
         if ex.prompt not in cache:
-            cache[ex.prompt] = _ids(lm, ex.prompt)
+            cache[ex.prompt] = token_ids(lm, ex.prompt)
         prompt = cache[ex.prompt]
         completion = list(lm.tokenizer(ex.completion, add_special_tokens=False)["input_ids"])
         if eos is not None:

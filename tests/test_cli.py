@@ -58,3 +58,38 @@ def test_probe_takes_an_answer_template_file(tmp_path, smollm2):
     bad = runner.invoke(app, ["probe", "--n", "2", "--template", str(tmp_path / "bad.json"),
                               "--out", str(tmp_path / "run2")])
     assert bad.exit_code == 2 and "must contain {question}" in bad.output
+
+
+def test_judge_analyze_and_figures_print_one_health_table(small_judged_run, tmp_path):
+    """The degenerate-judge lines of `selfbias judge`, `analyze`'s health.csv and `figures`'
+    judge_health.csv are one result (one analysis, one bootstrap setting), on a real SmolLM2 run."""
+    import shutil
+
+    import pandas as pd
+
+    from selfbias.stats import judge_health
+
+    path = tmp_path / "run"
+    shutil.copytree(small_judged_run.path, path)  # the shared run stays as it was
+    judged = runner.invoke(app, ["judge", str(path)])  # every chunk exists: resumes, judges nothing
+    assert judged.exit_code == 0, judged.output
+    assert runner.invoke(app, ["analyze", str(path)]).exit_code == 0
+    drawn = runner.invoke(app, ["figures", str(path), "--out", str(tmp_path / "figs"), "--format", "png"])
+    assert drawn.exit_code == 0, drawn.output
+    summary = pd.read_csv(path / "analysis" / "health.csv")
+    figure = pd.read_csv(tmp_path / "figs" / "judge_health.csv")
+    assert list(summary.columns) == list(figure.columns)
+
+    def by_key(t):
+        return t.sort_values(["judge", "mode"]).reset_index(drop=True)
+
+    pd.testing.assert_frame_equal(by_key(summary), by_key(figure), check_exact=True)
+    printed = " ".join(judged.output.split())  # rich wraps long lines
+    bad = summary[summary["degenerate"]]
+    assert len(bad), "the bundled zero-shot judge is degenerate here: its reasons quote the AUROC interval"
+    for row in bad.itertuples():
+        assert f"degenerate judge {row.judge} ({row.mode}): {' '.join(row.reasons.split())};" in printed
+    # the table is the statistic under the documented default setting (2000 resamples, seed 0)
+    expected = judge_health(small_judged_run.analysis_frame(), n_boot=2000, seed=0)
+    assert list(summary["reasons"]) == list(expected["reasons"])
+    assert summary["auroc_ci_low"].round(12).tolist() == expected["auroc_ci_low"].round(12).tolist()

@@ -703,7 +703,7 @@ def test_ungraded_answers_are_never_listed_by_default():
     assert {x.id for x in wide} == {"q#1", "q#2", "q#3"}
     frame_judgments = pd.DataFrame({"item_id": ["q", "q"], "mode": ["alternatives", "alternatives"],
                                     "alternatives": [["q#2"], ["q#3"]]})
-    from selfbias.runs import _list_info
+    from selfbias.frames import _list_info
 
     gold, length = _list_info(frame_judgments, cands)
     assert gold == [False, True] and length == [1, 1]

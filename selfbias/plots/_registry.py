@@ -56,13 +56,33 @@ class RunTables:
     its error (a broken table must not stop the figures that do not need it).
 
     ``usable`` is the analysis frame's rows with a P(Yes) and a correctness; ``health`` its
-    :func:`selfbias.stats.judge_health` (given, or computed once with ``n_boot`` and ``seed``)."""
+    :func:`selfbias.stats.judge_health` (given, or computed once with ``n_boot`` and ``seed``).
+    With ``analysis`` (a :class:`selfbias.analysis.RunAnalysis`), its frames, health table and
+    bootstrap setting are used: nothing is computed again.
 
-    def __init__(self, run, *, health: pd.DataFrame | None = None, n_boot: int = DEFAULT_N_BOOT, seed: int = 0):
+    Parameters
+    ----------
+    run : selfbias.runs.Run
+        The run (tables read from it on first use).
+    health : pandas.DataFrame, optional
+        The judge-health table, when already computed.
+    n_boot, seed : int
+        Bootstrap setting of the figures' intervals (and of ``health`` when computed here).
+    analysis : selfbias.analysis.RunAnalysis, optional
+        The run's analysis; overrides ``health``, ``n_boot`` and ``seed``.
+    """
+
+    def __init__(self, run, *, health: pd.DataFrame | None = None, n_boot: int = DEFAULT_N_BOOT, seed: int = 0,
+                 analysis=None):
         self.run, self.n_boot, self.seed = run, n_boot, seed
         self._tables: dict[str, tuple[pd.DataFrame | None, str | None]] = {}
         self._health = health
         self._usable: pd.DataFrame | None = None
+        if analysis is not None:
+            self.n_boot, self.seed = analysis.n_boot, analysis.seed
+            self._tables["analysis"] = (analysis.frame, None)
+            self._tables["pairwise"] = (analysis.pairwise, None)
+            self._health = analysis.health
 
     def get(self, name: str) -> pd.DataFrame | None:
         """The table, or None when it could not be read (see :meth:`error`)."""
@@ -223,6 +243,7 @@ def draw_all(
     n_boot: int = DEFAULT_N_BOOT,
     seed: int = 0,
     health: pd.DataFrame | None = None,
+    analysis=None,
 ) -> pd.DataFrame:
     """Draw every figure of :data:`REGISTRY` the run's tables support into ``out_dir``.
 
@@ -243,6 +264,11 @@ def draw_all(
     health : pandas.DataFrame, optional
         The run's :func:`selfbias.stats.judge_health` table, when already computed (else it is
         computed once here, with ``n_boot`` and ``seed``).
+    analysis : selfbias.analysis.RunAnalysis, optional
+        The run's analysis (:meth:`selfbias.runs.Run.analysis`): its frames, judge-health table
+        and bootstrap setting are used, so the figures show the numbers of ``selfbias analyze``.
+        Its setting replaces the default ``n_boot`` and ``seed``; a ValueError when ``health``,
+        or an ``n_boot`` / ``seed`` that differs from the analysis's, is given as well.
 
     Returns
     -------
@@ -252,9 +278,13 @@ def draw_all(
         skipped (e.g. "no pairwise judgments in this run"), the error, or a note on a drawn
         figure (e.g. judges whose regression failed); ``files``: the written paths.
     """
+    if analysis is not None and (health is not None or (n_boot, seed) not in (
+            (DEFAULT_N_BOOT, 0), (analysis.n_boot, analysis.seed))):
+        raise ValueError("draw_all: give either analysis= or health=/n_boot=/seed=, not both "
+                         "(the analysis fixes the figures' bootstrap setting)")
     out = Path(out_dir).expanduser()
     out.mkdir(parents=True, exist_ok=True)
-    tables = RunTables(run, health=health, n_boot=n_boot, seed=seed)
+    tables = RunTables(run, health=health, n_boot=n_boot, seed=seed, analysis=analysis)
     rows = []
     for spec in REGISTRY:
         reason = spec.unmet(tables)

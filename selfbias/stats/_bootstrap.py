@@ -36,24 +36,24 @@ DEFAULT_N_PERM = 2000
 #: Default two-sided confidence level of every interval.
 DEFAULT_CONFIDENCE = 0.95
 #: Resamples evaluated at once by the vectorised bootstrap statistics (bounds memory).
-_BATCH = 250
+BOOT_BATCH = 250
 #: A bootstrap interval needs at least this share of resamples on which the statistic is defined.
-_MIN_DEFINED_SHARE = 0.5
+MIN_DEFINED_SHARE = 0.5
 
-_EST = ["estimate", "ci_low", "ci_high", "n", "n_items"]
+ESTIMATE_COLUMNS = ["estimate", "ci_low", "ci_high", "n", "n_items"]
 
 # --------------------------------------------------------------------------------------------
 # shared helpers (used by the other stats modules too)
 # --------------------------------------------------------------------------------------------
 
 
-def _require(df: pd.DataFrame, columns: Sequence[str], what: str) -> None:
+def check_columns(df: pd.DataFrame, columns: Sequence[str], what: str) -> None:
     missing = [c for c in columns if c not in df.columns]
     if missing:
         raise ValueError(f"{what}: missing column(s) {missing}; got {list(df.columns)}")
 
 
-def _bool_array(values: pd.Series | np.ndarray) -> np.ndarray:
+def bool_array(values: pd.Series | np.ndarray) -> np.ndarray:
     """Booleans from a column that may hold bool, 0/1, or pandas nullable booleans."""
     s = pd.Series(values)
     if s.isna().any():
@@ -61,7 +61,7 @@ def _bool_array(values: pd.Series | np.ndarray) -> np.ndarray:
     return s.astype(bool).to_numpy()
 
 
-def _keys_with_judge(df: pd.DataFrame, by: Sequence[str], judge_col: str = "judge") -> list[str]:
+def keys_with_judge(df: pd.DataFrame, by: Sequence[str], judge_col: str = "judge") -> list[str]:
     """Grouping keys: ``by`` with the judge column in front (judges are never pooled)."""
     keys = [b for b in by]
     if judge_col in df.columns and judge_col not in keys:
@@ -69,7 +69,7 @@ def _keys_with_judge(df: pd.DataFrame, by: Sequence[str], judge_col: str = "judg
     return keys
 
 
-def _groups(df: pd.DataFrame, keys: Sequence[str]) -> Iterator[tuple[dict, pd.DataFrame]]:
+def iter_groups(df: pd.DataFrame, keys: Sequence[str]) -> Iterator[tuple[dict, pd.DataFrame]]:
     """Iterate ``(key dict, group)`` in sorted key order; one group when ``keys`` is empty."""
     keys = list(keys)
     if not keys:
@@ -106,7 +106,7 @@ def holm(pvalues: Sequence[float] | np.ndarray) -> np.ndarray:
     return out
 
 
-class _ClusterBootstrap:
+class ClusterBootstrap:
     """Percentile bootstrap over clusters (items), run by :func:`scipy.stats.bootstrap`.
 
     The data handed to scipy are the cluster indices ``0..C-1``; a resample of them is turned
@@ -167,7 +167,7 @@ class _ClusterBootstrap:
                 statistic,
                 n_resamples=self.n_boot,
                 vectorized=vectorized,
-                batch=_BATCH if vectorized else None,
+                batch=BOOT_BATCH if vectorized else None,
                 method="percentile",
                 confidence_level=self.confidence,
                 rng=np.random.default_rng(self.seed),
@@ -180,7 +180,7 @@ class _ClusterBootstrap:
             if np.isfinite(lo[j]) and np.isfinite(hi[j]):
                 continue
             d = dist[j][np.isfinite(dist[j])]
-            if d.size >= _MIN_DEFINED_SHARE * dist.shape[1] and d.size > 0:
+            if d.size >= MIN_DEFINED_SHARE * dist.shape[1] and d.size > 0:
                 lo[j], hi[j] = np.quantile(d, [alpha, 1.0 - alpha])
             else:
                 lo[j], hi[j] = np.nan, np.nan
@@ -239,12 +239,12 @@ class _ClusterBootstrap:
 
 
 
-def _ratio(num: np.ndarray, den: np.ndarray) -> float:
+def ratio_of_sums(num: np.ndarray, den: np.ndarray) -> float:
     d = float(np.sum(den))
     return float(np.sum(num)) / d if d > 0 else np.nan
 
 
-def _clean(df: pd.DataFrame, cols: Sequence[str]) -> pd.DataFrame:
+def drop_missing(df: pd.DataFrame, cols: Sequence[str]) -> pd.DataFrame:
     """Rows with every column in ``cols`` present."""
     return df.dropna(subset=list(cols))
 
@@ -257,12 +257,12 @@ def _n_ungraded(df: pd.DataFrame) -> int:
 
 @dataclass(frozen=True, eq=False)
 class _Group:
-    """One group of :func:`_per_group`: its key, rows, item ids and a bootstrap over its items."""
+    """One group of :func:`per_group`: its key, rows, item ids and a bootstrap over its items."""
 
     key: dict
     frame: pd.DataFrame
     items: np.ndarray
-    boot: _ClusterBootstrap
+    boot: ClusterBootstrap
 
     @property
     def n(self) -> int:
@@ -273,10 +273,10 @@ class _Group:
         return int(pd.unique(self.items).size)
 
     def labels(self, column: str = "correct") -> np.ndarray:
-        return _bool_array(self.frame[column])
+        return bool_array(self.frame[column])
 
 
-def _per_group(
+def per_group(
     df: pd.DataFrame,
     *,
     what: str,
@@ -295,12 +295,12 @@ def _per_group(
     read as wrong), groups by ``by`` (with the judge in front when ``judge_first``) and gives each
     group an item-clustered bootstrap. Returns ``(grouping keys, groups)`` in sorted key order.
     """
-    _require(df, [item_col, *needed, *by], what)
-    data = _clean(df, needed)
-    keys = _keys_with_judge(data, by) if judge_first else list(by)
+    check_columns(df, [item_col, *needed, *by], what)
+    data = drop_missing(df, needed)
+    keys = keys_with_judge(data, by) if judge_first else list(by)
     groups = []
-    for key, g in _groups(data, keys):
+    for key, g in iter_groups(data, keys):
         items = g[item_col].to_numpy(dtype=object)
-        boot = _ClusterBootstrap(items, n_boot=n_boot, seed=seed, confidence=confidence)
+        boot = ClusterBootstrap(items, n_boot=n_boot, seed=seed, confidence=confidence)
         groups.append(_Group(key, g, items, boot))
     return keys, groups

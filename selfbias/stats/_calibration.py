@@ -13,16 +13,16 @@ from sklearn.metrics import brier_score_loss
 from statsmodels.stats.proportion import proportion_confint
 
 from ._bootstrap import (
-    _EST,
+    ESTIMATE_COLUMNS,
     DEFAULT_CONFIDENCE,
     DEFAULT_N_BOOT,
-    _per_group,
+    per_group,
 )
 
 __all__ = ["calibration", "reliability_table"]
 
 
-def _equal_count_bins(p: np.ndarray, n_bins: int) -> list[np.ndarray]:
+def equal_count_bin_indices(p: np.ndarray, n_bins: int) -> list[np.ndarray]:
     """Row indices of ``n_bins`` equal-count bins of ``p`` (ascending).
 
     Rows are sorted by ``p`` (ties kept in input order) and split into ``min(n_bins, len(p))``
@@ -36,7 +36,7 @@ def _equal_count_bins(p: np.ndarray, n_bins: int) -> list[np.ndarray]:
     return [b for b in np.array_split(order, min(int(n_bins), p.size)) if b.size]
 
 
-def _ece_rms(p: np.ndarray, y: np.ndarray, n_bins: int) -> tuple[float, float]:
+def ece_rms(p: np.ndarray, y: np.ndarray, n_bins: int) -> tuple[float, float]:
     """ECE and RMS calibration error with equal-count bins (Kadavath et al. 2022).
 
     ``ECE = sum_b (n_b / N) |acc_b - conf_b|``, ``RMS = sqrt(sum_b (n_b / N) (acc_b - conf_b)^2)``.
@@ -48,7 +48,7 @@ def _ece_rms(p: np.ndarray, y: np.ndarray, n_bins: int) -> tuple[float, float]:
         return np.nan, np.nan
     ece = 0.0
     ms = 0.0
-    for b in _equal_count_bins(p, n_bins):
+    for b in equal_count_bin_indices(p, n_bins):
         gap = y[b].mean() - p[b].mean()
         ece += b.size / n * abs(gap)
         ms += b.size / n * gap * gap
@@ -75,7 +75,7 @@ def _debiased_sq_ce(p: np.ndarray, y: np.ndarray, clusters: np.ndarray, n_bins: 
         return np.nan
     codes = pd.factorize(np.asarray(clusters))[0]
     total = 0.0
-    for b in _equal_count_bins(p, n_bins):
+    for b in equal_count_bin_indices(p, n_bins):
         r = y[b] - p[b]
         sums = np.bincount(codes[b], weights=r)
         total += b.size / n * (r.mean() ** 2 - float((sums**2).sum()) / b.size**2)
@@ -130,7 +130,7 @@ def calibration(
     confidence : float
         Two-sided interval level.
     """
-    keys, groups = _per_group(df, what="calibration", needed=[score, "correct"], by=by, n_boot=n_boot,
+    keys, groups = per_group(df, what="calibration", needed=[score, "correct"], by=by, n_boot=n_boot,
                               seed=seed, confidence=confidence)
     rows = []
     for grp in groups:
@@ -140,9 +140,9 @@ def calibration(
         sq = (p - y) ** 2
         brier = float(brier_score_loss(y.astype(int), p, pos_label=1)) if p.size else np.nan
         b_lo, b_hi = boot.ci_ratio(sq, np.ones_like(sq))
-        ece, rms = _ece_rms(p, y, n_bins)
+        ece, rms = ece_rms(p, y, n_bins)
         (e_lo, r_lo), (e_hi, r_hi) = boot.ci_rows(
-            lambda r: np.array(_ece_rms(p[r], y[r], n_bins)), k=2
+            lambda r: np.array(ece_rms(p[r], y[r], n_bins)), k=2
         )
         dsq = _debiased_sq_ce(p, y, items, n_bins)
         # Centred interval: the percentile interval's half-width around the estimate. The bootstrap
@@ -160,7 +160,7 @@ def calibration(
             ("sq_ce_debiased", dsq, s_lo, s_hi),
         ):
             rows.append({**key, "measure": measure, "estimate": est, "ci_low": lo, "ci_high": hi, **common})
-    cols = [*keys, "measure", "n_bins", *_EST]
+    cols = [*keys, "measure", "n_bins", *ESTIMATE_COLUMNS]
     return pd.DataFrame(rows, columns=cols)
 
 
@@ -199,7 +199,7 @@ def reliability_table(
     DataFrame
         One row per group x bin (columns above).
     """
-    keys, groups = _per_group(df, what="reliability_table", needed=[score, "correct"], by=by, n_boot=0,
+    keys, groups = per_group(df, what="reliability_table", needed=[score, "correct"], by=by, n_boot=0,
                               seed=0, confidence=confidence)
     rows = []
     alpha = 1.0 - confidence
@@ -207,7 +207,7 @@ def reliability_table(
         key, items = grp.key, grp.items
         p = grp.frame[score].to_numpy(float)
         y = grp.labels()
-        for i, b in enumerate(_equal_count_bins(p, n_bins)):
+        for i, b in enumerate(equal_count_bin_indices(p, n_bins)):
             k, n = int(y[b].sum()), int(b.size)
             lo, hi = proportion_confint(k, n, alpha=alpha, method="wilson")
             acc = k / n
@@ -217,5 +217,5 @@ def reliability_table(
                  "estimate": acc, "ci_low": float(lo), "ci_high": float(hi), "n": n,
                  "n_items": int(pd.unique(items[b]).size)}
             )
-    cols = [*keys, "bin", "conf_min", "conf_max", "mean_confidence", "accuracy", "count", *_EST]
+    cols = [*keys, "bin", "conf_min", "conf_max", "mean_confidence", "accuracy", "count", *ESTIMATE_COLUMNS]
     return pd.DataFrame(rows, columns=cols)

@@ -11,18 +11,18 @@ from scipy import stats as _st
 from sklearn.metrics import brier_score_loss
 
 from ._bootstrap import (
-    _EST,
+    ESTIMATE_COLUMNS,
     DEFAULT_CONFIDENCE,
     DEFAULT_N_BOOT,
     DEFAULT_N_PERM,
-    _bool_array,
-    _clean,
-    _ClusterBootstrap,
-    _ratio,
-    _require,
+    bool_array,
+    drop_missing,
+    ClusterBootstrap,
+    ratio_of_sums,
+    check_columns,
     holm,
 )
-from ._discrimination import _auc, _weighted_auc
+from ._discrimination import auc_score, weighted_auc
 
 __all__ = ["COMPARISON_MEASURES", "comparison_effect"]
 
@@ -34,7 +34,7 @@ COMPARISON_MEASURES = ("mean_p_yes_wrong", "false_acceptance", "verdict_accuracy
 _EXACT_ITEMS = 12
 
 
-def _sign_flip_test(item_codes: np.ndarray, d: np.ndarray, n_perm: int, seed: int) -> tuple[float, float]:
+def sign_flip_test(item_codes: np.ndarray, d: np.ndarray, n_perm: int, seed: int) -> tuple[float, float]:
     """Paired test of ``mean(d) = 0`` flipping the sign of whole items, with a mid-p value.
 
     The differences of one item flip together (the candidates of an item are correlated), so the
@@ -126,22 +126,22 @@ def _measure(measure, pb, pa, y, codes, items, boot, threshold, n_perm, seed) ->
         xb, xa = (pb - y) ** 2, (pa - y) ** 2
         mask = np.ones_like(y)
     else:  # auroc
-        bv, av = _auc(y, pb), _auc(y, pa)
+        bv, av = auc_score(y, pb), auc_score(y, pa)
         lo = hi = np.nan
         if np.isfinite(bv) and np.isfinite(av):
-            lo, hi = boot.ci_weighted(lambda w: _weighted_auc(pa, y, w) - _weighted_auc(pb, y, w))
+            lo, hi = boot.ci_weighted(lambda w: weighted_auc(pa, y, w) - weighted_auc(pb, y, w))
         p = _swap_auc_test(codes, y, pa, pb, n_perm, seed) if n_perm > 0 else np.nan
         return dict(baseline_value=bv, against_value=av, estimate=av - bv, ci_low=lo, ci_high=hi,
                     n=int(y.size), n_items=int(pd.unique(items).size), test="cluster_swap",
                     statistic=av - bv, p_value=p)
     mw = mask.astype(float)
-    bv, av = _ratio(xb * mw, mw), _ratio(xa * mw, mw)
+    bv, av = ratio_of_sums(xb * mw, mw), ratio_of_sums(xa * mw, mw)
     if measure == "brier" and y.size:
         bv = float(brier_score_loss(y.astype(int), pb, pos_label=1))
         av = float(brier_score_loss(y.astype(int), pa, pos_label=1))
     lo, hi = boot.ci_ratio((xa - xb) * mw, mw) if mask.any() else (np.nan, np.nan)
     stat, p = (
-        _sign_flip_test(codes[mask], (xa - xb)[mask], n_perm, seed)
+        sign_flip_test(codes[mask], (xa - xb)[mask], n_perm, seed)
         if n_perm > 0 and mask.any() else (np.nan, np.nan)
     )
     return dict(baseline_value=bv, against_value=av, estimate=av - bv, ci_low=lo, ci_high=hi,
@@ -217,7 +217,7 @@ def comparison_effect(
         (against - baseline), ci_low, ci_high, n (matched candidates used), n_items, test,
         statistic (the observed difference), p_value, p_holm``.
     """
-    _require(df, ["item_id", "candidate_id", "judge", "mode", "p_yes", "correct", *by], "comparison_effect")
+    check_columns(df, ["item_id", "candidate_id", "judge", "mode", "p_yes", "correct", *by], "comparison_effect")
     if isinstance(against, str):
         against = (against,)
     if contrasts is None:
@@ -228,7 +228,7 @@ def comparison_effect(
         raise ValueError(f"unknown measures {sorted(unknown)}; choose from {COMPARISON_MEASURES}")
     key = ["item_id", "candidate_id", "judge"]
     by = [b for b in by if b not in key]
-    data = _clean(df, ["p_yes", "correct"])
+    data = drop_missing(df, ["p_yes", "correct"])
     rows = []
     for base_mode, mode in contrasts:
         base = data[data["mode"] == base_mode][[*key, *by, "p_yes", "correct"]].drop_duplicates(subset=key)
@@ -238,15 +238,15 @@ def comparison_effect(
             values = values if isinstance(values, tuple) else (values,)
             pb = g["p_yes_base"].to_numpy(float)
             pa = g["p_yes_against"].to_numpy(float)
-            y = _bool_array(g["correct"])
+            y = bool_array(g["correct"])
             items = g["item_id"].to_numpy(dtype=object)
             codes, _ = pd.factorize(items, sort=True)
-            boot = _ClusterBootstrap(items, n_boot=n_boot, seed=seed, confidence=confidence)
+            boot = ClusterBootstrap(items, n_boot=n_boot, seed=seed, confidence=confidence)
             common = {**dict(zip(["judge", *by], values)), "baseline": base_mode, "against": mode}
             for measure in measures:
                 rec = _measure(measure, pb, pa, y, codes, items, boot, threshold, n_perm, seed)
                 rows.append({**common, "measure": measure, **rec})
-    cols = ["judge", *by, "baseline", "against", "measure", "baseline_value", "against_value", *_EST,
+    cols = ["judge", *by, "baseline", "against", "measure", "baseline_value", "against_value", *ESTIMATE_COLUMNS,
             "test", "statistic", "p_value", "p_holm"]
     out = pd.DataFrame(rows, columns=[c for c in cols if c != "p_holm"])
     out["p_holm"] = holm(out["p_value"].to_numpy(float)) if len(out) else pd.Series(dtype=float)

@@ -14,17 +14,17 @@ import pandas as pd
 from sklearn.metrics import roc_auc_score
 
 from ._bootstrap import (
-    _EST,
+    ESTIMATE_COLUMNS,
     DEFAULT_CONFIDENCE,
     DEFAULT_N_BOOT,
-    _per_group,
-    _require,
+    per_group,
+    check_columns,
 )
 
 __all__ = ["agreement_discrimination", "discrimination", "likelihood_discrimination", "prediction_rejection_ratio"]
 
 
-def _weighted_auc(scores: np.ndarray, labels: np.ndarray, w: np.ndarray) -> np.ndarray:
+def weighted_auc(scores: np.ndarray, labels: np.ndarray, w: np.ndarray) -> np.ndarray:
     """AUROC of ``scores`` for ``labels`` under row weights ``w`` (shape ``(B, n)``), vectorised.
 
     Equal to ``sklearn.metrics.roc_auc_score(labels, scores, sample_weight=w[b])`` for every ``b``
@@ -50,7 +50,7 @@ def _weighted_auc(scores: np.ndarray, labels: np.ndarray, w: np.ndarray) -> np.n
         return np.where(den > 0, num / den, np.nan)
 
 
-def _auc(labels: np.ndarray, scores: np.ndarray) -> float:
+def auc_score(labels: np.ndarray, scores: np.ndarray) -> float:
     """``roc_auc_score`` that returns NaN instead of raising when only one class is present."""
     labels = np.asarray(labels, bool)
     if labels.all() or not labels.any():
@@ -63,21 +63,21 @@ def _auroc_table(
     confidence: float,
 ) -> pd.DataFrame:
     """AUROC of ``score`` for ``label`` per group, with item-bootstrap intervals."""
-    keys, groups = _per_group(df, what=what, needed=[score, label], by=by, n_boot=n_boot, seed=seed,
+    keys, groups = per_group(df, what=what, needed=[score, label], by=by, n_boot=n_boot, seed=seed,
                               confidence=confidence)
     rows = []
     for grp in groups:
         s = grp.frame[score].to_numpy(float)
         y = grp.labels(label)
-        est = _auc(y, s)
+        est = auc_score(y, s)
         lo = hi = np.nan
         if np.isfinite(est):
-            lo, hi = grp.boot.ci_weighted(lambda w: _weighted_auc(s, y, w))
+            lo, hi = grp.boot.ci_weighted(lambda w: weighted_auc(s, y, w))
         rows.append(
             {**grp.key, "score": score, "estimate": est, "ci_low": lo, "ci_high": hi, "n": grp.n,
              "n_items": grp.n_items, "n_correct": int(y.sum()), "n_wrong": int((~y).sum())}
         )
-    return pd.DataFrame(rows, columns=[*keys, "score", *_EST, "n_correct", "n_wrong"])
+    return pd.DataFrame(rows, columns=[*keys, "score", *ESTIMATE_COLUMNS, "n_correct", "n_wrong"])
 
 
 def discrimination(
@@ -160,7 +160,7 @@ def likelihood_discrimination(
     DataFrame
         As :func:`discrimination`, one row per group x score.
     """
-    _require(df, ["item_id", "candidate_id", "correct", *scores, *by], "likelihood_discrimination")
+    check_columns(df, ["item_id", "candidate_id", "correct", *scores, *by], "likelihood_discrimination")
     dedup = [c for c in ("item_id", "candidate_id", *by) if c in df.columns]
     data = df.drop_duplicates(subset=list(dict.fromkeys(dedup)))
     out = [
@@ -268,7 +268,7 @@ def prediction_rejection_ratio(
         ``*by, score, estimate, ci_low, ci_high, n, n_items, n_correct, n_wrong``; the interval
         is an item-clustered percentile bootstrap (rows reordered on every resample).
     """
-    keys, groups = _per_group(df, what="prediction_rejection_ratio", needed=[score, "correct"], by=by,
+    keys, groups = per_group(df, what="prediction_rejection_ratio", needed=[score, "correct"], by=by,
                               n_boot=n_boot, seed=seed, confidence=confidence)
     rows = []
     for grp in groups:
@@ -280,4 +280,4 @@ def prediction_rejection_ratio(
             lo, hi = grp.boot.ci_rows(lambda r: _prr(s[r], y[r]))
         rows.append({**grp.key, "score": score, "estimate": est, "ci_low": lo, "ci_high": hi, "n": grp.n,
                      "n_items": grp.n_items, "n_correct": int(y.sum()), "n_wrong": int((1 - y).sum())})
-    return pd.DataFrame(rows, columns=[*keys, "score", *_EST, "n_correct", "n_wrong"])
+    return pd.DataFrame(rows, columns=[*keys, "score", *ESTIMATE_COLUMNS, "n_correct", "n_wrong"])

@@ -18,14 +18,14 @@ import pandas as pd
 from ._bootstrap import (
     DEFAULT_CONFIDENCE,
     DEFAULT_N_BOOT,
-    _bool_array,
-    _clean,
-    _ClusterBootstrap,
-    _groups,
-    _per_group,
-    _require,
+    bool_array,
+    drop_missing,
+    ClusterBootstrap,
+    iter_groups,
+    per_group,
+    check_columns,
 )
-from ._discrimination import _auc, _weighted_auc
+from ._discrimination import auc_score, weighted_auc
 
 __all__ = [
     "CHANCE_AUROC",
@@ -168,7 +168,7 @@ def judge_health(
     A diagnostic of this package, not a published metric; the AUROC is the discrimination
     measure of Kadavath et al. 2022 and the yes/no mass check guards their P(True) read-out.
     """
-    keys, groups = _per_group(df, what="judge_health", needed=["p_yes", "correct"], by=by, n_boot=n_boot,
+    keys, groups = per_group(df, what="judge_health", needed=["p_yes", "correct"], by=by, n_boot=n_boot,
                               seed=seed, confidence=confidence)
     rows = []
     for grp in groups:
@@ -186,14 +186,14 @@ def judge_health(
         logit = np.log(np.clip(p, _CLIP, 1 - _CLIP) / (1 - np.clip(p, _CLIP, 1 - _CLIP)))
         logit_sd = float(np.std(logit, ddof=1)) if n > 1 else np.nan
         within = _within_share(_residual_after_correct(logit, y), codes)
-        auc = _auc(y, p)
+        auc = auc_score(y, p)
         a_lo = a_hi = np.nan
         if np.isfinite(auc):
-            a_lo, a_hi = boot.ci_weighted(lambda w: _weighted_auc(p, y, w))
+            a_lo, a_hi = boot.ci_weighted(lambda w: weighted_auc(p, y, w))
         top, chance = _top1(p, y.astype(float), codes)
         if top.size:
             top_rate, chance_rate = float(top.mean()), float(chance.mean())
-            item_boot = _ClusterBootstrap(np.arange(top.size), n_boot=n_boot, seed=seed, confidence=confidence)
+            item_boot = ClusterBootstrap(np.arange(top.size), n_boot=n_boot, seed=seed, confidence=confidence)
             t_lo, t_hi = item_boot.ci_ratio(top - chance, np.ones_like(top))
         else:
             top_rate = chance_rate = t_lo = t_hi = np.nan
@@ -297,22 +297,22 @@ def pairwise_health(
         One row per group: ``*by, n, n_items, orders_agree, orders_agree_ci_low,
         orders_agree_ci_high, p_first, p_first_ci_low, p_first_ci_high, degenerate, reasons``.
     """
-    _require(pairwise_df, ["item_id", "p_a_first", "p_a_second", *by], "pairwise_health")
-    data = _clean(pairwise_df, ["p_a_first", "p_a_second"])
+    check_columns(pairwise_df, ["item_id", "p_a_first", "p_a_second", *by], "pairwise_health")
+    data = drop_missing(pairwise_df, ["p_a_first", "p_a_second"])
     keys = list(by)
     rows = []
-    for key, g in _groups(data, keys):
+    for key, g in iter_groups(data, keys):
         f = g["p_a_first"].to_numpy(float)
         s = g["p_a_second"].to_numpy(float)
         if "verdict" in g.columns:
             agree = (g["verdict"].astype(str) != "inconsistent").to_numpy(float)
         elif "orders_agree" in g.columns and g["orders_agree"].notna().all():
-            agree = _bool_array(g["orders_agree"]).astype(float)
+            agree = bool_array(g["orders_agree"]).astype(float)
         else:
             agree = ((f > 0.5) == (s > 0.5)).astype(float)
         first = (f + 1.0 - s) / 2.0
         items = g["item_id"].to_numpy(dtype=object)
-        boot = _ClusterBootstrap(items, n_boot=n_boot, seed=seed, confidence=confidence)
+        boot = ClusterBootstrap(items, n_boot=n_boot, seed=seed, confidence=confidence)
         one = np.ones_like(first)
         a_lo, a_hi = boot.ci_ratio(agree, one)
         f_lo, f_hi = boot.ci_ratio(first, one)

@@ -12,27 +12,27 @@ from collections.abc import Sequence
 import pandas as pd
 
 from ._bootstrap import (  # noqa: F401  (re-exported)
-    _BATCH,
-    _EST,
-    _MIN_DEFINED_SHARE,
+    BOOT_BATCH,
+    ESTIMATE_COLUMNS,
+    MIN_DEFINED_SHARE,
     DEFAULT_CONFIDENCE,
     DEFAULT_N_BOOT,
     DEFAULT_N_PERM,
-    _bool_array,
-    _clean,
-    _ClusterBootstrap,
-    _groups,
-    _keys_with_judge,
-    _per_group,
-    _ratio,
-    _require,
+    bool_array,
+    drop_missing,
+    ClusterBootstrap,
+    iter_groups,
+    keys_with_judge,
+    per_group,
+    ratio_of_sums,
+    check_columns,
     holm,
 )
-from ._calibration import _ece_rms, _equal_count_bins, calibration, reliability_table  # noqa: F401
+from ._calibration import ece_rms, equal_count_bin_indices, calibration, reliability_table  # noqa: F401
 from ._comparison import COMPARISON_MEASURES, comparison_effect  # noqa: F401
 from ._discrimination import (  # noqa: F401
-    _auc,
-    _weighted_auc,
+    auc_score,
+    weighted_auc,
     agreement_discrimination,
     discrimination,
     likelihood_discrimination,
@@ -101,7 +101,7 @@ def misplaced_confidence(
     confidence : float
         Two-sided interval level.
     """
-    keys, groups = _per_group(df, what="misplaced_confidence", needed=["p_yes", "correct"], by=by,
+    keys, groups = per_group(df, what="misplaced_confidence", needed=["p_yes", "correct"], by=by,
                               judge_first=True, n_boot=n_boot, seed=seed, confidence=confidence)
     rows = []
     for grp in groups:
@@ -129,5 +129,5 @@ def misplaced_confidence(
                      "estimate": float(v[y].mean() - v[~y].mean()), "ci_low": lo, "ci_high": hi,
                      "n": int(len(g)), "n_items": int(pd.unique(items).size)}
                 )
-    cols = [*keys, "correctness", "measure", "threshold", *_EST]
+    cols = [*keys, "correctness", "measure", "threshold", *ESTIMATE_COLUMNS]
     return pd.DataFrame(rows, columns=cols)

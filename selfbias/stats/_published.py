@@ -36,13 +36,13 @@ import pandas as pd
 from ._bootstrap import (
     DEFAULT_CONFIDENCE,
     DEFAULT_N_BOOT,
-    _bool_array,
-    _clean,
-    _ClusterBootstrap,
-    _per_group,
-    _require,
+    bool_array,
+    drop_missing,
+    ClusterBootstrap,
+    per_group,
+    check_columns,
 )
-from ._calibration import _equal_count_bins
+from ._calibration import equal_count_bin_indices
 
 __all__ = [
     "chen_metrics",
@@ -88,18 +88,18 @@ def _self_other(pairwise_df: pd.DataFrame, verdict: Verdict) -> pd.DataFrame:
     Columns: ``item_id, judge, pref_own, p_own_first, p_own_second, own_correct, other_correct,
     prefers_own`` (1 own, 0 other, NaN tie).
     """
-    _require(pairwise_df, _PAIR_COLS, "pairwise metric")
+    check_columns(pairwise_df, _PAIR_COLS, "pairwise metric")
     pw = pairwise_df
-    a_self = _bool_array(pw["a_self"])
-    b_self = _bool_array(pw["b_self"])
+    a_self = bool_array(pw["a_self"])
+    b_self = bool_array(pw["b_self"])
     pw = pw[a_self != b_self]
-    own_a = _bool_array(pw["a_self"])
+    own_a = bool_array(pw["a_self"])
     pref = _pref_a(pw)
     f = pw["p_a_first"].to_numpy(float)
     s = pw["p_a_second"].to_numpy(float)
     va = _verdict_a(pw, verdict)
-    ac = _bool_array(pw["a_correct"])
-    bc = _bool_array(pw["b_correct"])
+    ac = bool_array(pw["a_correct"])
+    bc = bool_array(pw["b_correct"])
     return pd.DataFrame(
         {
             "item_id": pw["item_id"].to_numpy(dtype=object),
@@ -201,7 +201,7 @@ def wataoka_bias(
     rows = []
     for (judge,), g in so.groupby(["judge"], sort=True):
         items = g["item_id"].to_numpy(dtype=object)
-        boot = _ClusterBootstrap(items, n_boot=n_boot, seed=seed, confidence=confidence)
+        boot = ClusterBootstrap(items, n_boot=n_boot, seed=seed, confidence=confidence)
         v = g["prefers_own"].to_numpy(float)
         decided = np.isfinite(v)
         own = decided & (v == 1.0)
@@ -276,12 +276,12 @@ def winrate_by_perplexity(
     DataFrame
         One row per judge x bin (columns above).
     """
-    _require(pairwise_df, [*_PAIR_COLS, "a_mean_logprob", "b_mean_logprob"], "winrate_by_perplexity")
-    pw = _clean(pairwise_df, ["a_mean_logprob", "b_mean_logprob"])
+    check_columns(pairwise_df, [*_PAIR_COLS, "a_mean_logprob", "b_mean_logprob"], "winrate_by_perplexity")
+    pw = drop_missing(pairwise_df, ["a_mean_logprob", "b_mean_logprob"])
     va = _verdict_a(pw, verdict)
     win_a = np.where(np.isfinite(va), va, 0.5)
-    ac = _bool_array(pw["a_correct"])
-    bc = _bool_array(pw["b_correct"])
+    ac = bool_array(pw["a_correct"])
+    bc = bool_array(pw["b_correct"])
     true_a = np.where(ac & ~bc, 1.0, np.where(~ac & bc, 0.0, 0.5))
     la = pw["a_mean_logprob"].to_numpy(float)
     lb = pw["b_mean_logprob"].to_numpy(float)
@@ -289,7 +289,7 @@ def winrate_by_perplexity(
         {
             "item_id": np.r_[pw["item_id"].to_numpy(dtype=object), pw["item_id"].to_numpy(dtype=object)],
             "judge": np.r_[pw["judge"].to_numpy(dtype=object), pw["judge"].to_numpy(dtype=object)],
-            "self": np.r_[_bool_array(pw["a_self"]), _bool_array(pw["b_self"])],
+            "self": np.r_[bool_array(pw["a_self"]), bool_array(pw["b_self"])],
             "delta": np.r_[lb - la, la - lb],
             "judge_win": np.r_[win_a, 1.0 - win_a],
             "true_win": np.r_[true_a, 1.0 - true_a],
@@ -299,12 +299,12 @@ def winrate_by_perplexity(
     for (judge,), g in entries.groupby(["judge"], sort=True):
         g = g.reset_index(drop=True)
         bins = np.empty(len(g), dtype=int)
-        for i, b in enumerate(_equal_count_bins(g["delta"].to_numpy(float), n_bins)):
+        for i, b in enumerate(equal_count_bin_indices(g["delta"].to_numpy(float), n_bins)):
             bins[b] = i
         g["bin"] = bins
         for (author_self, b), h in g.groupby(["self", "bin"], sort=True):
             items = h["item_id"].to_numpy(dtype=object)
-            boot = _ClusterBootstrap(items, n_boot=n_boot, seed=seed, confidence=confidence)
+            boot = ClusterBootstrap(items, n_boot=n_boot, seed=seed, confidence=confidence)
             jw = h["judge_win"].to_numpy(float)
             tw = h["true_win"].to_numpy(float)
             one = np.ones_like(jw)
@@ -382,7 +382,7 @@ def chen_metrics(
     rows = []
     for (judge,), g in so.groupby(["judge"], sort=True):
         items = g["item_id"].to_numpy(dtype=object)
-        boot = _ClusterBootstrap(items, n_boot=n_boot, seed=seed, confidence=confidence)
+        boot = ClusterBootstrap(items, n_boot=n_boot, seed=seed, confidence=confidence)
         v = g["prefers_own"].to_numpy(float)
         decided = np.isfinite(v)
         own = decided & (v == 1.0)
@@ -445,7 +445,7 @@ def panickssery_self_preference(
             h = g[np.isfinite(g[col].to_numpy(float))]
             items = h["item_id"].to_numpy(dtype=object)
             x = h[col].to_numpy(float)
-            boot = _ClusterBootstrap(items, n_boot=n_boot, seed=seed, confidence=confidence)
+            boot = ClusterBootstrap(items, n_boot=n_boot, seed=seed, confidence=confidence)
             lo, hi = boot.ci_ratio(x, np.ones_like(x)) if x.size else (np.nan, np.nan)
             rows.append({"judge": judge, "metric": metric,
                          "estimate": float(x.mean()) if x.size else np.nan, "ci_low": lo,
@@ -502,14 +502,14 @@ def roytburg_baseline(
         Columns as :func:`chen_metrics` plus ``baseline`` and ``source`` (``"roytburg"`` or
         ``"wataoka"``).
     """
-    _require(pairwise_df, _PAIR_COLS, "roytburg_baseline")
+    check_columns(pairwise_df, _PAIR_COLS, "roytburg_baseline")
     if baseline not in ("own_right", "non_self_hard"):
         raise ValueError("baseline must be 'own_right' or 'non_self_hard'")
     pw = pairwise_df.reset_index(drop=True)
-    a_self = _bool_array(pw["a_self"])
-    b_self = _bool_array(pw["b_self"])
-    ac = _bool_array(pw["a_correct"])
-    bc = _bool_array(pw["b_correct"])
+    a_self = bool_array(pw["a_self"])
+    b_self = bool_array(pw["b_self"])
+    ac = bool_array(pw["a_correct"])
+    bc = bool_array(pw["b_correct"])
     va = _verdict_a(pw, verdict)
     decided = np.isfinite(va)
     so_mask = a_self != b_self
@@ -550,7 +550,7 @@ def roytburg_baseline(
         if not sel.any():
             continue
         items = items_all[sel]
-        boot = _ClusterBootstrap(items, n_boot=n_boot, seed=seed, confidence=confidence)
+        boot = ClusterBootstrap(items, n_boot=n_boot, seed=seed, confidence=confidence)
         sn, sd, st_ = self_num[sel], self_den[sel], self_ties[sel]
         bn, bd, bt = base_num[sel], base_den[sel], base_ties[sel]
         rows.append(_rate_row(judge, "self_wrong_vote", items, sn, sd, st_, boot, verdict))
@@ -609,7 +609,7 @@ def kadavath_accuracy_above(
     DataFrame
         ``*keys, measure, threshold, estimate, ci_low, ci_high, n, n_items``.
     """
-    keys, groups = _per_group(df, what="kadavath_accuracy_above", needed=["p_yes", "correct"], by=by,
+    keys, groups = per_group(df, what="kadavath_accuracy_above", needed=["p_yes", "correct"], by=by,
                               judge_first=True, n_boot=n_boot, seed=seed, confidence=confidence)
     rows = []
     for grp in groups:

@@ -18,9 +18,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from . import _regression
+from . import _health, _regression
 from ._discrimination import prediction_rejection_ratio
-from ._health import judge_health, pairwise_health
+from ._health import judge_health
 from ._metrics import (
     DEFAULT_CONFIDENCE,
     DEFAULT_N_BOOT,
@@ -57,23 +57,35 @@ class Summary:
 
     Attributes
     ----------
-    misplaced: :func:`misplaced_confidence` by judge x source x mode.
-    comparison: :func:`comparison_effect` (empty when no mode to compare with the baseline).
-    discrimination: AUROC rows of P(Yes) (:func:`discrimination`, per judge x mode), of
+    misplaced : DataFrame
+        :func:`misplaced_confidence` by judge x source x mode.
+    comparison : DataFrame
+        :func:`comparison_effect` (empty when no mode to compare with the baseline).
+    discrimination : DataFrame
+        AUROC rows of P(Yes) (:func:`discrimination`, per judge x mode), of
         ``sum_logprob``/``mean_logprob`` (:func:`likelihood_discrimination`, ``mode`` empty) and of
         sample ``agreement`` (:func:`agreement_discrimination`, ``judge`` = the generating model);
         the ``score`` column says which.
-    calibration: :func:`calibration` (Brier, ECE, RMS calibration error) per judge x mode.
-    health: :func:`judge_health` per judge x mode, with ``degenerate`` and ``reasons``.
-    likelihood: coefficients of ``likelihood_regression`` per judge (column ``judge``), or None when
-        it could not be fitted (the reason is in ``notes``).
-    published: pairwise metrics (Panickssery, Wataoka, Chen, Roytburg) stacked with a ``source``
-        column naming the paper, or None without a pairwise frame.
-    findings: plain-words sentences with intervals, degenerate judges first.
-    notes: what was skipped or failed, and why.
-    prr: :func:`prediction_rejection_ratio` of P(Yes) per judge x mode.
-    pairwise_health: :func:`pairwise_health` per judge (None without a pairwise frame).
-    thesis: :func:`thesis_effect` table (None unless modes ``alternatives`` and ``own_samples``).
+    calibration : DataFrame
+        :func:`calibration` (Brier, ECE, RMS calibration error) per judge x mode.
+    health : DataFrame
+        :func:`judge_health` per judge x mode, with ``degenerate`` and ``reasons``.
+    likelihood : DataFrame or None
+        Coefficients of ``likelihood_regression`` per judge (column ``judge``), or None when it
+        could not be fitted (the reason is in ``notes``).
+    published : DataFrame or None
+        Pairwise metrics (Panickssery, Wataoka, Chen, Roytburg) stacked with a ``source`` column
+        naming the paper, or None without a pairwise frame.
+    findings : tuple of str
+        Plain-words sentences with intervals, degenerate judges first.
+    notes : tuple of str
+        What was skipped or failed, and why.
+    prr : DataFrame or None
+        :func:`prediction_rejection_ratio` of P(Yes) per judge x mode.
+    pairwise_health : DataFrame or None
+        :func:`pairwise_health` per judge (None without a pairwise frame).
+    thesis : DataFrame or None
+        :func:`thesis_effect` table (None unless modes ``alternatives`` and ``own_samples``).
     """
 
     misplaced: pd.DataFrame
@@ -90,7 +102,14 @@ class Summary:
     thesis: pd.DataFrame | None = None
 
     def tables(self) -> dict[str, pd.DataFrame]:
-        """The non-empty tables by name, in report order."""
+        """The tables that were computed, by name, in report order.
+
+        Returns
+        -------
+        dict of str to DataFrame
+            ``health, pairwise_health, misplaced, discrimination, prr, calibration, comparison,
+            likelihood, thesis, published``, leaving out those that are None.
+        """
         out = {}
         for name in _TABLES:
             t = getattr(self, name)
@@ -100,7 +119,17 @@ class Summary:
 
     # ---------------------------------------------------------------- renderings
     def to_markdown(self, digits: int = 3) -> str:
-        """A Markdown report: findings, notes, then every table."""
+        """A Markdown report: findings, notes, then every table.
+
+        Parameters
+        ----------
+        digits : int
+            Significant digits of the numbers.
+
+        Returns
+        -------
+        str
+        """
         lines = ["# selfbias summary", "", "## Findings", ""]
         lines += [f"- {f}" for f in self.findings] or ["- (none)"]
         if self.notes:
@@ -110,7 +139,18 @@ class Summary:
         return "\n".join(lines) + "\n"
 
     def write(self, folder: str | Path) -> Path:
-        """Write every table as ``<name>.csv`` and the report as ``summary.md``; returns the folder."""
+        """Write every table as ``<name>.csv`` and the report as ``summary.md``.
+
+        Parameters
+        ----------
+        folder : str or pathlib.Path
+            Created if missing; files already there with these names are replaced.
+
+        Returns
+        -------
+        pathlib.Path
+            The folder.
+        """
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
         for name, t in self.tables().items():
@@ -137,6 +177,13 @@ class Summary:
         Each table is shown in at most five narrow columns -- what (the key columns joined),
         estimate, interval, p, n -- so it fits an 80-column terminal; the full tables are in the
         CSVs that :meth:`write` produces.
+
+        Parameters
+        ----------
+        console : rich.console.Console, optional
+            Where to print (a new Console when None).
+        max_rows : int
+            Rows shown per table; the rest are counted.
         """
         from rich.console import Console
         from rich.table import Table
@@ -423,6 +470,8 @@ def summarize(
     n_perm: int = DEFAULT_N_PERM,
     seed: int = 0,
     confidence: float = DEFAULT_CONFIDENCE,
+    health: pd.DataFrame | None = None,
+    pairwise_health: pd.DataFrame | None = None,
 ) -> Summary:
     """Every statistic of the package on a run's tables, with findings in plain words.
 
@@ -460,6 +509,13 @@ def summarize(
         Seed of the bootstrap / permutations / simulations.
     confidence : float
         Two-sided interval level.
+    health : DataFrame, optional
+        The :func:`judge_health` table of ``analysis_df`` when already computed (by a
+        :class:`selfbias.analysis.RunAnalysis`, with the same ``n_boot``, ``seed`` and
+        ``confidence``); computed here when None.
+    pairwise_health : DataFrame, optional
+        The :func:`pairwise_health` table of ``pairwise_df`` when already computed; computed here
+        (when there is a pairwise frame) when None.
 
     Returns
     -------
@@ -468,7 +524,8 @@ def summarize(
     """
     notes: list[str] = []
     common = dict(n_boot=n_boot, seed=seed, confidence=confidence)
-    health = judge_health(analysis_df, **common)
+    if health is None:
+        health = judge_health(analysis_df, **common)
     by_source = ("source", "mode") if "source" in analysis_df.columns else ("mode",)
     misplaced = misplaced_confidence(analysis_df, by=by_source, threshold=threshold, **common)
     misplaced_pooled = misplaced_confidence(analysis_df, by=("mode",), threshold=threshold, **common)
@@ -515,7 +572,9 @@ def summarize(
 
     published = pair_health = None
     if pairwise_df is not None and len(pairwise_df):
-        pair_health = pairwise_health(pairwise_df, **common)
+        pair_health = pairwise_health
+        if pair_health is None:  # the parameter's name hides the function: called through its module
+            pair_health = _health.pairwise_health(pairwise_df, **common)
         parts = []
         for source, fn in (("panickssery", panickssery_self_preference), ("wataoka", wataoka_bias),
                            ("chen", chen_metrics), ("roytburg", roytburg_baseline)):

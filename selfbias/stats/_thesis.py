@@ -23,11 +23,11 @@ from ._bootstrap import (
     DEFAULT_CONFIDENCE,
     DEFAULT_N_BOOT,
     DEFAULT_N_PERM,
-    _bool_array,
-    _ClusterBootstrap,
-    _require,
+    bool_array,
+    ClusterBootstrap,
+    check_columns,
 )
-from ._comparison import _sign_flip_test
+from ._comparison import sign_flip_test
 from ._regression import design_frame
 
 __all__ = ["ThesisResult", "thesis_effect"]
@@ -89,7 +89,7 @@ def _filter(df: pd.DataFrame, exclude_gold_shown: bool, notes: list[str]) -> pd.
 
 def _paired_shift(data: pd.DataFrame, n_boot, n_perm, seed, confidence, notes) -> dict:
     key = ["item_id", "candidate_id"]
-    own_wrong = data[_bool_array(data["self_authored"]) & ~_bool_array(data["correct"])]
+    own_wrong = data[bool_array(data["self_authored"]) & ~bool_array(data["correct"])]
     cols = [*key, "p_yes", *(["list_length"] if "list_length" in data.columns else [])]
     ext = own_wrong[own_wrong["mode"] == EXTERNAL][cols].drop_duplicates(subset=key)
     own = own_wrong[own_wrong["mode"] == OWN][cols].drop_duplicates(subset=key)
@@ -105,10 +105,10 @@ def _paired_shift(data: pd.DataFrame, n_boot, n_perm, seed, confidence, notes) -
            "method": "paired mean, item bootstrap, item sign-flip test"}
     if d.size == 0:
         return {**out, "estimate": np.nan, "ci_low": np.nan, "ci_high": np.nan, "p_value": np.nan}
-    boot = _ClusterBootstrap(items, n_boot=n_boot, seed=seed, confidence=confidence)
+    boot = ClusterBootstrap(items, n_boot=n_boot, seed=seed, confidence=confidence)
     lo, hi = boot.ci_ratio(d, np.ones_like(d))
     codes = pd.factorize(items, sort=True)[0]
-    _, p = _sign_flip_test(codes, d, n_perm, seed) if n_perm > 0 else (np.nan, np.nan)
+    _, p = sign_flip_test(codes, d, n_perm, seed) if n_perm > 0 else (np.nan, np.nan)
     return {**out, "estimate": float(d.mean()), "ci_low": lo, "ci_high": hi, "p_value": p}
 
 
@@ -220,7 +220,7 @@ def thesis_effect(
         ``table`` (one row per judge x estimand), ``sentences`` (in words, with direction) and
         ``notes``.
     """
-    _require(frame, ["item_id", "candidate_id", "judge", "mode", "p_yes", "correct", "self_authored",
+    check_columns(frame, ["item_id", "candidate_id", "judge", "mode", "p_yes", "correct", "self_authored",
                      "sum_logprob", "mean_logprob", "n_tokens"], "thesis_effect")
     modes = set(frame["mode"].astype(str))
     if not {EXTERNAL, OWN} <= modes:

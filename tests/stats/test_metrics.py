@@ -27,7 +27,7 @@ from selfbias.stats import (
     misplaced_confidence,
     reliability_table,
 )
-from selfbias.stats._metrics import _ClusterBootstrap, _weighted_auc
+from selfbias.stats._metrics import ClusterBootstrap as _ClusterBootstrap, weighted_auc as _weighted_auc
 
 NB = 300  # bootstrap resamples in tests
 

@@ -5,7 +5,7 @@ import pandas as pd
 import pytest
 
 from selfbias.stats import calibration, prediction_rejection_ratio
-from selfbias.stats._calibration import _debiased_sq_ce, _ece_rms
+from selfbias.stats._calibration import _debiased_sq_ce, ece_rms as _ece_rms
 from selfbias.stats._discrimination import _prr
 from selfbias.stats.simulate import simulate_run
 
