@@ -16,6 +16,7 @@ from .hf import HFBackend, as_backend
 __all__ = ["OPENAI_PREFIX", "Backend", "Capabilities", "HFBackend", "as_backend", "is_server_spec", "load_backend"]
 
 OPENAI_PREFIX = "openai:"
+_HF_LOADING = ("device", "dtype", "cache_dir", "device_map")  # load_model options a server spec drops
 
 
 def is_server_spec(spec: str) -> bool:
@@ -33,8 +34,9 @@ def load_backend(spec: str, **options: Any) -> Backend:
         :mod:`selfbias.backends.openai`), or anything :func:`selfbias.models.load_model` accepts
         (bundled alias, ``.gguf`` file, local folder, hub id), loaded here with Hugging Face.
     **options
-        Passed to the backend's loader: ``OpenAIBackend.from_spec`` or
-        :func:`selfbias.models.load_model` (``device``, ``dtype``, ``prompt_format``, ...).
+        Passed to the backend's loader: :func:`selfbias.models.load_model` (``device``, ``dtype``,
+        ``prompt_format``, ...) or ``OpenAIBackend.from_spec`` (which gets every option but the
+        weight-loading ones: ``device``, ``dtype``, ``cache_dir``, ``device_map``).
 
     Returns
     -------
@@ -50,6 +52,8 @@ def load_backend(spec: str, **options: Any) -> Backend:
 
             raise ModelError(f"model {spec!r}: the OpenAI-compatible server backend (selfbias.backends.openai) "
                              "is not installed in this version of selfbias") from None
+        for option in _HF_LOADING:  # how to load weights here means nothing to a served model
+            options.pop(option, None)
         return module.OpenAIBackend.from_spec(spec, **options)
     from ..models import load_model
 

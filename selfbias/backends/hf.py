@@ -74,6 +74,10 @@ class HFBackend:
     def context_length(self) -> int:
         return self.lm.context_length
 
+    @property
+    def adds_bos(self) -> bool:
+        return self.lm.adds_bos
+
     def to_manifest(self) -> dict[str, Any]:
         """The model's identity and loading facts plus ``backend`` ("hf"), ``capabilities`` and the
         device map (where the weights were spread over devices).
@@ -84,6 +88,9 @@ class HFBackend:
             JSON-serialisable; recorded as ``models_loaded.<model>`` in the run manifest.
         """
         out = self.lm.to_manifest()
+        device_map = getattr(self.lm.model, "hf_device_map", None)  # set when loaded with a device_map
+        if device_map:
+            out["device_map"] = {str(k): str(v) for k, v in device_map.items()}
         out["backend"] = KIND
         out["capabilities"] = self.capabilities.to_dict()
         return out
@@ -168,6 +175,27 @@ class HFBackend:
         return next_token_logprobs(self.lm, requests, select=select, top_k=top_k,
                                    **{**self._budget(self.memory_mb), **kwargs})
 
+    def replace(self, *, lm: LoadedModel | None = None, **options: Any) -> HFBackend:
+        """A copy with another LoadedModel (e.g. re-prompted) and/or other batch options.
+
+        Parameters
+        ----------
+        lm : LoadedModel or None
+            The model of the copy (None: this backend's).
+        **options
+            ``memory_mb``, ``generate_memory_mb``, ``batch_size``.
+
+        Returns
+        -------
+        HFBackend
+        """
+        kept = {"memory_mb": self.memory_mb, "generate_memory_mb": self.generate_memory_mb,
+                "batch_size": self.batch_size}
+        unknown = set(options) - set(kept)
+        if unknown:
+            raise TypeError(f"HFBackend.replace: unknown option(s) {sorted(unknown)}")
+        return HFBackend(lm if lm is not None else self.lm, **{**kept, **options})
+
     def close(self) -> None:
         """Nothing to release: the model lives as long as the LoadedModel does."""
 
@@ -175,13 +203,16 @@ class HFBackend:
         return f"HFBackend({self.lm!r})"
 
 
-def as_backend(model: Any) -> Any:
+def as_backend(model: Any, *, batch_size: int | None = None) -> Any:
     """A Backend for ``model``: a :class:`LoadedModel` is wrapped in :class:`HFBackend`; an object that
     already implements the protocol is returned as it is.
 
     Parameters
     ----------
     model : LoadedModel or Backend
+    batch_size : int or None
+        For the HF backend: cap on contexts per batch (None keeps the backend's own). Other backends
+        bound their own concurrency and ignore it.
 
     Returns
     -------
@@ -195,7 +226,9 @@ def as_backend(model: Any) -> Any:
     from .base import Backend
 
     if isinstance(model, LoadedModel):
-        return HFBackend(model)
+        return HFBackend(model, batch_size=batch_size)
+    if isinstance(model, HFBackend):
+        return model if batch_size is None else model.replace(batch_size=batch_size)
     if isinstance(model, Backend):
         return model
     raise TypeError(f"expected a LoadedModel or a selfbias Backend, got {type(model).__name__}")
