@@ -94,7 +94,7 @@ def check_figure_formats(formats: Any) -> tuple[str, ...]:
 
 def check_device(device: Any) -> None:
     """A device that exists here: cpu, cuda[:N] with CUDA present, mps where available."""
-    if device is None:
+    if device is None or device == "auto":  # "auto": device_map="auto" over the GPUs (selfbias.models)
         return
     import torch
 

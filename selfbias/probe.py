@@ -76,7 +76,7 @@ def probe(
     skip_invalid: bool = False,
     templates: dict[str, AnswerTemplate] | None = None,
     device: str | None = None,
-    dtype: str = "float32",
+    dtype: str = "auto",
     loaded: dict[str, Any] | None = None,
     prompt_format: str = "auto",
     chat_template_kwargs: dict | None = None,
