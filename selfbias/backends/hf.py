@@ -88,9 +88,7 @@ class HFBackend:
             JSON-serialisable; recorded as ``models_loaded.<model>`` in the run manifest.
         """
         out = self.lm.to_manifest()
-        device_map = getattr(self.lm.model, "hf_device_map", None)  # set when loaded with a device_map
-        if device_map:
-            out["device_map"] = {str(k): str(v) for k, v in device_map.items()}
+        out["device_map"] = device_map(self.lm.model)
         out["backend"] = KIND
         out["capabilities"] = self.capabilities.to_dict()
         return out
@@ -201,6 +199,31 @@ class HFBackend:
 
     def __repr__(self) -> str:
         return f"HFBackend({self.lm!r})"
+
+
+def device_map(model: Any) -> dict[str, str]:
+    """Where a model's weights are: ``{"": device}`` when on one device, else module -> device.
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+        A loaded model (possibly spread over devices by ``device_map="auto"``).
+
+    Returns
+    -------
+    dict
+        Module name prefix (up to the layer index, e.g. ``model.layers.12``) -> device, as
+        accelerate writes device maps; ``{"": "cpu"}`` for a model on one device.
+    """
+    recorded = getattr(model, "hf_device_map", None)  # older transformers keep the map they used
+    if recorded:
+        return {str(k): str(v) for k, v in recorded.items()}
+    out: dict[str, str] = {}
+    for name, param in model.named_parameters():
+        parts = name.split(".")
+        cut = next((i + 1 for i, p in enumerate(parts) if p.isdigit()), len(parts) - 1)
+        out.setdefault(".".join(parts[:cut]), str(param.device))
+    return {"": next(iter(out.values()))} if len(set(out.values())) == 1 else out
 
 
 def as_backend(model: Any, *, batch_size: int | None = None) -> Any:
