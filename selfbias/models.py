@@ -55,7 +55,18 @@ class BundledModel:
     assembled: bool = False  # True when the package writes the GGUF with assemble()
 
     def gguf_path(self) -> Path:
-        """Locate (or, for split packages, assemble) the GGUF file; ModelError if not installed."""
+        """Locate (or, for split packages, assemble) the GGUF file.
+
+        Returns
+        -------
+        Path
+            The GGUF file of the installed package.
+
+        Raises
+        ------
+        ModelError
+            The package is not installed or its file is missing (the message gives the pip command).
+        """
         spec = importlib.util.find_spec(self.module)
         if spec is None or not spec.submodule_search_locations:
             raise ModelError(
@@ -156,6 +167,14 @@ class LoadedModel:
         return tuple(sorted(ids))
 
     def to_manifest(self) -> dict[str, Any]:
+        """The model's identity and loading facts, as recorded in a run manifest.
+
+        Returns
+        -------
+        dict
+            :class:`ModelIdentity` fields plus ``dtype``, ``device``, ``has_chat_template``,
+            ``prompt_format``, ``chat_template_kwargs``, ``adds_bos``, ``context_length``.
+        """
         return {
             **self.identity.to_dict(),
             "dtype": str(self.dtype).removeprefix("torch."),
@@ -221,8 +240,19 @@ _INSTRUCT_MARKS = re.compile(r"(?:^|[-_./\s])(instruct|chat|it|sft|rlhf|dpo|assi
 
 
 def looks_instruction_tuned(*names: str | None) -> bool:
-    """Whether any of ``names`` (alias, file or folder, hub id, config ``_name_or_path``) marks an
-    instruction-tuned model: a part "instruct", "chat", "it", "sft", "rlhf", "dpo" or "assistant"."""
+    """Whether any of ``names`` marks an instruction-tuned model.
+
+    Parameters
+    ----------
+    *names : str or None
+        Alias, file or folder, hub id, config ``_name_or_path`` (None entries are ignored).
+
+    Returns
+    -------
+    bool
+        True when a name has a part "instruct", "chat", "it", "sft", "rlhf", "dpo" or "assistant"
+        (case-insensitive, between separators).
+    """
     return any(bool(_INSTRUCT_MARKS.search(str(n))) for n in names if n)
 
 
@@ -233,6 +263,25 @@ def pick_prompt_format(requested: str, has_chat_template: bool, *names: str | No
     the tokenizer has a chat template *and* the model looks instruction-tuned
     (:func:`looks_instruction_tuned` on its names); base models get plain few-shot prompts even
     when their tokenizer carries a chat template, since they were never trained on it.
+
+    Parameters
+    ----------
+    requested : str
+        "auto", "chat" or "plain".
+    has_chat_template : bool
+        Whether the tokenizer has a chat template.
+    *names : str or None
+        The model's names, for :func:`looks_instruction_tuned`.
+
+    Returns
+    -------
+    str
+        "chat" or "plain".
+
+    Raises
+    ------
+    ModelError
+        An unknown format, or "chat" for a tokenizer without a chat template.
     """
     if requested not in PROMPT_FORMATS:
         raise ModelError(f"unknown prompt format {requested!r}; use one of {', '.join(PROMPT_FORMATS)}")
@@ -394,7 +443,29 @@ def _is_causal(model) -> bool:
 
 def wrap_model(model, tokenizer, *, name: str = "model", identity: ModelIdentity | None = None,
                prompt_format: str = "auto", chat_template_kwargs: dict | None = None) -> LoadedModel:
-    """Wrap an already loaded transformers causal LM and tokenizer (e.g. a tiny test model)."""
+    """Wrap an already loaded transformers causal LM and tokenizer (e.g. a tiny test model).
+
+    Parameters
+    ----------
+    model : transformers.PreTrainedModel
+        A causal LM (put in eval mode here).
+    tokenizer : transformers.PreTrainedTokenizerBase
+        Its tokenizer (given EOS as pad token when it has none).
+    name : str
+        The model's name in runs.
+    identity : ModelIdentity or None
+        What the manifest records (default: source "object", the model's class name).
+    prompt_format : str
+        "auto", "chat" or "plain" (:func:`pick_prompt_format`).
+    chat_template_kwargs : dict or None
+        Extra keyword arguments of ``apply_chat_template``.
+
+    Returns
+    -------
+    LoadedModel
+        Device and dtype are those of the model's first parameter; BOS use, chat template and
+        context length are read from the tokenizer and config.
+    """
     if tokenizer.pad_token_id is None:
         # Padding positions are always masked; any id works, EOS is the conventional choice.
         tokenizer.pad_token = tokenizer.eos_token
@@ -425,7 +496,19 @@ def wrap_model(model, tokenizer, *, name: str = "model", identity: ModelIdentity
 
 
 def bundled_status(cache_dir: str | os.PathLike | None = None) -> list[dict[str, Any]]:
-    """For `selfbias models`: each bundled alias, whether its package is installed and its conversion cached."""
+    """For `selfbias models`: each bundled alias, whether its package is installed and its conversion cached.
+
+    Parameters
+    ----------
+    cache_dir : path or None
+        The conversion cache (default ``$SELFBIAS_CACHE`` or ``~/.cache/selfbias``).
+
+    Returns
+    -------
+    list of dict
+        One per alias: ``alias``, ``description``, ``license``, ``installed``, ``cached``,
+        ``install`` (the pip command), ``default``.
+    """
     rows = []
     for alias, bundled in BUNDLED_MODELS.items():
         installed = importlib.util.find_spec(bundled.module) is not None

@@ -20,7 +20,16 @@ _HF_LOADING = ("device", "dtype", "cache_dir", "device_map")  # load_model optio
 
 
 def is_server_spec(spec: str) -> bool:
-    """Whether a model spec names a served model (``openai:NAME@URL``) rather than a local one."""
+    """Whether a model spec names a served model (``openai:NAME@URL``) rather than a local one.
+
+    Parameters
+    ----------
+    spec : str
+
+    Returns
+    -------
+    bool
+    """
     return isinstance(spec, str) and spec.startswith(OPENAI_PREFIX)
 
 

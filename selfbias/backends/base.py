@@ -91,22 +91,70 @@ class Backend(Protocol):
     capabilities: Capabilities
 
     def to_manifest(self) -> dict[str, Any]:
-        """Identity, backend kind (``"backend"``) and capabilities, recorded in the run manifest."""
+        """What the run manifest records about this model (``models_loaded.<model>``).
+
+        Returns
+        -------
+        dict
+            JSON-serialisable: at least ``name``, ``backend`` (the kind, e.g. "hf", "openai") and
+            ``capabilities`` (:meth:`Capabilities.to_dict`); where meaningful ``source``, ``sha256``,
+            ``revision``, ``dtype``, ``prompt_format``, ``chat_template_kwargs``.
+        """
         ...
 
     def score_requests(self, requests: Sequence[tuple[str, Sequence[str]]], *, truncate: bool = False
                        ) -> list[list[Score]]:
-        """``scores[i][j]``: continuation j of ``requests[i] = (prompt, [continuation, ...])``."""
+        """Per-token log-probs of continuations (the join rules of :mod:`selfbias.scoring`).
+
+        Parameters
+        ----------
+        requests : sequence of (prompt, [continuation, ...])
+        truncate : bool
+            Drop prompt tokens on the left to fit the context (recorded in ``Score.truncated_tokens``).
+
+        Returns
+        -------
+        list of list of Score
+            ``scores[i][j]`` for continuation j of request i.
+        """
         ...
 
     def generate(self, prompts: Sequence[str], *, n: int = 1, temperature: float = 0.0, top_p: float = 1.0,
                  max_new_tokens: int = 48, stop: Sequence[str] = (), seed: int = 0) -> list[list[Generation]]:
-        """``out[i][j]``: sample j of prompt i, with the raw log-probs of its tokens."""
+        """Answers with the raw (untempered) log-probs of their tokens.
+
+        Parameters
+        ----------
+        prompts : sequence of str
+        n, temperature, top_p, max_new_tokens, stop, seed
+            As in :func:`selfbias.generation.generate` (temperature 0: greedy; samples seeded).
+
+        Returns
+        -------
+        list of list of Generation
+            ``out[i][j]`` for sample j of prompt i.
+        """
         ...
 
     def next_token_logprobs(self, requests: Sequence[tuple[str, Sequence[str]]], *, select: Sequence[int] = (),
                             top_k: int = 10) -> list[list[NextToken]]:
-        """``out[i][j]``: next-token distribution after ``prefix_i + suffix_j`` (chosen ids + top-k)."""
+        """The next-token distribution after ``prefix + suffix``: chosen ids' log-probs and the top-k.
+
+        Parameters
+        ----------
+        requests : sequence of (prefix, [suffix, ...])
+            A suffix may be "" (the prefix alone is the prompt).
+        select : sequence of int
+            Token ids whose log-probs go into ``NextToken.selected`` (every one of them; an id the
+            backend could not read exactly is listed in ``NextToken.bounded``).
+        top_k : int
+            How many most likely tokens to return.
+
+        Returns
+        -------
+        list of list of NextToken
+            ``out[i][j]`` for suffix j of request i, with ``covered_mass`` set.
+        """
         ...
 
     def close(self) -> None:
