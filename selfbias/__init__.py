@@ -29,8 +29,9 @@ _EXPORTS = {
     "Run": "runs", "RunStore": "runs", "RunError": "runs", "load_run": "runs",
     "SelfbiasError": "errors", "InputError": "errors",
     "TrainResult": "train",
+    "Backend": "backends", "HFBackend": "backends", "load_backend": "backends",
 }
-_SUBMODULES = {"errors", "models", "scoring", "generation", "tasks", "prompts", "runs", "stats", "plots", "cli"}
+_SUBMODULES = {"backends", "errors", "models", "scoring", "generation", "tasks", "prompts", "runs", "stats", "plots", "cli"}
 
 from .judge import judge  # noqa: E402  (light modules: torch loads inside the functions)
 from .probe import probe  # noqa: E402
@@ -54,6 +55,7 @@ def __dir__() -> list[str]:
 
 
 if TYPE_CHECKING:  # for editors and type checkers
+    from .backends import Backend, HFBackend, load_backend
     from .generation import Generation, generate
     from .models import BUNDLED_MODELS, DEFAULT_MODEL, LoadedModel, ModelError, load_model, wrap_model
     from .runs import Run, RunError, RunStore, load_run
