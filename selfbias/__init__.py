@@ -30,9 +30,10 @@ _EXPORTS = {
     "RunAnalysis": "analysis", "analyze_run": "analysis",
     "SelfbiasError": "errors", "InputError": "errors",
     "TrainResult": "train",
+    "Backend": "backends", "HFBackend": "backends", "load_backend": "backends",
 }
-_SUBMODULES = {"errors", "models", "scoring", "generation", "tasks", "prompts", "store", "frames", "runs", "analysis",
-               "stats", "plots", "cli"}
+_SUBMODULES = {"backends", "errors", "models", "scoring", "generation", "tasks", "prompts", "store", "frames",
+               "runs", "analysis", "stats", "plots", "cli"}
 
 from .judge import judge  # noqa: E402  (light modules: torch loads inside the functions)
 from .probe import probe  # noqa: E402
@@ -56,6 +57,7 @@ def __dir__() -> list[str]:
 
 
 if TYPE_CHECKING:  # for editors and type checkers
+    from .backends import Backend, HFBackend, load_backend
     from .generation import Generation, generate
     from .models import BUNDLED_MODELS, DEFAULT_MODEL, LoadedModel, ModelError, load_model, wrap_model
     from .analysis import RunAnalysis, analyze_run

@@ -94,7 +94,7 @@ def check_figure_formats(formats: Any) -> tuple[str, ...]:
 
 def check_device(device: Any) -> None:
     """A device that exists here: cpu, cuda[:N] with CUDA present, mps where available."""
-    if device is None:
+    if device is None or device == "auto":  # "auto": device_map="auto" over the GPUs (selfbias.models)
         return
     import torch
 
@@ -142,6 +142,8 @@ def check_model_spec(spec: Any) -> None:
 
     if not isinstance(spec, str) or not spec.strip():
         raise InputError(f"model spec must be a non-empty string, got {spec!r}")
+    if spec.startswith("openai:"):  # a served model: its backend parses and checks the spec when it connects
+        return
     if spec in BUNDLED_MODELS:
         bundled = BUNDLED_MODELS[spec]
         if importlib.util.find_spec(bundled.module) is None:
@@ -422,12 +424,16 @@ def validate_judge(run: Any, *, modes: Any, judges: Any, k: Any, few_shot: Any, 
 def too_long(lm, prompts: Mapping[str, str], reserve: int) -> list[tuple[str, int]]:
     """Ids whose prompt plus ``reserve`` new tokens do not fit ``lm``'s context, with their prompt length.
 
-    The prompt is counted as the scorer feeds it (BOS added where the tokenizer adds it).
+    The prompt is counted as the scorer feeds it (BOS added where the tokenizer adds it). A backend
+    that states no ``context_length`` or has no tokenizer is not checked here (its server refuses).
     """
     out = []
-    limit = int(lm.context_length)
+    limit, tokenizer = getattr(lm, "context_length", None), getattr(lm, "tokenizer", None)
+    if limit is None or tokenizer is None:
+        return out
+    limit = int(limit)
     for key, prompt in prompts.items():
-        n = len(lm.tokenizer(prompt, add_special_tokens=False)["input_ids"]) + int(bool(lm.adds_bos))
+        n = len(tokenizer(prompt, add_special_tokens=False)["input_ids"]) + int(bool(getattr(lm, "adds_bos", False)))
         if n + reserve > limit:
             out.append((key, n))
     return out

@@ -171,8 +171,10 @@ def probe(
     mapping: Optional[str] = typer.Option(None, help="Column mapping for a generic JSONL/CSV file, e.g. question=q,answer=a."),
     fmt: Optional[str] = typer.Option(None, "--format", help="Force a file format: truthfulqa, truthfulqa_mc, gsm8k, arc, nq_open, truefalse, jsonl, csv."),
     skip_invalid: bool = typer.Option(False, help="Skip invalid rows of a data file (recorded in the run) instead of stopping."),
-    device: Optional[str] = typer.Option(None, help="cuda, mps or cpu (default: the best available)."),
-    dtype: str = typer.Option("float32", help="float32, bfloat16 or float16 (log-softmax is always float32)."),
+    device: Optional[str] = typer.Option(None, help="cuda, mps, cpu, or auto (layers spread over the GPUs) "
+                                         "(default: the best available; auto with several GPUs)."),
+    dtype: str = typer.Option("auto", help="auto (bfloat16 on a GPU, float32 on CPU), float32, bfloat16 or "
+                              "float16 (log-softmax is always float32)."),
     template: Optional[Path] = typer.Option(None, help="JSON file with an answer template (fields of selfbias.prompts.AnswerTemplate) used for every model."),
     prompt_format: str = typer.Option("auto", help="auto, chat or plain. auto: chat only for instruction-tuned models (name has instruct/chat/-it/...) whose tokenizer has a chat template; base models get plain few-shot prompts."),
     chat_template_kwargs: Optional[str] = typer.Option(None, help="Keyword arguments for the chat template, e.g. enable_thinking=false (comma-separated key=value; true/false/numbers are typed)."),

@@ -99,6 +99,7 @@ from ._judge_templates import (
 if TYPE_CHECKING:
     import pandas as pd
 
+    from .backends import Backend
     from .models import LoadedModel
     from .runs import Run
 
@@ -121,7 +122,7 @@ __all__ = [
 JUDGMENT_COLUMNS = [
     "item_id", "candidate_id", "judge", "mode", "order", "other_candidate_id", "p_yes", "yes_no_mass",
     "top_tokens", "top_probs", "prompt_hash", "alternatives", "critique",
-    "gold_shown", "shown_sources", "judged_in_list", "list_length", "pair_type",
+    "gold_shown", "shown_sources", "judged_in_list", "list_length", "pair_type", "top_k_mass",
 ]
 CHUNK_ITEMS = 16  # items per chunk of work
 TOP_K = 5
@@ -479,15 +480,12 @@ def _render_jobs(jobs: list[_Job], template: JudgeTemplate, tokenizer, examples)
         job.prefix, job.suffix = prefix, suffix
 
 
-def _write_critiques(lm: "LoadedModel", jobs: list[_Job], template: JudgeTemplate, examples, batch_size) -> None:
-    from .generation import generate
-
+def _write_critiques(lm: "Backend", jobs: list[_Job], template: JudgeTemplate, examples) -> None:
     lead = _critique_lead(template.suffix)
     prompts = [render(template, job.fields, lm.tokenizer, examples, suffix=lead) for job in jobs]
     if not prompts:
         return
-    outs = generate(lm, prompts, temperature=0.0, max_new_tokens=CRITIQUE_MAX_NEW_TOKENS, stop=CRITIQUE_STOP,
-                    batch_size=batch_size)
+    outs = lm.generate(prompts, temperature=0.0, max_new_tokens=CRITIQUE_MAX_NEW_TOKENS, stop=CRITIQUE_STOP)
     for job, (g,) in zip(jobs, outs):
         job.critique = g.text.strip()
         job.fields["critique"] = job.critique
@@ -500,16 +498,14 @@ def _logsumexp(values: Sequence[float]) -> float:
     return m + math.log(sum(math.exp(v - m) for v in values))
 
 
-def _read_verdicts(lm: "LoadedModel", jobs: list[_Job], first_ids: Sequence[int], second_ids: Sequence[int],
-                   batch_size: int | None) -> list[dict]:
-    from .scoring import next_token_logprobs
-
+def _read_verdicts(lm: "Backend", jobs: list[_Job], first_ids: Sequence[int], second_ids: Sequence[int]
+                   ) -> list[dict]:
     groups: dict[str, list[int]] = {}
     for i, job in enumerate(jobs):
         groups.setdefault(job.prefix, []).append(i)
     requests = [(prefix, [jobs[i].suffix for i in idx]) for prefix, idx in groups.items()]
-    results = next_token_logprobs(lm, requests, select=list(first_ids) + list(second_ids), top_k=TOP_K,
-                                  batch_size=batch_size) if requests else []
+    results = lm.next_token_logprobs(requests, select=list(first_ids) + list(second_ids), top_k=TOP_K
+                                     ) if requests else []
     decoded: dict[int, str] = {}
     out: list[dict | None] = [None] * len(jobs)
     for idx, res in zip(groups.values(), results):
@@ -525,7 +521,10 @@ def _read_verdicts(lm: "LoadedModel", jobs: list[_Job], first_ids: Sequence[int]
                     decoded[t] = lm.tokenizer.decode([t])
             out[i] = {"p_yes": float(p), "yes_no_mass": float(math.exp(log_mass)),
                       "top_tokens": [decoded[t] for t in nt.top_ids],
-                      "top_probs": [float(math.exp(v)) for v in nt.top_logprobs]}
+                      "top_probs": [float(math.exp(v)) for v in nt.top_logprobs],
+                      # mass of the top-k the backend returned: 1.0 when it read the whole distribution;
+                      # less from a server's top-k, where p_yes and yes_no_mass are bounds (issue 12)
+                      "top_k_mass": float(nt.covered_mass)}
     return out  # type: ignore[return-value]
 
 
@@ -543,11 +542,12 @@ def _frame(jobs: list[_Job], verdicts: list[dict], judge_name: str, mode: str) -
             "gold_shown": bool(job.gold_shown), "shown_sources": list(job.shown_sources),
             "judged_in_list": bool(job.judged_in_list),
             "list_length": len(job.alternatives) if mode in LIST_MODES else 0, "pair_type": job.pair_type,
+            "top_k_mass": v["top_k_mass"],
         })
     df = pd.DataFrame(rows, columns=JUDGMENT_COLUMNS)
     for c in ("order", "list_length"):
         df[c] = df[c].astype("int64")
-    for c in ("p_yes", "yes_no_mass"):
+    for c in ("p_yes", "yes_no_mass", "top_k_mass"):
         df[c] = df[c].astype("float64")
     for c in ("gold_shown", "judged_in_list"):
         df[c] = df[c].astype(bool)
@@ -564,7 +564,7 @@ class _JudgeSetup:
     """A loaded judge with its format, templates, option ids and few-shot examples per mode."""
 
     name: str
-    lm: "LoadedModel"
+    lm: "Backend"
     format: str
     templates: dict[str, JudgeTemplate]
     option_ids: dict[str, tuple[list[int], list[int]]]
@@ -580,7 +580,10 @@ class _JudgeSetup:
         return out
 
 
-def _option_ids(lm: "LoadedModel", template: JudgeTemplate) -> tuple[list[int], list[int]]:
+def _option_ids(lm: "Backend", template: JudgeTemplate) -> tuple[list[int], list[int]]:
+    if lm.tokenizer is None:
+        raise ValueError(f"judge {lm.name!r}: its backend has no tokenizer, and the judge reads the option words' "
+                         "token ids from it; give the backend a tokenizer (e.g. tokenizer=FOLDER)")
     ids = []
     for word in template.options:
         found = find_option_tokens(lm.tokenizer, word)
@@ -595,6 +598,13 @@ def _option_ids(lm: "LoadedModel", template: JudgeTemplate) -> tuple[list[int], 
     return ids[0], ids[1]
 
 
+def _as_backend(model: Any, batch_size: int | None) -> "Backend":
+    """A judge model as a backend (a LoadedModel is wrapped; ``batch_size`` goes to the HF backend)."""
+    from .backends import as_backend
+
+    return as_backend(model, batch_size=batch_size)
+
+
 def _recorded_prompting(store, name: str) -> dict[str, Any]:
     """The prompt format and chat-template kwargs the run recorded for model ``name`` (none for a
     judge that is not one of the run's models, or a run made before formats were recorded)."""
@@ -604,7 +614,7 @@ def _recorded_prompting(store, name: str) -> dict[str, Any]:
     return {}
 
 
-def _setup(name: str, lm: "LoadedModel", modes: Sequence[str], templates: dict[str, dict[str, JudgeTemplate]],
+def _setup(name: str, lm: "Backend", modes: Sequence[str], templates: dict[str, dict[str, JudgeTemplate]],
            examples: Sequence[FewShotExample], k: int) -> _JudgeSetup:
     fmt = lm.prompt_format
     chosen = {m: templates[m][fmt] for m in modes}
@@ -618,14 +628,14 @@ def _judge_items(setup: _JudgeSetup, data: _RunData, mode: str, item_ids: Sequen
     template = setup.templates[mode]
     jobs = _build_jobs(data, setup.name, mode, item_ids, k, seed, lists, pair_sources)
     if mode == "critique":
-        _write_critiques(setup.lm, jobs, template, setup.examples[mode], batch_size)
+        _write_critiques(setup.lm, jobs, template, setup.examples[mode])
     _render_jobs(jobs, template, setup.lm.tokenizer, setup.examples[mode])
     _check_context(setup.lm, jobs, mode)
     first, second = setup.option_ids[mode]
-    return jobs, _read_verdicts(setup.lm, jobs, first, second, batch_size)
+    return jobs, _read_verdicts(setup.lm, jobs, first, second)
 
 
-def _check_context(lm: "LoadedModel", jobs: list[_Job], mode: str) -> None:
+def _check_context(lm: "Backend", jobs: list[_Job], mode: str) -> None:
     """Refuse, naming the item, a judge prompt that does not fit the judge's context (checked on
     each item's longest prompt, before any of the chunk is read)."""
     from ._validate import InputError, context_message, too_long
@@ -660,8 +670,9 @@ def _judge_name(spec: Any) -> str:
         raise ValueError(f"judge spec {dict(spec)!r} has no 'name'")
     name = getattr(spec, "name", None)
     if isinstance(name, str) and hasattr(spec, "tokenizer"):
-        return name  # a LoadedModel
-    raise ValueError(f"judge spec must be a model name, a dict with 'name' or a LoadedModel, got {type(spec).__name__}")
+        return name  # a LoadedModel or a Backend
+    raise ValueError(f"judge spec must be a model name, a dict with 'name', a LoadedModel or a Backend, "
+                     f"got {type(spec).__name__}")
 
 
 def _check_modes(modes: Any) -> tuple[str, ...]:
@@ -785,7 +796,7 @@ def judge(
     *,
     modes: Sequence[str] = ("isolated", "alternatives"),
     judges: Sequence[Any] | None = None,
-    models: Mapping[str, "LoadedModel"] | None = None,
+    models: Mapping[str, "LoadedModel | Backend"] | None = None,
     k: int = 3,
     min_k: int = 1,
     alt_sources: Sequence[str] | str | None = None,
@@ -801,9 +812,12 @@ def judge(
 ) -> "Run":
     """Add judgments to an existing run (table ``judgments``) and return the finalized :class:`Run`.
 
-    ``judges``: model names, dicts with a ``name`` or LoadedModels (default: the run's models, so
-    each model judges its own and the others' answers: the full judge x author matrix). ``models``:
-    name -> already loaded LoadedModel (else :func:`selfbias.models.load_model` loads by name).
+    ``judges``: model names, dicts with a ``name``, LoadedModels or backends (default: the run's models,
+    so each model judges its own and the others' answers: the full judge x author matrix). ``models``:
+    name -> already loaded LoadedModel or :class:`selfbias.backends.Backend` (else
+    :func:`selfbias.backends.load_backend` loads by name). The judge reaches a model only through the
+    backend interface (``next_token_logprobs``, ``generate``, ``tokenizer``); ``batch_size`` applies to
+    the Hugging Face backend.
     ``k``: the longest list in the list modes, and the self / control pairs per item in pairwise
     mode. ``min_k``: items whose matched list would be shorter are skipped in both list modes
     (their ids: ``run.manifest["judge"]["skipped_items"][judge]``). ``alt_sources``: what the
@@ -907,10 +921,11 @@ def judge(
                 continue
             lm, loaded_here = models.get(name), False
             if lm is None:
-                from .models import load_model
+                from .backends import load_backend
 
                 # Prompt the judge as the probe prompted this model (a run records its format per model).
-                lm, loaded_here = load_model(name, **_recorded_prompting(store, name)), True
+                lm, loaded_here = load_backend(name, **_recorded_prompting(store, name)), True
+            lm = _as_backend(lm, batch_size)
             setup = _setup(name, lm, modes, resolved, examples, k)
             found = setup.spellings()
             old = spellings.get(name) or {}
@@ -923,6 +938,7 @@ def judge(
                     advance(1)
             del setup
             if loaded_here:
+                lm.close()
                 del lm
         store.record_timing("judge", time.perf_counter() - started)
         return store.finalize()
@@ -932,7 +948,7 @@ def judge(
 
 def judge_prompts(
     run: "Run | str | os.PathLike",
-    lm: "LoadedModel",
+    lm: "LoadedModel | Backend",
     mode: str,
     *,
     judge_name: str | None = None,
@@ -963,6 +979,7 @@ def judge_prompts(
     from .runs import Run, load_run
 
     (mode,) = _check_modes(mode)
+    lm = _as_backend(lm, batch_size)
     r = run if isinstance(run, Run) else load_run(run)
     data = _RunData.from_tables(r.items, r.candidates, r.generations, str(r.path))
     examples, _, _ = _examples(data, _check_int("few_shot", few_shot, 0), few_shot_file)
@@ -975,7 +992,7 @@ def judge_prompts(
     template = setup.templates[mode]
     jobs = _build_jobs(data, setup.name, mode, item_ids, k, seed, lists, pair_sources)
     if mode == "critique":
-        _write_critiques(lm, jobs, template, setup.examples[mode], batch_size)
+        _write_critiques(lm, jobs, template, setup.examples[mode])
     _render_jobs(jobs, template, lm.tokenizer, setup.examples[mode])
     df = pd.DataFrame([{
         "item_id": j.item_id, "candidate_id": j.candidate_id, "order": j.order,
@@ -987,6 +1004,6 @@ def judge_prompts(
     } for j in jobs])
     if read and jobs:
         first, second = setup.option_ids[mode]
-        verdicts = pd.DataFrame(_read_verdicts(lm, jobs, first, second, batch_size))
+        verdicts = pd.DataFrame(_read_verdicts(lm, jobs, first, second))
         df = pd.concat([df, verdicts], axis=1)
     return df

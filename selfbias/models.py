@@ -55,7 +55,18 @@ class BundledModel:
     assembled: bool = False  # True when the package writes the GGUF with assemble()
 
     def gguf_path(self) -> Path:
-        """Locate (or, for split packages, assemble) the GGUF file; ModelError if not installed."""
+        """Locate (or, for split packages, assemble) the GGUF file.
+
+        Returns
+        -------
+        Path
+            The GGUF file of the installed package.
+
+        Raises
+        ------
+        ModelError
+            The package is not installed or its file is missing (the message gives the pip command).
+        """
         spec = importlib.util.find_spec(self.module)
         if spec is None or not spec.submodule_search_locations:
             raise ModelError(
@@ -156,6 +167,14 @@ class LoadedModel:
         return tuple(sorted(ids))
 
     def to_manifest(self) -> dict[str, Any]:
+        """The model's identity and loading facts, as recorded in a run manifest.
+
+        Returns
+        -------
+        dict
+            :class:`ModelIdentity` fields plus ``dtype``, ``device``, ``has_chat_template``,
+            ``prompt_format``, ``chat_template_kwargs``, ``adds_bos``, ``context_length``.
+        """
         return {
             **self.identity.to_dict(),
             "dtype": str(self.dtype).removeprefix("torch."),
@@ -173,11 +192,12 @@ class LoadedModel:
 
 _DTYPES = {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16,
            "bf16": torch.bfloat16, "float16": torch.float16, "fp16": torch.float16}
-DTYPE_NAMES = tuple(_DTYPES)  # the dtype spellings load_model accepts (checked up front by _validate)
+DTYPE_NAMES = ("auto", *_DTYPES)  # the dtype spellings load_model accepts (checked up front by _validate)
 
 
 def _pick_device(device: str | torch.device | None) -> torch.device:
-    if device is not None:
+    """The device inputs go to; "auto" (weights spread by ``device_map="auto"``) starts on the best one."""
+    if device is not None and device != "auto":
         return torch.device(device)
     if torch.cuda.is_available():
         return torch.device("cuda")
@@ -186,9 +206,27 @@ def _pick_device(device: str | torch.device | None) -> torch.device:
     return torch.device("cpu")
 
 
-def _pick_dtype(dtype: str | torch.dtype) -> torch.dtype:
+def _pick_dtype(dtype: str | torch.dtype, device: torch.device | None = None) -> torch.dtype:
+    """The torch dtype for a spelling; "auto" is bfloat16 on a CUDA GPU that supports it, else float32.
+
+    Parameters
+    ----------
+    dtype : str or torch.dtype
+        A name from :data:`DTYPE_NAMES` or a torch dtype.
+    device : torch.device or None
+        Where the weights go (decides "auto"; None counts as CPU).
+
+    Returns
+    -------
+    torch.dtype
+    """
     if isinstance(dtype, torch.dtype):
         return dtype
+    if dtype == "auto":
+        # bfloat16 halves the memory of large checkpoints on GPUs; on CPU float32 is both exact and
+        # faster. Scoring takes log-softmax in float32 whatever the weights' dtype.
+        on_gpu = device is not None and device.type == "cuda" and torch.cuda.is_bf16_supported()
+        return torch.bfloat16 if on_gpu else torch.float32
     try:
         return _DTYPES[dtype]
     except KeyError:
@@ -202,8 +240,19 @@ _INSTRUCT_MARKS = re.compile(r"(?:^|[-_./\s])(instruct|chat|it|sft|rlhf|dpo|assi
 
 
 def looks_instruction_tuned(*names: str | None) -> bool:
-    """Whether any of ``names`` (alias, file or folder, hub id, config ``_name_or_path``) marks an
-    instruction-tuned model: a part "instruct", "chat", "it", "sft", "rlhf", "dpo" or "assistant"."""
+    """Whether any of ``names`` marks an instruction-tuned model.
+
+    Parameters
+    ----------
+    *names : str or None
+        Alias, file or folder, hub id, config ``_name_or_path`` (None entries are ignored).
+
+    Returns
+    -------
+    bool
+        True when a name has a part "instruct", "chat", "it", "sft", "rlhf", "dpo" or "assistant"
+        (case-insensitive, between separators).
+    """
     return any(bool(_INSTRUCT_MARKS.search(str(n))) for n in names if n)
 
 
@@ -214,6 +263,25 @@ def pick_prompt_format(requested: str, has_chat_template: bool, *names: str | No
     the tokenizer has a chat template *and* the model looks instruction-tuned
     (:func:`looks_instruction_tuned` on its names); base models get plain few-shot prompts even
     when their tokenizer carries a chat template, since they were never trained on it.
+
+    Parameters
+    ----------
+    requested : str
+        "auto", "chat" or "plain".
+    has_chat_template : bool
+        Whether the tokenizer has a chat template.
+    *names : str or None
+        The model's names, for :func:`looks_instruction_tuned`.
+
+    Returns
+    -------
+    str
+        "chat" or "plain".
+
+    Raises
+    ------
+    ModelError
+        An unknown format, or "chat" for a tokenizer without a chat template.
     """
     if requested not in PROMPT_FORMATS:
         raise ModelError(f"unknown prompt format {requested!r}; use one of {', '.join(PROMPT_FORMATS)}")
@@ -225,24 +293,74 @@ def pick_prompt_format(requested: str, has_chat_template: bool, *names: str | No
     return "chat" if has_chat_template and looks_instruction_tuned(*names) else "plain"
 
 
+def _pick_device_map(device: str | torch.device | None, target: torch.device,
+                     device_map: str | dict | None) -> str | dict | None:
+    """The ``device_map`` given to ``from_pretrained`` (None: load on CPU, as for a CPU target).
+
+    "auto" (accelerate spreads the layers over the GPUs, then CPU) when asked (``device="auto"``) or
+    when no device is given and several GPUs are present; a single accelerator gets ``{"": device}``, so
+    the weights load straight onto it instead of first filling CPU memory whole.
+    """
+    if device_map is not None:
+        return device_map
+    if device == "auto" or (device is None and torch.cuda.is_available() and torch.cuda.device_count() > 1):
+        return "auto"
+    return None if target.type == "cpu" else {"": str(target)}
+
+
 def load_model(
     spec: str = DEFAULT_MODEL,
     *,
     device: str | torch.device | None = None,
-    dtype: str | torch.dtype = "float32",
+    dtype: str | torch.dtype = "auto",
     cache_dir: str | os.PathLike | None = None,
     prompt_format: str = "auto",
     chat_template_kwargs: dict | None = None,
+    device_map: str | dict | None = None,
 ) -> LoadedModel:
     """Load a causal LM from a bundled alias, a ``.gguf`` file, a local HF folder or a hub id.
 
-    GGUF models are converted once and cached under ``cache_dir`` (default ``$SELFBIAS_CACHE`` or
-    ``~/.cache/selfbias``). The device is cuda, mps or cpu, whichever is available, unless given.
-    ``prompt_format`` and ``chat_template_kwargs``: see :func:`pick_prompt_format` and
-    :class:`LoadedModel`.
+    Parameters
+    ----------
+    spec : str
+        A bundled alias (:data:`BUNDLED_MODELS`), a ``.gguf`` file, a local Hugging Face folder or a
+        hub id. GGUF models are converted once and cached (:mod:`selfbias._gguf_cache`).
+    device : str, torch.device or None
+        "cpu", "cuda", "cuda:N", "mps", or "auto" (``device_map="auto"``: layers spread over every
+        GPU, for checkpoints larger than one). None: the best available, and "auto" when several
+        GPUs are present.
+    dtype : str or torch.dtype
+        "auto" (bfloat16 on a CUDA GPU, float32 elsewhere), "float32", "bfloat16", "float16".
+        Log-softmax is taken in float32 whatever the weights' dtype (:mod:`selfbias.scoring`).
+    cache_dir : path or None
+        Where GGUF conversions are cached (default ``$SELFBIAS_CACHE`` or ``~/.cache/selfbias``).
+    prompt_format : str
+        "auto", "chat" or "plain"; see :func:`pick_prompt_format`.
+    chat_template_kwargs : dict or None
+        Extra keyword arguments of ``apply_chat_template`` (see :class:`LoadedModel`).
+    device_map : str, dict or None
+        Passed to ``from_pretrained`` as given (e.g. ``{"": "cuda:1"}`` or an explicit layer map);
+        overrides the map chosen from ``device``. The resulting map is recorded in the run manifest
+        (``models_loaded.<model>.device_map``).
+
+    Returns
+    -------
+    LoadedModel
+
+    Raises
+    ------
+    ModelError
+        The model is not found, cannot be fetched or is not a causal LM.
+
+    Notes
+    -----
+    With transformers >= 5 the weights are created on the meta device and loaded straight to their
+    device (``low_cpu_mem_usage`` is always on and the keyword is ignored), so a GPU or sharded load
+    never holds the whole model in CPU memory first.
     """
-    torch_dtype = _pick_dtype(dtype)
     target = _pick_device(device)
+    torch_dtype = _pick_dtype(dtype, target)
+    device_map = _pick_device_map(device, target, device_map)
     path = Path(os.path.expanduser(spec))
     if spec in BUNDLED_MODELS:
         gguf = BUNDLED_MODELS[spec].gguf_path()
@@ -266,20 +384,22 @@ def load_model(
         identity = ModelIdentity(spec, "hub", spec)
 
     try:
-        model, tokenizer = _from_pretrained(spec, folder, torch_dtype)
+        model, tokenizer = _from_pretrained(spec, folder, torch_dtype, device_map)
     except Exception:
         if identity.source not in ("bundled", "gguf"):
             raise
         # A cache entry can pass the size check and still be unreadable: convert again, once.
         folder, _ = _gguf_cache.converted_folder(Path(identity.location), cache_dir, rebuild=True)
-        model, tokenizer = _from_pretrained(spec, folder, torch_dtype)
+        model, tokenizer = _from_pretrained(spec, folder, torch_dtype, device_map)
     if identity.source == "hub":
         identity = ModelIdentity(spec, "hub", spec, revision=getattr(model.config, "_commit_hash", None))
-    return wrap_model(model.to(target), tokenizer, name=spec, identity=identity, prompt_format=prompt_format,
+    if device_map is None:
+        model = model.to(target)
+    return wrap_model(model, tokenizer, name=spec, identity=identity, prompt_format=prompt_format,
                       chat_template_kwargs=chat_template_kwargs)
 
 
-def _from_pretrained(spec: str, folder: str | Path, dtype: torch.dtype):
+def _from_pretrained(spec: str, folder: str | Path, dtype: torch.dtype, device_map: str | dict | None = None):
     from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
     try:
@@ -294,7 +414,8 @@ def _from_pretrained(spec: str, folder: str | Path, dtype: torch.dtype):
             ) from exc
         raise ModelError(f"cannot load model {spec!r} from {folder}: {exc}") from exc
     try:
-        model = AutoModelForCausalLM.from_pretrained(folder, config=config, dtype=dtype)
+        extra = {} if device_map is None else {"device_map": device_map}
+        model = AutoModelForCausalLM.from_pretrained(folder, config=config, dtype=dtype, **extra)
     except ValueError as exc:
         if "Unrecognized configuration class" in str(exc):
             raise ModelError(
@@ -322,7 +443,29 @@ def _is_causal(model) -> bool:
 
 def wrap_model(model, tokenizer, *, name: str = "model", identity: ModelIdentity | None = None,
                prompt_format: str = "auto", chat_template_kwargs: dict | None = None) -> LoadedModel:
-    """Wrap an already loaded transformers causal LM and tokenizer (e.g. a tiny test model)."""
+    """Wrap an already loaded transformers causal LM and tokenizer (e.g. a tiny test model).
+
+    Parameters
+    ----------
+    model : transformers.PreTrainedModel
+        A causal LM (put in eval mode here).
+    tokenizer : transformers.PreTrainedTokenizerBase
+        Its tokenizer (given EOS as pad token when it has none).
+    name : str
+        The model's name in runs.
+    identity : ModelIdentity or None
+        What the manifest records (default: source "object", the model's class name).
+    prompt_format : str
+        "auto", "chat" or "plain" (:func:`pick_prompt_format`).
+    chat_template_kwargs : dict or None
+        Extra keyword arguments of ``apply_chat_template``.
+
+    Returns
+    -------
+    LoadedModel
+        Device and dtype are those of the model's first parameter; BOS use, chat template and
+        context length are read from the tokenizer and config.
+    """
     if tokenizer.pad_token_id is None:
         # Padding positions are always masked; any id works, EOS is the conventional choice.
         tokenizer.pad_token = tokenizer.eos_token
@@ -353,7 +496,19 @@ def wrap_model(model, tokenizer, *, name: str = "model", identity: ModelIdentity
 
 
 def bundled_status(cache_dir: str | os.PathLike | None = None) -> list[dict[str, Any]]:
-    """For `selfbias models`: each bundled alias, whether its package is installed and its conversion cached."""
+    """For `selfbias models`: each bundled alias, whether its package is installed and its conversion cached.
+
+    Parameters
+    ----------
+    cache_dir : path or None
+        The conversion cache (default ``$SELFBIAS_CACHE`` or ``~/.cache/selfbias``).
+
+    Returns
+    -------
+    list of dict
+        One per alias: ``alias``, ``description``, ``license``, ``installed``, ``cached``,
+        ``install`` (the pip command), ``default``.
+    """
     rows = []
     for alias, bundled in BUNDLED_MODELS.items():
         installed = importlib.util.find_spec(bundled.module) is not None

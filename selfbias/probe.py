@@ -76,7 +76,7 @@ def probe(
     skip_invalid: bool = False,
     templates: dict[str, AnswerTemplate] | None = None,
     device: str | None = None,
-    dtype: str = "float32",
+    dtype: str = "auto",
     loaded: dict[str, Any] | None = None,
     prompt_format: str = "auto",
     chat_template_kwargs: dict | None = None,
@@ -90,7 +90,9 @@ def probe(
     ``n_perturbations`` perturbations of the reference; every model scores every candidate;
     then the judge runs ``judge_modes`` (empty: no judging) with ``alt_sources``, ``pair_sources`` and
     ``template_set`` (see :func:`selfbias.judge.judge`). ``loaded`` maps model names to
-    already loaded :class:`~selfbias.models.LoadedModel` objects.
+    already loaded :class:`~selfbias.models.LoadedModel` objects or backends
+    (:class:`selfbias.backends.Backend`); other models load with :func:`selfbias.backends.load_backend`
+    (``openai:NAME@URL`` is a served model). Every model is reached only through the backend interface.
 
     ``prompt_format`` ("auto" | "chat" | "plain") chooses chat or plain prompts for every model
     (:func:`selfbias.models.pick_prompt_format`: "auto" gives chat only to instruction-tuned
@@ -98,7 +100,7 @@ def probe(
     (``{"enable_thinking": False}``). Both are recorded per model in the run manifest.
     """
     from . import _validate
-    from .models import load_model
+    from .backends import load_backend
 
     models = [models] if isinstance(models, str) else list(models)
     if len(set(models)) != len(models):
@@ -119,8 +121,8 @@ def probe(
     out = Path(out) if out is not None else default_run_dir(models, task_spec, n, seed)
     _validate.check_run_out(out)
     lms = {name: _prompted((loaded or {}).get(name), prompt_format, chat_template_kwargs)
-           or load_model(name, device=device, dtype=dtype, prompt_format=prompt_format,
-                         chat_template_kwargs=chat_template_kwargs) for name in models}
+           or load_backend(name, device=device, dtype=dtype, prompt_format=prompt_format,
+                           chat_template_kwargs=chat_template_kwargs) for name in models}
     tmpl = {name: (templates or {}).get(name) or default_template(lm) for name, lm in lms.items()}
     if templates:
         tmpl = {name: _validate.check_answer_template(t, f"template of {name}") for name, t in tmpl.items()}
@@ -189,7 +191,7 @@ def _fit_context(task_obj: Task, lms, tmpl, max_new_tokens: int, skip_invalid: b
             raise InputError(context_message(lm, overflow, max_new_tokens, "answer"))
         for item_id, n_tokens in overflow:
             dropped.setdefault(item_id, {"item_id": item_id, "model": name, "prompt_tokens": n_tokens,
-                                         "context_length": lm.context_length})
+                                         "context_length": getattr(lm, "context_length", None)})
     if not dropped:
         return task_obj, []
     kept = tuple(item for item in task_obj.items if item.id not in dropped)
@@ -199,24 +201,47 @@ def _fit_context(task_obj: Task, lms, tmpl, max_new_tokens: int, skip_invalid: b
 
 
 def _model_request(lm) -> dict:
-    """What identifies a model in the run request (not where it was loaded from, nor the device)."""
+    """What identifies a model in the run request (not where it was loaded from, nor the device).
+
+    The backend kind is part of it only when it is not the default ("hf"), so runs made before
+    backends existed resume unchanged."""
     m = lm.to_manifest()
-    return {k: m[k] for k in ("name", "source", "sha256", "revision", "dtype", "prompt_format",
-                              "chat_template_kwargs")}
+    out = {k: m.get(k) for k in ("name", "source", "sha256", "revision", "dtype", "prompt_format",
+                                 "chat_template_kwargs")}
+    if m.get("backend", "hf") != "hf":
+        out["backend"] = m["backend"]
+    return out
 
 
 def _prompted(lm, prompt_format: str, chat_template_kwargs: dict | None):
-    """An already loaded model with the asked prompt format ("auto" keeps the model's own choice)."""
-    if lm is None or (prompt_format == "auto" and not chat_template_kwargs):
-        return lm
+    """An already loaded model (LoadedModel or backend) as a backend with the asked prompt format
+    ("auto" keeps the model's own choice); None stays None."""
+    from .backends import HFBackend, as_backend
+
+    if lm is None:
+        return None
+    backend = as_backend(lm)
+    if prompt_format == "auto" and not chat_template_kwargs:
+        return backend
+    if not isinstance(backend, HFBackend):
+        # a served model's prompting is chosen when its backend is made; it cannot be re-rendered here
+        fmt = backend.prompt_format if prompt_format == "auto" else prompt_format
+        if fmt != backend.prompt_format or (chat_template_kwargs and chat_template_kwargs != backend.chat_template_kwargs):
+            from ._validate import InputError
+
+            raise InputError(f"model {backend.name!r}: its backend prompts in {backend.prompt_format!r} with "
+                             f"{backend.chat_template_kwargs}; set prompt_format / chat_template_kwargs when "
+                             "creating the backend")
+        return backend
     import dataclasses
 
     from .models import pick_prompt_format
 
-    fmt = lm.prompt_format if prompt_format == "auto" else pick_prompt_format(
-        prompt_format, lm.has_chat_template, lm.name)
-    return dataclasses.replace(lm, prompt_format=fmt,
-                               chat_template_kwargs=dict(chat_template_kwargs or lm.chat_template_kwargs))
+    inner = backend.lm
+    fmt = inner.prompt_format if prompt_format == "auto" else pick_prompt_format(
+        prompt_format, inner.has_chat_template, inner.name)
+    return backend.replace(lm=dataclasses.replace(
+        inner, prompt_format=fmt, chat_template_kwargs=dict(chat_template_kwargs or inner.chat_template_kwargs)))
 
 
 def _timed(store: RunStore, name: str, work) -> None:
@@ -229,16 +254,14 @@ def _timed(store: RunStore, name: str, work) -> None:
 
 
 def _generate_all(store, lms, tmpl, task: Task, chunks, settings, progress) -> None:
-    from .generation import generate
-
     todo = [(name, k) for name in lms for k in range(len(chunks)) if not store.has_chunk("generations", name, str(k))]
     with stage("generating answers", len(todo), progress) as advance:
         for name, k in todo:
             lm, template = lms[name], tmpl[name]
             prompts = [render(template, lm, item.question) for item in chunks[k]]
             common = dict(max_new_tokens=settings["max_new_tokens"], stop=template.stop, seed=settings["seed"])
-            greedy = generate(lm, prompts, n=1, temperature=0.0, **common)
-            sampled = (generate(lm, prompts, n=settings["samples"], temperature=settings["temperature"], **common)
+            greedy = lm.generate(prompts, n=1, temperature=0.0, **common)
+            sampled = (lm.generate(prompts, n=settings["samples"], temperature=settings["temperature"], **common)
                        if settings["samples"] else [[] for _ in prompts])
             rows = []
             for item, g, s in zip(chunks[k], greedy, sampled):
@@ -385,8 +408,6 @@ def sample_agreement(task: Task, generations: pd.DataFrame) -> pd.DataFrame:
 
 
 def _score_all(store, lms, tmpl, task: Task, candidates: pd.DataFrame, chunks, progress) -> None:
-    from .scoring import score_requests
-
     by_item = {iid: g for iid, g in candidates.groupby("item_id", sort=False)}
     todo = [(name, k) for name in lms for k in range(len(chunks)) if not store.has_chunk("scores", name, str(k))]
     with stage("scoring candidates", len(todo), progress) as advance:
@@ -398,7 +419,7 @@ def _score_all(store, lms, tmpl, task: Task, candidates: pd.DataFrame, chunks, p
             spellings = {item.id: [_spellings(c) for c in by_item[item.id].itertuples()] for item in items}
             requests = [(render(tmpl[name], lm, item.question),
                          [" " + t for group in spellings[item.id] for t in group]) for item in items]
-            results = score_requests(lm, requests, truncate=True)
+            results = lm.score_requests(requests, truncate=True)
             rows = []
             for item, scored in zip(items, results):
                 scored = iter(scored)

@@ -80,12 +80,15 @@ def default_template(lm) -> AnswerTemplate:
 def render(template: AnswerTemplate, lm, question: str) -> str:
     """The prompt text after which an answer (with a leading space) is generated or scored."""
     if template.format == "chat":
-        if not lm.has_chat_template:
-            raise ValueError(f"template {template.name!r} needs a chat template, and {lm.name} has none")
+        tokenizer = getattr(lm, "tokenizer", None)
+        has_chat = getattr(lm, "has_chat_template", None)  # a backend may only have its tokenizer
+        if not (has_chat if has_chat is not None else getattr(tokenizer, "chat_template", None)):
+            raise ValueError(f"template {template.name!r} needs a chat template, and {lm.name} has none"
+                             + ("" if tokenizer is not None else " (its backend has no tokenizer)"))
         messages = ([{"role": "system", "content": template.system}] if template.system else [])
         messages.append({"role": "user", "content": template.user.format(question=question)})
         kwargs = dict(getattr(lm, "chat_template_kwargs", None) or {})  # e.g. enable_thinking=False
-        text = lm.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True, **kwargs)
+        text = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True, **kwargs)
         return text + template.prefill
     shots = [
         template.user.format(question=q) + " " + a

@@ -114,6 +114,11 @@ class NextToken:
     selected: dict[int, float]  # token id -> log-prob, for the ids asked for
     top_ids: tuple[int, ...]
     top_logprobs: tuple[float, ...]
+    # Probability mass of the returned top-k; 1.0 where the full distribution was read (HF backend).
+    # A server returning only a top-k covers less, so a judge's P(Yes) read from it is a bound.
+    covered_mass: float = 1.0
+    # Ids in ``selected`` whose value is only an upper bound (the server did not return them).
+    bounded: frozenset[int] = frozenset()
 
 
 # --------------------------------------------------------------------------------------- encoding

@@ -148,3 +148,72 @@ def test_local_folder_and_dtype(tmp_path, smollm2):
     assert lm.identity.source == "local" and lm.dtype == torch.bfloat16
     with pytest.raises(ModelError, match="unknown dtype"):
         load_model(str(folder), dtype="float8")
+
+
+@pytest.fixture
+def tiny_folder(tmp_path, tiny):
+    folder = tmp_path / "tiny"
+    tiny.model.save_pretrained(folder)
+    tiny.tokenizer.save_pretrained(folder)
+    return folder
+
+
+def test_dtype_auto_is_float32_on_cpu_and_the_weights_are_the_saved_ones(tiny_folder, tiny):
+    lm = load_model(str(tiny_folder), device="cpu")  # dtype "auto" is the default
+    assert lm.dtype == torch.float32 and lm.device.type == "cpu"
+    assert not hasattr(lm.model, "hf_device_map")  # a CPU load needs no device map
+    assert torch.equal(lm.model.lm_head.weight, tiny.model.lm_head.weight)
+
+
+@pytest.mark.parametrize("how", [{"device_map": {"": "cpu"}}, {"device": "auto"}])
+def test_device_map_is_passed_through_and_recorded(tiny_folder, tiny, how, monkeypatch):
+    from transformers import AutoModelForCausalLM
+
+    from selfbias.backends import HFBackend
+
+    seen = {}
+    real = AutoModelForCausalLM.from_pretrained
+
+    def spy(*args, **kwargs):
+        seen.update(kwargs)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(AutoModelForCausalLM, "from_pretrained", spy)
+    lm = load_model(str(tiny_folder), **how)
+    assert seen["device_map"] == how.get("device_map", "auto")
+    assert lm.dtype == torch.float32 and lm.device.type == "cpu"  # everything fits on the CPU here
+    assert torch.equal(lm.model.lm_head.weight, tiny.model.lm_head.weight)
+    assert HFBackend(lm).to_manifest()["device_map"] == {"": "cpu"}
+
+
+def test_device_map_of_a_model_spread_over_devices(tiny):
+    """The recorded map of a model whose layers sit on different devices (meta stands in for a GPU)."""
+    import copy
+
+    from selfbias.backends.hf import device_map
+
+    model = copy.deepcopy(tiny.model)
+    model.model.layers[1].to("meta")
+    model.lm_head.to("meta")
+    got = device_map(model)
+    assert got["model.embed_tokens"] == "cpu" and got["model.layers.0"] == "cpu"
+    assert got["model.layers.1"] == "meta" and got["lm_head"] == "meta"
+    assert device_map(tiny.model) == {"": "cpu"}
+
+
+def test_device_and_dtype_choices(monkeypatch):
+    """Which map and dtype each request gets (the GPU cases by their rule; CI has no GPU)."""
+    from selfbias.models import _pick_device_map, _pick_dtype
+
+    cpu, gpu = torch.device("cpu"), torch.device("cuda:1")
+    assert _pick_device_map(None, cpu, None) is None
+    assert _pick_device_map("cuda:1", gpu, None) == {"": "cuda:1"}  # straight onto the GPU, not via CPU
+    assert _pick_device_map("auto", cpu, None) == "auto"
+    assert _pick_device_map("cuda:1", gpu, {"": "cpu"}) == {"": "cpu"}  # an explicit map wins
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    assert _pick_device_map(None, gpu, None) == "auto"  # several GPUs: spread the layers
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)
+    assert _pick_dtype("auto", gpu) == torch.bfloat16
+    assert _pick_dtype("auto", cpu) == torch.float32 and _pick_dtype("auto", None) == torch.float32
+    assert _pick_dtype("float16", cpu) == torch.float16

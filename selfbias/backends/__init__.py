@@ -1,0 +1,69 @@
+"""Model backends: the operations selfbias needs from a model, behind one interface.
+
+``base``: the :class:`Backend` protocol and :class:`Capabilities`; ``hf``: the Hugging Face backend
+(the default, a model loaded in this process); ``openai``: an OpenAI-compatible server (vLLM, ...).
+A new backend is one module implementing :class:`Backend` (see ARCHITECTURE.md, "Backends").
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+from .base import Backend, Capabilities
+from .hf import HFBackend, as_backend
+
+__all__ = ["OPENAI_PREFIX", "Backend", "Capabilities", "HFBackend", "as_backend", "is_server_spec", "load_backend"]
+
+OPENAI_PREFIX = "openai:"
+_HF_LOADING = ("device", "dtype", "cache_dir", "device_map")  # load_model options a server spec drops
+
+
+def is_server_spec(spec: str) -> bool:
+    """Whether a model spec names a served model (``openai:NAME@URL``) rather than a local one.
+
+    Parameters
+    ----------
+    spec : str
+
+    Returns
+    -------
+    bool
+    """
+    return isinstance(spec, str) and spec.startswith(OPENAI_PREFIX)
+
+
+def load_backend(spec: str, **options: Any) -> Backend:
+    """The backend a model spec names.
+
+    Parameters
+    ----------
+    spec : str
+        ``openai:NAME@http://HOST:PORT/v1`` (an OpenAI-compatible server, see
+        :mod:`selfbias.backends.openai`), or anything :func:`selfbias.models.load_model` accepts
+        (bundled alias, ``.gguf`` file, local folder, hub id), loaded here with Hugging Face.
+    **options
+        Passed to the backend's loader: :func:`selfbias.models.load_model` (``device``, ``dtype``,
+        ``prompt_format``, ...) or ``OpenAIBackend.from_spec`` (which gets every option but the
+        weight-loading ones: ``device``, ``dtype``, ``cache_dir``, ``device_map``).
+
+    Returns
+    -------
+    Backend
+    """
+    if is_server_spec(spec):
+        try:
+            module = importlib.import_module(f"{__name__}.openai")
+        except ModuleNotFoundError as exc:
+            if exc.name != f"{__name__}.openai":
+                raise
+            from ..models import ModelError
+
+            raise ModelError(f"model {spec!r}: the OpenAI-compatible server backend (selfbias.backends.openai) "
+                             "is not installed in this version of selfbias") from None
+        for option in _HF_LOADING:  # how to load weights here means nothing to a served model
+            options.pop(option, None)
+        return module.OpenAIBackend.from_spec(spec, **options)
+    from ..models import load_model
+
+    return HFBackend(load_model(spec, **options))
