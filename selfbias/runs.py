@@ -192,7 +192,12 @@ class Run:
 
     @property
     def judgments(self) -> pd.DataFrame:
-        return self.table("judgments")
+        df = self.table("judgments")
+        if len(df):
+            # Judgments written before `top_k_mass` existed all came from the Hugging Face backend,
+            # which reads the full next-token distribution: their covered mass is exactly 1.
+            df["top_k_mass"] = df["top_k_mass"].fillna(1.0) if "top_k_mass" in df else 1.0
+        return df
 
     @property
     def request(self) -> dict:

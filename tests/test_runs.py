@@ -687,3 +687,18 @@ def test_stage_names_may_be_model_paths(tmp_path):
     assert all("/" not in n and not n.startswith(".") for n in names)
     assert sorted(store.finalize().judgments.stage) == sorted(stages)
     store.close()
+
+
+def test_judgments_written_before_top_k_mass_read_as_full_mass(tmp_path):
+    """Runs made before the column existed were all judged by the HF backend (full distribution)."""
+    store = RunStore.open(tmp_path / "run", REQUEST)
+    old = pd.DataFrame({"item_id": ["a"], "candidate_id": ["a#0"], "p_yes": [0.3]})
+    new = pd.DataFrame({"item_id": ["b"], "candidate_id": ["b#0"], "p_yes": [0.6], "top_k_mass": [0.8]})
+    store.write_chunk("judgments", "j=isolated", "0", old)
+    store.write_chunk("judgments", "j=isolated", "1", new)
+    run = store.finalize()
+    got = run.judgments.set_index("item_id")["top_k_mass"]
+    assert got.to_dict() == {"a": 1.0, "b": 0.8}
+    only_old = RunStore.open(tmp_path / "old", REQUEST)
+    only_old.write_chunk("judgments", "j=isolated", "0", old)
+    assert only_old.finalize().judgments["top_k_mass"].tolist() == [1.0]
