@@ -81,7 +81,7 @@ class Score:
     token_ids: tuple[int, ...]
     tokens: tuple[str, ...]
     logprobs: tuple[float, ...]
-    is_argmax: tuple[bool, ...]  # was each token the model's most likely next token?
+    is_argmax: tuple[bool, ...]  # was each token the model's most likely next token? (ties: all count)
     truncated_tokens: int = 0  # prompt tokens dropped on the left to fit the context window
     join_overlap: int = 0  # prompt tokens re-tokenised into the continuation (see module doc)
 
@@ -257,29 +257,47 @@ def _run_branches(lm: LoadedModel, contexts: Sequence[Sequence[int]], branches: 
         counts = keep.sum(-1).tolist()
         for row, chunk in zip(live, torch.split(flat, counts)):
             rows[row].extend(chunk)
-    return [_Rows.own(torch.log_softmax(torch.stack(r), dim=-1)) for r in rows]
+    table = _Table.of(torch.stack([x for r in rows for x in r]))
+    starts = [0]
+    for r in rows:
+        starts.append(starts[-1] + len(r))
+    return [_Rows(table, torch.arange(a, b, device=table.logits.device)) for a, b in zip(starts, starts[1:])]
+
+
+@dataclass(frozen=True)
+class _Table:
+    """Vocabulary-sized logit rows of one forward pass, in float32, with each row's log-normaliser
+    (logsumexp) and maximum: a log-prob is ``logits - lse``, without writing a whole log-softmax table."""
+
+    logits: torch.Tensor  # [K, V] float32
+    lse: torch.Tensor  # [K]
+    top: torch.Tensor  # [K] each row's largest logit
+
+    @classmethod
+    def of(cls, logits: torch.Tensor) -> _Table:
+        logits = logits.float()
+        return cls(logits, torch.logsumexp(logits, dim=-1), logits.amax(dim=-1))
 
 
 @dataclass(frozen=True)
 class _Rows:
-    """Log-softmax rows of one branch, ``table[index]``, without copying rows that branches share
-    (a context's last token, a common leading space); ``argmax`` is each table row's, computed once."""
+    """The rows of one branch in a shared table, ``table[index]``, without copying rows that branches
+    share (a context's last token, a common leading space)."""
 
-    table: torch.Tensor  # [K, V] float32
+    table: _Table
     index: torch.Tensor  # [n] rows of this branch, in order
-    argmax: torch.Tensor  # [K]
-
-    @classmethod
-    def own(cls, rows: torch.Tensor) -> _Rows:
-        return cls(rows, torch.arange(len(rows), device=rows.device), rows.argmax(-1))
 
     def pick(self, targets: Sequence[int]) -> tuple[list[float], list[bool]]:
-        """Log-probs of ``targets`` (one per row) and whether each was its row's argmax."""
-        target = torch.tensor(targets, device=self.table.device)
-        return self.table[self.index, target].tolist(), (self.argmax[self.index] == target).tolist()
+        """Log-probs of ``targets`` (one per row) and whether each was its row's most likely token
+        (its logit equals the row's largest; with an exact tie every tied token counts)."""
+        target = torch.tensor(targets, device=self.table.logits.device)
+        chosen = self.table.logits[self.index, target]
+        return (chosen - self.table.lse[self.index]).tolist(), (chosen == self.table.top[self.index]).tolist()
 
     def last(self) -> torch.Tensor:
-        return self.table[self.index[-1]]
+        """Log-softmax of the branch's last row, [V]."""
+        i = self.index[-1]
+        return self.table.logits[i] - self.table.lse[i]
 
 
 # ------------------------------------------------------------------------------ prefix-trie pass
@@ -368,17 +386,21 @@ def _trie_fits(lm: LoadedModel, context, branches, row_tokens: int) -> bool:
     return not (window and max(len(q) for q, _, _ in seqs) >= window)
 
 
-def _tree_masks(lm: LoadedModel, rows: Sequence[_Row], width: int, offsets: Sequence[int]):
-    """Additive attention masks [B, 1, W, W]: each node sees itself and its ancestors; pads see only
-    themselves. A dict per layer type for models that take one (sliding-window layers need no
-    other mask here, see :func:`_trie_fits`)."""
-    allowed = torch.zeros((len(rows), width, width), dtype=torch.bool)
-    for b, (row, off) in enumerate(zip(rows, offsets)):
+def _tree_masks(lm: LoadedModel, parents: Sequence[Sequence[int]], width: int, offsets: Sequence[int],
+                prefix: int = 0):
+    """Additive attention masks [B, 1, W, prefix + W]: every position sees the ``prefix`` columns
+    (cached, shared by every row; none without), each node sees itself and its ancestors
+    (``parents[b][i]``, -1 for none in the row), pads see only themselves. A dict per layer type for
+    models that take one (sliding-window layers need no other mask here, see :func:`_trie_fits`)."""
+    allowed = torch.zeros((len(parents), width, prefix + width), dtype=torch.bool)
+    allowed[:, :, :prefix] = True
+    cols = prefix + torch.arange(width)
+    for b, (row_parents, off) in enumerate(zip(parents, offsets)):
         a = allowed[b]
-        a[torch.arange(width), torch.arange(width)] = True
-        for i, parent in enumerate(row.parents):
+        a[torch.arange(width), cols] = True
+        for i, parent in enumerate(row_parents):
             if parent >= 0:
-                a[off + i] |= a[off + parent]
+                a[off + i, prefix:] |= a[off + parent, prefix:]
     dtype = lm.model.dtype
     mask = torch.zeros(allowed.shape, dtype=dtype).masked_fill_(~allowed, torch.finfo(dtype).min)
     mask = mask[:, None].to(lm.device)
@@ -387,22 +409,43 @@ def _tree_masks(lm: LoadedModel, rows: Sequence[_Row], width: int, offsets: Sequ
     return {t: mask for t in types} if len(types) > 1 else mask
 
 
-def _trie_batches(lm, contexts, branch_lists, groups, token_budget, logit_budget, max_batch, row_tokens):
-    """Pack ``groups`` into rows (contexts sorted so that shared prefixes meet) and rows into batches.
+def _pack_rows(contexts, branch_lists, order, cap: int, max_batch) -> list[tuple[_Row, dict]]:
+    """Next-fit packing of groups (in ``order``) into rows of at most ``cap`` trie nodes (a group
+    alone may exceed it) and at most ``max_batch`` groups.
 
-    Yields lists of (row, {group: [(node path, first kept, last kept + 1) per branch]}).
-    """
-    order = sorted(groups, key=lambda g: contexts[g])
+    Returns (row, {group: [(node path, first kept, last kept + 1) per branch]}) per row."""
     rows: list[tuple[_Row, dict]] = []
     for g in order:
         seqs = _sequences(contexts[g], branch_lists[g])
         row = rows[-1][0] if rows else None
-        if row is None or len(row.tokens) + _new_nodes(row, seqs) > row_tokens or \
+        if row is None or len(row.tokens) + _new_nodes(row, seqs) > cap or \
                 (max_batch and len(row.groups) >= max_batch):
             rows.append((_Row([], [], {}, []), {}))
             row = rows[-1][0]
         row.groups.append(g)
         rows[-1][1][g] = [(path, lo, hi) for path, (_, lo, hi) in zip(_insert(row, seqs), seqs)]
+    return rows
+
+
+def _trie_batches(lm, contexts, branch_lists, groups, token_budget, logit_budget, max_batch, row_tokens):
+    """Pack ``groups`` into rows (contexts sorted so that shared prefixes meet) and rows into batches.
+
+    Rows are balanced: the smallest node cap that needs no more rows than ``row_tokens`` does, so
+    that the rows of a batch have about the same width and padding them costs little (next-fit
+    never needs more rows for a larger cap, so a bisection finds it).
+    Yields lists of (row, {group: [(node path, first kept, last kept + 1) per branch]}).
+    """
+    order = sorted(groups, key=lambda g: contexts[g])
+    rows = _pack_rows(contexts, branch_lists, order, row_tokens, max_batch)
+    if len(rows) > 1:
+        lo, hi = 1, max(len(row.tokens) for row, _ in rows)
+        while lo < hi:
+            mid = (lo + hi) // 2
+            if len(_pack_rows(contexts, branch_lists, order, mid, max_batch)) <= len(rows):
+                hi = mid
+            else:
+                lo = mid + 1
+        rows = _pack_rows(contexts, branch_lists, order, lo, max_batch)
     batch: list = []
     width = n_groups = n_logits = 0
     for row, paths in rows:
@@ -419,34 +462,67 @@ def _trie_batches(lm, contexts, branch_lists, groups, token_budget, logit_budget
         yield batch
 
 
-def _run_trie(lm: LoadedModel, batch, padding_side: str) -> Iterator[tuple[int, list[_Rows]]]:
-    """One forward over packed rows; yields (group, log-softmax rows of each of its branches)."""
+def _batch_prefix(contexts, batch) -> int:
+    """Leading tokens that every context of a batch of several rows shares (a chat template's system
+    turn), to run once for the batch instead of once per row; 0 for one row or under
+    ``MIN_SHARED_PREFIX``. Each context keeps its last token in the rows (its logits are kept there).
+
+    Every row's trie then starts with these tokens as a chain: nodes 0..p-1 (the first sequence
+    inserted creates them and every other one passes through them)."""
+    if len(batch) < 2:
+        return 0
+    ctxs = [contexts[g] for row, _ in batch for g in row.groups]
+    first, n = ctxs[0], min(len(c) for c in ctxs) - 1
+    k = 0
+    while k < n and all(c[k] == first[k] for c in ctxs):
+        k += 1
+    return k if k >= MIN_SHARED_PREFIX else 0
+
+
+def _run_trie(lm: LoadedModel, batch, padding_side: str, prefix: Sequence[int] = ()) -> Iterator[tuple[int, list[_Rows]]]:
+    """One forward over packed rows; yields (group, log-softmax rows of each of its branches).
+
+    With a ``prefix`` shared by every row (:func:`_batch_prefix`), it runs once first and its
+    key/value cache, copied to every row, stands for the rows' first ``len(prefix)`` nodes::
+
+        pass 1 (batch 1)   [s0 .. s(p-1)]
+        pass 2 (batch B)   [s0 .. s(p-1) | row 0's other nodes     ]   every node sees the prefix,
+                           [s0 .. s(p-1) | pad pad row 1's nodes   ]   then its ancestors in its row
+    """
+    p = len(prefix)
     rows = [row for row, _ in batch]
-    width = max(len(r.tokens) for r in rows)
-    offsets = [width - len(r.tokens) if padding_side == "left" else 0 for r in rows]
+    width = max(len(r.tokens) for r in rows) - p
+    offsets = [width - (len(r.tokens) - p) if padding_side == "left" else 0 for r in rows]
     ids = torch.full((len(rows), width), lm.tokenizer.pad_token_id, dtype=torch.long)
     positions = torch.zeros((len(rows), width), dtype=torch.long)
     keep = torch.zeros((len(rows), width), dtype=torch.bool)
+    parents = []
     for b, ((row, paths), off) in enumerate(zip(batch, offsets)):
         n = len(row.tokens)
-        ids[b, off:off + n] = torch.tensor(row.tokens)
+        ids[b, off:off + n - p] = torch.tensor(row.tokens[p:])
         depth = [0] * n
         for i, parent in enumerate(row.parents):
             depth[i] = depth[parent] + 1 if parent >= 0 else 0
-        positions[b, off:off + n] = torch.tensor(depth)
+        positions[b, off:off + n - p] = torch.tensor(depth[p:])
+        parents.append([q - p if q >= p else -1 for q in row.parents[p:]])  # -1: the prefix's last node
         for ps in paths.values():
             for path, lo, hi in ps:
-                keep[b, [off + node for node in path[lo:hi]]] = True
-    out = lm.model(input_ids=ids.to(lm.device), attention_mask=_tree_masks(lm, rows, width, offsets),
-                   position_ids=positions.to(lm.device), use_cache=False, logits_to_keep=keep.to(lm.device))
-    logprobs = torch.log_softmax(out.logits.float(), dim=-1)  # [kept, V], row-major over (row, node)
-    argmax = logprobs.argmax(-1)
-    where = (keep.flatten().cumsum(0) - 1).view(keep.shape).tolist()  # (row, column) -> logprobs row
+                keep[b, [off + node - p for node in path[lo:hi]]] = True
+    cache = None
+    if p:
+        cache = lm.model(input_ids=torch.tensor([list(prefix)], device=lm.device), use_cache=True,
+                         logits_to_keep=1).cache
+        cache.batch_select_indices(torch.zeros(len(rows), dtype=torch.long, device=lm.device))
+    out = lm.model(input_ids=ids.to(lm.device), attention_mask=_tree_masks(lm, parents, width, offsets, p),
+                   position_ids=positions.to(lm.device), cache=cache, use_cache=cache is not None,
+                   logits_to_keep=keep.to(lm.device))
+    table = _Table.of(out.logits)  # [kept, V], row-major over (row, node)
+    where = (keep.flatten().cumsum(0) - 1).view(keep.shape).tolist()  # (row, column) -> table row
     for b, ((row, paths), off) in enumerate(zip(batch, offsets)):
         index = where[b]
         for g in row.groups:
-            yield g, [_Rows(logprobs, torch.tensor([index[off + node] for node in path[lo:hi]], device=lm.device),
-                            argmax) for path, lo, hi in paths[g]]
+            yield g, [_Rows(table, torch.tensor([index[off + node - p] for node in path[lo:hi]], device=lm.device))
+                      for path, lo, hi in paths[g]]
 
 
 def _batched_branches(lm, contexts, branch_lists, memory_mb, batch_size, padding_side="left",
@@ -464,7 +540,8 @@ def _batched_branches(lm, contexts, branch_lists, memory_mb, batch_size, padding
     with torch.inference_mode():
         for batch in _trie_batches(lm, contexts, branch_lists, trie, token_budget, logit_budget, batch_size,
                                    ROW_TOKENS):
-            yield from _run_trie(lm, batch, padding_side)
+            prefix = contexts[batch[0][0].groups[0]][:_batch_prefix(contexts, batch)]
+            yield from _run_trie(lm, batch, padding_side, prefix)
         lengths = [(len(contexts[g]), [len(b.tokens) for b in branch_lists[g]]) for g in two_pass]
         for batch in plan_batches(lengths, token_budget, logit_budget, batch_size):
             batch = [two_pass[i] for i in batch]
