@@ -446,20 +446,27 @@ def _trie_batches(lm, contexts, branch_lists, groups, token_budget, logit_budget
             else:
                 lo = mid + 1
         rows = _pack_rows(contexts, branch_lists, order, lo, max_batch)
-    batch: list = []
-    width = n_groups = n_logits = 0
-    for row, paths in rows:
-        kept = len({n for ps in paths.values() for path, lo, hi in ps for n in path[lo:hi]})
-        new_width = max(width, len(row.tokens))
-        over = (len(batch) + 1) * new_width > token_budget or n_logits + kept > logit_budget or \
-            (max_batch and n_groups + len(row.groups) > max_batch)
-        if batch and over:
-            yield batch
-            batch, new_width, n_groups, n_logits = [], len(row.tokens), 0, 0
-        batch.append((row, paths))
-        width, n_groups, n_logits = new_width, n_groups + len(row.groups), n_logits + kept
-    if batch:
-        yield batch
+    if not rows:
+        return
+    kept = [len({n for ps in paths.values() for path, lo, hi in ps for n in path[lo:hi]}) for _, paths in rows]
+
+    def fits(first: int, end: int) -> bool:  # rows[first:end] as one batch
+        return end - first == 1 or (
+            (end - first) * max(len(row.tokens) for row, _ in rows[first:end]) <= token_budget
+            and sum(kept[first:end]) <= logit_budget
+            and not (max_batch and sum(len(row.groups) for row, _ in rows[first:end]) > max_batch))
+
+    cuts = [0]  # next-fit batches, then as many batches of even size when those fit (no lone last row)
+    for end in range(1, len(rows) + 1):
+        if not fits(cuts[-1], end):
+            cuts.append(end - 1)
+    cuts.append(len(rows))
+    k = len(cuts) - 1
+    even = [i * len(rows) // k for i in range(k + 1)]
+    if all(fits(a, b) for a, b in zip(even, even[1:])):
+        cuts = even
+    for a, b in zip(cuts, cuts[1:]):
+        yield rows[a:b]
 
 
 def _batch_prefix(contexts, batch) -> int:
