@@ -25,6 +25,9 @@ template's system turn meet), and every row of a batch runs in ONE forward pass:
 attends to exactly its ancestors (a 4D mask) at position = its depth, so a token shared by several
 sequences (a system turn, an answer's leading space) runs once and nothing needs a cache. This is the
 tree attention of SpecInfer (Miao et al., 2024) and Medusa (Cai et al., 2024) applied to scoring.
+Rows are balanced (the smallest cap that needs no more rows), so the rows of a batch have about the
+same width and little padding; leading tokens that every context of a multi-row batch shares (a chat
+template's system turn) run once in a one-row pass whose cache every row then attends to.
 A context whose continuations alone exceed a row (long answers), or any sequence that reaches a
 sliding window, takes the two-pass path instead: every distinct context runs once (left-padded,
 batched; leading tokens that every context of a batch shares run once for the batch); its key/value
@@ -81,7 +84,7 @@ class Score:
     token_ids: tuple[int, ...]
     tokens: tuple[str, ...]
     logprobs: tuple[float, ...]
-    is_argmax: tuple[bool, ...]  # was each token the model's most likely next token? (ties: all count)
+    is_argmax: tuple[bool, ...]  # was each token the model's most likely next token?
     truncated_tokens: int = 0  # prompt tokens dropped on the left to fit the context window
     join_overlap: int = 0  # prompt tokens re-tokenised into the continuation (see module doc)
 
@@ -261,22 +264,21 @@ def _run_branches(lm: LoadedModel, contexts: Sequence[Sequence[int]], branches: 
     starts = [0]
     for r in rows:
         starts.append(starts[-1] + len(r))
-    return [_Rows(table, torch.arange(a, b, device=table.logits.device)) for a, b in zip(starts, starts[1:])]
+    return [_Rows(table, torch.arange(a, b, device=table.logprobs.device)) for a, b in zip(starts, starts[1:])]
 
 
 @dataclass(frozen=True)
 class _Table:
-    """Vocabulary-sized logit rows of one forward pass, in float32, with each row's log-normaliser
-    (logsumexp) and maximum: a log-prob is ``logits - lse``, without writing a whole log-softmax table."""
+    """Log-softmax rows of one forward pass (float32) and each row's argmax, computed once for all
+    the branches that read them."""
 
-    logits: torch.Tensor  # [K, V] float32
-    lse: torch.Tensor  # [K]
-    top: torch.Tensor  # [K] each row's largest logit
+    logprobs: torch.Tensor  # [K, V] float32
+    argmax: torch.Tensor  # [K]
 
     @classmethod
     def of(cls, logits: torch.Tensor) -> _Table:
-        logits = logits.float()
-        return cls(logits, torch.logsumexp(logits, dim=-1), logits.amax(dim=-1))
+        logprobs = torch.log_softmax(logits.float(), dim=-1)
+        return cls(logprobs, logprobs.argmax(-1))
 
 
 @dataclass(frozen=True)
@@ -288,16 +290,14 @@ class _Rows:
     index: torch.Tensor  # [n] rows of this branch, in order
 
     def pick(self, targets: Sequence[int]) -> tuple[list[float], list[bool]]:
-        """Log-probs of ``targets`` (one per row) and whether each was its row's most likely token
-        (its logit equals the row's largest; with an exact tie every tied token counts)."""
-        target = torch.tensor(targets, device=self.table.logits.device)
-        chosen = self.table.logits[self.index, target]
-        return (chosen - self.table.lse[self.index]).tolist(), (chosen == self.table.top[self.index]).tolist()
+        """Log-probs of ``targets`` (one per row) and whether each was its row's argmax."""
+        target = torch.tensor(targets, device=self.table.logprobs.device)
+        return (self.table.logprobs[self.index, target].tolist(),
+                (self.table.argmax[self.index] == target).tolist())
 
     def last(self) -> torch.Tensor:
         """Log-softmax of the branch's last row, [V]."""
-        i = self.index[-1]
-        return self.table.logits[i] - self.table.lse[i]
+        return self.table.logprobs[self.index[-1]]
 
 
 # ------------------------------------------------------------------------------ prefix-trie pass
