@@ -35,10 +35,10 @@ DTYPE = os.environ.get("SELFBIAS_TEST_DTYPE", "float32")
 
 if DEVICE:
     def _moved(lm):
-        from selfbias.models import wrap_model
-
+        # the same LoadedModel (prompt format, BOS rule, context length) around a moved copy
         model = copy.deepcopy(lm.model).to(device=DEVICE, dtype=getattr(torch, DTYPE))
-        return wrap_model(model, lm.tokenizer, name=lm.name)
+        param = next(model.parameters())
+        return dataclasses.replace(lm, model=model, device=param.device, dtype=param.dtype)
 
     @pytest.fixture(scope="session")
     def tiny(tiny):
