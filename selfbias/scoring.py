@@ -150,10 +150,25 @@ def _encode_one(lm: LoadedModel, prompt: str, continuation: str, context_cache: 
 
 
 def encode(lm: LoadedModel, prompt: str, continuations: Sequence[str]) -> list[EncodedRequest]:
-    """Tokenise a prompt and its continuations with an exact join (see module doc).
+    """Tokenise a prompt and its continuations with an exact join (see the module doc's diagram).
 
-    Returns one EncodedRequest per distinct context: usually one, more only when a continuation
-    straddles the join and needs a shorter context.
+    The split follows lm-evaluation-harness (Biderman et al., 2024): trailing spaces of the prompt move to
+    the continuation, and a token straddling the join is scored with the continuation.
+
+    Parameters
+    ----------
+    lm : LoadedModel
+        The model whose tokenizer (and BOS rule) is used.
+    prompt : str
+        The text every continuation follows.
+    continuations : sequence of str
+        Non-empty texts to score after ``prompt`` (a single string is refused).
+
+    Returns
+    -------
+    list of EncodedRequest
+        One per distinct context: usually one, more only when a continuation straddles the join and
+        needs a shorter context. ``join_overlaps[j]`` counts the prompt tokens moved into continuation j.
     """
     if isinstance(continuations, str):
         raise TypeError("continuations must be a sequence of strings, not one string")
@@ -586,9 +601,34 @@ def score_token_ids(
     padding_side: str = "left",
     prefix_trie: bool = True,
 ) -> list[list[Score]]:
-    """Score given token ids: ``requests[i] = (context ids, [continuation ids, ...])``.
+    """Exact log-probabilities of given continuation token ids after given context ids.
 
-    Returns ``scores[i][j]`` for continuation j of request i, in input order.
+    ``log p(x_j | context, x_<j)`` for every token of every continuation, from one forward pass per
+    batch of packed prefix tries (or the two-pass path, see the module doc); equal to one plain forward
+    per prefix within float rounding (tests: 1e-4 nats in float32).
+
+    Parameters
+    ----------
+    lm : LoadedModel
+        The model to score under.
+    requests : sequence of (context ids, sequence of continuation ids)
+        ``requests[i] = (context, [continuation, ...])``; no context or continuation may be empty.
+    truncate : bool, default False
+        Drop context tokens on the left when context + longest continuation exceed the context window
+        (recorded in ``Score.truncated_tokens``); otherwise that raises :class:`ContextTooLong`.
+    memory_mb : float, default 1024
+        Rough memory for one batch (activations, cache and vocabulary-sized logit rows).
+    batch_size : int, optional
+        At most this many contexts per batch (and per packed row); default: as ``memory_mb`` allows.
+    padding_side : {"left", "right"}, default "left"
+        Where padding goes; the numbers are the same either way (tests check both).
+    prefix_trie : bool, default True
+        Pack contexts and continuations into prefix tries (one pass); False forces the two-pass path.
+
+    Returns
+    -------
+    list of list of Score
+        ``scores[i][j]`` for continuation j of request i, in input order.
     """
     contexts, truncated, branch_lists = [], [], []
     for context, conts in requests:
@@ -625,12 +665,37 @@ def score_requests(
     padding_side: str = "left",
     prefix_trie: bool = True,
 ) -> list[list[Score]]:
-    """Score many prompts, each with one or more continuations; ``scores[i][j]`` in input order.
+    """Log-probabilities of continuations after prompts, many prompts in one call.
 
-    Identical contexts across requests run once. ``truncate=True`` drops prompt tokens on the left
-    when prompt + continuation exceed the context window (recorded in ``Score.truncated_tokens``);
-    otherwise that raises :class:`ContextTooLong`. ``batch_size`` caps contexts per batch; the
-    default adapts batches to ``memory_mb``.
+    What is measured is ``log p(continuation | prompt)`` token by token, with the prompt/continuation
+    split of :func:`encode` (as lm-evaluation-harness's loglikelihood, Biderman et al., 2024). Identical
+    contexts across requests run once, and prompts sharing leading tokens (a chat template's system
+    turn) share their computation. This is the fast way to score many prompts (a notebook's loop of
+    :func:`score` calls is slower): ``score_requests(lm, [(prompt, answers), ...])``.
+
+    Parameters
+    ----------
+    lm : LoadedModel
+        The model to score under.
+    requests : sequence of (str, sequence of str)
+        ``requests[i] = (prompt, [continuation, ...])``; continuations must be non-empty.
+    truncate : bool, default False
+        Drop prompt tokens on the left when prompt + continuation exceed the context window
+        (recorded in ``Score.truncated_tokens``); otherwise that raises :class:`ContextTooLong`.
+    memory_mb : float, default 1024
+        Rough memory for one batch (activations, cache and vocabulary-sized logit rows).
+    batch_size : int, optional
+        At most this many contexts per batch; default: as ``memory_mb`` allows.
+    padding_side : {"left", "right"}, default "left"
+        Where padding goes; the numbers are the same either way.
+    prefix_trie : bool, default True
+        Pack prompts and continuations into prefix tries (one pass); False forces the two-pass path.
+
+    Returns
+    -------
+    list of list of Score
+        ``scores[i][j]`` for continuation j of request i, in input order; ``Score.join_overlap`` is
+        set where a token straddled the join.
     """
     if any(isinstance(conts, str) for _, conts in requests):
         raise TypeError("each request's continuations must be a sequence of strings, not one string")
@@ -658,7 +723,28 @@ def score_requests(
 
 
 def score(lm: LoadedModel, prompt: str, continuations: Sequence[str], **kwargs) -> list[Score]:
-    """Log-probabilities of each continuation after ``prompt`` (one shared prompt pass)."""
+    """Log-probabilities of each continuation after one ``prompt`` (one shared pass).
+
+    Same measure as :func:`score_requests` for a single prompt; to score many prompts, pass them all
+    to :func:`score_requests` at once (they then share batches and common prefixes).
+
+    Parameters
+    ----------
+    lm : LoadedModel
+        The model to score under.
+    prompt : str
+        The text every continuation follows.
+    continuations : sequence of str
+        Non-empty texts to score after ``prompt``.
+    **kwargs
+        Passed to :func:`score_requests` (``truncate``, ``memory_mb``, ``batch_size``,
+        ``padding_side``, ``prefix_trie``).
+
+    Returns
+    -------
+    list of Score
+        One per continuation, in order.
+    """
     return score_requests(lm, [(prompt, continuations)], **kwargs)[0]
 
 
@@ -674,9 +760,34 @@ def next_token_logprobs(
 ) -> list[list[NextToken]]:
     """The next-token distribution after ``prefix + suffix`` for each suffix of each request.
 
-    ``requests[i] = (prefix, [suffix, ...])``: the prefix runs once and its cache is shared by the
-    suffixes (the judge's prompts of one item share everything up to the answer). Only the last
-    position's logits are computed. Returns the log-probs of the ``select`` ids and the top-k.
+    Used by the judge to read a verdict token's log-probability (as in the self-recognition setup of
+    Panickssery et al., 2024). The prefix runs once and the suffixes share it (the judge's prompts of
+    one item share everything up to the answer); only the last position's logits are computed, and
+    log-softmax is taken in float32.
+
+    Parameters
+    ----------
+    lm : LoadedModel
+        The model to read.
+    requests : sequence of (str, sequence of str)
+        ``requests[i] = (prefix, [suffix, ...])``; an empty suffix reads the distribution after the
+        prefix alone.
+    select : sequence of int, default ()
+        Token ids whose log-probs to return for every prompt.
+    top_k : int, default 10
+        How many most likely tokens to return.
+    memory_mb : float, default 1024
+        Rough memory for one batch.
+    batch_size : int, optional
+        At most this many distinct prefixes per batch; default: as ``memory_mb`` allows.
+    prefix_trie : bool, default True
+        Pack prefixes and suffixes into prefix tries (one pass); False forces the two-pass path.
+
+    Returns
+    -------
+    list of list of NextToken
+        ``out[i][j]`` for suffix j of request i: ``selected`` (id -> log-prob for ``select``) and the
+        top-k ids and log-probs, most likely first.
     """
     contexts, branch_lists, shape = [], [], []
     index: dict[tuple[int, ...], int] = {}
