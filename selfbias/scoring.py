@@ -25,6 +25,9 @@ template's system turn meet), and every row of a batch runs in ONE forward pass:
 attends to exactly its ancestors (a 4D mask) at position = its depth, so a token shared by several
 sequences (a system turn, an answer's leading space) runs once and nothing needs a cache. This is the
 tree attention of SpecInfer (Miao et al., 2024) and Medusa (Cai et al., 2024) applied to scoring.
+Rows are balanced (the smallest cap that needs no more rows), so the rows of a batch have about the
+same width and little padding; leading tokens that every context of a multi-row batch shares (a chat
+template's system turn) run once in a one-row pass whose cache every row then attends to.
 A context whose continuations alone exceed a row (long answers), or any sequence that reaches a
 sliding window, takes the two-pass path instead: every distinct context runs once (left-padded,
 batched; leading tokens that every context of a batch shares run once for the batch); its key/value
@@ -152,10 +155,25 @@ def _encode_one(lm: LoadedModel, prompt: str, continuation: str, context_cache: 
 
 
 def encode(lm: LoadedModel, prompt: str, continuations: Sequence[str]) -> list[EncodedRequest]:
-    """Tokenise a prompt and its continuations with an exact join (see module doc).
+    """Tokenise a prompt and its continuations with an exact join (see the module doc's diagram).
 
-    Returns one EncodedRequest per distinct context: usually one, more only when a continuation
-    straddles the join and needs a shorter context.
+    The split follows lm-evaluation-harness (Biderman et al., 2024): trailing spaces of the prompt move to
+    the continuation, and a token straddling the join is scored with the continuation.
+
+    Parameters
+    ----------
+    lm : LoadedModel
+        The model whose tokenizer (and BOS rule) is used.
+    prompt : str
+        The text every continuation follows.
+    continuations : sequence of str
+        Non-empty texts to score after ``prompt`` (a single string is refused).
+
+    Returns
+    -------
+    list of EncodedRequest
+        One per distinct context: usually one, more only when a continuation straddles the join and
+        needs a shorter context. ``join_overlaps[j]`` counts the prompt tokens moved into continuation j.
     """
     if isinstance(continuations, str):
         raise TypeError("continuations must be a sequence of strings, not one string")
@@ -262,29 +280,44 @@ def _run_branches(lm: LoadedModel, contexts: Sequence[Sequence[int]], branches: 
         counts = keep.sum(-1).tolist()
         for row, chunk in zip(live, torch.split(flat, counts)):
             rows[row].extend(chunk)
-    return [_Rows.own(torch.log_softmax(torch.stack(r), dim=-1)) for r in rows]
+    table = _Table.of(torch.stack([x for r in rows for x in r]))
+    starts = [0]
+    for r in rows:
+        starts.append(starts[-1] + len(r))
+    return [_Rows(table, torch.arange(a, b, device=table.logprobs.device)) for a, b in zip(starts, starts[1:])]
+
+
+@dataclass(frozen=True)
+class _Table:
+    """Log-softmax rows of one forward pass (float32) and each row's argmax, computed once for all
+    the branches that read them."""
+
+    logprobs: torch.Tensor  # [K, V] float32
+    argmax: torch.Tensor  # [K]
+
+    @classmethod
+    def of(cls, logits: torch.Tensor) -> _Table:
+        logprobs = torch.log_softmax(logits.float(), dim=-1)
+        return cls(logprobs, logprobs.argmax(-1))
 
 
 @dataclass(frozen=True)
 class _Rows:
-    """Log-softmax rows of one branch, ``table[index]``, without copying rows that branches share
-    (a context's last token, a common leading space); ``argmax`` is each table row's, computed once."""
+    """The rows of one branch in a shared table, ``table[index]``, without copying rows that branches
+    share (a context's last token, a common leading space)."""
 
-    table: torch.Tensor  # [K, V] float32
+    table: _Table
     index: torch.Tensor  # [n] rows of this branch, in order
-    argmax: torch.Tensor  # [K]
-
-    @classmethod
-    def own(cls, rows: torch.Tensor) -> _Rows:
-        return cls(rows, torch.arange(len(rows), device=rows.device), rows.argmax(-1))
 
     def pick(self, targets: Sequence[int]) -> tuple[list[float], list[bool]]:
         """Log-probs of ``targets`` (one per row) and whether each was its row's argmax."""
-        target = torch.tensor(targets, device=self.table.device)
-        return self.table[self.index, target].tolist(), (self.argmax[self.index] == target).tolist()
+        target = torch.tensor(targets, device=self.table.logprobs.device)
+        return (self.table.logprobs[self.index, target].tolist(),
+                (self.table.argmax[self.index] == target).tolist())
 
     def last(self) -> torch.Tensor:
-        return self.table[self.index[-1]]
+        """Log-softmax of the branch's last row, [V]."""
+        return self.table.logprobs[self.index[-1]]
 
 
 # ------------------------------------------------------------------------------ prefix-trie pass
@@ -373,17 +406,21 @@ def _trie_fits(lm: LoadedModel, context, branches, row_tokens: int) -> bool:
     return not (window and max(len(q) for q, _, _ in seqs) >= window)
 
 
-def _tree_masks(lm: LoadedModel, rows: Sequence[_Row], width: int, offsets: Sequence[int]):
-    """Additive attention masks [B, 1, W, W]: each node sees itself and its ancestors; pads see only
-    themselves. A dict per layer type for models that take one (sliding-window layers need no
-    other mask here, see :func:`_trie_fits`)."""
-    allowed = torch.zeros((len(rows), width, width), dtype=torch.bool)
-    for b, (row, off) in enumerate(zip(rows, offsets)):
+def _tree_masks(lm: LoadedModel, parents: Sequence[Sequence[int]], width: int, offsets: Sequence[int],
+                prefix: int = 0):
+    """Additive attention masks [B, 1, W, prefix + W]: every position sees the ``prefix`` columns
+    (cached, shared by every row; none without), each node sees itself and its ancestors
+    (``parents[b][i]``, -1 for none in the row), pads see only themselves. A dict per layer type for
+    models that take one (sliding-window layers need no other mask here, see :func:`_trie_fits`)."""
+    allowed = torch.zeros((len(parents), width, prefix + width), dtype=torch.bool)
+    allowed[:, :, :prefix] = True
+    cols = prefix + torch.arange(width)
+    for b, (row_parents, off) in enumerate(zip(parents, offsets)):
         a = allowed[b]
-        a[torch.arange(width), torch.arange(width)] = True
-        for i, parent in enumerate(row.parents):
+        a[torch.arange(width), cols] = True
+        for i, parent in enumerate(row_parents):
             if parent >= 0:
-                a[off + i] |= a[off + parent]
+                a[off + i, prefix:] |= a[off + parent, prefix:]
     dtype = lm.model.dtype
     mask = torch.zeros(allowed.shape, dtype=dtype).masked_fill_(~allowed, torch.finfo(dtype).min)
     mask = mask[:, None].to(lm.device)
@@ -392,66 +429,127 @@ def _tree_masks(lm: LoadedModel, rows: Sequence[_Row], width: int, offsets: Sequ
     return {t: mask for t in types} if len(types) > 1 else mask
 
 
-def _trie_batches(lm, contexts, branch_lists, groups, token_budget, logit_budget, max_batch, row_tokens):
-    """Pack ``groups`` into rows (contexts sorted so that shared prefixes meet) and rows into batches.
+def _pack_rows(contexts, branch_lists, order, cap: int, max_batch) -> list[tuple[_Row, dict]]:
+    """Next-fit packing of groups (in ``order``) into rows of at most ``cap`` trie nodes (a group
+    alone may exceed it) and at most ``max_batch`` groups.
 
-    Yields lists of (row, {group: [(node path, first kept, last kept + 1) per branch]}).
-    """
-    order = sorted(groups, key=lambda g: contexts[g])
+    Returns (row, {group: [(node path, first kept, last kept + 1) per branch]}) per row."""
     rows: list[tuple[_Row, dict]] = []
     for g in order:
         seqs = _sequences(contexts[g], branch_lists[g])
         row = rows[-1][0] if rows else None
-        if row is None or len(row.tokens) + _new_nodes(row, seqs) > row_tokens or \
+        if row is None or len(row.tokens) + _new_nodes(row, seqs) > cap or \
                 (max_batch and len(row.groups) >= max_batch):
             rows.append((_Row([], [], {}, []), {}))
             row = rows[-1][0]
         row.groups.append(g)
         rows[-1][1][g] = [(path, lo, hi) for path, (_, lo, hi) in zip(_insert(row, seqs), seqs)]
-    batch: list = []
-    width = n_groups = n_logits = 0
-    for row, paths in rows:
-        kept = len({n for ps in paths.values() for path, lo, hi in ps for n in path[lo:hi]})
-        new_width = max(width, len(row.tokens))
-        over = (len(batch) + 1) * new_width > token_budget or n_logits + kept > logit_budget or \
-            (max_batch and n_groups + len(row.groups) > max_batch)
-        if batch and over:
-            yield batch
-            batch, new_width, n_groups, n_logits = [], len(row.tokens), 0, 0
-        batch.append((row, paths))
-        width, n_groups, n_logits = new_width, n_groups + len(row.groups), n_logits + kept
-    if batch:
-        yield batch
+    return rows
 
 
-def _run_trie(lm: LoadedModel, batch, padding_side: str) -> Iterator[tuple[int, list[_Rows]]]:
-    """One forward over packed rows; yields (group, log-softmax rows of each of its branches)."""
+def _trie_batches(lm, contexts, branch_lists, groups, token_budget, logit_budget, max_batch, row_tokens):
+    """Pack ``groups`` into rows (contexts sorted so that shared prefixes meet) and rows into batches.
+
+    Rows are balanced: the smallest node cap that needs no more rows than ``row_tokens`` does, so
+    that the rows of a batch have about the same width and padding them costs little (next-fit
+    never needs more rows for a larger cap, so a bisection finds it).
+    Yields lists of (row, {group: [(node path, first kept, last kept + 1) per branch]}).
+    """
+    order = sorted(groups, key=lambda g: contexts[g])
+    rows = _pack_rows(contexts, branch_lists, order, row_tokens, max_batch)
+    if len(rows) > 1:
+        lo, hi = 1, max(len(row.tokens) for row, _ in rows)
+        while lo < hi:
+            mid = (lo + hi) // 2
+            if len(_pack_rows(contexts, branch_lists, order, mid, max_batch)) <= len(rows):
+                hi = mid
+            else:
+                lo = mid + 1
+        rows = _pack_rows(contexts, branch_lists, order, lo, max_batch)
+    if not rows:
+        return
+    kept = [len({n for ps in paths.values() for path, lo, hi in ps for n in path[lo:hi]}) for _, paths in rows]
+
+    def fits(first: int, end: int) -> bool:  # rows[first:end] as one batch
+        return end - first == 1 or (
+            (end - first) * max(len(row.tokens) for row, _ in rows[first:end]) <= token_budget
+            and sum(kept[first:end]) <= logit_budget
+            and not (max_batch and sum(len(row.groups) for row, _ in rows[first:end]) > max_batch))
+
+    cuts = [0]  # next-fit batches, then as many batches of even size when those fit (no lone last row)
+    for end in range(1, len(rows) + 1):
+        if not fits(cuts[-1], end):
+            cuts.append(end - 1)
+    cuts.append(len(rows))
+    k = len(cuts) - 1
+    even = [i * len(rows) // k for i in range(k + 1)]
+    if all(fits(a, b) for a, b in zip(even, even[1:])):
+        cuts = even
+    for a, b in zip(cuts, cuts[1:]):
+        yield rows[a:b]
+
+
+def _batch_prefix(contexts, batch) -> int:
+    """Leading tokens that every context of a batch of several rows shares (a chat template's system
+    turn), to run once for the batch instead of once per row; 0 for one row or under
+    ``MIN_SHARED_PREFIX``. Each context keeps its last token in the rows (its logits are kept there).
+
+    Every row's trie then starts with these tokens as a chain: nodes 0..p-1 (the first sequence
+    inserted creates them and every other one passes through them)."""
+    if len(batch) < 2:
+        return 0
+    ctxs = [contexts[g] for row, _ in batch for g in row.groups]
+    first, n = ctxs[0], min(len(c) for c in ctxs) - 1
+    k = 0
+    while k < n and all(c[k] == first[k] for c in ctxs):
+        k += 1
+    return k if k >= MIN_SHARED_PREFIX else 0
+
+
+def _run_trie(lm: LoadedModel, batch, padding_side: str, prefix: Sequence[int] = ()) -> Iterator[tuple[int, list[_Rows]]]:
+    """One forward over packed rows; yields (group, log-softmax rows of each of its branches).
+
+    With a ``prefix`` shared by every row (:func:`_batch_prefix`), it runs once first and its
+    key/value cache, copied to every row, stands for the rows' first ``len(prefix)`` nodes::
+
+        pass 1 (batch 1)   [s0 .. s(p-1)]
+        pass 2 (batch B)   [s0 .. s(p-1) | row 0's other nodes     ]   every node sees the prefix,
+                           [s0 .. s(p-1) | pad pad row 1's nodes   ]   then its ancestors in its row
+    """
+    p = len(prefix)
     rows = [row for row, _ in batch]
-    width = max(len(r.tokens) for r in rows)
-    offsets = [width - len(r.tokens) if padding_side == "left" else 0 for r in rows]
+    width = max(len(r.tokens) for r in rows) - p
+    offsets = [width - (len(r.tokens) - p) if padding_side == "left" else 0 for r in rows]
     ids = torch.full((len(rows), width), lm.tokenizer.pad_token_id, dtype=torch.long)
     positions = torch.zeros((len(rows), width), dtype=torch.long)
     keep = torch.zeros((len(rows), width), dtype=torch.bool)
+    parents = []
     for b, ((row, paths), off) in enumerate(zip(batch, offsets)):
         n = len(row.tokens)
-        ids[b, off:off + n] = torch.tensor(row.tokens)
+        ids[b, off:off + n - p] = torch.tensor(row.tokens[p:])
         depth = [0] * n
         for i, parent in enumerate(row.parents):
             depth[i] = depth[parent] + 1 if parent >= 0 else 0
-        positions[b, off:off + n] = torch.tensor(depth)
+        positions[b, off:off + n - p] = torch.tensor(depth[p:])
+        parents.append([q - p if q >= p else -1 for q in row.parents[p:]])  # -1: the prefix's last node
         for ps in paths.values():
             for path, lo, hi in ps:
-                keep[b, [off + node for node in path[lo:hi]]] = True
-    out = lm.model(input_ids=ids.to(lm.device), attention_mask=_tree_masks(lm, rows, width, offsets),
-                   position_ids=positions.to(lm.device), use_cache=False, logits_to_keep=keep.to(lm.device))
-    logprobs = torch.log_softmax(out.logits.float(), dim=-1)  # [kept, V], row-major over (row, node)
-    argmax = logprobs.argmax(-1)
-    where = (keep.flatten().cumsum(0) - 1).view(keep.shape).tolist()  # (row, column) -> logprobs row
+                keep[b, [off + node - p for node in path[lo:hi]]] = True
+    cache = None
+    if p:
+        cache = lm.model(input_ids=torch.tensor([list(prefix)], device=lm.device), use_cache=True,
+                         logits_to_keep=1).cache
+        cache.batch_select_indices(torch.zeros(len(rows), dtype=torch.long, device=lm.device))
+    out = lm.model(input_ids=ids.to(lm.device), attention_mask=_tree_masks(lm, parents, width, offsets, p),
+                   position_ids=positions.to(lm.device), cache=cache, use_cache=cache is not None,
+                   logits_to_keep=keep.to(lm.device))
+    table = _Table.of(out.logits)  # [kept, V], row-major over (row, node)
+    where = (keep.flatten().cumsum(0) - 1).view(keep.shape).tolist()  # (row, column) -> table row
     for b, ((row, paths), off) in enumerate(zip(batch, offsets)):
         index = where[b]
         for g in row.groups:
-            yield g, [_Rows(logprobs, torch.tensor([index[off + node] for node in path[lo:hi]], device=lm.device),
-                            argmax) for path, lo, hi in paths[g]]
+            yield g, [_Rows(table, torch.tensor([index[off + node - p] for node in path[lo:hi]], device=lm.device))
+                      for path, lo, hi in paths[g]]
 
 
 def _batched_branches(lm, contexts, branch_lists, memory_mb, batch_size, padding_side="left",
@@ -469,7 +567,8 @@ def _batched_branches(lm, contexts, branch_lists, memory_mb, batch_size, padding
     with torch.inference_mode():
         for batch in _trie_batches(lm, contexts, branch_lists, trie, token_budget, logit_budget, batch_size,
                                    ROW_TOKENS):
-            yield from _run_trie(lm, batch, padding_side)
+            prefix = contexts[batch[0][0].groups[0]][:_batch_prefix(contexts, batch)]
+            yield from _run_trie(lm, batch, padding_side, prefix)
         lengths = [(len(contexts[g]), [len(b.tokens) for b in branch_lists[g]]) for g in two_pass]
         for batch in plan_batches(lengths, token_budget, logit_budget, batch_size):
             batch = [two_pass[i] for i in batch]
@@ -507,9 +606,34 @@ def score_token_ids(
     padding_side: str = "left",
     prefix_trie: bool = True,
 ) -> list[list[Score]]:
-    """Score given token ids: ``requests[i] = (context ids, [continuation ids, ...])``.
+    """Exact log-probabilities of given continuation token ids after given context ids.
 
-    Returns ``scores[i][j]`` for continuation j of request i, in input order.
+    ``log p(x_j | context, x_<j)`` for every token of every continuation, from one forward pass per
+    batch of packed prefix tries (or the two-pass path, see the module doc); equal to one plain forward
+    per prefix within float rounding (tests: 1e-4 nats in float32).
+
+    Parameters
+    ----------
+    lm : LoadedModel
+        The model to score under.
+    requests : sequence of (context ids, sequence of continuation ids)
+        ``requests[i] = (context, [continuation, ...])``; no context or continuation may be empty.
+    truncate : bool, default False
+        Drop context tokens on the left when context + longest continuation exceed the context window
+        (recorded in ``Score.truncated_tokens``); otherwise that raises :class:`ContextTooLong`.
+    memory_mb : float, default 1024
+        Rough memory for one batch (activations, cache and vocabulary-sized logit rows).
+    batch_size : int, optional
+        At most this many contexts per batch (and per packed row); default: as ``memory_mb`` allows.
+    padding_side : {"left", "right"}, default "left"
+        Where padding goes; the numbers are the same either way (tests check both).
+    prefix_trie : bool, default True
+        Pack contexts and continuations into prefix tries (one pass); False forces the two-pass path.
+
+    Returns
+    -------
+    list of list of Score
+        ``scores[i][j]`` for continuation j of request i, in input order.
     """
     contexts, truncated, branch_lists = [], [], []
     for context, conts in requests:
@@ -546,12 +670,37 @@ def score_requests(
     padding_side: str = "left",
     prefix_trie: bool = True,
 ) -> list[list[Score]]:
-    """Score many prompts, each with one or more continuations; ``scores[i][j]`` in input order.
+    """Log-probabilities of continuations after prompts, many prompts in one call.
 
-    Identical contexts across requests run once. ``truncate=True`` drops prompt tokens on the left
-    when prompt + continuation exceed the context window (recorded in ``Score.truncated_tokens``);
-    otherwise that raises :class:`ContextTooLong`. ``batch_size`` caps contexts per batch; the
-    default adapts batches to ``memory_mb``.
+    What is measured is ``log p(continuation | prompt)`` token by token, with the prompt/continuation
+    split of :func:`encode` (as lm-evaluation-harness's loglikelihood, Biderman et al., 2024). Identical
+    contexts across requests run once, and prompts sharing leading tokens (a chat template's system
+    turn) share their computation. This is the fast way to score many prompts (a notebook's loop of
+    :func:`score` calls is slower): ``score_requests(lm, [(prompt, answers), ...])``.
+
+    Parameters
+    ----------
+    lm : LoadedModel
+        The model to score under.
+    requests : sequence of (str, sequence of str)
+        ``requests[i] = (prompt, [continuation, ...])``; continuations must be non-empty.
+    truncate : bool, default False
+        Drop prompt tokens on the left when prompt + continuation exceed the context window
+        (recorded in ``Score.truncated_tokens``); otherwise that raises :class:`ContextTooLong`.
+    memory_mb : float, default 1024
+        Rough memory for one batch (activations, cache and vocabulary-sized logit rows).
+    batch_size : int, optional
+        At most this many contexts per batch; default: as ``memory_mb`` allows.
+    padding_side : {"left", "right"}, default "left"
+        Where padding goes; the numbers are the same either way.
+    prefix_trie : bool, default True
+        Pack prompts and continuations into prefix tries (one pass); False forces the two-pass path.
+
+    Returns
+    -------
+    list of list of Score
+        ``scores[i][j]`` for continuation j of request i, in input order; ``Score.join_overlap`` is
+        set where a token straddled the join.
     """
     if any(isinstance(conts, str) for _, conts in requests):
         raise TypeError("each request's continuations must be a sequence of strings, not one string")
@@ -579,7 +728,28 @@ def score_requests(
 
 
 def score(lm: LoadedModel, prompt: str, continuations: Sequence[str], **kwargs) -> list[Score]:
-    """Log-probabilities of each continuation after ``prompt`` (one shared prompt pass)."""
+    """Log-probabilities of each continuation after one ``prompt`` (one shared pass).
+
+    Same measure as :func:`score_requests` for a single prompt; to score many prompts, pass them all
+    to :func:`score_requests` at once (they then share batches and common prefixes).
+
+    Parameters
+    ----------
+    lm : LoadedModel
+        The model to score under.
+    prompt : str
+        The text every continuation follows.
+    continuations : sequence of str
+        Non-empty texts to score after ``prompt``.
+    **kwargs
+        Passed to :func:`score_requests` (``truncate``, ``memory_mb``, ``batch_size``,
+        ``padding_side``, ``prefix_trie``).
+
+    Returns
+    -------
+    list of Score
+        One per continuation, in order.
+    """
     return score_requests(lm, [(prompt, continuations)], **kwargs)[0]
 
 
@@ -595,9 +765,34 @@ def next_token_logprobs(
 ) -> list[list[NextToken]]:
     """The next-token distribution after ``prefix + suffix`` for each suffix of each request.
 
-    ``requests[i] = (prefix, [suffix, ...])``: the prefix runs once and its cache is shared by the
-    suffixes (the judge's prompts of one item share everything up to the answer). Only the last
-    position's logits are computed. Returns the log-probs of the ``select`` ids and the top-k.
+    Used by the judge to read a verdict token's log-probability (as in the self-recognition setup of
+    Panickssery et al., 2024). The prefix runs once and the suffixes share it (the judge's prompts of
+    one item share everything up to the answer); only the last position's logits are computed, and
+    log-softmax is taken in float32.
+
+    Parameters
+    ----------
+    lm : LoadedModel
+        The model to read.
+    requests : sequence of (str, sequence of str)
+        ``requests[i] = (prefix, [suffix, ...])``; an empty suffix reads the distribution after the
+        prefix alone.
+    select : sequence of int, default ()
+        Token ids whose log-probs to return for every prompt.
+    top_k : int, default 10
+        How many most likely tokens to return.
+    memory_mb : float, default 1024
+        Rough memory for one batch.
+    batch_size : int, optional
+        At most this many distinct prefixes per batch; default: as ``memory_mb`` allows.
+    prefix_trie : bool, default True
+        Pack prefixes and suffixes into prefix tries (one pass); False forces the two-pass path.
+
+    Returns
+    -------
+    list of list of NextToken
+        ``out[i][j]`` for suffix j of request i: ``selected`` (id -> log-prob for ``select``) and the
+        top-k ids and log-probs, most likely first.
     """
     contexts, branch_lists, shape = [], [], []
     index: dict[tuple[int, ...], int] = {}

@@ -35,10 +35,10 @@ DTYPE = os.environ.get("SELFBIAS_TEST_DTYPE", "float32")
 
 if DEVICE:
     def _moved(lm):
-        from selfbias.models import wrap_model
-
+        # the same LoadedModel (prompt format, BOS rule, context length) around a moved copy
         model = copy.deepcopy(lm.model).to(device=DEVICE, dtype=getattr(torch, DTYPE))
-        return wrap_model(model, lm.tokenizer, name=lm.name)
+        param = next(model.parameters())
+        return dataclasses.replace(lm, model=model, device=param.device, dtype=param.dtype)
 
     @pytest.fixture(scope="session")
     def tiny(tiny):
@@ -176,7 +176,11 @@ def test_argmax_flags(smollm2):
         logits = smollm2.model(input_ids=ids).logits[0]
     k = len(enc.context)
     expected = [int(logits[k - 1 + j].argmax()) == t for j, t in enumerate(enc.continuations[0])]
-    assert list(s.is_argmax) == expected
+    # positions whose top two log-probs are closer than the tolerance may swap between paths (bfloat16)
+    top2 = torch.log_softmax(logits[k - 1: k - 1 + len(expected)].float(), -1).topk(2).values
+    clear = [j for j, (a, b) in enumerate(top2.tolist()) if a - b > TOL]
+    assert len(clear) >= len(expected) // 2 and True in [expected[j] for j in clear]
+    assert [s.is_argmax[j] for j in clear] == [expected[j] for j in clear]
 
 
 def test_next_token_matches_reference(smollm2):
@@ -190,7 +194,8 @@ def test_next_token_matches_reference(smollm2):
         with torch.no_grad():
             ref = torch.log_softmax(smollm2.model(input_ids=torch.tensor([ids])).logits[0, -1].float(), -1)
         assert nt.selected[yes] == pytest.approx(ref[yes].item(), abs=TOL)
-        assert list(nt.top_ids) == ref.topk(5).indices.tolist()
+        if DTYPE == "float32":  # bfloat16 rounding reorders near-ties in the top-k
+            assert list(nt.top_ids) == ref.topk(5).indices.tolist()
 
 
 def test_empty_continuation_is_an_error(tiny):
@@ -345,3 +350,102 @@ def test_next_token_same_with_trie_on_and_off(smollm2):
             if DTYPE == "float32":  # bfloat16 rounding reorders near-ties in the top-k
                 assert a.top_ids == b.top_ids
             assert a.selected[yes] == pytest.approx(b.selected[yes], abs=TOL)
+
+
+# --------------------------------------------------- rows of one batch sharing a prefix; balanced rows
+
+
+def chat_requests(lm, rng: random.Random, long_answers: bool):
+    """Chat prompts sharing the template's system turn; short answers, or three of 18-24 words."""
+    questions = ("What is 2 + 2?", "Capital of Peru?", "Name a prime.", "Spell cat.", "Is 9 odd?")
+    requests = []
+    for q in questions:
+        prompt = lm.tokenizer.apply_chat_template([{"role": "user", "content": q}], tokenize=False,
+                                                  add_generation_prompt=True) + "The answer is"
+        if long_answers:
+            answers = [" " + " ".join(rng.choice(WORDS) for _ in range(rng.randint(18, 24))) for _ in range(3)]
+        else:
+            answers = [" 4", " four.", " The capital is Lima."]
+        requests.append((prompt, answers))
+    return requests
+
+
+def spy_forwards(lm, monkeypatch) -> list[tuple[int, int, bool, bool]]:
+    """Records (batch, new tokens, whether a cache came in, use_cache) for every forward of ``lm``."""
+    calls = []
+    real = lm.model.forward
+
+    def spy(*a, **k):
+        calls.append((k["input_ids"].shape[0], k["input_ids"].shape[1], k.get("cache") is not None,
+                      bool(k.get("use_cache"))))
+        return real(*a, **k)
+
+    monkeypatch.setattr(lm.model, "forward", spy)
+    return calls
+
+
+@pytest.mark.parametrize("long_answers,batch_size,padding_side", [
+    (False, None, "left"), (False, 3, "right"), (True, None, "right"), (True, 2, "left"),
+])
+def test_batch_prefix_runs_once_and_matches_reference(tiny, monkeypatch, long_answers, batch_size, padding_side):
+    """Several trie rows in one batch: the system turn they share runs once (a one-row pass, its
+    cache copied to every row) and the rows hold only the rest; long answers too. Against the reference."""
+    from selfbias import scoring
+
+    requests = chat_requests(tiny, random.Random(4), long_answers)
+    encoded = [enc for p, a in requests for enc in encode(tiny, p, a)]
+    contexts = [enc.context for enc in encoded]
+    system = min(next(i for i, (x, y) in enumerate(zip(c, contexts[0])) if x != y) for c in contexts[1:])
+    assert system >= scoring.MIN_SHARED_PREFIX  # the template's system turn and user header
+    # rows just large enough for the largest prompt with its answers: several rows per batch
+    sizes = [scoring._new_nodes(scoring._Row([], [], {}, []), scoring._sequences(
+        enc.context, [scoring._Branch(0, c, "continuation") for c in enc.continuations])) for enc in encoded]
+    monkeypatch.setattr(scoring, "ROW_TOKENS", max(sizes))
+    calls = spy_forwards(tiny, monkeypatch)
+    results = score_requests(tiny, requests, batch_size=batch_size, padding_side=padding_side)
+    prefix_passes = [n for b, n, cached, use_cache in calls if use_cache and not cached]
+    assert prefix_passes and set(prefix_passes) == {system}, calls  # no two-pass path here
+    assert sum(1 for call in calls if call[2]) == len(prefix_passes)  # each prefix's cache serves one batch
+    assert_matches_reference(tiny, requests, results)
+
+
+def test_gemma_batch_prefix_matches_reference(gemma, monkeypatch):
+    """Gemma 3 (full and sliding-window layers, a mask per layer type): two rows sharing a prefix."""
+    from selfbias import scoring
+
+    monkeypatch.setattr(scoring, "ROW_TOKENS", 30)
+    calls = spy_forwards(gemma, monkeypatch)
+    lead = "Answer with the name of a city and nothing else. Question: "
+    requests = [(lead + "What is the capital of France?\nAnswer:", [" Paris", " Lyon"]),
+                (lead + "What is the capital of Peru?\nAnswer:", [" Lima", " Cusco, Peru"])]
+    results = score_requests(gemma, requests)
+    assert [call[2] for call in calls] == [False, True]  # prefix pass, then both rows on its cache
+    assert_matches_reference(gemma, requests, results)
+
+
+def _id_groups(sizes: list[int]):
+    """Contexts of distinct token ids (nothing shared), one 2-token continuation each: a group's
+    trie has ``size`` nodes (its context and the continuation's first token)."""
+    from selfbias.scoring import _Branch
+
+    ids = iter(range(1000, 10**6))
+    contexts = [tuple(next(ids) for _ in range(n - 1)) for n in sizes]
+    return contexts, [[_Branch(0, (next(ids), next(ids)), "continuation")] for _ in sizes]
+
+
+def test_trie_rows_are_balanced_and_batches_even(tiny):
+    """Next-fit alone would fill rows of 30 nodes as [3 groups, 1 group] and batches as [7 rows, 1 row];
+    balanced: two rows of two groups, and batches of four rows."""
+    from selfbias import scoring
+
+    contexts, branches = _id_groups([10] * 4)
+    batches = list(scoring._trie_batches(tiny, contexts, branches, range(4), 10**6, 10**6, None, 30))
+    assert [[len(row.groups) for row, _ in b] for b in batches] == [[2, 2]]
+    assert [len(row.tokens) for row, _ in batches[0]] == [20, 20]
+    contexts, branches = _id_groups([10] * 8)
+    # one group per row (cap 10); a token budget of 7 rows x 10 -> next-fit: 7 + 1, even: 4 + 4
+    batches = list(scoring._trie_batches(tiny, contexts, branches, range(8), 70, 10**6, None, 10))
+    assert [len(b) for b in batches] == [4, 4]
+    batches = list(scoring._trie_batches(tiny, contexts, branches, range(8), 30, 10**6, None, 10))
+    assert [len(b) for b in batches] == [2, 3, 3]  # budget 3 rows: next-fit 3 + 3 + 2, as many even ones
+    assert sorted(g for b in batches for row, _ in b for g in row.groups) == list(range(8))
