@@ -96,7 +96,7 @@ def gemma():
     return _bundled("gemma3-270m")
 
 
-def _random_llama(tokenizer, name: str):
+def _random_llama(tokenizer, name: str, context: int = 128):
     """A randomly initialised 2-layer Llama over ``tokenizer``, prompted in chat like SmolLM2-Instruct."""
     from transformers import LlamaConfig, LlamaForCausalLM
 
@@ -105,7 +105,7 @@ def _random_llama(tokenizer, name: str):
     torch.manual_seed(0)
     config = LlamaConfig(
         vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=128,
+        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=context,
         bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
     )
     model = LlamaForCausalLM(config)
@@ -162,8 +162,19 @@ def tiny_tokenizer():
 
 @pytest.fixture(scope="session")
 def tiny():
-    """A random 2-layer Llama on :func:`tiny_tokenizer`: fast unit tests that need no model weights."""
-    return _random_llama(tiny_tokenizer(), "tiny-llama")
+    """A random 2-layer Llama on :func:`tiny_tokenizer`: fast unit tests that need no model weights.
+
+    Its context is 256 tokens (SmolLM2's tokenizer packs the same prompts into about half as many)."""
+    return _random_llama(tiny_tokenizer(), "tiny-llama", context=256)
+
+
+@pytest.fixture(scope="session")
+def tiny_folder(tiny, tmp_path_factory) -> Path:
+    """:func:`tiny` saved as a Hugging Face folder: a model spec for the CLI that needs no weights."""
+    folder = tmp_path_factory.mktemp("tiny") / "model"
+    tiny.model.save_pretrained(folder)
+    tiny.tokenizer.save_pretrained(folder)
+    return folder
 
 
 @pytest.fixture(scope="session")
