@@ -126,6 +126,7 @@ Is the proposed answer correct? Yes or No. yes no True False (A) True (B) False
 The capital of France is Paris. The capital of Peru is Lima. The capital of Chile is Santiago.
 You are a helpful assistant. Answer with just the answer. The answer is 42. Which answer is better, 1 or 2?
 Explain: the cat is naïve, über 日本 ☃ x. Name a prime. Name a fruit. Capital of Peru? The capital is Lima.
+Yes/No/yes/no/True/False. No/Yes/no/yes/False/True.
 """
 # ChatML like SmolLM2's, including a default system turn when none is given (shared by every chat prompt)
 TINY_CHAT_TEMPLATE = (
