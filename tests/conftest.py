@@ -180,7 +180,8 @@ def tiny_folder(tiny, tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_smollm2(smollm2):
-    """A random 2-layer Llama with SmolLM2's tokenizer (tests that rely on SmolLM2's tokenisation)."""
+    """A random 2-layer Llama with SmolLM2's tokenizer (the old ``tiny``): the scorer's exactness on a real
+    vocabulary's merges (test_scoring), and tests that rely on SmolLM2's tokenisation."""
     return _random_llama(smollm2.tokenizer, "tiny-llama")
 
 
