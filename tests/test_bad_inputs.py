@@ -55,12 +55,15 @@ def refused(args: list[str], place: str, *, watch: Path | None = None, code: int
 
 
 @pytest.fixture(scope="module")
-def base_run(smollm2, tmp_path_factory):
-    """A small real judged run (2 capitals, isolated): the folder that bad commands must not touch."""
+def base_run(tiny, tmp_path_factory):
+    """A small judged run (2 capitals, isolated; the weightless tiny model under the default model's
+    name): the folder that bad commands must not touch."""
+    from selfbias.models import wrap_model
     from selfbias.probe import probe
 
+    stand_in = wrap_model(tiny.model, tiny.tokenizer, name="smollm2-135m", prompt_format="chat")
     return probe("smollm2-135m", "capitals", n=2, samples=1, max_new_tokens=4, judge_modes=("isolated",),
-                 out=tmp_path_factory.mktemp("base") / "run", loaded={"smollm2-135m": smollm2},
+                 out=tmp_path_factory.mktemp("base") / "run", loaded={"smollm2-135m": stand_in},
                  progress=False).path
 
 
