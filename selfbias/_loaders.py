@@ -78,8 +78,22 @@ MAPPING_KEYS = ("question", "answer", "distractors", "choices", "id")
 def parse_mapping(text: str) -> dict[str, str]:
     """``"question=q,answer=a,distractors=wrong"`` -> ``{"question": "q", ...}`` (command lines).
 
-    Keys are the Item fields ``question``, ``answer``, ``distractors``, ``choices``, ``id``; values
-    are column names (which therefore cannot contain ',' or '=')."""
+    Parameters
+    ----------
+    text : str
+        Comma-separated ``key=column`` pairs. Keys are the Item fields ``question``, ``answer``,
+        ``distractors``, ``choices``, ``id``; values are column names (which therefore cannot contain
+        ',' or '=').
+
+    Returns
+    -------
+    dict of str to str
+
+    Raises
+    ------
+    TaskError
+        A part that is not ``key=column``, or an unknown key.
+    """
     mapping: dict[str, str] = {}
     for part in filter(None, (p.strip() for p in str(text).split(","))):
         key, eq, column = (s.strip() for s in part.partition("="))

@@ -95,12 +95,54 @@ def generate(
     batch_size: int | None = None,
     batch_seconds: float | None = None,
 ) -> list[list[Generation]]:
-    """Generate ``n`` answers per prompt; returns ``out[i][j]`` for sample j of prompt i.
+    """Generate ``n`` answers per prompt and record the raw model log-probability of every token.
 
     ``temperature=0`` is greedy decoding. Generation ends at an EOS token (not included), at a
-    stop string (cut before it) or after ``max_new_tokens``. A batch that runs longer than
-    ``batch_seconds`` (default ``$SELFBIAS_BATCH_SECONDS`` or 1800) raises :class:`GenerationTimeout`
-    between two tokens, so no run sits silently for hours.
+    stop string (cut before it) or after ``max_new_tokens``. The recorded log-probs are of the model's
+    own distribution (before temperature and top-p), so they equal what :func:`selfbias.scoring.score`
+    gives the same tokens. Sample j of a prompt is drawn with its own generator seeded by
+    (``seed``, prompt, j), so the draws do not depend on batching or prompt order.
+
+    Parameters
+    ----------
+    lm : LoadedModel
+        The model.
+    prompts : sequence of str
+        Rendered prompts (e.g. :func:`selfbias.prompts.render`); a bare string is refused.
+    n : int
+        Answers per prompt.
+    temperature : float
+        0 for greedy decoding, else the sampling temperature.
+    top_p : float
+        Nucleus sampling: draw from the smallest set of tokens holding this probability (1: all).
+    max_new_tokens : int
+        Longest answer in tokens.
+    stop : sequence of str
+        Strings that end an answer (cut before the first one).
+    seed : int
+        Seed of the samples.
+    memory_mb : float
+        Memory budget in MB from which the batches are sized.
+    batch_size : int or None
+        Most prompts per batch (None: as many as the budget allows).
+    batch_seconds : float or None
+        Time bound of one batch (default ``$SELFBIAS_BATCH_SECONDS`` or 1800 s).
+
+    Returns
+    -------
+    list of list of Generation
+        ``out[i][j]``: sample j of prompt i (text, token ids, log-probs, finish reason ``eos`` |
+        ``stop`` | ``length``).
+
+    Raises
+    ------
+    InputError
+        A bad setting (temperature, top_p, n or max_new_tokens), before anything runs.
+    ValueError
+        An empty prompt (no token to condition on).
+    GenerationTimeout
+        A batch ran longer than ``batch_seconds`` (raised between two tokens, so no run sits silently
+        for hours).
     """
     from ._validate import check_generation
 

@@ -812,26 +812,71 @@ def judge(
 ) -> "Run":
     """Add judgments to an existing run (table ``judgments``) and return the finalized :class:`Run`.
 
-    ``judges``: model names, dicts with a ``name``, LoadedModels or backends (default: the run's models,
-    so each model judges its own and the others' answers: the full judge x author matrix). ``models``:
-    name -> already loaded LoadedModel or :class:`selfbias.backends.Backend` (else
-    :func:`selfbias.backends.load_backend` loads by name). The judge reaches a model only through the
-    backend interface (``next_token_logprobs``, ``generate``, ``tokenizer``); ``batch_size`` applies to
-    the Hugging Face backend.
-    ``k``: the longest list in the list modes, and the self / control pairs per item in pairwise
-    mode. ``min_k``: items whose matched list would be shorter are skipped in both list modes
-    (their ids: ``run.manifest["judge"]["skipped_items"][judge]``). ``alt_sources``: what the
-    ``alternatives`` list may show (:data:`ALT_SOURCES`; default :data:`DEFAULT_ALT_SOURCES`, wrong
-    answers only; ``reference`` or ``correct`` admits correct answers, in both list modes).
-    ``pair_sources``: what the judge's answer is paired with (:data:`PAIR_SOURCES`; default another
-    model's answer). ``few_shot``: grading examples shown first (disjoint from the run's items), from
-    the built-in pool or ``few_shot_file`` (JSONL, see :func:`selfbias._judge_templates.read_few_shot_file`;
-    ``few_shot=0`` with a file: all its examples). ``template_set``: ``default`` (Yes/No) or ``ptrue``
-    (Kadavath et al. 2022's True/False format); ``templates``: per-mode overrides (a JudgeTemplate, a
-    dict of its fields, or ``{"chat": ..., "plain": ...}``).
-    Settings are recorded per judge and mode in ``manifest["judge"]["stages"]``. Modes and judges
-    add to the judgments already there; a judge and mode already judged with other settings is
-    refused unless ``overwrite=True``, which redoes that judge and mode only. Resumable.
+    Measures each judge's confidence in each candidate answer, the model's own and others', as P(Yes)
+    read from next-token probabilities (Kadavath et al. 2022), alone and after matched lists of its own
+    samples or of outside answers, and its preference in answer pairs with control pairs (Panickssery
+    et al. 2024); the modes are in the module doc. Settings are recorded per judge and mode in
+    ``manifest["judge"]["stages"]``. Modes and judges add to the judgments already there; a judge and
+    mode already judged with other settings is refused unless ``overwrite=True``, which redoes that
+    judge and mode only. Resumable.
+
+    Parameters
+    ----------
+    run : Run or str or PathLike
+        A probed run (or its folder).
+    modes : sequence of str
+        Judge modes (:data:`MODES`): ``isolated``, ``own_samples``, ``alternatives``, ``pairwise``,
+        ``critique``.
+    judges : sequence or None
+        Model names, dicts with a ``name``, LoadedModels or backends (default: the run's models, so
+        each model judges its own and the others' answers: the full judge x author matrix).
+    models : mapping of str to LoadedModel or Backend, or None
+        Already loaded models by name (else :func:`selfbias.backends.load_backend` loads by name). The
+        judge reaches a model only through the backend interface (``next_token_logprobs``,
+        ``generate``, ``tokenizer``).
+    k : int
+        The longest list in the list modes, and the self / control pairs per item in pairwise mode.
+    min_k : int
+        Items whose matched list would be shorter are skipped in both list modes (their ids:
+        ``run.manifest["judge"]["skipped_items"][judge]``).
+    alt_sources : str or sequence of str or None
+        What the ``alternatives`` list may show (:data:`ALT_SOURCES`; default
+        :data:`DEFAULT_ALT_SOURCES`, wrong answers only; ``reference`` or ``correct`` admits correct
+        answers, in both list modes).
+    pair_sources : str or sequence of str or None
+        What the judge's answer is paired with (:data:`PAIR_SOURCES`; default another model's answer).
+    few_shot : int
+        Grading examples shown first (disjoint from the run's items), from the built-in pool or
+        ``few_shot_file``.
+    few_shot_file : str or PathLike or None
+        JSONL of examples (see :func:`selfbias._judge_templates.read_few_shot_file`; ``few_shot=0``
+        with a file: all its examples).
+    seed : int
+        Seed of the list orders.
+    templates : mapping or None
+        Per-mode overrides (a JudgeTemplate, a dict of its fields, or ``{"chat": ..., "plain": ...}``).
+    template_set : str
+        ``default`` (Yes/No) or ``ptrue`` (Kadavath et al. 2022's "(A) True (B) False").
+    overwrite : bool
+        Redo a judge and mode already judged with other settings.
+    batch_size : int or None
+        Most prompts per forward pass of the Hugging Face backend (None: sized by memory).
+    progress : bool
+        Show progress bars.
+
+    Returns
+    -------
+    Run
+        The run with its ``judgments`` table (columns :data:`JUDGMENT_COLUMNS`, ARCHITECTURE.md).
+
+    Raises
+    ------
+    InputError
+        A bad mode, k, few_shot, seed, template or judge spec, before the run is opened.
+    RunError
+        Settings that conflict with the judgments already recorded (without ``overwrite``).
+    ValueError
+        No judges to run, duplicate judge names, or an option word with no single-token spelling.
     """
     from ._progress import stage
     from ._validate import validate_judge
@@ -967,12 +1012,55 @@ def judge_prompts(
 ) -> "pd.DataFrame":
     """The prompts that :func:`judge` would read for one judge and mode, without writing anything.
 
-    One row per judgment: ``item_id``, ``candidate_id``, ``order``, ``other_candidate_id``,
-    ``alternatives``, ``critique`` (critique mode generates it), ``gold_shown``, ``shown_sources``,
-    ``judged_in_list``, ``list_length``, ``pair_type``, ``prompt`` (full text), ``prompt_prefix`` /
-    ``prompt_suffix`` (the shared part and the per-candidate rest), ``prompt_hash``, ``options`` (the
-    two verdict words); with ``read=True`` also the judgments' ``p_yes``, ``yes_no_mass``,
-    ``top_tokens`` and ``top_probs``.
+    Parameters
+    ----------
+    run : Run or str or PathLike
+        A probed run (or its folder).
+    lm : LoadedModel
+        The judge model (its tokenizer renders the prompts; with ``read=True`` it reads them).
+    mode : str
+        One judge mode (:data:`MODES`).
+    judge_name : str or None
+        The judge's name in the run (what decides self vs other; default ``lm.name``).
+    items : sequence of str or None
+        Only these item ids (default: all).
+    k : int
+        The longest list in the list modes, and the self / control pairs per item in pairwise mode.
+    min_k : int
+        Items whose matched list would be shorter are skipped in both list modes (their ids:
+        ``run.manifest["judge"]["skipped_items"][judge]``).
+    alt_sources : str or sequence of str or None
+        What the ``alternatives`` list may show (:data:`ALT_SOURCES`; default
+        :data:`DEFAULT_ALT_SOURCES`, wrong answers only; ``reference`` or ``correct`` admits correct
+        answers, in both list modes).
+    pair_sources : str or sequence of str or None
+        What the judge's answer is paired with (:data:`PAIR_SOURCES`; default another model's answer).
+    few_shot : int
+        Grading examples shown first (disjoint from the run's items), from the built-in pool or
+        ``few_shot_file``.
+    few_shot_file : str or PathLike or None
+        JSONL of examples (see :func:`selfbias._judge_templates.read_few_shot_file`; ``few_shot=0``
+        with a file: all its examples).
+    seed : int
+        Seed of the list orders.
+    templates : mapping or None
+        Per-mode overrides (a JudgeTemplate, a dict of its fields, or ``{"chat": ..., "plain": ...}``).
+    template_set : str
+        ``default`` (Yes/No) or ``ptrue`` (Kadavath et al. 2022's "(A) True (B) False").
+    read : bool
+        Also run the judge and return its verdicts.
+    batch_size : int or None
+        Most prompts per forward pass (None: sized by memory).
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per judgment: ``item_id``, ``candidate_id``, ``order``, ``other_candidate_id``,
+        ``alternatives``, ``critique`` (critique mode generates it), ``gold_shown``,
+        ``shown_sources``, ``judged_in_list``, ``list_length``, ``pair_type``, ``prompt`` (full text),
+        ``prompt_prefix`` / ``prompt_suffix`` (the shared part and the per-candidate rest),
+        ``prompt_hash``, ``options`` (the two verdict words); with ``read=True`` also the judgments'
+        ``p_yes``, ``yes_no_mass``, ``top_tokens`` and ``top_probs``.
     """
     import pandas as pd
 

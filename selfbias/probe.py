@@ -85,19 +85,83 @@ def probe(
 ) -> Run:
     """Run the probe of ``models`` on ``task`` into a run folder and return the :class:`Run`.
 
-    Every model answers every item (greedy + ``samples`` draws at ``temperature``); candidates are
-    the own answers, the first reference, up to ``n_distractors`` dataset distractors and
-    ``n_perturbations`` perturbations of the reference; every model scores every candidate;
-    then the judge runs ``judge_modes`` (empty: no judging) with ``alt_sources``, ``pair_sources`` and
-    ``template_set`` (see :func:`selfbias.judge.judge`). ``loaded`` maps model names to
-    already loaded :class:`~selfbias.models.LoadedModel` objects or backends
-    (:class:`selfbias.backends.Backend`); other models load with :func:`selfbias.backends.load_backend`
-    (``openai:NAME@URL`` is a served model). Every model is reached only through the backend interface.
+    Measures what self-preference bias is made of (Panickssery et al. 2024; the likelihood account of
+    Wataoka et al. 2024): how likely each candidate answer, a model's own and the alternatives alike,
+    is under every model, and then (``judge_modes``) how each model judges them. Every model answers
+    every item (greedy + ``samples`` draws at ``temperature``); candidates are the own answers, the
+    first reference, up to ``n_distractors`` dataset distractors and ``n_perturbations``
+    perturbations of the reference; every model scores every candidate; then the judge runs
+    ``judge_modes`` (see :func:`selfbias.judge.judge`). Every argument, the task file and the run
+    folder are checked before any model loads. Resumable: the same call on the same folder
+    recomputes only missing chunks.
 
-    ``prompt_format`` ("auto" | "chat" | "plain") chooses chat or plain prompts for every model
-    (:func:`selfbias.models.pick_prompt_format`: "auto" gives chat only to instruction-tuned
-    models with a chat template); ``chat_template_kwargs`` go to ``apply_chat_template``
-    (``{"enable_thinking": False}``). Both are recorded per model in the run manifest.
+    Parameters
+    ----------
+    models : str or sequence of str
+        Model specs (:func:`selfbias.backends.load_backend`: a bundled alias, ``.gguf``, folder or hub
+        id, or ``openai:NAME@URL`` for a served model); each answers, scores and judges, reached only
+        through the backend interface.
+    task : str or Task
+        A task spec (:func:`selfbias.tasks.load_task`) or a Task (run whole: ``n`` does not apply).
+    n : int or None
+        Items of the task (None: all).
+    level : str or None
+        Arithmetic level.
+    out : str or Path or None
+        The run folder (default: ``runs/<models>_<task>_n<n>_seed<seed>``, so the same call resumes).
+    samples : int
+        Sampled answers per model and item, besides the greedy one.
+    temperature : float
+        Sampling temperature of the samples.
+    max_new_tokens : int
+        Longest generated answer.
+    n_distractors : int
+        Most dataset distractors per item taken as candidates.
+    n_perturbations : int
+        Perturbations of the reference per item (:func:`selfbias.tasks.numeric_perturbations`,
+        :func:`selfbias.tasks.text_perturbations`).
+    judge_modes : sequence of str
+        Judge modes run after scoring (empty: no judging).
+    alt_sources, pair_sources, template_set
+        Passed to :func:`selfbias.judge.judge`.
+    seed : int
+        Seed of the task draw, the samples and the perturbations.
+    mapping, fmt, skip_invalid
+        How a task file is read (:func:`selfbias.tasks.load_task`); ``skip_invalid`` also leaves out
+        items too long for a model's context (recorded in the manifest).
+    templates : dict of str to AnswerTemplate or None
+        Answer template per model name (default :func:`selfbias.prompts.default_template`).
+    device, dtype : str or None, str
+        Where and in which precision the models are loaded.
+    loaded : dict of str to LoadedModel or Backend, or None
+        Already loaded models or backends (:class:`selfbias.backends.Backend`) by name (not loaded
+        again).
+    prompt_format : str
+        ``auto`` | ``chat`` | ``plain`` for every model (:func:`selfbias.models.pick_prompt_format`:
+        ``auto`` gives chat only to instruction-tuned models with a chat template).
+    chat_template_kwargs : dict or None
+        Passed to ``apply_chat_template`` (``{"enable_thinking": False}``). Both are recorded per
+        model in the run manifest.
+    overwrite : bool
+        Replace a run made with another request (default: refused).
+    progress : bool
+        Show progress bars.
+
+    Returns
+    -------
+    Run
+        The finalized run: tables ``items``, ``generations``, ``candidates``, ``scores``,
+        ``agreement`` and (with judge modes) ``judgments``.
+
+    Raises
+    ------
+    InputError
+        A bad argument, template, device, model spec or output folder, or items too long for a
+        model's context (without ``skip_invalid``).
+    TaskError
+        A bad task file (file, line and field named).
+    RunError
+        ``out`` holds a run made with another request (and ``overwrite`` is False).
     """
     from . import _validate
     from .backends import load_backend
@@ -454,9 +518,22 @@ def _spellings(cand) -> list[str]:
 
 
 def probe_summary(run: Run) -> pd.DataFrame:
-    """The headline of a probe: per model, greedy accuracy (of the graded answers; ``ungraded``
-    counts open-ended answers no label decides), how often its own wrong answer out-scores the
-    reference (under the model itself), and mean sample agreement."""
+    """The headline of a probe, per model.
+
+    Parameters
+    ----------
+    run : Run
+        A probed run.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per model: ``items``, ``accuracy`` (greedy, of the graded answers), ``ungraded``
+        (open-ended answers no label decides), ``own_wrong_beats_reference`` (share of the items it
+        answered wrong where its own wrong answer out-scores the reference under the model itself:
+        the likelihood signal behind self-preference), ``wrong_items_compared`` and
+        ``sample_agreement`` (mean share of samples equal to the greedy answer).
+    """
     gens, cands, scores, agree = run.generations, run.candidates, run.scores, run.agreement
     rows = []
     for model in gens["model"].unique():

@@ -72,13 +72,46 @@ PLAIN_TEMPLATE = AnswerTemplate(
 
 
 def default_template(lm) -> AnswerTemplate:
-    """Chat with prefill for models prompted in chat (``lm.prompt_format``, see
-    :func:`selfbias.models.pick_prompt_format`), plain few-shot otherwise."""
+    """The answer template a model gets by default.
+
+    Parameters
+    ----------
+    lm : LoadedModel
+        The model; its ``prompt_format`` (see :func:`selfbias.models.pick_prompt_format`) decides.
+
+    Returns
+    -------
+    AnswerTemplate
+        :data:`CHAT_TEMPLATE` (chat with an answer prefill) for models prompted in chat, else
+        :data:`PLAIN_TEMPLATE` (plain few-shot).
+    """
     return CHAT_TEMPLATE if getattr(lm, "prompt_format", "plain") == "chat" else PLAIN_TEMPLATE
 
 
 def render(template: AnswerTemplate, lm, question: str) -> str:
-    """The prompt text after which an answer (with a leading space) is generated or scored."""
+    """The prompt text after which an answer (with a leading space) is generated or scored.
+
+    Every candidate of an item is scored after the same prompt, so their likelihoods compare.
+
+    Parameters
+    ----------
+    template : AnswerTemplate
+        Chat (the tokenizer's chat template, an explicit system turn, then the prefill) or plain
+        (few-shot pairs, minus any equal to ``question``, then the question and prefill).
+    lm : LoadedModel
+        The model whose tokenizer renders a chat template (and its ``chat_template_kwargs``).
+    question : str
+        The item's question.
+
+    Returns
+    -------
+    str
+
+    Raises
+    ------
+    ValueError
+        A chat template asked of a model that has none.
+    """
     if template.format == "chat":
         tokenizer = getattr(lm, "tokenizer", None)
         has_chat = getattr(lm, "has_chat_template", None)  # a backend may only have its tokenizer
@@ -108,7 +141,19 @@ def extract_answer(raw: str, answer_type: str) -> str:
     Rule: take the first line, cut at the first sentence end, drop a leading ":" / "is", strip
     quotes and trailing punctuation. Numbers: the value after the last "=" if there is one, else the
     first number (so " 2 + 3 = 5" gives "5" and " 32. Because..." gives "32"). Choices: a leading
-    letter label ("B", "(B)", "B)") is kept as the letter. Empty when nothing is left.
+    letter label ("B", "(B)", "B)") is kept as the letter.
+
+    Parameters
+    ----------
+    raw : str
+        The generated text.
+    answer_type : str
+        ``number``, ``text``, ``choice`` or ``boolean`` (the item's).
+
+    Returns
+    -------
+    str
+        The answer; empty when nothing is left.
     """
     text = raw.strip().split("\n", 1)[0].strip()
     text = re.sub(r"^(?::|[-–](?=\s)|is\b|are\b|was\b)\s*", "", text, flags=re.IGNORECASE).strip()
@@ -135,7 +180,22 @@ def _plain_number(token: str) -> str:
 
 
 def same_answer(a: str, b: str, answer_type: str) -> bool:
-    """Do two extracted answers say the same thing? (Numbers by value, text normalised.)"""
+    """Do two extracted answers say the same thing? (Numbers by value, text normalised.)
+
+    Used for sample agreement (the share of samples equal to the greedy answer).
+
+    Parameters
+    ----------
+    a, b : str
+        Two extracted answers.
+    answer_type : str
+        ``number`` compares values (when both parse); anything else compares
+        :func:`selfbias.tasks.normalize_text` forms (two empty answers are not the same).
+
+    Returns
+    -------
+    bool
+    """
     if answer_type == "number":
         x, y = parse_number(a), parse_number(b)
         if x is not None and y is not None:

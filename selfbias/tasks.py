@@ -104,16 +104,51 @@ class Task:
         object.__setattr__(self, "skipped", tuple(self.skipped))
 
     def check(self, answer: str | None, item: Item) -> bool:
-        """Whether ``answer`` is correct for ``item`` (None counts as wrong)."""
+        """Whether ``answer`` is correct for ``item`` under this task's checker.
+
+        Parameters
+        ----------
+        answer : str or None
+            An extracted answer (None counts as wrong).
+        item : Item
+            The question.
+
+        Returns
+        -------
+        bool
+        """
         return answer is not None and bool(self.checker(str(answer), item))
 
     def grade(self, answer: str | None, item: Item) -> bool | None:
-        """True, False, or None when the answer cannot be graded (open-ended items, see
-        :func:`selfbias._checkers.grade`)."""
+        """True, False, or None when the answer cannot be graded (open-ended items, see :func:`grade`).
+
+        Parameters
+        ----------
+        answer : str or None
+            An extracted answer (None counts as wrong).
+        item : Item
+            The question.
+
+        Returns
+        -------
+        bool or None
+        """
         return grade(answer, item, self.checker)
 
     def equivalent(self, a: str, b: str, item: Item) -> bool:
-        """Whether two answers say the same under this task's checker (mutual acceptance)."""
+        """Whether two answers say the same under this task's checker (mutual acceptance, :func:`equivalent`).
+
+        Parameters
+        ----------
+        a, b : str
+            Two answers.
+        item : Item
+            The question they answer.
+
+        Returns
+        -------
+        bool
+        """
         return equivalent(str(a), str(b), item, self.checker)
 
     def __len__(self) -> int:
@@ -148,7 +183,28 @@ ARITHMETIC_LEVELS: dict[str, tuple[str, tuple[int, int], tuple[int, int]]] = {
 
 
 def arithmetic_task(level: str = "mixed", n: int = 100, seed: int = 0) -> Task:
-    """``n`` distinct arithmetic questions of one level (or ``mixed``), drawn with ``seed``."""
+    """``n`` distinct arithmetic questions of one level (or ``mixed``), drawn with ``seed``.
+
+    Parameters
+    ----------
+    level : str
+        ``1d+1d``, ``2d+2d``, ``2dx1d``, ``3d+3d`` (:data:`ARITHMETIC_LEVELS`) or ``mixed`` (item i
+        has level i mod 4 in that order).
+    n : int
+        Number of questions; the first k do not depend on ``n``.
+    seed : int
+        Seed of the draw (the same seed gives the same questions).
+
+    Returns
+    -------
+    Task
+        Items ``arith-<level>-<i>`` with one numeric reference and ``meta`` = level, operands, operator.
+
+    Raises
+    ------
+    TaskError
+        An unknown level, or more questions than the level has distinct ones.
+    """
     if level != "mixed" and level not in ARITHMETIC_LEVELS:
         raise TaskError(f"unknown arithmetic level {level!r}; use one of "
                         f"{', '.join([*ARITHMETIC_LEVELS, 'mixed'])}")
@@ -190,7 +246,20 @@ def _capital_rows() -> list[dict[str, str]]:
 
 
 def capitals_task(n: int | None = None, seed: int = 0) -> Task:
-    """Capital-city questions: a ``seed``-ed shuffle of the countries, then the first ``n``."""
+    """Capital-city questions: a ``seed``-ed shuffle of the countries, then the first ``n``.
+
+    Parameters
+    ----------
+    n : int or None
+        Number of questions (None: all 189 countries).
+    seed : int
+        Seed of the shuffle.
+
+    Returns
+    -------
+    Task
+        Items ``capitals-<country id>`` whose references are the capital and its accepted aliases.
+    """
     items = [Item(id=f"capitals-{row['id']}",
                   question=f"What is the capital of {row['country']}?",
                   references=(row["capital"], *filter(None, row["aliases"].split(";"))),
@@ -205,7 +274,13 @@ def capitals_task(n: int | None = None, seed: int = 0) -> Task:
 
 
 def list_tasks() -> list[tuple[str, str]]:
-    """Built-in task specs and what they are (for ``selfbias tasks``)."""
+    """Built-in task specs and what they are (for ``selfbias tasks``).
+
+    Returns
+    -------
+    list of (str, str)
+        (spec, description) pairs.
+    """
     out = [("arithmetic", "arithmetic questions, levels cycled (= arithmetic:mixed)")]
     for name, (op, (lo_a, hi_a), (lo_b, hi_b)) in ARITHMETIC_LEVELS.items():
         out.append((f"arithmetic:{name}",
@@ -216,7 +291,13 @@ def list_tasks() -> list[tuple[str, str]]:
 
 
 def list_formats() -> list[tuple[str, str]]:
-    """File formats ``load_task`` reads (pass one as ``fmt`` to skip detection)."""
+    """File formats ``load_task`` reads (pass one as ``fmt`` to skip detection).
+
+    Returns
+    -------
+    list of (str, str)
+        (format name, description) pairs.
+    """
     return list(FORMATS.items())
 
 
@@ -230,9 +311,41 @@ def load_task(spec: str | Path, *, n: int | None = None, seed: int = 0, level: s
               shuffle: bool = False, name: str | None = None) -> Task:
     """A built-in task or a question file as a ``Task`` (see the module docstring).
 
-    ``checker``: None/"auto" grades by each item's ``answer_type``; "number", "text", "choice",
-    "boolean" force one checker (and type the items of a generic file); "module:function" or a
-    callable ``(answer, item) -> bool`` is used as is. Bad input raises one ``TaskError``.
+    Parameters
+    ----------
+    spec : str or Path
+        ``arithmetic``, ``arithmetic:<level>``, ``capitals`` or a file path (a built-in name wins over a
+        file of the same name; write ``./capitals`` for the file).
+    n : int or None
+        Keep the first ``n`` items (arithmetic: default 100; others: all).
+    seed : int
+        Seed of the arithmetic draw, of the capitals shuffle, and of ``shuffle``.
+    level : str or None
+        Arithmetic level (also accepted as ``arithmetic:<level>``).
+    mapping : dict or str or None
+        For a generic JSONL/CSV file: our field -> its column (``"question=q,answer=a"``).
+    fmt : str or None
+        A file format of :func:`list_formats` (None: detected).
+    skip_invalid : bool
+        Leave bad rows out (recorded in ``task.skipped``) instead of raising.
+    checker : str or callable or None
+        None/"auto" grades by each item's ``answer_type``; "number", "text", "choice", "boolean"
+        force one checker (and type the items of a generic file); "module:function" or a callable
+        ``(answer, item) -> bool`` is used as is.
+    shuffle : bool
+        Shuffle a file's rows with ``seed`` before taking the first ``n``.
+    name : str or None
+        The task's name (default: the built-in name or ``<format>:<file stem>``).
+
+    Returns
+    -------
+    Task
+        The items, their checker, and the source (built-in spec, or the file's path and sha256).
+
+    Raises
+    ------
+    TaskError
+        Bad input: one line naming the file, line and field at fault.
     """
     if n is not None and n < 1:
         raise TaskError(f"n must be a positive number of items, got {n}")
@@ -277,11 +390,23 @@ def load_task(spec: str | Path, *, n: int | None = None, seed: int = 0, level: s
 
 
 def accepted_spellings(item: Item) -> tuple[str, ...]:
-    """The spellings of the reference answer: every reference, for items whose references are
-    aliases of one answer (capitals: "Kyiv", "Kiev"; NQ-open answer lists; numbers); only the
-    first for open-ended items, whose references are different answers (TruthfulQA). Text
-    references are followed by their form without diacritics ("Chișinău" -> "Chisinau"), which
-    the text checker accepts as the same answer."""
+    """The spellings of an item's reference answer, for scoring each candidate in its likeliest spelling.
+
+    Every reference, for items whose references are aliases of one answer (capitals: "Kyiv", "Kiev";
+    NQ-open answer lists; numbers); only the first for open-ended items, whose references are
+    different answers (TruthfulQA). Text references are followed by their form without diacritics
+    ("Chișinău" -> "Chisinau"), which the text checker accepts as the same answer.
+
+    Parameters
+    ----------
+    item : Item
+        The question.
+
+    Returns
+    -------
+    tuple of str
+        The spellings, deduplicated, in that order.
+    """
     refs = item.references[:1] if open_ended(item) else item.references
     out: list[str] = []
     for ref in refs:
@@ -302,13 +427,28 @@ def _plain(value: Decimal) -> str:
 
 
 def adjacent_numbers(answer: str) -> list[str]:
-    """The former perturbation scheme, kept for comparison and benchmarks: +1, -1, +10, -10, then
-    the rightmost swap of two adjacent distinct digits that gives no leading zero ("123" -> "132").
+    """The former perturbation scheme, kept for comparison and benchmarks.
 
-    Deduplicated, without the original value, in that order; decimals keep their places ("3.5" ->
-    "4.5"), output has no thousands separators. Raises ValueError if ``answer`` has no number.
-    Not used by the probe: a list of the reference and its +-1 neighbours has the gold in the
-    middle, so the gold's position gives it away (issue 9; ``numeric_perturbations`` replaces it).
+    +1, -1, +10, -10, then the rightmost swap of two adjacent distinct digits that gives no leading
+    zero ("123" -> "132"). Deduplicated, without the original value, in that order; decimals keep
+    their places ("3.5" -> "4.5"), output has no thousands separators. Not used by the probe: a list
+    of the reference and its +-1 neighbours has the gold in the middle, so the gold's position gives
+    it away (issue 9; :func:`numeric_perturbations` replaces it).
+
+    Parameters
+    ----------
+    answer : str
+        Text holding a number.
+
+    Returns
+    -------
+    list of str
+        The neighbouring numbers.
+
+    Raises
+    ------
+    ValueError
+        ``answer`` has no number.
     """
     value = parse_number(answer)
     if value is None:
@@ -334,17 +474,37 @@ def numeric_perturbations(answer: str, k: int = 4, *, wrong: Sequence[str] = (),
                           key: str = "") -> list[str]:
     """``k`` wrong numbers placed so that the gold's rank among them carries no information.
 
-    The gold's rank ``r`` among the perturbations plus the gold is drawn uniformly from
-    0..k (seeded by ``seed`` and ``key``, e.g. the item id); then ``r`` numbers below and ``k - r``
-    above the gold are drawn from a pool of random offsets around the gold *and* around each
-    wrong answer in ``wrong`` (the models' wrong answers, dataset distractors), so the gold is
-    neither the centre of the list nor the only number with neighbours. Offsets are whole steps
-    of the gold's last decimal place, up to ``max(3, |gold| / 10)`` steps per draw, so the
-    numbers have the gold's scale. Numbers stay non-negative when the gold is (a negative
-    count would be an obvious wrong answer); the only rank then excluded is one that needs more
-    values below the gold than there are (gold < k steps), which the built-in tasks never have.
-    Returned in the order drawn (rank order would leak nothing either; the judge shuffles).
-    Raises ValueError if ``answer`` has no number.
+    The gold's rank ``r`` among the perturbations plus the gold is drawn uniformly from 0..k (seeded
+    by ``seed`` and ``key``); then ``r`` numbers below and ``k - r`` above the gold are drawn from a
+    pool of random offsets around the gold *and* around each wrong answer in ``wrong``, so the gold is
+    neither the centre of the list nor the only number with neighbours. Offsets are whole steps of the
+    gold's last decimal place, up to ``max(3, |gold| / 10)`` steps per draw, so the numbers have the
+    gold's scale. Numbers stay non-negative when the gold is (a negative count would be an obvious
+    wrong answer); the only rank then excluded is one that needs more values below the gold than
+    there are (gold < k steps), which the built-in tasks never have.
+
+    Parameters
+    ----------
+    answer : str
+        The gold answer (text holding a number).
+    k : int
+        Number of perturbations (0 or less: none).
+    wrong : sequence of str
+        Known wrong answers (the models' wrong answers, dataset distractors) that also anchor offsets.
+    seed : int
+        Seed of the draws.
+    key : str
+        Further seed material, e.g. the item id (items with the same gold get different lists).
+
+    Returns
+    -------
+    list of str
+        The perturbations in the order drawn (rank order would leak nothing either; the judge shuffles).
+
+    Raises
+    ------
+    ValueError
+        ``answer`` has no number.
     """
     value = parse_number(answer)
     if value is None:
@@ -388,9 +548,26 @@ def numeric_perturbations(answer: str, k: int = 4, *, wrong: Sequence[str] = (),
 
 def text_perturbations(items: Sequence[Item], item_index: int, k: int = 3,
                        seed: int = 0) -> list[str]:
-    """Up to ``k`` wrong answers for ``items[item_index]``: the first reference of other items,
-    drawn with ``seed``, skipping any that normalise to one of this item's references and
-    duplicates."""
+    """Up to ``k`` wrong answers for ``items[item_index]``: the first reference of other items.
+
+    Drawn with ``seed``, skipping any that normalise to one of this item's references and duplicates.
+
+    Parameters
+    ----------
+    items : sequence of Item
+        The task's items (the pool of other answers).
+    item_index : int
+        Index of the item the perturbations are for.
+    k : int
+        Most perturbations returned (fewer when the task has fewer other answers).
+    seed : int
+        Seed of the draw.
+
+    Returns
+    -------
+    list of str
+        The wrong answers.
+    """
     target = items[item_index]
     taken = {normalize_text(r) for r in target.references}
     rng = random.Random(f"text_perturbations:{seed}:{item_index}")

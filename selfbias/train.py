@@ -69,7 +69,23 @@ def _lora_available() -> bool:
 
 
 def read_record(path: str | os.PathLike) -> dict:
-    """The training record of a trained model folder."""
+    """The training record of a trained model folder.
+
+    Parameters
+    ----------
+    path : str or PathLike
+        The folder :func:`train` wrote.
+
+    Returns
+    -------
+    dict
+        The contents of ``training_record.json`` (see :func:`train`).
+
+    Raises
+    ------
+    ValueError
+        The record is missing or not JSON.
+    """
     file = Path(path) / RECORD_FILE
     try:
         return json.loads(file.read_text())
@@ -78,7 +94,25 @@ def read_record(path: str | os.PathLike) -> dict:
 
 
 def heldout_task(path: str | os.PathLike):
-    """The evaluation (held-out) items of a trained model as a :class:`~selfbias.tasks.Task`."""
+    """The evaluation (held-out) items of a trained model as a :class:`~selfbias.tasks.Task`.
+
+    The items the model never trained on, for probing it after training (analysis 5).
+
+    Parameters
+    ----------
+    path : str or PathLike
+        The folder :func:`train` wrote.
+
+    Returns
+    -------
+    Task
+        The task of the record, reloaded with its settings, restricted to ``split.eval_ids``.
+
+    Raises
+    ------
+    ValueError
+        The record is missing or not JSON.
+    """
     from .tasks import Task, load_task
 
     rec = read_record(path)
@@ -256,19 +290,43 @@ def train(
 ) -> TrainResult:
     """Fine-tune ``model`` with one objective on the training split of ``task``; write an HF folder to ``out``.
 
+    One arm of the critique-vs-imitation experiment (module doc: Wang et al. 2025, Critique Fine-Tuning;
+    Kumar et al. 2024, SCoRe), with equal optimizer steps and trained tokens per objective.
+
     Parameters
     ----------
-    model : a model spec (:func:`selfbias.models.load_model`) or a :class:`~selfbias.models.LoadedModel`
-        (copied, never changed).
-    objective : ``imitation`` | ``critique`` | ``corrupted`` | ``imitation_trace`` (module doc).
-    task, n, level, task_seed : the question set, as ``load_task(task, n=n, seed=task_seed, level=level)``.
-    eval_fraction, split_seed : the seeded share of items held out for evaluation (never trained on).
-    seed : training seed (model init of LoRA, candidate draws, example order, Trainer seed).
-    errors, rounds : critique candidates: ``static`` or the model's ``own`` samples regenerated in
-        each of ``rounds`` rounds (the steps are split evenly across rounds).
-    steps, tokens_per_step : the budget: optimizer steps and target trained tokens per step.
-    save_steps : checkpoint interval (the unit of resumption).
-    callbacks : extra ``transformers.TrainerCallback`` objects (tests use one to kill the process).
+    model : str or LoadedModel
+        A model spec (:func:`selfbias.models.load_model`) or a loaded model (copied, never changed).
+    objective : str
+        ``imitation`` | ``critique`` | ``corrupted`` | ``imitation_trace`` (module doc).
+    out : str or PathLike
+        The output folder (a Hugging Face model folder with the training record); an unfinished
+        run there with the same settings is resumed.
+    task, n, level, task_seed : str, int or None, str or None, int
+        The question set, as ``load_task(task, n=n, seed=task_seed, level=level)``.
+    eval_fraction, split_seed : float, int
+        The seeded share of items held out for evaluation (never trained on).
+    seed : int
+        Training seed (model init of LoRA, candidate draws, example order, Trainer seed).
+    errors, rounds : str, int
+        Critique candidates: ``static`` or the model's ``own`` samples regenerated in each of
+        ``rounds`` rounds (the steps are split evenly across rounds).
+    steps, tokens_per_step : int
+        The budget: optimizer steps and target trained (completion) tokens per step.
+    learning_rate, warmup_steps : float, int
+        Constant learning rate after a linear warm-up of ``warmup_steps``.
+    save_steps : int
+        Checkpoint interval (the unit of resumption).
+    lora, lora_rank : bool, int
+        Train LoRA adapters of this rank (optional extra ``selfbias[lora]``), merged into the saved weights.
+    device : str or None
+        Where ``model`` is loaded when given as a spec (default: cuda, mps or cpu).
+    progress : bool
+        Show the trainer's progress bar.
+    keep_checkpoints : bool
+        Keep the checkpoints in ``out`` after training (default: deleted once the model is saved).
+    callbacks : sequence of transformers.TrainerCallback
+        Extra callbacks (tests use one to kill the process).
 
     Returns
     -------
@@ -276,6 +334,14 @@ def train(
         ``path`` (the HF folder) and ``record`` (also ``path/training_record.json``): objective,
         model, task, split (train/eval item ids), budget (steps, batch size, trained tokens),
         seeds, per-round candidate statistics, loss curve, package versions.
+
+    Raises
+    ------
+    ValueError
+        An unknown objective or errors source, settings that do not go together, an objective that
+        needs worked steps on a non-arithmetic task, or an ``out`` folder trained with other settings.
+    ImportError
+        ``lora=True`` without ``peft`` installed.
     """
     from transformers import Trainer, TrainingArguments, set_seed
 

@@ -13,6 +13,7 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 COMMITTED = REPO / "figures" / "01_likelihood_confidence"
+pytestmark = pytest.mark.model  # both analyses run SmolLM2
 
 
 def test_reduced_analysis_reproduces_committed_numbers(tmp_path):

@@ -55,12 +55,15 @@ def refused(args: list[str], place: str, *, watch: Path | None = None, code: int
 
 
 @pytest.fixture(scope="module")
-def base_run(smollm2, tmp_path_factory):
-    """A small real judged run (2 capitals, isolated): the folder that bad commands must not touch."""
+def base_run(tiny, tmp_path_factory):
+    """A small judged run (2 capitals, isolated; the weightless tiny model under the default model's
+    name): the folder that bad commands must not touch."""
+    from selfbias.models import wrap_model
     from selfbias.probe import probe
 
+    stand_in = wrap_model(tiny.model, tiny.tokenizer, name="smollm2-135m", prompt_format="chat")
     return probe("smollm2-135m", "capitals", n=2, samples=1, max_new_tokens=4, judge_modes=("isolated",),
-                 out=tmp_path_factory.mktemp("base") / "run", loaded={"smollm2-135m": smollm2},
+                 out=tmp_path_factory.mktemp("base") / "run", loaded={"smollm2-135m": stand_in},
                  progress=False).path
 
 
@@ -114,9 +117,10 @@ PROBE_SETTINGS = [
 
 
 @pytest.mark.parametrize("args,place", PROBE_SETTINGS, ids=[" ".join(a) for a, _ in PROBE_SETTINGS])
-def test_probe_refuses_a_bad_setting_before_loading(args, place, tmp_path):
+def test_probe_refuses_a_bad_setting_before_loading(args, place, tmp_path, tiny_folder):
     out = tmp_path / "run"
-    refused(["probe", *args, "--out", out], place, watch=out)
+    model = [] if "-m" in args else ["-m", tiny_folder]  # a weightless model: the setting is what is refused
+    refused(["probe", *model, *args, "--out", out], place, watch=out)
     assert not out.exists()
 
 
@@ -137,21 +141,21 @@ def test_probe_refuses_a_device_that_is_not_here(device, tmp_path):
 
 
 @pytest.mark.parametrize("bad", BAD_FILES, ids=[p.name for p in BAD_FILES])
-def test_probe_names_the_file_and_line_of_a_bad_task_file(bad, tmp_path):
-    line = refused(["probe", "--task", bad, "--out", tmp_path / "run"], bad.name, watch=tmp_path / "run")
+def test_probe_names_the_file_and_line_of_a_bad_task_file(bad, tmp_path, tiny_folder):
+    line = refused(["probe", "-m", tiny_folder, "--task", bad, "--out", tmp_path / "run"], bad.name, watch=tmp_path / "run")
     if "line" in line:  # where a line is named, it is the right kind of number
         assert any(tok.rstrip(":").isdigit() for tok in line.split("line", 1)[1].split()[:1])
 
 
-def test_lone_surrogate_names_file_line_and_field(tmp_path):
+def test_lone_surrogate_names_file_line_and_field(tmp_path, tiny_folder):
     bad = _write(tmp_path / "s.jsonl", '{"question": "ok?", "answer": "yes"}\n{"question": "a\\ud800b", "answer": "x"}\n')
-    line = refused(["probe", "--task", bad, "--out", tmp_path / "run"], "s.jsonl line 2", watch=tmp_path / "run")
+    line = refused(["probe", "-m", tiny_folder, "--task", bad, "--out", tmp_path / "run"], "s.jsonl line 2", watch=tmp_path / "run")
     assert "'question'" in line and "surrogate" in line
 
 
-def test_csv_format_forced_on_a_jsonl_file_says_so(tmp_path):
+def test_csv_format_forced_on_a_jsonl_file_says_so(tmp_path, tiny_folder):
     data = _write(tmp_path / "q.jsonl", '{"question": "What is 1+1?", "answer": "2"}\n')
-    line = refused(["probe", "--task", data, "--format", "truthfulqa", "--out", tmp_path / "run"], "q.jsonl",
+    line = refused(["probe", "-m", tiny_folder, "--task", data, "--format", "truthfulqa", "--out", tmp_path / "run"], "q.jsonl",
                    watch=tmp_path / "run")
     assert "JSON lines" in line and "header" not in line
 
@@ -162,24 +166,25 @@ def test_csv_format_forced_on_a_jsonl_file_says_so(tmp_path):
     (["--mapping", "question=q,answer=a,colour=c"], "colour"),
     (["--mapping", "question=nope,answer=answer"], "'nope'"),
 ])
-def test_probe_refuses_bad_file_options(options, place, tmp_path):
+def test_probe_refuses_bad_file_options(options, place, tmp_path, tiny_folder):
     data = _write(tmp_path / "q.jsonl", '{"question": "What is 1+1?", "answer": "2"}\n')
-    refused(["probe", "--task", data, *options, "--out", tmp_path / "run"], place, watch=tmp_path / "run")
+    refused(["probe", "-m", tiny_folder, "--task", data, *options, "--out", tmp_path / "run"], place, watch=tmp_path / "run")
 
 
-def test_missing_task_file_is_named(tmp_path):
-    refused(["probe", "--task", tmp_path / "absent.jsonl", "--out", tmp_path / "run"], "absent.jsonl")
+def test_missing_task_file_is_named(tmp_path, tiny_folder):
+    refused(["probe", "-m", tiny_folder, "--task", tmp_path / "absent.jsonl", "--out", tmp_path / "run"], "absent.jsonl")
 
 
 # ------------------------------------------------------------------------------------ probe: models
 
 
-def _real_gguf() -> Path:
+def _real_gguf() -> Path:  # tests calling it are marked `model`
     from selfbias.models import BUNDLED_MODELS
 
     return BUNDLED_MODELS["smollm2-135m"].gguf_path()
 
 
+@pytest.mark.model
 def test_first_100_bytes_of_a_gguf(tmp_path):
     with open(_real_gguf(), "rb") as fh:
         head = fh.read(100)
@@ -189,6 +194,7 @@ def test_first_100_bytes_of_a_gguf(tmp_path):
     assert "truncated or damaged" in line
 
 
+@pytest.mark.model
 def test_half_a_gguf(tmp_path):
     real = _real_gguf()
     bad = tmp_path / "half.gguf"
@@ -239,12 +245,12 @@ def test_template_file_missing_or_not_json(tmp_path):
 # ------------------------------------------------------------------------------------ probe: --out
 
 
-def test_out_that_is_a_file(tmp_path):
+def test_out_that_is_a_file(tmp_path, tiny_folder):
     out = _write(tmp_path / "file.txt", "mine")
-    refused(["probe", "--out", out], "not a folder", watch=out)
+    refused(["probe", "-m", tiny_folder, "--out", out], "not a folder", watch=out)
 
 
-def test_out_that_is_a_foreign_folder_is_refused_before_the_model_loads(tmp_path, monkeypatch):
+def test_out_that_is_a_foreign_folder_is_refused_before_the_model_loads(tmp_path, monkeypatch, tiny_folder):
     import selfbias.models
 
     def no_load(*a, **k):
@@ -254,11 +260,11 @@ def test_out_that_is_a_foreign_folder_is_refused_before_the_model_loads(tmp_path
     out = tmp_path / "mine"
     out.mkdir()
     _write(out / "notes.txt", "precious")
-    refused(["probe", "--out", out], "not a selfbias run", watch=out)
+    refused(["probe", "-m", tiny_folder, "--out", out], "not a selfbias run", watch=out)
 
 
-def test_read_only_out(tmp_path, read_only):
-    line = refused(["probe", "--out", tmp_path / "run"], "--out", watch=tmp_path)
+def test_read_only_out(tmp_path, read_only, tiny_folder):
+    line = refused(["probe", "-m", tiny_folder, "--out", tmp_path / "run"], "--out", watch=tmp_path)
     assert "Read-only file system" in line
 
 
@@ -476,6 +482,7 @@ def test_a_generation_batch_has_a_time_bound(smollm2):
 LONG = "Consider " + "the very long question " * 2600 + "what is it?"  # ~10,400 tokens, over 8,192
 
 
+@pytest.mark.model  # SmolLM2's context of 8,192 tokens
 def test_an_item_longer_than_the_context_is_refused_with_its_id(tmp_path):
     data = _write(tmp_path / "long.jsonl", json.dumps({"id": "huge", "question": LONG, "answer": "x"}) + "\n"
                   + json.dumps({"id": "small", "question": "What is 1+1?", "answer": "2"}) + "\n")
@@ -485,6 +492,7 @@ def test_an_item_longer_than_the_context_is_refused_with_its_id(tmp_path):
     assert "context of 8,192 tokens" in line and "--skip-invalid" in line
 
 
+@pytest.mark.model  # a real run on the default model
 def test_skip_invalid_leaves_long_items_out_and_records_them_and_n_is_said(tmp_path):
     from selfbias.runs import load_run
 

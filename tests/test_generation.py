@@ -10,6 +10,7 @@ from selfbias.generation import generate
 from selfbias.scoring import score, score_token_ids
 
 TOL = 1e-4
+BOTH = ["tiny", pytest.param("smollm2", marks=pytest.mark.model)]  # the weightless tier and the real model
 
 
 def chat(lm, question):
@@ -32,7 +33,7 @@ def naive_greedy(lm, prompt, steps):
     return out, logps
 
 
-@pytest.mark.parametrize("which", ["tiny", "smollm2"])
+@pytest.mark.parametrize("which", BOTH)
 def test_greedy_matches_a_naive_argmax_loop(which, request):
     lm = request.getfixturevalue(which)
     prompts = [chat(lm, "What is 7 + 8?"), chat(lm, "Name a colour."), "Once upon a time"]
@@ -43,11 +44,13 @@ def test_greedy_matches_a_naive_argmax_loop(which, request):
         assert list(g.logprobs) == pytest.approx(logps, abs=TOL)
 
 
-def test_sampled_logprobs_are_raw_model_logprobs(smollm2):
-    prompts = [chat(smollm2, f"What is {a} + {b}?") for a, b in [(2, 3), (17, 25), (9, 9)]]
-    gens = generate(smollm2, prompts, n=3, temperature=1.3, max_new_tokens=12, seed=3)
-    requests = [(_ids(smollm2, p), [g.token_ids for g in row if g.token_ids]) for p, row in zip(prompts, gens)]
-    scored = score_token_ids(smollm2, requests)
+@pytest.mark.parametrize("which", BOTH)
+def test_sampled_logprobs_are_raw_model_logprobs(which, request):
+    lm = request.getfixturevalue(which)
+    prompts = [chat(lm, f"What is {a} + {b}?") for a, b in [(2, 3), (17, 25), (9, 9)]]
+    gens = generate(lm, prompts, n=3, temperature=1.3, max_new_tokens=12, seed=3)
+    requests = [(_ids(lm, p), [g.token_ids for g in row if g.token_ids]) for p, row in zip(prompts, gens)]
+    scored = score_token_ids(lm, requests)
     for row, srow in zip(gens, scored):
         for g, s in zip([g for g in row if g.token_ids], srow):
             # temperature changes what is drawn, not the recorded probability
@@ -62,15 +65,17 @@ def test_generated_text_rescores_to_the_same_logprobs(smollm2):
     assert list(s.logprobs) == pytest.approx(list(g.logprobs), abs=TOL)
 
 
-def test_samples_are_seeded_and_independent_of_batching(smollm2):
-    prompts = [chat(smollm2, q) for q in ("What is 5 + 6?", "Name a fruit.", "What is 12 + 30?")]
+@pytest.mark.parametrize("which", BOTH)
+def test_samples_are_seeded_and_independent_of_batching(which, request):
+    lm = request.getfixturevalue(which)
+    prompts = [chat(lm, q) for q in ("What is 5 + 6?", "Name a fruit.", "What is 12 + 30?")]
     kw = dict(n=3, temperature=1.0, max_new_tokens=10, seed=11)
-    together = generate(smollm2, prompts, **kw)
-    alone = [generate(smollm2, [p], **kw)[0] for p in prompts]
-    reversed_order = generate(smollm2, prompts[::-1], **kw)[::-1]
+    together = generate(lm, prompts, **kw)
+    alone = [generate(lm, [p], **kw)[0] for p in prompts]
+    reversed_order = generate(lm, prompts[::-1], **kw)[::-1]
     for a, b, c in zip(together, alone, reversed_order):
         assert [g.token_ids for g in a] == [g.token_ids for g in b] == [g.token_ids for g in c]
-    other_seed = generate(smollm2, prompts, **{**kw, "seed": 12})
+    other_seed = generate(lm, prompts, **{**kw, "seed": 12})
     assert [g.token_ids for row in other_seed for g in row] != [g.token_ids for row in together for g in row]
     assert len({g.token_ids for g in together[1]}) > 1  # the n samples of a prompt differ
 

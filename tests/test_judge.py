@@ -654,6 +654,7 @@ def test_ptrue_template_set(smollm2, tiny, tmp_path):
         judge(run, modes=("isolated",), template_set="kadavath", models={SMOL: tiny}, progress=False)
 
 
+@pytest.mark.model  # the CLI loads the default model
 def test_cli_judge_and_probe_take_the_list_pair_and_template_options(tmp_path):
     from typer.testing import CliRunner
 

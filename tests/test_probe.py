@@ -199,6 +199,7 @@ def _env():
     return {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1"}
 
 
+@pytest.mark.model  # the CLI runs the default model
 def test_cli_kill_and_resume_gives_identical_tables(tmp_path):
     whole, killed = tmp_path / "whole", tmp_path / "killed"
     subprocess.run(CLI + ["--out", str(whole)], check=True, env=_env(), capture_output=True)
@@ -222,16 +223,17 @@ def test_cli_kill_and_resume_gives_identical_tables(tmp_path):
         pd.testing.assert_frame_equal(a.table(table), b.table(table), obj=table)
 
 
-def test_cli_reports_bad_input_in_one_line(tmp_path):
+def test_cli_reports_bad_input_in_one_line(tmp_path, tiny_folder):
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"question": "What is 1+1?", "answer": ["2"]}\n{"question": "", "answer": ["3"]}\n')
-    result = subprocess.run([*CLI[:4], "--task", str(bad), "--out", str(tmp_path / "r")], env=_env(),
+    result = subprocess.run([*CLI[:4], "-m", str(tiny_folder), "--task", str(bad), "--out", str(tmp_path / "r")], env=_env(),
                             capture_output=True, text=True)
     assert result.returncode == 2
     assert "bad.jsonl" in result.stdout and "line 2" in result.stdout and "question" in result.stdout
     assert "Traceback" not in result.stdout + result.stderr
 
 
+@pytest.mark.model  # the CLI runs the default model
 def test_cli_prompt_format_and_chat_template_kwargs(tmp_path):
     out = tmp_path / "plain"
     result = subprocess.run([*CLI[:4], "--n", "2", "--samples", "1", "--max-new-tokens", "6", "--judge-modes", "none",

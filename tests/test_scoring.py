@@ -268,10 +268,14 @@ def mixed_requests(lm, rng: random.Random):
     (True, 384, None, "left"), (True, 384, 1, "right"), (True, 40, 3, "left"), (True, 40, None, "right"),
     (False, 384, None, "right"), (False, 384, 2, "left"),
 ])
-def test_trie_and_two_pass_match_reference(tiny, monkeypatch, prefix_trie, row_tokens, batch_size, padding_side):
+@pytest.mark.parametrize("tokenizer", ["tiny", pytest.param("tiny_smollm2", marks=pytest.mark.model)])
+def test_trie_and_two_pass_match_reference(tokenizer, request, monkeypatch, prefix_trie, row_tokens, batch_size,
+                                           padding_side):
     """Every path (trie rows of several sizes, the two-pass fallback for what does not fit a row)
-    against the per-prefix reference."""
+    against the per-prefix reference; on the weightless tokenizer and on SmolLM2's."""
     from selfbias import scoring
+
+    tiny = request.getfixturevalue(tokenizer)
 
     monkeypatch.setattr(scoring, "ROW_TOKENS", row_tokens)
     requests = mixed_requests(tiny, random.Random(1))

@@ -307,6 +307,7 @@ def test_bootstrap_finds_a_planted_accuracy_difference(analysis05):
 
 @pytest.mark.slow
 @pytest.mark.skipif(os.environ.get("SELFBIAS_SLOW") != "1", reason="set SELFBIAS_SLOW=1: trains SmolLM2 five times")
+@pytest.mark.model
 def test_reduced_analysis_05_runs(tmp_path):
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "MPLBACKEND": "Agg", "PYTHONPATH": str(REPO)}
     subprocess.run([sys.executable, str(REPO / "analyses" / "05_critique_vs_imitation.py"), "--reduced",
