@@ -88,15 +88,16 @@ def check_ray(value: Any) -> None:
     if isinstance(value, RayExecutor):
         return
     options = ray_options(value)
-    if options is not None and importlib.util.find_spec("ray") is None:
+    if options is None:
+        return
+    for name in ("actors", "num_gpus", "num_cpus", "max_retries"):
+        v = getattr(options, name)
+        if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float)) or v < 0
+                              or (name == "actors" and v < 1)):
+            raise ValueError(f"ray: {name} must be a {'positive' if name == 'actors' else 'non-negative'} "
+                             f"number, got {v!r}")
+    if importlib.util.find_spec("ray") is None:
         raise SelfbiasError("ray: Ray is not installed; pip install 'selfbias[ray]'")
-    if options is not None:
-        for name in ("actors", "num_gpus", "num_cpus", "max_retries"):
-            v = getattr(options, name)
-            if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float)) or v < 0
-                                  or (name == "actors" and v < 1)):
-                raise ValueError(f"ray: {name} must be a {'positive' if name == 'actors' else 'non-negative'} "
-                                 f"number, got {v!r}")
 
 
 def open_executor(value: Any, store) -> "RayExecutor | None":
@@ -171,6 +172,9 @@ class _Replica:
         import torch
 
         torch.set_num_threads(threads)  # a chunk's float sums depend on the thread count: keep it fixed
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()  # one progress bar: the driver's
         self.lm = None
 
     def setup(self, spec: str, kwargs: dict, expect: dict, run_path: str, token_file: str, token: str) -> str:
@@ -211,8 +215,12 @@ class RayExecutor:
         self.path = Path(run_path).resolve()
         self.owns_ray = not ray.is_initialized()
         if self.owns_ray:
-            ray.init(address=options.address, include_dashboard=False, logging_level="ERROR",
-                     log_to_driver=False)
+            try:
+                ray.init(address=options.address, include_dashboard=False, logging_level="ERROR",
+                         log_to_driver=False)
+            except (ConnectionError, RuntimeError, ValueError) as e:
+                where = options.address or os.environ.get("RAY_ADDRESS") or "a local cluster"
+                raise SelfbiasError(f"ray: cannot start or reach {where}: {str(e).splitlines()[0]}") from None
         resources = ray.cluster_resources()
         gpus = float(resources.get("GPU", 0))
         self.num_gpus = options.num_gpus if options.num_gpus is not None else (1.0 if gpus >= 1 else 0.0)
@@ -225,7 +233,8 @@ class RayExecutor:
             self.n_actors = int(float(resources.get("CPU", 1)) // max(self.num_cpus, 1e-9))
         self.n_actors = max(1, self.n_actors)
         self.slots: list[_Slot] = []
-        self._busy: list[_Slot] = []
+        self._running: dict[Any, tuple[_Slot, Any]] = {}  # ObjectRef -> (slot, job) of the chunks in flight
+        self.started = 0  # actors started (each loads its model once)
         self.retried: list[tuple[str, str, str]] = []  # (table, stage, key) of chunks redone after an actor died
         self.token_file = f"{TOKEN_NAME}{secrets.token_hex(8)}"
         self.token = secrets.token_hex(16)
@@ -240,6 +249,7 @@ class RayExecutor:
             num_cpus=self.num_cpus, num_gpus=self.num_gpus,
             runtime_env={"env_vars": {"OMP_NUM_THREADS": str(threads), "TOKENIZERS_PARALLELISM": "false"}},
         ).remote(threads)
+        self.started += 1
         m = lm.to_manifest()
         kwargs = {"dtype": m["dtype"], "prompt_format": lm.prompt_format,
                   "chat_template_kwargs": dict(lm.chat_template_kwargs) or None}
@@ -273,7 +283,7 @@ class RayExecutor:
 
     def running_actors(self) -> list[Any]:
         """Actors that hold a chunk now (for tests that kill one mid-run)."""
-        return [s.actor for s in self._busy]
+        return [slot.actor for slot, _ in self._running.values()]
 
     # -- work ---------------------------------------------------------------------------------
 
@@ -311,7 +321,7 @@ class RayExecutor:
         import ray
 
         tries: dict[tuple, int] = {}
-        running: dict[Any, tuple[_Slot, Any]] = {}
+        running = self._running = {}
         idle = list(self.slots)
         while any(queues.values()) or running:
             for slot in idle:
@@ -321,7 +331,6 @@ class RayExecutor:
                     target = store._chunk_path(job.table, job.stage, job.key)
                     running[slot.actor.run.remote(str(target), job.fn, *refs(job.args))] = (slot, job)
             idle = []
-            self._busy = [slot for slot, _ in running.values()]
             if not running:
                 break
             (ref,), _ = ray.wait(list(running), num_returns=1)
