@@ -169,6 +169,7 @@ class _Replica:
 
     def __init__(self, threads: int):
         os.environ["OMP_NUM_THREADS"] = str(threads)
+        os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
         import torch
 
         torch.set_num_threads(threads)  # a chunk's float sums depend on the thread count: keep it fixed
@@ -245,10 +246,8 @@ class RayExecutor:
 
     def _start(self, model: str, lm) -> tuple[_Slot, Any]:
         threads = max(1, int(self.num_cpus))
-        actor = self._remote.options(
-            num_cpus=self.num_cpus, num_gpus=self.num_gpus,
-            runtime_env={"env_vars": {"OMP_NUM_THREADS": str(threads), "TOKENIZERS_PARALLELISM": "false"}},
-        ).remote(threads)
+        # no runtime_env: an actor may then start in one of Ray's prestarted workers; threads are set in it
+        actor = self._remote.options(num_cpus=self.num_cpus, num_gpus=self.num_gpus).remote(threads)
         self.started += 1
         m = lm.to_manifest()
         kwargs = {"dtype": m["dtype"], "prompt_format": lm.prompt_format,
