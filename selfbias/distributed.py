@@ -26,6 +26,7 @@ from __future__ import annotations
 import os
 import secrets
 import socket
+import time
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -191,10 +192,12 @@ class _Replica:
                              f"has {expect.get(diff)!r}; every node needs the same model files and packages")
         return node
 
-    def run(self, path: str, fn, *args) -> int:
+    def run(self, path: str, fn, *args) -> float:
+        """Compute one chunk and write it; the seconds it took on this actor (for the benchmark)."""
+        start = time.perf_counter()
         frame = fn(self.lm, *args)
         st.atomic_write_table(Path(path), st.df_to_arrow(frame))
-        return len(frame)
+        return time.perf_counter() - start
 
 
 @dataclass
@@ -202,6 +205,7 @@ class _Slot:
     model: str
     actor: Any
     node: str = ""
+    since: float = field(default_factory=time.perf_counter)
 
 
 class RayExecutor:
@@ -236,11 +240,19 @@ class RayExecutor:
         self.slots: list[_Slot] = []
         self._running: dict[Any, tuple[_Slot, Any]] = {}  # ObjectRef -> (slot, job) of the chunks in flight
         self.started = 0  # actors started (each loads its model once)
+        self.startup: list[float] = []  # seconds from asking for an actor to its model loaded and storage checked
+        self.timings: list[dict] = []  # per written chunk: table, stage, key, node, seconds on the actor
         self.retried: list[tuple[str, str, str]] = []  # (table, stage, key) of chunks redone after an actor died
         self.token_file = f"{TOKEN_NAME}{secrets.token_hex(8)}"
         self.token = secrets.token_hex(16)
         st.atomic_write_bytes(self.path / self.token_file, self.token.encode())
         self._remote = ray.remote(max_restarts=0, max_task_retries=0)(_Replica)
+        # an actor asking for more than any node has would wait for ever: refuse it now
+        for name, want, have in (("num_gpus", self.num_gpus, gpus), ("num_cpus", self.num_cpus,
+                                                                     float(resources.get("CPU", 0)))):
+            if want > have:
+                self.close()
+                raise SelfbiasError(f"ray: each actor asks for {name}={want:g} but the cluster has {have:g}")
 
     # -- actors -------------------------------------------------------------------------------
 
@@ -263,6 +275,10 @@ class RayExecutor:
                 slot.node = ray.get(ref)
             except ray.exceptions.RayTaskError as e:
                 raise _cause(e) from None
+            except ray.exceptions.RayActorError as e:
+                raise RunError(f"{self.path}: a Ray actor died while loading {slot.model}: "
+                               f"{str(e).splitlines()[0]}") from None
+            self.startup.append(time.perf_counter() - slot.since)
             self.slots.append(slot)
 
     def _staff(self, wanted: dict[str, int], lms) -> None:
@@ -335,7 +351,7 @@ class RayExecutor:
             (ref,), _ = ray.wait(list(running), num_returns=1)
             slot, job = running.pop(ref)
             try:
-                ray.get(ref)
+                seconds = ray.get(ref)
             except (ray.exceptions.RayActorError, ray.exceptions.WorkerCrashedError) as e:
                 where = (job.table, job.stage, job.key)
                 tries[where] = tries.get(where, 0) + 1
@@ -353,6 +369,8 @@ class RayExecutor:
             except ray.exceptions.RayTaskError as e:
                 self._stop_running(running)
                 raise _cause(e) from None
+            self.timings.append({"table": job.table, "stage": job.stage, "key": job.key, "node": slot.node,
+                                 "seconds": seconds})
             advance()
             idle.append(slot)
             if self.options.after_chunk is not None:
