@@ -24,6 +24,12 @@ SMALL = dict(task="arithmetic", n=9, samples=1, max_new_tokens=8, judge_modes=("
 TWO_ACTORS = dict(actors=2, num_cpus=1)
 
 
+def slow(test):
+    """Long real-model runs: marked slow and skipped unless SELFBIAS_SLOW=1 (as tests/stats/_slow.py)."""
+    skip = pytest.mark.skipif(os.environ.get("SELFBIAS_SLOW") != "1", reason="long run: set SELFBIAS_SLOW=1")
+    return pytest.mark.slow(skip(test))
+
+
 def _env(**extra) -> dict:
     # each actor and the driver use one thread, so float sums (and tables) match the local run's
     return {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1", **extra}
@@ -210,6 +216,43 @@ def test_the_run_lock_still_refuses_a_second_driver(cluster, tmp_path):
             probe("smollm2-135m", out=out, ray=RayOptions(**TWO_ACTORS), **SMALL)
         with pytest.raises(RunError, match="in use by another process"):
             judge(out, ray=RayOptions(**TWO_ACTORS), progress=False)
+        # the same through the CLI's --ray (one line, exit code 2)
+        from typer.testing import CliRunner
+
+        from selfbias.cli import app
+
+        result = CliRunner().invoke(app, ["judge", str(out), "--ray", cluster, "--ray-actors", "2"])
+        assert result.exit_code == 2 and "in use by another process" in result.output, result.output
     finally:
         holder.kill()
         holder.wait()
+
+
+@slow
+def test_two_models_on_ray_equal_the_local_run(cluster, tmp_path):
+    """Two models on two actors: one replica per model, kept from generation to scoring (each scores
+    every candidate with the weights it loaded once); tables equal to the single-process run."""
+    import torch
+
+    from selfbias import probe
+
+    two = dict(task="arithmetic", n=9, samples=1, max_new_tokens=6, judge_modes=("isolated",), progress=False)
+    models = ["smollm2-135m", "gemma3-270m"]
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        local = probe(models, out=tmp_path / "local", **two)
+    finally:
+        torch.set_num_threads(threads)
+    box: dict = {}
+    run = probe(models, out=tmp_path / "ray", ray=RayOptions(**TWO_ACTORS, after_chunk=_keep(box)), **two)
+    _assert_same_tables(local, run)
+    # 2 (one per model, generation and scoring: 8 chunks) + 1 + 2 (the judge gives both actors to
+    # each judge in turn: 2 chunks): loads per model and stage, never per chunk
+    assert box["executor"].started == 5 and len(box["executor"].timings) == 10
+
+
+def _keep(box: dict):
+    def hook(executor, job):
+        box["executor"] = executor
+    return hook
