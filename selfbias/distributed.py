@@ -217,7 +217,8 @@ class RayExecutor:
         except ImportError:
             raise SelfbiasError("--ray needs Ray: pip install 'selfbias[ray]'") from None
         self.options = options
-        self.path = Path(run_path).resolve()
+        # absolute (actors have another working folder), symlinks kept (the mount path every node shares)
+        self.path = Path(os.path.abspath(run_path))
         self.owns_ray = not ray.is_initialized()
         if self.owns_ray:
             try:
@@ -343,8 +344,8 @@ class RayExecutor:
                 queue = queues.get(slot.model)
                 if queue:
                     job = queue.popleft()
-                    target = store._chunk_path(job.table, job.stage, job.key)
-                    running[slot.actor.run.remote(str(target), job.fn, *refs(job.args))] = (slot, job)
+                    target = os.path.abspath(store._chunk_path(job.table, job.stage, job.key))
+                    running[slot.actor.run.remote(target, job.fn, *refs(job.args))] = (slot, job)
             idle = []
             if not running:
                 break

@@ -168,6 +168,7 @@ def test_on_ray_with_an_actor_killed_the_tables_equal_the_local_run(cluster, ref
     probe("smollm2-135m", out=tmp_path / "run", ray=RayOptions(**TWO_ACTORS, after_chunk=kill_one_busy_actor),
           **{**SMALL, "judge_modes": ()})
     ex = box["executor"]
+    assert box["killed"], "the actor was not computing a chunk when killed"
     # one chunk redone on a third actor; otherwise the two actors keep their model from generation to scoring
     assert len(ex.retried) == 1 and ex.started == 3, (ex.retried, ex.started)
     assert sorted(box["chunks"]) == sorted([("generations", "smollm2-135m", k) for k in "01"]
@@ -179,11 +180,13 @@ def test_on_ray_with_an_actor_killed_the_tables_equal_the_local_run(cluster, ref
 
 
 def test_killed_driver_then_rerun_gives_the_same_tables(cluster, reference, tmp_path):
-    out = tmp_path / "run"
+    out = tmp_path / "run"  # given relative to the driver's folder: actors write where the driver means
     cli = [sys.executable, "-m", "selfbias.cli", "probe", "--model", "smollm2-135m", "--task", "arithmetic",
            "--n", "9", "--samples", "1", "--max-new-tokens", "8", "--judge-modes", "isolated,alternatives",
-           "--out", str(out), "--ray", cluster, "--ray-actors", "2", "--ray-cpus", "1"]
-    proc = subprocess.Popen(cli, env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+           "--out", "run", "--ray", cluster, "--ray-actors", "2", "--ray-cpus", "1"]
+    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # this checkout's selfbias, from any folder
+    env = _env(PYTHONPATH=os.pathsep.join([repo, os.environ.get("PYTHONPATH", "")]))
+    proc = subprocess.Popen(cli, env=env, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     chunks = out / "chunks" / "generations"
     deadline = time.time() + 300
     while time.time() < deadline and proc.poll() is None:
@@ -194,7 +197,7 @@ def test_killed_driver_then_rerun_gives_the_same_tables(cluster, reference, tmp_
     proc.send_signal(signal.SIGKILL)  # the driver; Ray then stops the actors it owned
     proc.wait()
     assert not (out / "scores.parquet").exists()
-    result = subprocess.run(cli, env=_env(), capture_output=True, text=True)
+    result = subprocess.run(cli, env=env, cwd=tmp_path, capture_output=True, text=True)
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
     run = load_run(out)
     first, again = run.manifest["sessions"][:2]  # (the judge adds a session of the second driver)
