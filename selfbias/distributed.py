@@ -212,13 +212,27 @@ class RayExecutor:
     """Computes a run's chunks on Ray actors, one model replica each (see the module docstring)."""
 
     def __init__(self, options: RayOptions, run_path: Path):
+        self.options = options
+        # absolute (actors have another working folder), symlinks kept (the mount path every node shares)
+        self.path = Path(os.path.abspath(run_path))
+        self.connected = False  # Ray is reached at the first chunk: a finished run never starts it
+        self.owns_ray = False
+        self.slots: list[_Slot] = []
+        self._running: dict[Any, tuple[_Slot, Any]] = {}  # ObjectRef -> (slot, job) of the chunks in flight
+        self.started = 0  # actors started (each loads its model once)
+        self.startup: list[float] = []  # seconds from asking for an actor to its model loaded and storage checked
+        self.timings: list[dict] = []  # per written chunk: table, stage, key, node, seconds on the actor
+        self.retried: list[tuple[str, str, str]] = []  # (table, stage, key) of chunks redone after an actor died
+        self.token_file = f"{TOKEN_NAME}{secrets.token_hex(8)}"  # written at connection, read by every actor
+        self.token = secrets.token_hex(16)
+
+    def _connect(self) -> None:
+        """Reach the cluster (or start a local one), size the actors, write the storage token."""
         try:
             import ray
         except ImportError:
             raise SelfbiasError("--ray needs Ray: pip install 'selfbias[ray]'") from None
-        self.options = options
-        # absolute (actors have another working folder), symlinks kept (the mount path every node shares)
-        self.path = Path(os.path.abspath(run_path))
+        options = self.options
         self.owns_ray = not ray.is_initialized()
         if self.owns_ray:
             try:
@@ -227,6 +241,7 @@ class RayExecutor:
             except (ConnectionError, RuntimeError, ValueError) as e:
                 where = options.address or os.environ.get("RAY_ADDRESS") or "a local cluster"
                 raise SelfbiasError(f"ray: cannot start or reach {where}: {str(e).splitlines()[0]}") from None
+        self.connected = True  # from here close() stops what this executor started
         resources = ray.cluster_resources()
         gpus = float(resources.get("GPU", 0))
         self.num_gpus = options.num_gpus if options.num_gpus is not None else (1.0 if gpus >= 1 else 0.0)
@@ -238,14 +253,6 @@ class RayExecutor:
         else:
             self.n_actors = int(float(resources.get("CPU", 1)) // max(self.num_cpus, 1e-9))
         self.n_actors = max(1, self.n_actors)
-        self.slots: list[_Slot] = []
-        self._running: dict[Any, tuple[_Slot, Any]] = {}  # ObjectRef -> (slot, job) of the chunks in flight
-        self.started = 0  # actors started (each loads its model once)
-        self.startup: list[float] = []  # seconds from asking for an actor to its model loaded and storage checked
-        self.timings: list[dict] = []  # per written chunk: table, stage, key, node, seconds on the actor
-        self.retried: list[tuple[str, str, str]] = []  # (table, stage, key) of chunks redone after an actor died
-        self.token_file = f"{TOKEN_NAME}{secrets.token_hex(8)}"
-        self.token = secrets.token_hex(16)
         st.atomic_write_bytes(self.path / self.token_file, self.token.encode())
         self._remote = ray.remote(max_restarts=0, max_task_retries=0)(_Replica)
         # an actor asking for more than any node has would wait for ever: refuse it now
@@ -311,6 +318,8 @@ class RayExecutor:
 
         if not jobs:
             return
+        if not self.connected:
+            self._connect()
         _invalidate(store, {j.table for j in jobs})
         shared: dict[int, tuple[Any, Any]] = {}  # id(arg) -> (arg, ObjectRef): a task or table put once
 
@@ -388,6 +397,9 @@ class RayExecutor:
 
     def close(self) -> None:
         """Stop the actors, remove the token file, and shut Ray down if this executor started it."""
+        if not self.connected:
+            return
+        self.connected = False
         try:
             import ray
 

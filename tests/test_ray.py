@@ -259,3 +259,25 @@ def _keep(box: dict):
     def hook(executor, job):
         box["executor"] = executor
     return hook
+
+
+def test_an_actor_that_sees_another_folder_stops_the_run(cluster, smollm2, tmp_path):
+    """A node whose run path is not the driver's folder (here: the token differs) is refused by name."""
+    from selfbias._chunks import ChunkJob
+    from selfbias.distributed import RayExecutor
+    from selfbias.runs import RunStore
+
+    store = RunStore.open(tmp_path / "run", {"job": "storage check"})
+    ex = RayExecutor(RayOptions(actors=1, num_cpus=1), store.path)
+    try:
+        ex._connect()
+        (store.path / ex.token_file).write_text("another folder's token")
+        job = ChunkJob("smollm2-135m", "generations", "smollm2-135m", "0", str)
+        refused = r"/run: Ray actor on node \S+ \(\S+\) sees another folder than the driver.s; .*shared"
+        with pytest.raises(RunError, match=refused):
+            ex.run(store, {"smollm2-135m": smollm2}, [job], "check", False)
+        assert ex.timings == [] and store.chunk_keys("generations", "smollm2-135m") == []
+    finally:
+        ex.close()
+        store.close()
+    _no_leftovers(store.path)
