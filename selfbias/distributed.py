@@ -143,7 +143,8 @@ def check_storage(run_path: str | os.PathLike, token_file: str, token: str, node
     try:
         seen = (path / token_file).read_text()
     except OSError as e:
-        raise RunError(f"{path}: Ray actor on node {node} cannot read the run folder ({e.strerror or e}); {hint}") from None
+        raise RunError(f"{path}: Ray actor on node {node} cannot read the run folder ({e.strerror or e}); "
+                       f"{hint}") from None
     if seen != token:
         raise RunError(f"{path}: Ray actor on node {node} sees another folder than the driver's; {hint}")
     probe_file = path / f".write-check{st.TMP_MARK}{os.getpid()}-{secrets.token_hex(4)}"

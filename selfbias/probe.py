@@ -251,8 +251,8 @@ def _timed(store: RunStore, name: str, work) -> None:
 
 def _generate_all(store, lms, tmpl, task: Task, chunks, settings, progress, executor=None) -> None:
     todo = [(name, k) for name in lms for k in range(len(chunks)) if not store.has_chunk("generations", name, str(k))]
-    jobs = [ChunkJob(name, "generations", name, str(k), _generation_chunk, (name, tmpl[name], task, chunks[k], settings))
-            for name, k in todo]
+    jobs = [ChunkJob(name, "generations", name, str(k), _generation_chunk,
+                     (name, tmpl[name], task, chunks[k], settings)) for name, k in todo]
     run_chunks(store, lms, jobs, "generating answers", progress, executor)
 
 
