@@ -47,6 +47,16 @@ PAIR_HELP = ("What the judge's own answer is paired with in pairwise mode, comma
              "distractor, perturbation (default: other_model).")
 SET_HELP = "Judge template set: default (Yes/No) or ptrue (Kadavath et al. 2022: (A) True (B) False)."
 _PACKAGE_DIR = Path(__file__).resolve().parent
+RAY_HELP = ("Compute the missing chunks on a Ray cluster: auto (the running cluster: $RAY_ADDRESS or `ray start` "
+            "here), local (a new cluster on this machine), HOST:PORT or ray://HOST:PORT. The run folder must be "
+            "on storage every node reaches at the same path. Needs `pip install 'selfbias[ray]'`.")
+
+
+def _ray_options(address: Optional[str], actors: Optional[int], gpus: Optional[float], cpus: Optional[float]):
+    """The ``ray=`` keyword of probe/judge from the --ray options (None: no Ray, nothing imported)."""
+    if address is None:
+        return None
+    return {"address": address, "actors": actors, "num_gpus": gpus, "num_cpus": cpus}
 
 
 def _one_line(text: object) -> str:
@@ -179,6 +189,10 @@ def probe(
     prompt_format: str = typer.Option("auto", help="auto, chat or plain. auto: chat only for instruction-tuned models (name has instruct/chat/-it/...) whose tokenizer has a chat template; base models get plain few-shot prompts."),
     chat_template_kwargs: Optional[str] = typer.Option(None, help="Keyword arguments for the chat template, e.g. enable_thinking=false (comma-separated key=value; true/false/numbers are typed)."),
     overwrite: bool = typer.Option(False, help="Replace an existing run folder made with other settings."),
+    ray: Optional[str] = typer.Option(None, "--ray", metavar="ADDRESS", help=RAY_HELP),
+    ray_actors: Optional[int] = typer.Option(None, help="Model replicas on Ray (default: one per GPU, else one per --ray-cpus CPUs)."),
+    ray_gpus: Optional[float] = typer.Option(None, help="GPUs per Ray actor (default: 1 where the cluster has GPUs, else 0)."),
+    ray_cpus: Optional[float] = typer.Option(None, help="CPUs per Ray actor (default 1; also its torch threads)."),
 ) -> None:
     """Answer, score and judge: the model's own answers against the alternatives."""
     from . import _validate
@@ -198,7 +212,8 @@ def probe(
                     skip_invalid=skip_invalid, device=device, dtype=dtype, overwrite=overwrite,
                     templates=templates, alt_sources=alt_sources, pair_sources=pair_sources,
                     template_set=template_set, prompt_format=prompt_format,
-                    chat_template_kwargs=parse_kwargs(chat_template_kwargs))
+                    chat_template_kwargs=parse_kwargs(chat_template_kwargs),
+                    ray=_ray_options(ray, ray_actors, ray_gpus, ray_cpus))
     summary = probe_summary(run).rename(columns={
         "own_wrong_beats_reference": "own wrong > ref", "wrong_items_compared": "n wrong",
         "sample_agreement": "agreement"})
@@ -273,6 +288,10 @@ def judge(
     template_set: str = typer.Option("default", help=SET_HELP),
     seed: int = typer.Option(0),
     overwrite: bool = typer.Option(False, help="Redo a judge and mode already judged with other settings (others are kept)."),
+    ray: Optional[str] = typer.Option(None, "--ray", metavar="ADDRESS", help=RAY_HELP),
+    ray_actors: Optional[int] = typer.Option(None, help="Model replicas on Ray (default: one per GPU, else one per --ray-cpus CPUs)."),
+    ray_gpus: Optional[float] = typer.Option(None, help="GPUs per Ray actor (default: 1 where the cluster has GPUs, else 0)."),
+    ray_cpus: Optional[float] = typer.Option(None, help="CPUs per Ray actor (default 1; also its torch threads)."),
 ) -> None:
     """Add judgments to a run (resumable; modes and judges add to those already there)."""
     from . import _validate
@@ -287,7 +306,7 @@ def judge(
     result = run_judge(run, modes=tuple(mode), judges=judge_model or None, k=k, min_k=min_k,
                        alt_sources=alt_sources, pair_sources=pair_sources, few_shot=few_shot,
                        few_shot_file=few_shot_file, seed=seed, templates=overrides, template_set=template_set,
-                       overwrite=overwrite)
+                       overwrite=overwrite, ray=_ray_options(ray, ray_actors, ray_gpus, ray_cpus))
     headline = _judge_headline(result.analysis())
     if headline is not None:
         console.print(_frame_table(headline, "judge: mean P(Yes) by correctness"))

@@ -809,6 +809,7 @@ def judge(
     overwrite: bool = False,
     batch_size: int | None = None,
     progress: bool = True,
+    ray: Any = None,
 ) -> "Run":
     """Add judgments to an existing run (table ``judgments``) and return the finalized :class:`Run`.
 
@@ -863,6 +864,8 @@ def judge(
         Most prompts per forward pass of the Hugging Face backend (None: sized by memory).
     progress : bool
         Show progress bars.
+    ray : None, bool, str, dict or RayOptions
+        Judge the missing chunks on a Ray cluster (see :func:`selfbias.probe.probe`); same judgments.
 
     Returns
     -------
@@ -878,13 +881,17 @@ def judge(
     ValueError
         No judges to run, duplicate judge names, or an option word with no single-token spelling.
     """
-    from ._progress import stage
+    from ._chunks import ChunkJob, run_chunks
     from ._validate import validate_judge
     from .runs import Run, RunError, RunStore
 
     # Every argument (modes, counts, templates, run folder, judge model specs) before any model loads.
     validate_judge(run, modes=modes, judges=judges, k=k, few_shot=few_shot, seed=seed, templates=templates,
                    models=models)
+    if ray is not None and ray is not False:
+        from .distributed import check_ray
+
+        check_ray(ray)
     modes = _check_modes(modes)
     k = _check_int("k", k, 1)
     min_k = _check_int("min_k", min_k, 1)
@@ -899,6 +906,7 @@ def judge(
     started = time.perf_counter()
 
     store = RunStore.open(path, None)
+    executor = None
     try:
         manifest = store.manifest
         specs = list(judges) if judges is not None and not isinstance(judges, (str, Mapping)) else (
@@ -961,6 +969,10 @@ def judge(
         chunks = [data.item_ids[i:i + CHUNK_ITEMS] for i in range(0, len(data.item_ids), CHUNK_ITEMS)]
         todo = {name: [(m, c) for m in modes for c in range(len(chunks))
                        if not store.has_chunk("judgments", _stage(name, m), str(c))] for name in names}
+        if ray is not None and ray is not False and any(todo.values()):
+            from .distributed import open_executor
+
+            executor = open_executor(ray, store)
         for name in names:
             if not todo[name]:
                 continue
@@ -976,11 +988,11 @@ def judge(
             old = spellings.get(name) or {}
             spellings[name] = {**old, **found, "options": {**(old.get("options") or {}), **found["options"]}}
             save()
-            with stage(f"judge {name}", len(todo[name]), progress) as advance:
-                for mode, c in todo[name]:
-                    jobs, verdicts = _judge_items(setup, data, mode, chunks[c], k, seed, batch_size, lists, pair_sources)
-                    store.write_chunk("judgments", _stage(name, mode), str(c), _frame(jobs, verdicts, name, mode))
-                    advance(1)
+            bare = dataclasses.replace(setup, lm=None)  # a job carries no weights (Ray sends it to an actor)
+            jobs = [ChunkJob(name, "judgments", _stage(name, mode), str(c), _judge_chunk,
+                             (bare, data, mode, chunks[c], k, seed, batch_size, lists, tuple(pair_sources)))
+                    for mode, c in todo[name]]
+            run_chunks(store, {name: lm}, jobs, f"judge {name}", progress, executor)
             del setup
             if loaded_here:
                 lm.close()
@@ -988,7 +1000,17 @@ def judge(
         store.record_timing("judge", time.perf_counter() - started)
         return store.finalize()
     finally:
+        if executor is not None and executor is not ray:
+            executor.close()
         store.close()
+
+
+def _judge_chunk(lm: "LoadedModel", setup: _JudgeSetup, data: _RunData, mode: str, item_ids: Sequence[str], k: int,
+                 seed: int, batch_size: int | None, lists: ListRule, pair_sources: Sequence[str]) -> "pd.DataFrame":
+    """The ``judgments`` rows of one chunk of items, judged by ``lm`` with ``setup``'s templates."""
+    jobs, verdicts = _judge_items(dataclasses.replace(setup, lm=lm), data, mode, item_ids, k, seed, batch_size,
+                                  lists, pair_sources)
+    return _frame(jobs, verdicts, setup.name, mode)
 
 
 def judge_prompts(

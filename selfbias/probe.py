@@ -23,7 +23,7 @@ from typing import Any
 
 import pandas as pd
 
-from ._progress import stage
+from ._chunks import ChunkJob, run_chunks
 from .prompts import AnswerTemplate, default_template, extract_answer, render, same_answer
 from .runs import Run, RunStore
 from .tasks import Task, accepted_spellings, load_task, numeric_perturbations, open_ended, text_perturbations
@@ -82,6 +82,7 @@ def probe(
     chat_template_kwargs: dict | None = None,
     overwrite: bool = False,
     progress: bool = True,
+    ray: Any = None,
 ) -> Run:
     """Run the probe of ``models`` on ``task`` into a run folder and return the :class:`Run`.
 
@@ -146,6 +147,10 @@ def probe(
         Replace a run made with another request (default: refused).
     progress : bool
         Show progress bars.
+    ray : None, bool, str, dict or RayOptions
+        Compute the missing chunks on a Ray cluster (:mod:`selfbias.distributed`): True for
+        ``$RAY_ADDRESS`` or a local cluster, an address, or :class:`selfbias.distributed.RayOptions`;
+        the tables are the same as without it. None (default): this process, and Ray is not imported.
 
     Returns
     -------
@@ -174,6 +179,10 @@ def probe(
         models=models, n=n, samples=samples, temperature=temperature, max_new_tokens=max_new_tokens,
         n_distractors=n_distractors, n_perturbations=n_perturbations, judge_modes=judge_modes, seed=seed,
         device=device, dtype=dtype, templates=templates, loaded=loaded)
+    if ray is not None and ray is not False:
+        from .distributed import check_ray
+
+        check_ray(ray)
     t0 = time.perf_counter()
     task_obj = task if isinstance(task, Task) else load_task(
         task, n=n, seed=seed, level=level, mapping=mapping, fmt=fmt, skip_invalid=skip_invalid)
@@ -217,20 +226,32 @@ def probe(
     if not store.has_chunk("items", "all", "0"):
         store.write_chunk("items", "all", "0", task_obj.to_frame())
 
-    _timed(store, "generate", lambda: _generate_all(store, lms, tmpl, task_obj, chunks, settings, progress))
-    generations = store.read_table("generations")
-    candidates = build_candidates(task_obj, generations, models, n_distractors=n_distractors,
-                                  n_perturbations=n_perturbations, seed=seed)
-    store.write_chunk("candidates", "all", "0", candidates)  # derived, deterministic: rewriting is safe
-    store.write_chunk("agreement", "all", "0", sample_agreement(task_obj, generations))
-    _timed(store, "score", lambda: _score_all(store, lms, tmpl, task_obj, candidates, chunks, progress))
-    if not judge_modes:
-        return store.finalize()
-    from .judge import judge
+    executor = None
+    if ray is not None and ray is not False:
+        from .distributed import open_executor
 
-    # The judge reads the chunks and consolidates every table once when it finishes.
-    return judge(store.path, modes=tuple(judge_modes), models=lms, seed=seed, alt_sources=alt_sources,
-                 pair_sources=pair_sources, template_set=template_set, progress=progress)
+        executor = open_executor(ray, store)  # after the run lock is held: a second driver never starts Ray
+    try:
+        _timed(store, "generate", lambda: _generate_all(store, lms, tmpl, task_obj, chunks, settings, progress,
+                                                        executor))
+        generations = store.read_table("generations")
+        candidates = build_candidates(task_obj, generations, models, n_distractors=n_distractors,
+                                      n_perturbations=n_perturbations, seed=seed)
+        store.write_chunk("candidates", "all", "0", candidates)  # derived, deterministic: rewriting is safe
+        store.write_chunk("agreement", "all", "0", sample_agreement(task_obj, generations))
+        _timed(store, "score", lambda: _score_all(store, lms, tmpl, task_obj, candidates, chunks, progress,
+                                                  executor))
+        if not judge_modes:
+            return store.finalize()
+        from .judge import judge
+
+        # The judge reads the chunks and consolidates every table once when it finishes; it keeps
+        # the executor's actors (they hold the same models).
+        return judge(store.path, modes=tuple(judge_modes), models=lms, seed=seed, alt_sources=alt_sources,
+                     pair_sources=pair_sources, template_set=template_set, progress=progress, ray=executor)
+    finally:
+        if executor is not None and executor is not ray:
+            executor.close()
 
 
 def _fit_context(task_obj: Task, lms, tmpl, max_new_tokens: int, skip_invalid: bool) -> tuple[Task, list[dict]]:
@@ -317,31 +338,34 @@ def _timed(store: RunStore, name: str, work) -> None:
 # ------------------------------------------------------------------------------------ generation
 
 
-def _generate_all(store, lms, tmpl, task: Task, chunks, settings, progress) -> None:
+def _generate_all(store, lms, tmpl, task: Task, chunks, settings, progress, executor=None) -> None:
     todo = [(name, k) for name in lms for k in range(len(chunks)) if not store.has_chunk("generations", name, str(k))]
-    with stage("generating answers", len(todo), progress) as advance:
-        for name, k in todo:
-            lm, template = lms[name], tmpl[name]
-            prompts = [render(template, lm, item.question) for item in chunks[k]]
-            common = dict(max_new_tokens=settings["max_new_tokens"], stop=template.stop, seed=settings["seed"])
-            greedy = lm.generate(prompts, n=1, temperature=0.0, **common)
-            sampled = (lm.generate(prompts, n=settings["samples"], temperature=settings["temperature"], **common)
-                       if settings["samples"] else [[] for _ in prompts])
-            rows = []
-            for item, g, s in zip(chunks[k], greedy, sampled):
-                for kind, index, gen in [("greedy", 0, g[0]), *[("sample", j, x) for j, x in enumerate(s)]]:
-                    answer = extract_answer(gen.text, item.answer_type)
-                    rows.append({
-                        "item_id": item.id, "model": name, "kind": kind, "sample_index": index,
-                        "raw_text": gen.text, "answer": answer,
-                        "correct": task.grade(answer, item),  # None: an open-ended answer no label decides
-                        "token_ids": list(gen.token_ids), "logprobs": list(gen.logprobs),
-                        "finish_reason": gen.finish_reason,
-                    })
-            frame = pd.DataFrame(rows)
-            frame["correct"] = frame["correct"].astype("boolean")
-            store.write_chunk("generations", name, str(k), frame)
-            advance()
+    jobs = [ChunkJob(name, "generations", name, str(k), _generation_chunk,
+                     (name, tmpl[name], task, chunks[k], settings)) for name, k in todo]
+    run_chunks(store, lms, jobs, "generating answers", progress, executor)
+
+
+def _generation_chunk(lm, name: str, template, task: Task, items, settings) -> pd.DataFrame:
+    """The ``generations`` rows of one chunk of items under model ``lm`` (stored as ``name``)."""
+    prompts = [render(template, lm, item.question) for item in items]
+    common = dict(max_new_tokens=settings["max_new_tokens"], stop=template.stop, seed=settings["seed"])
+    greedy = lm.generate(prompts, n=1, temperature=0.0, **common)
+    sampled = (lm.generate(prompts, n=settings["samples"], temperature=settings["temperature"], **common)
+               if settings["samples"] else [[] for _ in prompts])
+    rows = []
+    for item, g, s in zip(items, greedy, sampled):
+        for kind, index, gen in [("greedy", 0, g[0]), *[("sample", j, x) for j, x in enumerate(s)]]:
+            answer = extract_answer(gen.text, item.answer_type)
+            rows.append({
+                "item_id": item.id, "model": name, "kind": kind, "sample_index": index,
+                "raw_text": gen.text, "answer": answer,
+                "correct": task.grade(answer, item),  # None: an open-ended answer no label decides
+                "token_ids": list(gen.token_ids), "logprobs": list(gen.logprobs),
+                "finish_reason": gen.finish_reason,
+            })
+    frame = pd.DataFrame(rows)
+    frame["correct"] = frame["correct"].astype("boolean")
+    return frame
 
 
 # ------------------------------------------------------------------------------------ candidates
@@ -471,40 +495,46 @@ def sample_agreement(task: Task, generations: pd.DataFrame) -> pd.DataFrame:
 # ---------------------------------------------------------------------------------------- scores
 
 
-def _score_all(store, lms, tmpl, task: Task, candidates: pd.DataFrame, chunks, progress) -> None:
+def _score_all(store, lms, tmpl, task: Task, candidates: pd.DataFrame, chunks, progress, executor=None) -> None:
     by_item = {iid: g for iid, g in candidates.groupby("item_id", sort=False)}
     todo = [(name, k) for name in lms for k in range(len(chunks)) if not store.has_chunk("scores", name, str(k))]
-    with stage("scoring candidates", len(todo), progress) as advance:
-        for name, k in todo:
-            lm = lms[name]
-            items = [item for item in chunks[k] if item.id in by_item]
-            # every spelling of every candidate is scored after the same prompt; each candidate keeps
-            # its best spelling, so a diacritic or an alias does not decide which answer is likelier
-            spellings = {item.id: [_spellings(c) for c in by_item[item.id].itertuples()] for item in items}
-            requests = [(render(tmpl[name], lm, item.question),
-                         [" " + t for group in spellings[item.id] for t in group]) for item in items]
-            results = lm.score_requests(requests, truncate=True)
-            rows = []
-            for item, scored in zip(items, results):
-                scored = iter(scored)
-                for cand, group in zip(by_item[item.id].itertuples(), spellings[item.id]):
-                    tried = [next(scored) for _ in group]
-                    best = max(range(len(group)), key=lambda i: tried[i].sum_logprob)  # first on ties
-                    s = tried[best]
-                    rows.append({
-                        "item_id": item.id, "candidate_id": cand.candidate_id, "scorer": name,
-                        "token_ids": list(s.token_ids), "tokens": list(s.tokens), "logprobs": list(s.logprobs),
-                        "is_argmax": list(s.is_argmax), "sum_logprob": s.sum_logprob,
-                        "mean_logprob": s.mean_logprob, "n_tokens": s.n_tokens,
-                        "truncated_tokens": s.truncated_tokens, "join_overlap": s.join_overlap,
-                        "scored_text": group[best], "n_spellings": len(group),
-                    })
-            frame = pd.DataFrame(rows)
-            if len(frame):
-                frame.insert(10, "rank", frame.groupby("item_id")["sum_logprob"]
-                             .rank(ascending=False, method="min").astype("int64"))
-            store.write_chunk("scores", name, str(k), frame)
-            advance()
+    # each job carries only its chunk's candidates (what a Ray actor is sent)
+    jobs = [ChunkJob(name, "scores", name, str(k), _score_chunk,
+                     (name, tmpl[name], [(item, by_item[item.id]) for item in chunks[k] if item.id in by_item]))
+            for name, k in todo]
+    run_chunks(store, lms, jobs, "scoring candidates", progress, executor)
+
+
+def _score_chunk(lm, name: str, template, items) -> pd.DataFrame:
+    """The ``scores`` rows of one chunk: every candidate of each (item, candidates) pair under ``lm``."""
+    by_item = {item.id: cands for item, cands in items}
+    items = [item for item, _ in items]
+    # every spelling of every candidate is scored after the same prompt; each candidate keeps
+    # its best spelling, so a diacritic or an alias does not decide which answer is likelier
+    spellings = {item.id: [_spellings(c) for c in by_item[item.id].itertuples()] for item in items}
+    requests = [(render(template, lm, item.question),
+                 [" " + t for group in spellings[item.id] for t in group]) for item in items]
+    results = lm.score_requests(requests, truncate=True)
+    rows = []
+    for item, scored in zip(items, results):
+        scored = iter(scored)
+        for cand, group in zip(by_item[item.id].itertuples(), spellings[item.id]):
+            tried = [next(scored) for _ in group]
+            best = max(range(len(group)), key=lambda i: tried[i].sum_logprob)  # first on ties
+            s = tried[best]
+            rows.append({
+                "item_id": item.id, "candidate_id": cand.candidate_id, "scorer": name,
+                "token_ids": list(s.token_ids), "tokens": list(s.tokens), "logprobs": list(s.logprobs),
+                "is_argmax": list(s.is_argmax), "sum_logprob": s.sum_logprob,
+                "mean_logprob": s.mean_logprob, "n_tokens": s.n_tokens,
+                "truncated_tokens": s.truncated_tokens, "join_overlap": s.join_overlap,
+                "scored_text": group[best], "n_spellings": len(group),
+            })
+    frame = pd.DataFrame(rows)
+    if len(frame):
+        frame.insert(10, "rank", frame.groupby("item_id")["sum_logprob"]
+                     .rank(ascending=False, method="min").astype("int64"))
+    return frame
 
 
 def _spellings(cand) -> list[str]:
