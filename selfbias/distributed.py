@@ -64,8 +64,24 @@ class RayOptions:
 
 
 def ray_options(value: Any) -> RayOptions | None:
-    """The ``ray=`` keyword of probe/judge as options: None/False (no Ray), True or "" (default
-    cluster), an address string, a dict of :class:`RayOptions` fields or RayOptions."""
+    """The ``ray=`` keyword of probe/judge as options.
+
+    Parameters
+    ----------
+    value : None, bool, str, mapping or RayOptions
+        None/False (no Ray), True or "" (default cluster), an address string, a dict of
+        :class:`RayOptions` fields or RayOptions.
+
+    Returns
+    -------
+    RayOptions or None
+        None when Ray is not asked for.
+
+    Raises
+    ------
+    ValueError, TypeError
+        An unknown field or a value of another type.
+    """
     if value is None or value is False:
         return None
     if value is True:
@@ -83,7 +99,20 @@ def ray_options(value: Any) -> RayOptions | None:
 
 
 def check_ray(value: Any) -> None:
-    """Refuse a bad ``ray=`` value, or Ray not installed, before any model loads (Ray is not imported)."""
+    """Refuse a bad ``ray=`` value, or Ray not installed, before any model loads (Ray is not imported).
+
+    Parameters
+    ----------
+    value : Any
+        The ``ray=`` keyword (see :func:`ray_options`) or a :class:`RayExecutor`.
+
+    Raises
+    ------
+    ValueError
+        A negative or non-numeric actor/GPU/CPU/retry count.
+    SelfbiasError
+        Ray is asked for but not installed.
+    """
     import importlib.util
 
     if isinstance(value, RayExecutor):
@@ -104,7 +133,19 @@ def check_ray(value: Any) -> None:
 def open_executor(value: Any, store) -> "RayExecutor | None":
     """An executor for ``ray=value`` over the run folder of ``store`` (None: compute locally).
 
-    A :class:`RayExecutor` passed in (probe hands its own to judge) is reused as it is."""
+    Parameters
+    ----------
+    value : Any
+        The ``ray=`` keyword (see :func:`ray_options`); a :class:`RayExecutor` passed in (probe hands
+        its own to judge) is reused as it is.
+    store : RunStore
+        The open run whose folder the actors write into.
+
+    Returns
+    -------
+    RayExecutor or None
+        None when the chunks are computed in this process.
+    """
     if value is None or value is False:
         return None
     if isinstance(value, RayExecutor):
@@ -117,7 +158,20 @@ def split_actors(n_actors: int, models: Sequence[str]) -> list[dict[str, int]]:
     more), in waves of at most ``n_actors`` models when there are more models than actors.
 
     Every model of a stage has the same number of chunks (one per chunk of items), so an even split
-    keeps all actors busy until the stage ends."""
+    keeps all actors busy until the stage ends.
+
+    Parameters
+    ----------
+    n_actors : int
+        Model replicas the cluster can hold at once.
+    models : sequence of str
+        The stage's models, in order.
+
+    Returns
+    -------
+    list of dict of str to int
+        One ``{model: actors}`` per wave.
+    """
     models = list(models)
     width = max(1, min(n_actors, len(models)))
     waves = []
@@ -137,7 +191,22 @@ def check_storage(run_path: str | os.PathLike, token_file: str, token: str, node
     """Raise :class:`RunError` unless this process sees the driver's run folder and can write there.
 
     The driver wrote ``token`` into ``run_path / token_file``: a node whose path leads to another
-    folder (a local disk instead of the shared one) cannot read it, even if the folder exists."""
+    folder (a local disk instead of the shared one) cannot read it, even if the folder exists.
+
+    Parameters
+    ----------
+    run_path : str or os.PathLike
+        The run folder as the driver sees it (absolute).
+    token_file, token : str
+        The file the driver wrote in it and its content.
+    node : str
+        This node's name, for the message.
+
+    Raises
+    ------
+    RunError
+        The folder is another one, unreadable or not writable here.
+    """
     path = Path(run_path)
     hint = "the run folder must be on storage shared by every Ray node, at the same path (e.g. NFS)"
     try:
@@ -313,7 +382,21 @@ class RayExecutor:
     # -- work ---------------------------------------------------------------------------------
 
     def run(self, store, lms: Mapping[str, Any], jobs: Sequence, description: str, progress: bool) -> None:
-        """Compute ``jobs`` on the actors; each chunk is written by its actor when done."""
+        """Compute ``jobs`` on the actors; each chunk is written by its actor when done.
+
+        Parameters
+        ----------
+        store : RunStore
+            The open run (its lock is held by this driver).
+        lms : mapping of str to Backend
+            The driver's models by name (their settings are what every actor loads).
+        jobs : sequence of ChunkJob
+            The missing chunks.
+        description : str
+            The progress bar's label.
+        progress : bool
+            Show the progress bar.
+        """
         import ray
 
         from ._progress import stage

@@ -85,10 +85,31 @@ class RunTables:
             self._health = analysis.health
 
     def get(self, name: str) -> pd.DataFrame | None:
-        """The table, or None when it could not be read (see :meth:`error`)."""
+        """The table, or None when it could not be read (see :meth:`error`).
+
+        Parameters
+        ----------
+        name : str
+            A table name (``analysis``, ``pairwise``, ``scores``, ...).
+
+        Returns
+        -------
+        pandas.DataFrame or None
+        """
         return self._read(name)[0]
 
     def error(self, name: str) -> str | None:
+        """Why table ``name`` could not be read (None when it could).
+
+        Parameters
+        ----------
+        name : str
+            A table name.
+
+        Returns
+        -------
+        str or None
+        """
         return self._read(name)[1]
 
     def _read(self, name: str) -> tuple[pd.DataFrame | None, str | None]:
@@ -100,7 +121,19 @@ class RunTables:
         return self._tables[name]
 
     def unmet(self, table: str, columns: Sequence[str]) -> str | None:
-        """Why ``table`` cannot serve a figure that needs values in ``columns`` (None: it can)."""
+        """Why ``table`` cannot serve a figure that needs values in ``columns`` (None: it can).
+
+        Parameters
+        ----------
+        table : str
+            A table name.
+        columns : sequence of str
+            Columns the figure needs with values.
+
+        Returns
+        -------
+        str or None
+        """
         df, err = self._read(table)
         if err:
             return _UNREADABLE.get(table, table + " table could not be read ({})").format(err)
@@ -165,7 +198,17 @@ class FigureSpec:
     conditions: tuple[Callable[[RunTables], str | None], ...] = field(default=())
 
     def unmet(self, tables: RunTables) -> str | None:
-        """Why the run cannot support this figure (None when it can)."""
+        """Why the run cannot support this figure (None when it can).
+
+        Parameters
+        ----------
+        tables : RunTables
+            The run's tables, read once.
+
+        Returns
+        -------
+        str or None
+        """
         for table, columns in self.requires:
             reason = tables.unmet(table, columns)
             if reason:

@@ -86,7 +86,22 @@ class RegressionResult:
                      self.coefficients, (f"formula: {self.formula}", *self.notes))
 
     def term(self, name: str) -> pd.Series:
-        """The coefficient row of one term (e.g. `result.term("z_loglik")["estimate"]`)."""
+        """The coefficient row of one term (e.g. `result.term("z_loglik")["estimate"]`).
+
+        Parameters
+        ----------
+        name : str
+            A term of :attr:`coefficients`.
+
+        Returns
+        -------
+        pandas.Series
+
+        Raises
+        ------
+        KeyError
+            No such term.
+        """
         rows = self.coefficients[self.coefficients["term"] == name]
         if rows.empty:
             raise KeyError(f"no term {name!r}; terms: {list(self.coefficients['term'])}")

@@ -63,6 +63,24 @@ class ThesisResult:
     notes: tuple[str, ...]
 
     def estimate(self, estimand: str, judge: str | None = None) -> float:
+        """One estimate of :attr:`table`.
+
+        Parameters
+        ----------
+        estimand : str
+            ``p_yes_shift``, ``slope_change_own_wrong`` or ``slope_change_vs_other``.
+        judge : str, optional
+            The judge (needed when the table holds several).
+
+        Returns
+        -------
+        float
+
+        Raises
+        ------
+        KeyError
+            Not exactly one row for the estimand and judge.
+        """
         t = self.table[self.table["estimand"] == estimand]
         if judge is not None:
             t = t[t["judge"] == judge]
