@@ -114,6 +114,8 @@ class NextToken:
     selected: dict[int, float]  # token id -> log-prob, for the ids asked for
     top_ids: tuple[int, ...]
     top_logprobs: tuple[float, ...]
+    covered_mass: float = 1.0  # probability mass of the returned top-k; 1.0 where the full distribution was read
+    bounded: frozenset[int] = frozenset()  # ids in `selected` whose value is only an upper bound (not returned)
 
 
 # --------------------------------------------------------------------------------------- encoding

@@ -1,0 +1,1 @@
+"""Backends (local stand-in; the `backend` helper owns this file and its ``load_backend``)."""
