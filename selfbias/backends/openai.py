@@ -201,14 +201,14 @@ class OpenAIBackend:
                 payload = {"error": {"message": raw.decode(errors="replace")[:200]}}
             return exc.code, payload
 
-    def _call(self, method: str, path: str, body: dict | None = None) -> dict:
+    def _call(self, method: str, path: str, body: dict | None = None, root: str | None = None) -> dict:
         """A request with retries and backoff on 429/5xx/connection errors."""
         last = ""
         for attempt in range(self.retries + 1):
             if attempt:
                 time.sleep(min(0.5 * 2 ** (attempt - 1), 8.0))
             try:
-                status, payload = self._http(method, path, body)
+                status, payload = self._http(method, path, body, root)
             except (OSError, urllib.error.URLError) as exc:  # refused, reset, timed out
                 last = f"{type(exc).__name__}: {getattr(exc, 'reason', exc)}"
                 continue
@@ -352,8 +352,11 @@ class OpenAIBackend:
 
     def _http_root(self, method: str, path: str, body: dict) -> tuple[int, dict]:
         """vLLM serves /tokenize and /detokenize beside /v1, at the server's root."""
-        root = self.base_url[: -len("/v1")] if self.base_url.endswith("/v1") else self.base_url
-        return self._http(method, path, body, root)
+        return self._http(method, path, body, self._root)
+
+    @property
+    def _root(self) -> str:
+        return self.base_url[: -len("/v1")] if self.base_url.endswith("/v1") else self.base_url
 
     def _probe_top_k(self, sample: list[int]) -> int | None:
         """The most top log-probs the server returns (vLLM says it in the refusal of a larger ask)."""
@@ -445,10 +448,8 @@ class OpenAIBackend:
         if text in self._tokenize_memo:
             return self._tokenize_memo[text]
         if self.has_tokenize:
-            status, payload = self._http_root("POST", "/tokenize", {"model": self.served_model, "prompt": text,
-                                                                    "add_special_tokens": False})
-            if status != 200:
-                raise ServerError(f"{self.base_url} /tokenize refused a text (HTTP {status}): {_error_message(payload)}")
+            payload = self._call("POST", "/tokenize", {"model": self.served_model, "prompt": text,
+                                                       "add_special_tokens": False}, self._root)
             ids = list(payload["tokens"])
         elif getattr(self, "tokenizer", None) is not None:
             ids = list(self.tokenizer(text, add_special_tokens=False)["input_ids"])
