@@ -587,8 +587,12 @@ class OpenAIBackend:
         """``n`` answers per prompt with the drawn tokens' log-probs (raw model log-probs on vLLM, whose
         default ``logprobs_mode`` is ``raw_logprobs``; what the server does is in ``capabilities.detail``).
 
-        The server draws with its own generator seeded by ``seed`` per request (not the local backend's
-        per-sample streams); greedy answers match the local backend up to the server's arithmetic.
+        Each sample is its own request (``n=1``) whose server-side seed is derived from (seed, prompt,
+        sample index) as the local backend seeds its per-sample streams, so a sample does not depend on
+        which other samples were asked with it, and a resumed run re-asks only missing samples. (One
+        request with ``n`` > 1 and a seed is not reproducible on vLLM 0.32: its samples share a
+        generator whose order depends on scheduling.) The draws differ from the local backend's; greedy
+        answers match it up to the server's arithmetic. At temperature 0 one request serves all ``n``.
         """
         from .._validate import check_generation
 
@@ -597,25 +601,30 @@ class OpenAIBackend:
         check_generation(temperature=temperature, top_p=top_p, n=n, max_new_tokens=max_new_tokens)
         if self.has_tokenize:
             self._tokenize_all(prompts)
+        from ..generation import _row_seed
+
         bodies = []
+        draws = n if temperature > 0 else 1
         for p in prompts:
             ids = self._server_ids(p)
             if not ids:
                 raise ValueError("empty prompt: nothing to condition on")
-            body = {"prompt": ids, "n": n, "temperature": temperature, "top_p": top_p, "max_tokens": max_new_tokens,
-                    "logprobs": 0, "return_token_ids": True}
-            if temperature > 0:
-                body["seed"] = seed
-            if stop:
-                body["stop"] = list(stop)
-            bodies.append(body)
+            for j in range(draws):
+                body = {"prompt": ids, "n": 1, "temperature": temperature, "top_p": top_p,
+                        "max_tokens": max_new_tokens, "logprobs": 0, "return_token_ids": True}
+                if temperature > 0:
+                    body["seed"] = _row_seed(seed, p, j) & (2**31 - 1)
+                if stop:
+                    body["stop"] = list(stop)
+                bodies.append(body)
         payloads = self._map(lambda b: self._post_cached("/completions", b), bodies)
-        return [self._generations(payload, n, stop) for payload in payloads]
+        gens = [self._generations(payload)[0] for payload in payloads]
+        return [gens[i * draws:(i + 1) * draws] * (n // draws) for i in range(len(prompts))]
 
-    def _generations(self, payload: dict, n: int, stop: Sequence[str]) -> list[Generation]:
+    def _generations(self, payload: dict) -> list[Generation]:
         choices = sorted(payload["choices"], key=lambda c: c["index"])
-        if len(choices) != n:
-            raise ServerError(f"server returned {len(choices)} completions where {n} were asked for")
+        if not choices:
+            raise ServerError("server returned no completion")
         out = []
         for choice in choices:
             ids = list(choice.get("token_ids") or [])
