@@ -172,8 +172,10 @@ def probe(
     prompt_format: str = typer.Option("auto", help="auto, chat or plain. auto: chat only for instruction-tuned models (name has instruct/chat/-it/...) whose tokenizer has a chat template; base models get plain few-shot prompts."),
     chat_template_kwargs: Optional[str] = typer.Option(None, help="Keyword arguments for the chat template, e.g. enable_thinking=false (comma-separated key=value; true/false/numbers are typed)."),
     overwrite: bool = typer.Option(False, help="Replace an existing run folder made with other settings."),
+    base_url: Optional[str] = typer.Option(None, "--base-url", help="Server of `-m openai:NAME` models given without @URL, e.g. http://host:8000/v1 (default $SELFBIAS_BASE_URL); API key from $SELFBIAS_API_KEY or $OPENAI_API_KEY."),
 ) -> None:
     """Answer, score and judge: the model's own answers against the alternatives."""
+    _use_base_url(base_url)
     from . import _validate
     from .probe import probe as run_probe, probe_summary
 
@@ -204,6 +206,12 @@ def probe(
         _say_skipped(run)
     console.print(f"run: [bold]{run.path}[/]")
     console.print(f"next: `selfbias analyze {run.path}` and `selfbias figures {run.path}`")
+
+
+def _use_base_url(base_url: str | None) -> None:
+    """``--base-url``: where ``openai:NAME`` specs without ``@URL`` point (read by selfbias.backends.openai)."""
+    if base_url:
+        os.environ["SELFBIAS_BASE_URL"] = base_url
 
 
 def parse_kwargs(text: str | None) -> dict:
@@ -267,8 +275,10 @@ def judge(
     template_set: str = typer.Option("default", help=SET_HELP),
     seed: int = typer.Option(0),
     overwrite: bool = typer.Option(False, help="Redo a judge and mode already judged with other settings (others are kept)."),
+    base_url: Optional[str] = typer.Option(None, "--base-url", help="Server of `-m openai:NAME` models given without @URL, e.g. http://host:8000/v1 (default $SELFBIAS_BASE_URL); API key from $SELFBIAS_API_KEY or $OPENAI_API_KEY."),
 ) -> None:
     """Add judgments to a run (resumable; modes and judges add to those already there)."""
+    _use_base_url(base_url)
     from . import _validate
     from .judge import judge as run_judge
 

@@ -63,7 +63,10 @@ def requests_20(smollm2):
             for it, w in zip(items, wrong)]
 
 
-def test_spec_parsing():
+def test_spec_parsing(monkeypatch):
+    monkeypatch.setenv("SELFBIAS_BASE_URL", "http://env:2/v1")  # what `--base-url` sets
+    assert parse_spec("openai:m") == ("m", "http://env:2/v1")
+    monkeypatch.delenv("SELFBIAS_BASE_URL")
     assert parse_spec("openai:smollm2@http://127.0.0.1:8000/v1/") == ("smollm2", "http://127.0.0.1:8000/v1")
     assert parse_spec("openai:m", base_url="http://h:1/v1") == ("m", "http://h:1/v1")
     with pytest.raises(ServerError, match="openai:NAME@"):
@@ -74,8 +77,9 @@ def test_spec_parsing():
 
 def test_capabilities_detected_and_recorded(backend):
     manifest = backend.to_manifest()
-    caps = manifest["capabilities"]
+    caps = {**manifest["capabilities"], **manifest["capabilities"]["detail"]}
     assert manifest["backend"] == "openai" and manifest["served_model"] == "smollm2"
+    assert caps["next_token"] == "top_k" and backend.context_length == 2048 and not backend.adds_bos
     assert caps["score"] and caps["echo_logprobs"] and caps["prompt_logprobs"] and caps["tokenize_endpoint"]
     assert caps["score_method"] == "prompt_logprobs" and caps["max_top_k"] == 20  # vLLM's default max_logprobs
     assert caps["generation_logprobs"] == "raw"  # vLLM's default logprobs_mode
@@ -129,6 +133,7 @@ def test_sampling_is_seeded(backend):
     one = backend.generate(["Once upon a time"], n=2, temperature=1.0, max_new_tokens=6, seed=3)
     again = backend.generate(["Once upon a time"], n=2, temperature=1.0, max_new_tokens=6, seed=3)
     assert one == again and len(one[0]) == 2
+    assert one[0][0].token_ids != one[0][1].token_ids  # two draws, not one repeated
 
 
 def test_next_token_p_yes_agrees_with_hf(backend, smollm2, requests_20):

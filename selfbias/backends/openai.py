@@ -146,11 +146,10 @@ class OpenAIBackend:
         self.bos_id: int | None = None
         self._connect(tokenizer)
         has_template = bool(self.tokenizer is not None and getattr(self.tokenizer, "chat_template", None))
-        if prompt_format == "auto":
-            from ..models import pick_prompt_format
-            self.prompt_format = pick_prompt_format("auto", has_template, model, self.detail.get("root"))
-        else:
-            self.prompt_format = prompt_format
+        self.has_chat_template = has_template
+        from ..models import pick_prompt_format
+
+        self.prompt_format = pick_prompt_format(prompt_format, has_template, model, self.detail.get("root"))
         self.chat_template_kwargs = dict(chat_template_kwargs or {})
 
     # ------------------------------------------------------------------------ construction
@@ -744,8 +743,7 @@ class OpenAIBackend:
             "chat_template_kwargs": dict(self.chat_template_kwargs),
             "adds_bos": self.adds_bos,
             "tokenizer": "server /tokenize" if self.has_tokenize else ("local" if self.tokenizer is not None else None),
-            "capabilities": {"score": caps.score, "generate": caps.generate, "next_token": caps.next_token,
-                             "max_top_k": caps.max_top_k, **{k: v for k, v in caps.detail.items() if k != "root"}},
+            "capabilities": caps.to_dict(),
         }
 
     def close(self) -> None:
