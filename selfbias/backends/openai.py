@@ -156,8 +156,12 @@ class OpenAIBackend:
 
     @classmethod
     def from_spec(cls, spec: str, *, base_url: str | None = None, **options) -> OpenAIBackend:
-        """Build from ``openai:NAME@http://HOST:PORT/v1`` (or ``openai:NAME`` and ``base_url``)."""
+        """Build from ``openai:NAME@http://HOST:PORT/v1`` (or ``openai:NAME`` and ``base_url``); the
+        backend's ``name`` (the model's name in the run) is the spec itself."""
         name, url = parse_spec(spec, base_url)
+        # The run knows a model by the spec it was given (as for a local model), so judge and a
+        # resumed probe load it again from the run's records.
+        options.setdefault("name", spec)
         return cls(url, name, **options)
 
     def use_cache_dir(self, folder: str | os.PathLike) -> None:
