@@ -33,6 +33,7 @@ import hashlib
 import json
 import math
 import os
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -139,8 +140,10 @@ class OpenAIBackend:
         self.cache_dir: Path | None = None
         self.sent = 0  # requests actually sent through the cache path (not the checks at connect)
         self.cache_hits = 0
+        self._count_lock = threading.Lock()  # the counters are bumped from the worker threads
         self._pool = ThreadPoolExecutor(concurrency)
         self._tokenize_memo: dict[str, list[int]] = {}
+        self._down: ServerUnavailable | None = None  # set by the first request that exhausts its retries
         if cache_dir is not None:
             self.use_cache_dir(cache_dir)
         self.bos_id: int | None = None
@@ -208,6 +211,8 @@ class OpenAIBackend:
         """A request with retries and backoff on 429/5xx/connection errors."""
         last = ""
         for attempt in range(self.retries + 1):
+            if self._down is not None:  # another request found the server gone: do not wait for it again
+                raise self._down
             if attempt:
                 time.sleep(min(0.5 * 2 ** (attempt - 1), 8.0))
             try:
@@ -221,11 +226,14 @@ class OpenAIBackend:
             if status not in RETRY_STATUS:
                 raise ServerError(f"{self.base_url}{path} refused the request (HTTP {status}): {message}")
             last = f"HTTP {status}: {message}"
+        if self._down is not None:
+            raise self._down
         where = f"; the {self._cached_count()} responses received so far are cached in {self.cache_dir}" \
             if self.cache_dir else ""
-        raise ServerUnavailable(
+        self._down = ServerUnavailable(
             f"server {self.base_url} did not answer {path} after {self.retries + 1} tries ({last}){where}: "
             "the run is resumable, run the same command again once the server is back")
+        raise self._down
 
     def _cached_count(self) -> int:
         return sum(1 for _ in self.cache_dir.glob("*/*.json")) if self.cache_dir else 0
@@ -240,12 +248,14 @@ class OpenAIBackend:
             if target.exists():
                 try:
                     payload = json.loads(target.read_text())
-                    self.cache_hits += 1
+                    with self._count_lock:
+                        self.cache_hits += 1
                     return payload
                 except ValueError:
                     pass  # a damaged entry (should not happen: writes are atomic) is asked again
         payload = self._call("POST", path, body)
-        self.sent += 1
+        with self._count_lock:
+            self.sent += 1
         if target is not None:
             target.parent.mkdir(exist_ok=True)
             tmp = target.with_suffix(f".tmp{os.getpid()}-{id(body)}")
@@ -259,6 +269,7 @@ class OpenAIBackend:
         Every request is let finish (and cached) before the first error is raised, so a resumed run
         repeats as little as possible.
         """
+        self._down = None  # a new batch of work tries the server again
         futures = [self._pool.submit(fn, item) for item in items]
         results, error = [], None
         for f in futures:
