@@ -321,6 +321,7 @@ class OpenAIBackend:
                 f"server {self.base_url} ({self.served_model}) fails the alignment check: "
                 + "; ".join(f"{m}: {p}" for m, p in problems.items())
                 + " - its prompt log-probs are not the model's predictions of each token; refusing it")
+        detail["alignment_problems"] = problems  # a route that failed while another passed is not used
         self.score_method = usable[0] if usable else None
         detail["score_method"] = self.score_method
         detail["generation_logprobs"] = self._probe_raw_logprobs(sample) if self.score_method else "unknown"
