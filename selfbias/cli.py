@@ -193,8 +193,10 @@ def probe(
     ray_actors: Optional[int] = typer.Option(None, help="Model replicas on Ray (default: one per GPU, else one per --ray-cpus CPUs)."),
     ray_gpus: Optional[float] = typer.Option(None, help="GPUs per Ray actor (default: 1 where the cluster has GPUs, else 0)."),
     ray_cpus: Optional[float] = typer.Option(None, help="CPUs per Ray actor (default 1; also its torch threads)."),
+    base_url: Optional[str] = typer.Option(None, "--base-url", help="Server of `-m openai:NAME` models given without @URL, e.g. http://host:8000/v1 (default $SELFBIAS_BASE_URL); API key from $SELFBIAS_API_KEY or $OPENAI_API_KEY."),
 ) -> None:
     """Answer, score and judge: the model's own answers against the alternatives."""
+    _use_base_url(base_url)
     from . import _validate
     from .probe import probe as run_probe, probe_summary
 
@@ -226,6 +228,12 @@ def probe(
         _say_skipped(run)
     console.print(f"run: [bold]{run.path}[/]")
     console.print(f"next: `selfbias analyze {run.path}` and `selfbias figures {run.path}`")
+
+
+def _use_base_url(base_url: str | None) -> None:
+    """``--base-url``: where ``openai:NAME`` specs without ``@URL`` point (read by selfbias.backends.openai)."""
+    if base_url:
+        os.environ["SELFBIAS_BASE_URL"] = base_url
 
 
 def parse_kwargs(text: str | None) -> dict:
@@ -292,8 +300,10 @@ def judge(
     ray_actors: Optional[int] = typer.Option(None, help="Model replicas on Ray (default: one per GPU, else one per --ray-cpus CPUs)."),
     ray_gpus: Optional[float] = typer.Option(None, help="GPUs per Ray actor (default: 1 where the cluster has GPUs, else 0)."),
     ray_cpus: Optional[float] = typer.Option(None, help="CPUs per Ray actor (default 1; also its torch threads)."),
+    base_url: Optional[str] = typer.Option(None, "--base-url", help="Server of `-m openai:NAME` models given without @URL, e.g. http://host:8000/v1 (default $SELFBIAS_BASE_URL); API key from $SELFBIAS_API_KEY or $OPENAI_API_KEY."),
 ) -> None:
     """Add judgments to a run (resumable; modes and judges add to those already there)."""
+    _use_base_url(base_url)
     from . import _validate
     from .judge import judge as run_judge
 

@@ -983,6 +983,9 @@ def judge(
                 # Prompt the judge as the probe prompted this model (a run records its format per model).
                 lm, loaded_here = load_backend(name, **_recorded_prompting(store, name)), True
             lm = _as_backend(lm, batch_size)
+            from .backends import keep_responses
+
+            keep_responses([lm], store.path)
             setup = _setup(name, lm, modes, resolved, examples, k)
             found = setup.spellings()
             old = spellings.get(name) or {}

@@ -213,6 +213,9 @@ def probe(
         "judge_modes": list(judge_modes),
     }
     store = RunStore.open(out, request, overwrite=overwrite)
+    from .backends import keep_responses
+
+    keep_responses(lms.values(), store.path)  # a served model's responses are kept in the run (resume)
     store.update_manifest(
         models_loaded={name: lm.to_manifest() for name, lm in lms.items()},
         task_source=task_obj.source,

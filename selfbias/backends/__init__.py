@@ -8,12 +8,16 @@ A new backend is one module implementing :class:`Backend` (see ARCHITECTURE.md, 
 from __future__ import annotations
 
 import importlib
+import os
+from collections.abc import Iterable
+from pathlib import Path
 from typing import Any
 
 from .base import Backend, Capabilities
 from .hf import HFBackend, as_backend
 
-__all__ = ["OPENAI_PREFIX", "Backend", "Capabilities", "HFBackend", "as_backend", "is_server_spec", "load_backend"]
+__all__ = ["OPENAI_PREFIX", "Backend", "Capabilities", "HFBackend", "as_backend", "is_server_spec", "keep_responses",
+           "load_backend"]
 
 OPENAI_PREFIX = "openai:"
 _HF_LOADING = ("device", "dtype", "cache_dir", "device_map")  # load_model options a server spec drops
@@ -67,3 +71,23 @@ def load_backend(spec: str, **options: Any) -> Backend:
     from ..models import load_model
 
     return HFBackend(load_model(spec, **options))
+
+
+def keep_responses(backends: Iterable[Any], run_path: str | os.PathLike) -> None:
+    """Make backends that ask a server keep every response in the run folder.
+
+    A backend with the optional method ``use_cache_dir`` (the OpenAI-compatible one) stores each
+    response under ``RUN/cache/<backend kind>``, so a killed or interrupted run resumes without asking
+    the server again; other backends are left alone.
+
+    Parameters
+    ----------
+    backends : iterable of Backend
+        The run's backends.
+    run_path : str or os.PathLike
+        The run folder.
+    """
+    for backend in backends:
+        if hasattr(backend, "use_cache_dir"):
+            kind = backend.to_manifest().get("backend") or "server"
+            backend.use_cache_dir(Path(run_path) / "cache" / str(kind))
