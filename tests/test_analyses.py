@@ -76,7 +76,13 @@ def test_one_arm_of_analysis_05_reproduces_committed_numbers(tmp_path):
     key = ["item_id", "candidate_id", "judge", "mode"]
     merged = frame.merge(committed, on=key, suffixes=("", "_committed"), how="left", validate="one_to_one")
     assert len(merged) >= 8 and merged["p_yes_committed"].notna().all(), merged[key]
-    for col in ("p_yes", "sum_logprob", "yes_no_mass"):
+    for col in ("p_yes", "yes_no_mass"):
         diff = (merged[col] - merged[f"{col}_committed"]).abs().max()
         assert diff <= 1e-4, f"{col}: max difference {diff:.2e} from the committed numbers"
+    # A sum of log-probs is held to the scorer's per-token tolerance (1e-4 nats a token): the committed
+    # run was scored before the scorer ran a batch's shared system turn once and reused its cache, which
+    # reorders float32 sums (measured: 5.3e-4 on a sum, under 1e-4 a token; the scorer's exactness
+    # against the token-by-token reference is tests/test_scoring.py's job).
+    per_token = ((merged["sum_logprob"] - merged["sum_logprob_committed"]).abs() / merged["n_tokens"]).max()
+    assert per_token <= 1e-4, f"sum_logprob: {per_token:.2e} nats a token from the committed numbers"
     assert (merged["correct"].astype(bool) == merged["correct_committed"].astype(bool)).all()
