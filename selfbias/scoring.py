@@ -62,10 +62,12 @@ __all__ = [
     "Score",
     "ScoringError",
     "encode",
+    "join_texts",
     "next_token_logprobs",
     "score",
     "score_requests",
     "score_token_ids",
+    "split_join",
 ]
 
 
@@ -135,15 +137,59 @@ def _split_trailing_spaces(prompt: str, continuation: str) -> tuple[str, str]:
     return stripped, prompt[len(stripped):] + continuation
 
 
-def _encode_one(lm: LoadedModel, prompt: str, continuation: str, context_cache: dict) -> tuple[tuple[int, ...], tuple[int, ...], int]:
-    """(context ids, continuation ids, join overlap) for one continuation; see the module doc."""
+def join_texts(prompt: str, continuation: str) -> tuple[str, str]:
+    """The two texts a continuation's join is read from (see the module doc's diagram).
+
+    Parameters
+    ----------
+    prompt, continuation : str
+        The prompt and the answer scored after it.
+
+    Returns
+    -------
+    (str, str)
+        The context text (the prompt without its trailing spaces, which move to the continuation)
+        and the whole text (prompt + continuation).
+
+    Raises
+    ------
+    ScoringError
+        An empty continuation.
+    """
     if not continuation:
         raise ScoringError(f"empty continuation for prompt {prompt[-60:]!r}: nothing to score")
     context_text, cont_text = _split_trailing_spaces(prompt, continuation)
-    if context_text not in context_cache:
-        context_cache[context_text] = _ids(lm, context_text)
-    context = context_cache[context_text]
-    whole = _ids(lm, context_text + cont_text)
+    return context_text, context_text + cont_text
+
+
+def split_join(context: Sequence[int], whole: Sequence[int], continuation: str
+               ) -> tuple[tuple[int, ...], tuple[int, ...], int]:
+    """Split the whole text's ids into context and continuation ids where the two tokenisations differ.
+
+    The tokenizer may merge the prompt's last tokens with the answer's first ones: the longest common
+    prefix of the two tokenisations is the context, the rest the continuation, and the prompt tokens
+    re-tokenised into the continuation are counted (``join_overlap``). Every backend uses it, so a
+    served model's join is read the way the local scorer reads it.
+
+    Parameters
+    ----------
+    context : sequence of int
+        Ids of the context text (:func:`join_texts`), shape ``[n_context]``.
+    whole : sequence of int
+        Ids of the whole text, shape ``[n_whole]``.
+    continuation : str
+        The continuation (named in the errors).
+
+    Returns
+    -------
+    (tuple of int, tuple of int, int)
+        Context ids, continuation ids and the join overlap.
+
+    Raises
+    ------
+    ScoringError
+        The continuation adds no token, or there is nothing to condition its first token on.
+    """
     k = 0
     while k < min(len(context), len(whole)) and context[k] == whole[k]:
         k += 1
@@ -152,6 +198,14 @@ def _encode_one(lm: LoadedModel, prompt: str, continuation: str, context_cache: 
     if k == 0:
         raise ScoringError("nothing to condition the first token on: the prompt is empty and the model adds no BOS")
     return tuple(whole[:k]), tuple(whole[k:]), len(context) - k
+
+
+def _encode_one(lm: LoadedModel, prompt: str, continuation: str, context_cache: dict) -> tuple[tuple[int, ...], tuple[int, ...], int]:
+    """(context ids, continuation ids, join overlap) for one continuation; see the module doc."""
+    context_text, whole_text = join_texts(prompt, continuation)
+    if context_text not in context_cache:
+        context_cache[context_text] = _ids(lm, context_text)
+    return split_join(context_cache[context_text], _ids(lm, whole_text), continuation)
 
 
 def encode(lm: LoadedModel, prompt: str, continuations: Sequence[str]) -> list[EncodedRequest]:

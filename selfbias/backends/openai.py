@@ -45,7 +45,7 @@ from typing import Any
 
 from ..errors import SelfbiasError
 from ..generation import Generation
-from ..scoring import ContextTooLong, NextToken, Score, ScoringError
+from ..scoring import ContextTooLong, NextToken, Score, ScoringError, join_texts, split_join
 from .base import Capabilities
 
 __all__ = ["OpenAIBackend", "ServerError", "ServerUnavailable", "ServerMisaligned", "API_KEY_ENVS", "parse_spec"]
@@ -489,20 +489,10 @@ class OpenAIBackend:
         self._map(self._raw_ids, todo)
 
     def _encode(self, prompt: str, continuation: str) -> _Encoded:
-        """Context and continuation ids joined as :func:`selfbias.scoring._encode_one` joins them."""
-        if not continuation:
-            raise ScoringError(f"empty continuation for prompt {prompt[-60:]!r}: nothing to score")
-        context_text, whole_text = _join_texts(prompt, continuation)
-        context = self._server_ids(context_text)
-        whole = self._server_ids(whole_text)
-        k = 0
-        while k < min(len(context), len(whole)) and context[k] == whole[k]:
-            k += 1
-        if k == len(whole):
-            raise ScoringError(f"continuation {continuation!r} adds no token to its prompt")
-        if k == 0:
-            raise ScoringError("nothing to condition the first token on: the prompt is empty and the model adds no BOS")
-        return _Encoded(tuple(whole[:k]), tuple(whole[k:]), len(context) - k)
+        """Context and continuation ids joined as the local scorer joins them (:func:`selfbias.scoring.split_join`),
+        with the server's tokenization."""
+        context_text, whole_text = join_texts(prompt, continuation)
+        return _Encoded(*split_join(self._server_ids(context_text), self._server_ids(whole_text), continuation))
 
     def _token_strings(self, ids: Sequence[int], decoded: Sequence[str]) -> tuple[str, ...]:
         if self.tokenizer is not None:
@@ -562,7 +552,7 @@ class OpenAIBackend:
         if any(isinstance(conts, str) for _, conts in requests):
             raise TypeError("each request's continuations must be a sequence of strings, not one string")
         if self.has_tokenize:
-            self._tokenize_all([t for prompt, conts in requests for c in conts for t in _join_texts(prompt, c)])
+            self._tokenize_all([t for prompt, conts in requests for c in conts for t in join_texts(prompt, c)])
         encoded = [[self._encode(prompt, c) for c in conts] for prompt, conts in requests]
         flat = [(e, *self._fit(e, truncate)) for row in encoded for e in row]
         scored = self._map(lambda job: self._score_one(*job), flat)
@@ -689,7 +679,7 @@ class OpenAIBackend:
         k = min(top_k, self.max_top_k)
         if self.has_tokenize:
             self._tokenize_all([t for p, suffixes in requests for s in suffixes
-                                for t in (_join_texts(p, s) if s else (p,))])
+                                for t in (join_texts(p, s) if s else (p,))])
         prompts = []
         for prefix, suffixes in requests:
             for suffix in suffixes:
@@ -783,13 +773,6 @@ def _best_per_position(method: str, payload: dict, n: int) -> list[float | None]
         return [None if e is None else max(float(v["logprob"]) for v in e.values()) for e in entries]
     tops = (choice["logprobs"].get("top_logprobs") or [None] * n)[:n]
     return [None if t is None else max(float(v) for v in t.values()) for t in tops]
-
-
-def _join_texts(prompt: str, continuation: str) -> tuple[str, str]:
-    """(context text, whole text): the prompt's trailing spaces move to the continuation, so " 42" is
-    scored as the tokenizer writes it after the prompt (:mod:`selfbias.scoring`)."""
-    stripped = prompt.rstrip(" \t")
-    return stripped, prompt + continuation
 
 
 def _error_message(payload: dict) -> str:
