@@ -250,12 +250,13 @@ class _Replica:
         self.lm = None
 
     def setup(self, spec: str, kwargs: dict, expect: dict, run_path: str, token_file: str, token: str) -> str:
-        from .backends import load_backend
+        from .backends import keep_responses, load_backend
         from .models import ModelError
 
         node = _node()
         check_storage(run_path, token_file, token, node)
         self.lm = load_backend(spec, **kwargs)
+        keep_responses([self.lm], run_path)  # a served model's responses land in the run, as locally
         got = model_identity(self.lm)
         if got != expect:
             diff = next(k for k in _IDENTITY if got.get(k) != expect.get(k))
