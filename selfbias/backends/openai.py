@@ -511,6 +511,18 @@ class OpenAIBackend:
             payload = self._call("POST", "/completions", {"model": self.served_model, **body})
         return self._parse_prompt_logprobs(method, payload, len(ids))
 
+    def _last_logprobs(self, method: str, ids: list[int], tokens: Sequence[int]) -> dict[int, float]:
+        """``log p(token | ids)`` for each token, read exactly in one request: a batch of the prompts
+        ``ids + [token]``, each scored by the server (one request however many ids the judge needs)."""
+        body = {"prompt": [[*ids, t] for t in tokens], "max_tokens": 1, "temperature": 0}
+        body |= {"prompt_logprobs": 0} if method == "prompt_logprobs" else {"echo": True, "logprobs": 1}
+        payload = self._post_cached("/completions", body)
+        choices = sorted(payload["choices"], key=lambda c: c.get("index", 0))
+        if len(choices) != len(tokens):
+            raise ServerError(f"server returned {len(choices)} choices for {len(tokens)} prompts")
+        return {t: self._parse_prompt_logprobs(method, {"choices": [c]}, len(ids) + 1)[-1][0]
+                for t, c in zip(tokens, choices)}
+
     def _parse_prompt_logprobs(self, method: str, payload: dict, n: int) -> list:
         choice = payload["choices"][0]
         out: list = []
@@ -712,11 +724,12 @@ class OpenAIBackend:
         covered = float(sum(math.exp(v) for v in top_lp))
         selected, bounded = {}, set()
         found = dict(pairs)
+        missing = [t for t in dict.fromkeys(select) if t not in found]
+        if missing and self.score_method is not None:
+            found |= self._last_logprobs(self.score_method, ids, missing)
         for token in select:
             if token in found:
                 selected[token] = found[token]
-            elif self.score_method is not None:
-                selected[token] = self._prompt_logprobs(self.score_method, [*ids, token], cached=True)[-1][0]
             else:
                 floor = min(math.exp(top_lp[-1]) if top_lp else 1.0, max(1.0 - covered, 1e-300))
                 selected[token] = math.log(floor)
