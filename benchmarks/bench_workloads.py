@@ -200,42 +200,61 @@ class Counter:
     """Counts real tokens and logit rows fed to the model while installed (untimed runs only).
 
     Real tokens: a 2D attention mask's ones in the new columns; with the trie pass's 4D masks, every
-    position but the pads (pad id at position 0). The overhead is a few integer sums per forward."""
+    position but the pads (pad id at position 0). Where the scorer runs the decoder alone and applies
+    the head itself (``selfbias._logits``), the logit rows are the positions it reads; otherwise the
+    rows the model's ``logits_to_keep`` asks for. The overhead is a few integer sums per forward."""
 
     def __init__(self, lm):
         self.lm, self.tokens, self.padded, self.logit_rows, self.calls = lm, 0, 0, 0, 0
 
+    def _count_tokens(self, kw):
+        ids, mask = kw["input_ids"], kw.get("attention_mask")
+        self.calls += 1
+        self.padded += ids.numel()
+        if isinstance(mask, torch.Tensor) and mask.ndim == 2:
+            self.tokens += int(mask[:, -ids.shape[1]:].sum())
+        elif mask is None:
+            self.tokens += ids.numel()
+        else:
+            pads = (kw["position_ids"] == 0) & (ids == self.lm.tokenizer.pad_token_id)
+            self.tokens += ids.numel() - int(pads.sum())
+
     def __enter__(self):
         if self.lm is None:  # not counting
             return self
-        real = self.lm.model.forward
+        import selfbias.scoring as scoring
 
-        def counting(*args, **kw):
-            ids = kw["input_ids"]
-            mask, keep = kw.get("attention_mask"), kw.get("logits_to_keep", 0)
-            self.calls += 1
-            self.padded += ids.numel()
-            if isinstance(mask, torch.Tensor) and mask.ndim == 2:
-                self.tokens += int(mask[:, -ids.shape[1]:].sum())
-            elif mask is None:
-                self.tokens += ids.numel()
-            else:
-                pads = (kw["position_ids"] == 0) & (ids == self.lm.tokenizer.pad_token_id)
-                self.tokens += ids.numel() - int(pads.sum())
+        model, decoder = self.lm.model, self.lm.model.base_model
+        real_model, real_decoder, real_read = model.forward, decoder.forward, scoring.read_head
+
+        def counting_model(*args, **kw):
+            self._count_tokens(kw)
+            keep = kw.get("logits_to_keep", 0)
             if isinstance(keep, torch.Tensor) and keep.dtype == torch.bool:
                 self.logit_rows += int(keep.sum())
             elif isinstance(keep, int) and keep > 0:
-                self.logit_rows += keep * ids.shape[0]
+                self.logit_rows += keep * kw["input_ids"].shape[0]
             else:
-                self.logit_rows += ids.numel()
-            return real(*args, **kw)
+                self.logit_rows += kw["input_ids"].numel()
+            return real_model(*args, **kw)
 
-        self.lm.model.forward = counting
+        def counting_decoder(*args, **kw):
+            self._count_tokens(kw)
+            return real_decoder(*args, **kw)
+
+        def counting_read(lm, kept, *args, **kw):
+            if not kept.is_logits:  # the head runs here, on every kept position
+                self.logit_rows += kept.states.shape[0]
+            return real_read(lm, kept, *args, **kw)
+
+        model.forward, decoder.forward, scoring.read_head = counting_model, counting_decoder, counting_read
+        self._restore = lambda: (delattr(model, "forward"), delattr(decoder, "forward"),
+                                 setattr(scoring, "read_head", real_read))
         return self
 
     def __exit__(self, *exc):
         if self.lm is not None:
-            del self.lm.model.forward  # back to the class's method
+            self._restore()  # back to the classes' methods and the module's function
 
 
 # ------------------------------------------------------------------------------------------- main

@@ -10,6 +10,7 @@ from collections.abc import Sequence
 
 import torch
 
+from ._logits import forward_kept
 from .models import LoadedModel
 
 __all__ = ["forward_contexts", "left_pad", "memory_budgets", "plan_batches", "right_pad", "token_ids"]
@@ -48,12 +49,15 @@ def right_pad(rows: Sequence[Sequence[int]], pad: int, device) -> tuple[torch.Te
     return ids.to(device), mask.to(device)
 
 
-def forward_contexts(lm: LoadedModel, contexts: Sequence[Sequence[int]], padding_side: str = "left"):
+def forward_contexts(lm: LoadedModel, contexts: Sequence[Sequence[int]], padding_side: str = "left",
+                     kept: bool = False):
     """One padded pass over contexts.
 
-    Returns (last-position logits [B, V] float32, cache, mask [B, Lp], lengths [B]). Left padding
-    puts every context's end in the last column; right padding gives the same numbers (the tests
-    check both) and leaves pads between context and what follows, masked out.
+    Returns (last-position logits [B, V] float32, cache, mask [B, Lp], lengths [B]); with ``kept``,
+    a :class:`selfbias._logits.Kept` of the last positions in place of the logits (the scorer reads
+    them block by block). Left padding puts every context's end in the last column; right padding
+    gives the same numbers (the tests check both) and leaves pads between context and what follows,
+    masked out.
     """
     pad = left_pad if padding_side == "left" else right_pad
     ids, mask = pad(contexts, lm.tokenizer.pad_token_id, lm.device)
@@ -62,16 +66,21 @@ def forward_contexts(lm: LoadedModel, contexts: Sequence[Sequence[int]], padding
     last_col = torch.full_like(lengths, mask.shape[1] - 1) if padding_side == "left" else lengths - 1
     last = torch.zeros_like(mask, dtype=torch.bool)
     last[torch.arange(len(contexts)), last_col] = True  # the last real token of each row
+    if kept:
+        states, cache = forward_kept(lm, last, input_ids=ids, attention_mask=mask, position_ids=positions,
+                                     use_cache=True)
+        return states, cache, mask, lengths
     out = lm.model(input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=True, logits_to_keep=last)
     return out.logits.float(), out.cache, mask, lengths
 
 
 def plan_batches(lengths: Sequence[tuple[int, list[int]]], token_budget: int, logit_budget: int,
-                 max_batch: int | None) -> list[list[int]]:
+                 max_batch: int | None, logit_rows: Sequence[int] | None = None) -> list[list[int]]:
     """Group contexts into batches, longest first, within a memory budget.
 
     lengths[g] = (context length, [branch lengths]). A batch's cost is the padded tokens of both
-    passes (activations) and its kept logit rows (each a vocabulary-sized float32 row).
+    passes (activations) and its vocabulary-sized float32 rows: ``logit_rows[g]`` for context g,
+    by default one per branch token and one per branch (every kept logit).
     """
     order = sorted(range(len(lengths)), key=lambda g: -(lengths[g][0] + max(lengths[g][1], default=0)))
     batches: list[list[int]] = []
@@ -80,12 +89,13 @@ def plan_batches(lengths: Sequence[tuple[int, list[int]]], token_budget: int, lo
     for g in order:
         ctx, br = lengths[g]
         new_width, new_bw = max(width, ctx), max(branch_width, max(br, default=0))
-        new_n, new_logits = n_branch + len(br), n_logits + sum(br) + len(br)
+        rows = sum(br) + len(br) if logit_rows is None else logit_rows[g]
+        new_n, new_logits = n_branch + len(br), n_logits + rows
         cost = (len(current) + 1) * new_width + new_n * (new_width + new_bw)
         over = cost > token_budget or new_logits > logit_budget or (max_batch and len(current) >= max_batch)
         if current and over:
             batches.append(current)
-            current, new_width, new_bw, new_n, new_logits = [], ctx, max(br, default=0), len(br), sum(br) + len(br)
+            current, new_width, new_bw, new_n, new_logits = [], ctx, max(br, default=0), len(br), rows
         current.append(g)
         width, branch_width, n_branch, n_logits = new_width, new_bw, new_n, new_logits
     if current:

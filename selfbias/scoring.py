@@ -52,6 +52,8 @@ from ._batching import (
     right_pad,
     token_ids,
 )
+from ._fused import inplace_mlp
+from ._logits import Kept, forward_kept, plain_head, read_head
 from .errors import SelfbiasError
 from .models import LoadedModel
 
@@ -276,13 +278,13 @@ def _shared_prefix_length(lm: LoadedModel, contexts: Sequence[Sequence[int]]) ->
 
 
 def forward_contexts_shared(lm: LoadedModel, contexts: Sequence[Sequence[int]], shared: int):
-    """Like :func:`forward_contexts`, running the ``shared`` common leading tokens once::
+    """Like :func:`forward_contexts` (with ``kept=True``), running the ``shared`` common leading tokens once::
 
         pass 1 (batch 1)   [s0 .. s(p-1)]                      cache copied to every row
         pass 2 (batch B)   [s0 .. s(p-1) | t0 t1 t2 pad pad]   each row's own tail, right-padded
     """
     prefix = torch.tensor([list(contexts[0][:shared])], device=lm.device)
-    cache = lm.model(input_ids=prefix, use_cache=True, logits_to_keep=1).cache
+    _, cache = forward_kept(lm, None, input_ids=prefix, use_cache=True)
     cache.batch_select_indices(torch.zeros(len(contexts), dtype=torch.long, device=lm.device))
     ids, tail_mask = right_pad([c[shared:] for c in contexts], lm.tokenizer.pad_token_id, lm.device)
     lengths = tail_mask.sum(-1)
@@ -290,25 +292,29 @@ def forward_contexts_shared(lm: LoadedModel, contexts: Sequence[Sequence[int]], 
     last[torch.arange(len(contexts)), lengths - 1] = True
     mask = torch.cat([torch.ones((len(contexts), shared), dtype=torch.long, device=lm.device), tail_mask], 1)
     positions = shared + torch.arange(ids.shape[1], device=lm.device)[None, :].expand_as(ids)
-    out = lm.model(input_ids=ids, attention_mask=mask, position_ids=positions, cache=cache, use_cache=True,
-                   logits_to_keep=last)
-    return out.logits.float(), out.cache, mask, shared + lengths
+    kept, cache = forward_kept(lm, last, input_ids=ids, attention_mask=mask, position_ids=positions, cache=cache,
+                               use_cache=True)
+    return kept, cache, mask, shared + lengths
 
 
-def _run_branches(lm: LoadedModel, contexts: Sequence[Sequence[int]], branches: Sequence[_Branch], padding_side: str = "left") -> list[_Rows]:
-    """Log-softmax rows for each branch: n_tokens rows for "continuation", 1 for "next"."""
+def _run_branches(lm: LoadedModel, contexts: Sequence[Sequence[int]], branches: Sequence[_Branch],
+                  padding_side: str = "left") -> tuple[Kept, list[torch.Tensor]]:
+    """Two passes: contexts, then branches on their gathered cache.
+
+    Returns the kept positions of both passes and, per branch, the indices of its positions in
+    them: n_tokens positions for "continuation" (the context's last, then x0..x(n-2)), the last one
+    for "next".
+    """
     shared = _shared_prefix_length(lm, contexts)
     if shared:
-        last_logits, cache, ctx_mask, ctx_len = forward_contexts_shared(lm, contexts, shared)
+        last, cache, ctx_mask, ctx_len = forward_contexts_shared(lm, contexts, shared)
     else:
-        last_logits, cache, ctx_mask, ctx_len = forward_contexts(lm, contexts, padding_side)
+        last, cache, ctx_mask, ctx_len = forward_contexts(lm, contexts, padding_side, kept=True)
     # Tokens to feed after the context: a continuation needs predictions for x1..x(n-1) (x0 comes from
-    # the context's last logits); a "next" branch needs the prediction after its last token.
+    # the context's last position); a "next" branch needs the prediction after its last token.
     fed = [b.tokens[:-1] if b.want == "continuation" else b.tokens for b in branches]
-    rows: list[list[torch.Tensor]] = [[] for _ in branches]
-    for i, b in enumerate(branches):
-        if b.want == "continuation":
-            rows[i].append(last_logits[b.group])
+    index: list[list[int]] = [[b.group] if b.want == "continuation" else [] for b in branches]
+    parts = [last]  # positions 0..B-1: each context's last token
     live = [i for i, f in enumerate(fed) if f]
     if live:
         group = torch.tensor([branches[i].group for i in live], device=lm.device)
@@ -316,62 +322,58 @@ def _run_branches(lm: LoadedModel, contexts: Sequence[Sequence[int]], branches: 
         ids, mask = right_pad([fed[i] for i in live], lm.tokenizer.pad_token_id, lm.device)
         positions = ctx_len[group, None] + torch.arange(ids.shape[1], device=lm.device)[None, :]
         keep = mask.bool()
-        if any(branches[i].want == "next" for i in live):
-            # only the last fed token of a "next" branch is needed
-            for row, i in enumerate(live):
-                if branches[i].want == "next":
-                    keep[row, :] = False
-                    keep[row, len(fed[i]) - 1] = True
-        out = lm.model(
-            input_ids=ids,
-            attention_mask=torch.cat([ctx_mask[group], mask], dim=1),
-            position_ids=positions,
-            cache=cache,
-            use_cache=True,
-            logits_to_keep=keep,
-        )
-        flat = out.logits.float()  # [sum(keep), V], row-major over (branch, position)
-        counts = keep.sum(-1).tolist()
-        for row, chunk in zip(live, torch.split(flat, counts)):
-            rows[row].extend(chunk)
-    table = _Table.of(torch.stack([x for r in rows for x in r]))
-    starts = [0]
-    for r in rows:
-        starts.append(starts[-1] + len(r))
-    return [_Rows(table, torch.arange(a, b, device=table.logprobs.device)) for a, b in zip(starts, starts[1:])]
+        for row, i in enumerate(live):
+            if branches[i].want == "next":  # only the last fed token of a "next" branch is needed
+                keep[row, :] = False
+                keep[row, len(fed[i]) - 1] = True
+        kept, _ = forward_kept(lm, keep, input_ids=ids, attention_mask=torch.cat([ctx_mask[group], mask], dim=1),
+                               position_ids=positions, cache=cache, use_cache=True)
+        parts.append(kept)
+        start = len(contexts)  # the branch pass's kept positions, row-major over (branch, position)
+        for i, count in zip(live, keep.sum(-1).tolist()):
+            index[i].extend(range(start, start + count))
+            start += count
+    return Kept.cat(parts), [torch.tensor(ix, dtype=torch.long) for ix in index]
 
 
 @dataclass(frozen=True)
-class _Table:
-    """Log-softmax rows of one forward pass (float32) and each row's argmax, computed once for all
-    the branches that read them."""
+class _Read:
+    """What one branch read: log p of each of its tokens and whether each was the argmax
+    ("continuation"), or the whole next-token log-softmax after it ("next", ``last`` [V])."""
 
-    logprobs: torch.Tensor  # [K, V] float32
-    argmax: torch.Tensor  # [K]
-
-    @classmethod
-    def of(cls, logits: torch.Tensor) -> _Table:
-        logprobs = torch.log_softmax(logits.float(), dim=-1)
-        return cls(logprobs, logprobs.argmax(-1))
+    logprobs: list[float]
+    is_argmax: list[bool]
+    last: torch.Tensor | None = None
 
 
-@dataclass(frozen=True)
-class _Rows:
-    """The rows of one branch in a shared table, ``table[index]``, without copying rows that branches
-    share (a context's last token, a common leading space)."""
-
-    table: _Table
-    index: torch.Tensor  # [n] rows of this branch, in order
-
-    def pick(self, targets: Sequence[int]) -> tuple[list[float], list[bool]]:
-        """Log-probs of ``targets`` (one per row) and whether each was its row's argmax."""
-        target = torch.tensor(targets, device=self.table.logprobs.device)
-        return (self.table.logprobs[self.index, target].tolist(),
-                (self.table.argmax[self.index] == target).tolist())
-
-    def last(self) -> torch.Tensor:
-        """Log-softmax of the branch's last row, [V]."""
-        return self.table.logprobs[self.index[-1]]
+def _read_branches(lm: LoadedModel, kept: Kept, items: Sequence[tuple[int, list[torch.Tensor]]],
+                   branch_lists) -> Iterator[tuple[int, list[_Read]]]:
+    """Read every branch of a batch from its kept positions in one pass over the head (see
+    :mod:`selfbias._logits`); yields (group, reads per branch)."""
+    rows, targets, full_rows = [], [], []
+    for g, indices in items:
+        for branch, index in zip(branch_lists[g], indices):
+            if branch.want == "continuation":
+                rows.append(index)
+                targets.append(torch.tensor(branch.tokens, dtype=torch.long))
+            else:
+                full_rows.append(int(index[-1]))
+    empty = torch.zeros(0, dtype=torch.long)
+    reads = read_head(lm, kept, torch.cat(rows) if rows else empty, torch.cat(targets) if targets else empty,
+                      torch.tensor(full_rows, dtype=torch.long))
+    logprobs, is_argmax = reads.logprobs.tolist(), reads.is_argmax.tolist()
+    start = n_full = 0
+    for g, indices in items:
+        out = []
+        for branch, index in zip(branch_lists[g], indices):
+            if branch.want == "continuation":
+                n = len(index)
+                out.append(_Read(logprobs[start:start + n], is_argmax[start:start + n]))
+                start += n
+            else:
+                out.append(_Read([], [], reads.full[n_full]))
+                n_full += 1
+        yield g, out
 
 
 # ------------------------------------------------------------------------------ prefix-trie pass
@@ -501,7 +503,30 @@ def _pack_rows(contexts, branch_lists, order, cap: int, max_batch) -> list[tuple
     return rows
 
 
-def _trie_batches(lm, contexts, branch_lists, groups, token_budget, logit_budget, max_batch, row_tokens):
+def _common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
+    n = 0
+    for x, y in zip(a, b):
+        if x != y:
+            break
+        n += 1
+    return n
+
+
+def _count_rows(sizes: Sequence[int], shared: Sequence[int], cap: int, max_batch) -> int:
+    """Rows next-fit packing needs at ``cap``: group i adds ``sizes[i]`` nodes to a row, less the
+    ``shared[i]`` leading tokens it shares with group i - 1 when that one is in the same row."""
+    rows = width = in_row = 0
+    for size, common in zip(sizes, shared):
+        add = size - common if in_row else size
+        if not in_row or width + add > cap or (max_batch and in_row >= max_batch):
+            rows, width, in_row = rows + 1, size, 1
+        else:
+            width, in_row = width + add, in_row + 1
+    return rows
+
+
+def _trie_batches(lm, contexts, branch_lists, groups, token_budget, logit_budget, max_batch, row_tokens,
+                  full_only: bool = False):
     """Pack ``groups`` into rows (contexts sorted so that shared prefixes meet) and rows into batches.
 
     Rows are balanced: the smallest node cap that needs no more rows than ``row_tokens`` does, so
@@ -510,19 +535,28 @@ def _trie_batches(lm, contexts, branch_lists, groups, token_budget, logit_budget
     Yields lists of (row, {group: [(node path, first kept, last kept + 1) per branch]}).
     """
     order = sorted(groups, key=lambda g: contexts[g])
-    rows = _pack_rows(contexts, branch_lists, order, row_tokens, max_batch)
-    if len(rows) > 1:
-        lo, hi = 1, max(len(row.tokens) for row, _ in rows)
+    if not order:
+        return
+    # The bisection counts rows from each group's size alone and the leading tokens it shares with
+    # the group before it (sorted contexts: its nearest neighbour), without building tries; the
+    # rows are then packed once, exactly, with the cap it found.
+    sizes = [_new_nodes(_Row([], [], {}, []), _sequences(contexts[g], branch_lists[g])) for g in order]
+    shared = [0] + [_common_prefix(contexts[a], contexts[b]) for a, b in zip(order, order[1:])]
+    target = _count_rows(sizes, shared, row_tokens, max_batch)
+    cap = row_tokens
+    if target > 1:
+        lo, hi = 1, max(row_tokens, max(sizes))
         while lo < hi:
             mid = (lo + hi) // 2
-            if len(_pack_rows(contexts, branch_lists, order, mid, max_batch)) <= len(rows):
+            if _count_rows(sizes, shared, mid, max_batch) <= target:
                 hi = mid
             else:
                 lo = mid + 1
-        rows = _pack_rows(contexts, branch_lists, order, lo, max_batch)
-    if not rows:
-        return
-    kept = [len({n for ps in paths.values() for path, lo, hi in ps for n in path[lo:hi]}) for _, paths in rows]
+        cap = lo
+    rows = _pack_rows(contexts, branch_lists, order, cap, max_batch)
+    # vocabulary-sized rows per packed row: every kept node, or only "next" branches' (``full_only``)
+    kept = [len({n for g, ps in paths.items() for (path, lo, hi), branch in zip(ps, branch_lists[g])
+                 if not full_only or branch.want == "next" for n in path[lo:hi]}) for _, paths in rows]
 
     def fits(first: int, end: int) -> bool:  # rows[first:end] as one batch
         return end - first == 1 or (
@@ -560,8 +594,10 @@ def _batch_prefix(contexts, batch) -> int:
     return k if k >= MIN_SHARED_PREFIX else 0
 
 
-def _run_trie(lm: LoadedModel, batch, padding_side: str, prefix: Sequence[int] = ()) -> Iterator[tuple[int, list[_Rows]]]:
-    """One forward over packed rows; yields (group, log-softmax rows of each of its branches).
+def _run_trie(lm: LoadedModel, batch, padding_side: str, prefix: Sequence[int] = ()
+              ) -> tuple[Kept, list[tuple[int, list[torch.Tensor]]]]:
+    """One forward over packed rows; returns the kept positions and, per group, the indices of each
+    of its branches' positions in them.
 
     With a ``prefix`` shared by every row (:func:`_batch_prefix`), it runs once first and its
     key/value cache, copied to every row, stands for the rows' first ``len(prefix)`` nodes::
@@ -591,48 +627,55 @@ def _run_trie(lm: LoadedModel, batch, padding_side: str, prefix: Sequence[int] =
                 keep[b, [off + node - p for node in path[lo:hi]]] = True
     cache = None
     if p:
-        cache = lm.model(input_ids=torch.tensor([list(prefix)], device=lm.device), use_cache=True,
-                         logits_to_keep=1).cache
+        _, cache = forward_kept(lm, None, input_ids=torch.tensor([list(prefix)], device=lm.device), use_cache=True)
         cache.batch_select_indices(torch.zeros(len(rows), dtype=torch.long, device=lm.device))
-    out = lm.model(input_ids=ids.to(lm.device), attention_mask=_tree_masks(lm, parents, width, offsets, p),
-                   position_ids=positions.to(lm.device), cache=cache, use_cache=cache is not None,
-                   logits_to_keep=keep.to(lm.device))
-    table = _Table.of(out.logits)  # [kept, V], row-major over (row, node)
-    where = (keep.flatten().cumsum(0) - 1).view(keep.shape).tolist()  # (row, column) -> table row
+    kept, _ = forward_kept(lm, keep.to(lm.device), input_ids=ids.to(lm.device),
+                           attention_mask=_tree_masks(lm, parents, width, offsets, p),
+                           position_ids=positions.to(lm.device), cache=cache, use_cache=cache is not None)
+    where = (keep.flatten().cumsum(0) - 1).view(keep.shape).tolist()  # (row, column) -> kept position
+    items = []
     for b, ((row, paths), off) in enumerate(zip(batch, offsets)):
         index = where[b]
         for g in row.groups:
-            yield g, [_Rows(table, torch.tensor([index[off + node - p] for node in path[lo:hi]], device=lm.device))
-                      for path, lo, hi in paths[g]]
+            items.append((g, [torch.tensor([index[off + node - p] for node in path[lo:hi]], dtype=torch.long)
+                              for path, lo, hi in paths[g]]))
+    return kept, items
 
 
 def _batched_branches(lm, contexts, branch_lists, memory_mb, batch_size, padding_side="left",
-                      prefix_trie=True) -> Iterator[tuple[int, list[_Rows]]]:
-    """Yield (context index, log-softmax rows of each of its branches), batch by batch.
+                      prefix_trie=True) -> Iterator[tuple[int, list[_Read]]]:
+    """Yield (context index, what each of its branches read), batch by batch.
 
     With ``prefix_trie``, contexts whose tokens and branches fit in a row run in one pass of packed
     prefix tries (:func:`_run_trie`); the rest (long branches) run in two passes, context then branches
     on its gathered cache (:func:`_run_branches`). Both give the same numbers (tests check).
+    Each batch's positions are then read in one pass over the head (:func:`_read_branches`).
     """
     token_budget, logit_budget = memory_budgets(lm, memory_mb)
+    # Where the head is applied block by block, a continuation's position costs one hidden state;
+    # only whole distributions returned ("next" branches) take vocabulary-sized rows.
+    full_only = plain_head(lm)
     trie = [g for g in range(len(contexts))
             if prefix_trie and _trie_fits(lm, contexts[g], branch_lists[g], ROW_TOKENS)]
     two_pass = sorted(set(range(len(contexts))) - set(trie))
-    with torch.inference_mode():
+    with torch.inference_mode(), inplace_mlp(lm):
         for batch in _trie_batches(lm, contexts, branch_lists, trie, token_budget, logit_budget, batch_size,
-                                   ROW_TOKENS):
+                                   ROW_TOKENS, full_only):
             prefix = contexts[batch[0][0].groups[0]][:_batch_prefix(contexts, batch)]
-            yield from _run_trie(lm, batch, padding_side, prefix)
+            kept, items = _run_trie(lm, batch, padding_side, prefix)
+            yield from _read_branches(lm, kept, items, branch_lists)
         lengths = [(len(contexts[g]), [len(b.tokens) for b in branch_lists[g]]) for g in two_pass]
-        for batch in plan_batches(lengths, token_budget, logit_budget, batch_size):
+        logit_rows = [sum(b.want == "next" for b in branch_lists[g]) for g in two_pass] if full_only else None
+        for batch in plan_batches(lengths, token_budget, logit_budget, batch_size, logit_rows):
             batch = [two_pass[i] for i in batch]
             flat = [_Branch(j, b.tokens, b.want) for j, g in enumerate(batch) for b in branch_lists[g]]
-            rows = _run_branches(lm, [contexts[g] for g in batch], flat, padding_side)
-            start = 0
+            kept, indices = _run_branches(lm, [contexts[g] for g in batch], flat, padding_side)
+            items, start = [], 0
             for g in batch:
                 n = len(branch_lists[g])
-                yield g, rows[start:start + n]
+                items.append((g, indices[start:start + n]))
                 start += n
+            yield from _read_branches(lm, kept, items, branch_lists)
 
 
 def _fit_context(lm: LoadedModel, context: tuple[int, ...], longest: int, truncate: bool) -> tuple[tuple[int, ...], int]:
@@ -702,13 +745,12 @@ def score_token_ids(
     results: list[list[Score]] = [[] for _ in requests]
     convert = lm.tokenizer.convert_ids_to_tokens
     for g, rows in _batched_branches(lm, contexts, branch_lists, memory_mb, batch_size, padding_side, prefix_trie):
-        for branch, branch_rows in zip(branch_lists[g], rows):
-            picked, is_argmax = branch_rows.pick(branch.tokens)
+        for branch, read in zip(branch_lists[g], rows):
             results[g].append(Score(
                 token_ids=branch.tokens,
                 tokens=tuple(convert(list(branch.tokens))),
-                logprobs=tuple(picked),
-                is_argmax=tuple(is_argmax),
+                logprobs=tuple(read.logprobs),
+                is_argmax=tuple(read.is_argmax),
                 truncated_tokens=truncated[g],
             ))
     return results
@@ -873,8 +915,8 @@ def next_token_logprobs(
     select_t = torch.tensor(list(select), dtype=torch.long)
     found: dict[tuple[int, int], NextToken] = {}
     for g, rows in _batched_branches(lm, contexts, branch_lists, memory_mb, batch_size, prefix_trie=prefix_trie):
-        for j, branch_rows in enumerate(rows):
-            row = branch_rows.last()
+        for j, read in enumerate(rows):
+            row = read.last
             top = torch.topk(row, top_k)
             found[(g, j)] = NextToken(
                 selected=dict(zip(select_t.tolist(), row[select_t.to(row.device)].tolist())),

@@ -15,6 +15,7 @@ import random
 import pytest
 import torch
 
+from selfbias._logits import plain_head
 from selfbias.scoring import (
     ContextTooLong,
     ScoringError,
@@ -317,9 +318,11 @@ def test_trie_rows_hold_each_distinct_prefix_once(tiny):
 
 
 def test_one_prompt_with_short_answers_is_one_forward(smollm2, monkeypatch):
+    assert plain_head(smollm2)  # the decoder runs alone and the head is applied block by block
     calls = []
-    real = smollm2.model.forward
-    monkeypatch.setattr(smollm2.model, "forward", lambda *a, **k: calls.append(k.get("use_cache")) or real(*a, **k))
+    decoder = smollm2.model.base_model
+    real = decoder.forward
+    monkeypatch.setattr(decoder, "forward", lambda *a, **k: calls.append(k.get("use_cache")) or real(*a, **k))
     requests = [("Question: What is the capital of Peru?\nAnswer:", [" Lima", " The capital is Lima.", " Cusco"])]
     results = [score(smollm2, *requests[0])]
     assert calls == [False]  # one pass, no cache to gather
@@ -375,16 +378,18 @@ def chat_requests(lm, rng: random.Random, long_answers: bool):
 
 
 def spy_forwards(lm, monkeypatch) -> list[tuple[int, int, bool, bool]]:
-    """Records (batch, new tokens, whether a cache came in, use_cache) for every forward of ``lm``."""
+    """Records (batch, new tokens, whether a cache came in, use_cache) for every forward of ``lm``
+    (of its decoder, which the scorer runs alone where the head is plain)."""
     calls = []
-    real = lm.model.forward
+    module = lm.model.base_model if plain_head(lm) else lm.model
+    real = module.forward
 
     def spy(*a, **k):
         calls.append((k["input_ids"].shape[0], k["input_ids"].shape[1], k.get("cache") is not None,
                       bool(k.get("use_cache"))))
         return real(*a, **k)
 
-    monkeypatch.setattr(lm.model, "forward", spy)
+    monkeypatch.setattr(module, "forward", spy)
     return calls
 
 
