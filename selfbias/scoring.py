@@ -256,7 +256,11 @@ class _Branch:
     want: Literal["continuation", "next"]
 
 
-MIN_SHARED_PREFIX = 8  # contexts of a batch sharing at least this many leading tokens run them once
+MIN_SHARED_PREFIX = 8  # contexts of a batch sharing at least this many leading tokens run them once ...
+# ... in a pass of their own, when that saves at least this many tokens ((copies - 1) x length): the
+# pass costs a read of every weight however few its tokens (SmolLM2, CPU: 60-80 ms for 24 tokens,
+# the compute of about 100 tokens), so 2 rows sharing a 24-token system turn run it in each row.
+MIN_PREFIX_SAVING = 128
 
 
 def _shared_prefix_length(lm: LoadedModel, contexts: Sequence[Sequence[int]]) -> int:
@@ -274,7 +278,7 @@ def _shared_prefix_length(lm: LoadedModel, contexts: Sequence[Sequence[int]]) ->
     window = getattr(lm.model.config.get_text_config(), "sliding_window", None)
     if window and 2 * max(len(c) for c in contexts) >= window:
         return 0
-    return k if k >= MIN_SHARED_PREFIX else 0
+    return k if k >= MIN_SHARED_PREFIX and (len(contexts) - 1) * k >= MIN_PREFIX_SAVING else 0
 
 
 def forward_contexts_shared(lm: LoadedModel, contexts: Sequence[Sequence[int]], shared: int):
@@ -579,8 +583,8 @@ def _trie_batches(lm, contexts, branch_lists, groups, token_budget, logit_budget
 
 def _batch_prefix(contexts, batch) -> int:
     """Leading tokens that every context of a batch of several rows shares (a chat template's system
-    turn), to run once for the batch instead of once per row; 0 for one row or under
-    ``MIN_SHARED_PREFIX``. Each context keeps its last token in the rows (its logits are kept there).
+    turn), to run once for the batch instead of once per row; 0 for one row, under
+    ``MIN_SHARED_PREFIX``, or where it would save fewer than ``MIN_PREFIX_SAVING`` tokens. Each context keeps its last token in the rows (its logits are kept there).
 
     Every row's trie then starts with these tokens as a chain: nodes 0..p-1 (the first sequence
     inserted creates them and every other one passes through them)."""
@@ -591,7 +595,7 @@ def _batch_prefix(contexts, batch) -> int:
     k = 0
     while k < n and all(c[k] == first[k] for c in ctxs):
         k += 1
-    return k if k >= MIN_SHARED_PREFIX else 0
+    return k if k >= MIN_SHARED_PREFIX and (len(batch) - 1) * k >= MIN_PREFIX_SAVING else 0
 
 
 def _run_trie(lm: LoadedModel, batch, padding_side: str, prefix: Sequence[int] = ()

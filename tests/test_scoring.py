@@ -238,6 +238,7 @@ def test_prompts_sharing_a_chat_prefix(smollm2, monkeypatch, share):
     from selfbias import scoring
 
     monkeypatch.setattr(scoring, "MIN_SHARED_PREFIX", 8 if share else 10**9)
+    monkeypatch.setattr(scoring, "MIN_PREFIX_SAVING", 0)  # three prompts save too few tokens by default
     calls = []
     real = scoring.forward_contexts_shared
     monkeypatch.setattr(scoring, "forward_contexts_shared", lambda *a: calls.append(a[2]) or real(*a))
@@ -410,6 +411,7 @@ def test_batch_prefix_runs_once_and_matches_reference(tiny, monkeypatch, long_an
     sizes = [scoring._new_nodes(scoring._Row([], [], {}, []), scoring._sequences(
         enc.context, [scoring._Branch(0, c, "continuation") for c in enc.continuations])) for enc in encoded]
     monkeypatch.setattr(scoring, "ROW_TOKENS", max(sizes))
+    monkeypatch.setattr(scoring, "MIN_PREFIX_SAVING", 0)
     calls = spy_forwards(tiny, monkeypatch)
     results = score_requests(tiny, requests, batch_size=batch_size, padding_side=padding_side)
     prefix_passes = [n for b, n, cached, use_cache in calls if use_cache and not cached]
@@ -418,11 +420,35 @@ def test_batch_prefix_runs_once_and_matches_reference(tiny, monkeypatch, long_an
     assert_matches_reference(tiny, requests, results)
 
 
+def test_batch_prefix_pass_only_where_it_saves_enough(tiny, monkeypatch):
+    """A pass of its own for the shared system turn costs a read of every weight: with two rows it
+    saves one copy of the turn (fewer than ``MIN_PREFIX_SAVING`` tokens), so each row runs it; with a
+    saving threshold the turn clears, one prefix pass. Same numbers both ways."""
+    from selfbias import scoring
+
+    requests = chat_requests(tiny, random.Random(4), False)
+    encoded = [enc for p, a in requests for enc in encode(tiny, p, a)]
+    sizes = [scoring._new_nodes(scoring._Row([], [], {}, []), scoring._sequences(
+        enc.context, [scoring._Branch(0, c, "continuation") for c in enc.continuations])) for enc in encoded]
+    total = sum(sizes)
+    monkeypatch.setattr(scoring, "ROW_TOKENS", total // 2 + 1)  # two rows, one batch
+    calls = spy_forwards(tiny, monkeypatch)
+    default = score_requests(tiny, requests)
+    assert [(b, cached) for b, _, cached, _ in calls] == [(2, False)]  # one pass, each row holds the turn
+    calls.clear()
+    monkeypatch.setattr(scoring, "MIN_PREFIX_SAVING", 1)
+    shared = score_requests(tiny, requests)
+    assert [(b, cached) for b, _, cached, _ in calls] == [(1, False), (2, True)]
+    assert_matches_reference(tiny, requests, default)
+    assert_matches_reference(tiny, requests, shared)
+
+
 def test_gemma_batch_prefix_matches_reference(gemma, monkeypatch):
     """Gemma 3 (full and sliding-window layers, a mask per layer type): two rows sharing a prefix."""
     from selfbias import scoring
 
     monkeypatch.setattr(scoring, "ROW_TOKENS", 30)
+    monkeypatch.setattr(scoring, "MIN_PREFIX_SAVING", 0)
     calls = spy_forwards(gemma, monkeypatch)
     lead = "Answer with the name of a city and nothing else. Question: "
     requests = [(lead + "What is the capital of France?\nAnswer:", [" Paris", " Lyon"]),
