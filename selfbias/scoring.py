@@ -33,8 +33,12 @@ sliding window, takes the two-pass path instead: every distinct context runs onc
 batched; leading tokens that every context of a batch shares run once for the batch); its key/value
 cache is then gathered for each of its continuations, which run right-padded in a second pass.
 ``prefix_trie=False`` forces the two-pass path (the tests check both against a per-prefix reference).
-Logits are computed only at scored positions (``logits_to_keep`` as a boolean mask), so a 262k
-vocabulary costs one row per scored token. Log-softmax is always taken in float32.
+Logits are computed only at scored positions: the decoder runs without its head and
+:mod:`selfbias._logits` applies the output embedding to the kept positions a vocabulary block at a
+time (an online log-sum-exp, no [positions, vocabulary] table), so a 262k vocabulary costs one row
+per scored position and no more memory than one block. Log-softmax is always taken in float32.
+While a batch runs, the decoder's gated MLPs run in place (:mod:`selfbias._fused`: bit-identical,
+fewer fresh activation tensors).
 """
 
 from __future__ import annotations
