@@ -176,8 +176,9 @@ def judge_section(n_items: int, repeats: int) -> dict:
         print(f"(b) shared-prefix read:  best {t_shared:.2f} s of {_fmt(tsh)}")
         print(f"(c) one prompt/forward:  best {t_naive:.2f} s of {_fmt(tn)}")
 
-        naive_by_hash = dict(zip(prompts.prompt_hash + "|" + prompts.order.astype(str), naive))
-        keys = table_j.prompt_hash + "|" + table_j.order.astype(str)
+        # orders as integers on both sides (the prompts' column is float after concatenating modes)
+        naive_by_hash = dict(zip(prompts.prompt_hash + "|" + prompts.order.fillna(0).astype(int).astype(str), naive))
+        keys = table_j.prompt_hash + "|" + table_j.order.fillna(0).astype(int).astype(str)
         diff_judge = max(abs(p - naive_by_hash[k]) for k, p in zip(keys, table_j.p_yes))
         diff_shared = max(abs(a - b) for a, b in zip(shared, naive))
         figures = dict(n=n, t_judge=t_judge, t_shared=t_shared, t_naive=t_naive, diff_judge=diff_judge,

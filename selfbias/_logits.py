@@ -67,7 +67,7 @@ def plain_head(lm: LoadedModel) -> bool:
                 full = model(input_ids=ids).logits.float()
                 mine = head(model.base_model(input_ids=ids).last_hidden_state).float()
             ok = full.shape == mine.shape and torch.allclose(full, mine, rtol=1e-4, atol=1e-4)
-        except (TypeError, AttributeError, ValueError):
+        except Exception:  # a decoder that cannot run alone: the model's own logits are read instead
             ok = False
     _PLAIN[model] = ok
     return ok
