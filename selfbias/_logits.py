@@ -166,10 +166,8 @@ def read_head(lm: LoadedModel, kept: Kept, rows: torch.Tensor, targets: torch.Te
     for a in range(0, n_rows, ROW_BLOCK):
         b = min(n_rows, a + ROW_BLOCK)
         h = states[a:b]
-        mine = torch.nonzero((rows >= a) & (rows < b))[:, 0]  # reads of this row block
+        in_block = (rows >= a) & (rows < b)  # reads of this row block
         mine_full = torch.nonzero((full_rows >= a) & (full_rows < b))[:, 0]
-        in_block = torch.zeros(len(rows), dtype=torch.bool, device=device)
-        in_block[mine] = True
         run_max = torch.full((b - a,), -torch.inf, device=device)
         run_sum = torch.zeros(b - a, device=device)
         run_arg = torch.zeros(b - a, dtype=torch.long, device=device)

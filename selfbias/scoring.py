@@ -168,6 +168,14 @@ def join_texts(prompt: str, continuation: str) -> tuple[str, str]:
     return context_text, context_text + cont_text
 
 
+def _common_prefix(seqs: Sequence[Sequence[int]]) -> int:
+    """How many leading tokens every sequence of ``seqs`` shares."""
+    first, n, k = seqs[0], min(len(q) for q in seqs), 0
+    while k < n and all(q[k] == first[k] for q in seqs):
+        k += 1
+    return k
+
+
 def split_join(context: Sequence[int], whole: Sequence[int], continuation: str
                ) -> tuple[tuple[int, ...], tuple[int, ...], int]:
     """Split the whole text's ids into context and continuation ids where the two tokenisations differ.
@@ -196,9 +204,7 @@ def split_join(context: Sequence[int], whole: Sequence[int], continuation: str
     ScoringError
         The continuation adds no token, or there is nothing to condition its first token on.
     """
-    k = 0
-    while k < min(len(context), len(whole)) and context[k] == whole[k]:
-        k += 1
+    k = _common_prefix((context, whole))
     if k == len(whole):
         raise ScoringError(f"continuation {continuation!r} adds no token to its prompt")
     if k == 0:
@@ -267,6 +273,14 @@ MIN_SHARED_PREFIX = 8  # contexts of a batch sharing at least this many leading 
 MIN_PREFIX_SAVING = 128
 
 
+def _prefix_pass_length(contexts: Sequence[Sequence[int]], copies: int) -> int:
+    """Leading tokens of ``contexts`` worth a pass of their own, run once instead of ``copies``
+    times: at least ``MIN_SHARED_PREFIX`` of them, saving at least ``MIN_PREFIX_SAVING`` tokens;
+    else 0. Each context keeps at least its last token (its logits are read after the pass)."""
+    k = min(_common_prefix(contexts), min(len(c) for c in contexts) - 1)
+    return k if k >= MIN_SHARED_PREFIX and (copies - 1) * k >= MIN_PREFIX_SAVING else 0
+
+
 def _shared_prefix_length(lm: LoadedModel, contexts: Sequence[Sequence[int]]) -> int:
     """Leading tokens common to every context of a batch (e.g. a chat template's system turn).
 
@@ -275,14 +289,10 @@ def _shared_prefix_length(lm: LoadedModel, contexts: Sequence[Sequence[int]]) ->
     """
     if len(contexts) < 2:
         return 0
-    first, n = contexts[0], min(len(c) for c in contexts) - 1
-    k = 0
-    while k < n and all(c[k] == first[k] for c in contexts):
-        k += 1
     window = getattr(lm.model.config.get_text_config(), "sliding_window", None)
     if window and 2 * max(len(c) for c in contexts) >= window:
         return 0
-    return k if k >= MIN_SHARED_PREFIX and (len(contexts) - 1) * k >= MIN_PREFIX_SAVING else 0
+    return _prefix_pass_length(contexts, len(contexts))
 
 
 def forward_contexts_shared(lm: LoadedModel, contexts: Sequence[Sequence[int]], shared: int):
@@ -457,14 +467,20 @@ def _insert(row: _Row, seqs) -> list[list[int]]:
     return paths
 
 
-def _trie_fits(lm: LoadedModel, context, branches, row_tokens: int) -> bool:
-    """Whether one context and its branches run in the trie pass (alone they fill at most one row).
+def _group_size(context, branches) -> int:
+    """Trie nodes of one context and its branches alone in a row."""
+    return _new_nodes(_Row([], [], {}, []), _sequences(context, branches))
+
+
+def _trie_fits(lm: LoadedModel, context, branches, row_tokens: int, size: int | None = None) -> bool:
+    """Whether one context and its branches run in the trie pass (alone they fill at most one row;
+    ``size``: their :func:`_group_size`, when known).
 
     Position ids are depths, so a sliding-window model is exact here only while every sequence is
     shorter than its window (then the window masks nothing).
     """
     seqs = _sequences(context, branches)
-    if _new_nodes(_Row([], [], {}, []), seqs) > row_tokens:
+    if (_group_size(context, branches) if size is None else size) > row_tokens:
         return False
     window = getattr(lm.model.config.get_text_config(), "sliding_window", None)
     return not (window and max(len(q) for q, _, _ in seqs) >= window)
@@ -511,15 +527,6 @@ def _pack_rows(contexts, branch_lists, order, cap: int, max_batch) -> list[tuple
     return rows
 
 
-def _common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
-    n = 0
-    for x, y in zip(a, b):
-        if x != y:
-            break
-        n += 1
-    return n
-
-
 def _count_rows(sizes: Sequence[int], shared: Sequence[int], cap: int, max_batch) -> int:
     """Rows next-fit packing needs at ``cap``: group i adds ``sizes[i]`` nodes to a row, less the
     ``shared[i]`` leading tokens it shares with group i - 1 when that one is in the same row."""
@@ -534,12 +541,13 @@ def _count_rows(sizes: Sequence[int], shared: Sequence[int], cap: int, max_batch
 
 
 def _trie_batches(lm, contexts, branch_lists, groups, token_budget, logit_budget, max_batch, row_tokens,
-                  full_only: bool = False):
+                  full_only: bool = False, sizes: dict | None = None):
     """Pack ``groups`` into rows (contexts sorted so that shared prefixes meet) and rows into batches.
 
     Rows are balanced: the smallest node cap that needs no more rows than ``row_tokens`` does, so
     that the rows of a batch have about the same width and padding them costs little (next-fit
     never needs more rows for a larger cap, so a bisection finds it).
+    ``sizes``: each group's :func:`_group_size`, when known.
     Yields lists of (row, {group: [(node path, first kept, last kept + 1) per branch]}).
     """
     order = sorted(groups, key=lambda g: contexts[g])
@@ -548,8 +556,8 @@ def _trie_batches(lm, contexts, branch_lists, groups, token_budget, logit_budget
     # The bisection counts rows from each group's size alone and the leading tokens it shares with
     # the group before it (sorted contexts: its nearest neighbour), without building tries; the
     # rows are then packed once, exactly, with the cap it found.
-    sizes = [_new_nodes(_Row([], [], {}, []), _sequences(contexts[g], branch_lists[g])) for g in order]
-    shared = [0] + [_common_prefix(contexts[a], contexts[b]) for a, b in zip(order, order[1:])]
+    sizes = [sizes[g] if sizes else _group_size(contexts[g], branch_lists[g]) for g in order]
+    shared = [0] + [_common_prefix((contexts[a], contexts[b])) for a, b in zip(order, order[1:])]
     target = _count_rows(sizes, shared, row_tokens, max_batch)
     cap = row_tokens
     if target > 1:
@@ -587,19 +595,14 @@ def _trie_batches(lm, contexts, branch_lists, groups, token_budget, logit_budget
 
 def _batch_prefix(contexts, batch) -> int:
     """Leading tokens that every context of a batch of several rows shares (a chat template's system
-    turn), to run once for the batch instead of once per row; 0 for one row, under
-    ``MIN_SHARED_PREFIX``, or where it would save fewer than ``MIN_PREFIX_SAVING`` tokens. Each context keeps its last token in the rows (its logits are kept there).
+    turn), to run once for the batch instead of once per row (:func:`_prefix_pass_length`); 0 for
+    one row. Each context keeps its last token in the rows (its logits are kept there).
 
     Every row's trie then starts with these tokens as a chain: nodes 0..p-1 (the first sequence
     inserted creates them and every other one passes through them)."""
     if len(batch) < 2:
         return 0
-    ctxs = [contexts[g] for row, _ in batch for g in row.groups]
-    first, n = ctxs[0], min(len(c) for c in ctxs) - 1
-    k = 0
-    while k < n and all(c[k] == first[k] for c in ctxs):
-        k += 1
-    return k if k >= MIN_SHARED_PREFIX and (len(batch) - 1) * k >= MIN_PREFIX_SAVING else 0
+    return _prefix_pass_length([contexts[g] for row, _ in batch for g in row.groups], len(batch))
 
 
 def _run_trie(lm: LoadedModel, batch, padding_side: str, prefix: Sequence[int] = ()
@@ -663,12 +666,12 @@ def _batched_branches(lm, contexts, branch_lists, memory_mb, batch_size, padding
     # Where the head is applied block by block, a continuation's position costs one hidden state;
     # only whole distributions returned ("next" branches) take vocabulary-sized rows.
     full_only = plain_head(lm)
-    trie = [g for g in range(len(contexts))
-            if prefix_trie and _trie_fits(lm, contexts[g], branch_lists[g], ROW_TOKENS)]
+    sizes = {g: _group_size(contexts[g], branch_lists[g]) for g in range(len(contexts))} if prefix_trie else {}
+    trie = [g for g in sizes if _trie_fits(lm, contexts[g], branch_lists[g], ROW_TOKENS, sizes[g])]
     two_pass = sorted(set(range(len(contexts))) - set(trie))
     with torch.inference_mode(), inplace_mlp(lm):
         for batch in _trie_batches(lm, contexts, branch_lists, trie, token_budget, logit_budget, batch_size,
-                                   ROW_TOKENS, full_only):
+                                   ROW_TOKENS, full_only, sizes):
             prefix = contexts[batch[0][0].groups[0]][:_batch_prefix(contexts, batch)]
             kept, items = _run_trie(lm, batch, padding_side, prefix)
             yield from _read_branches(lm, kept, items, branch_lists)
