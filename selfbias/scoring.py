@@ -25,9 +25,13 @@ template's system turn meet), and every row of a batch runs in ONE forward pass:
 attends to exactly its ancestors (a 4D mask) at position = its depth, so a token shared by several
 sequences (a system turn, an answer's leading space) runs once and nothing needs a cache. This is the
 tree attention of SpecInfer (Miao et al., 2024) and Medusa (Cai et al., 2024) applied to scoring.
-Rows are balanced (the smallest cap that needs no more rows), so the rows of a batch have about the
-same width and little padding; leading tokens that every context of a multi-row batch shares (a chat
-template's system turn) run once in a one-row pass whose cache every row then attends to.
+The rows of a batch are laid end to end in one sequence, without padding, and the leading tokens
+that every context of the batch shares (a chat template's system turn) lie once at its start; only
+attention tells the rows apart (:mod:`selfbias._packed`, for models whose attention it computes
+exactly, checked once per model). Other models (attention soft-capping) run the rows as a padded
+batch: rows are balanced (the smallest cap that needs no more rows) so that they have about the same
+width, and the shared leading tokens run once in a one-row pass whose cache every row attends to,
+where that saves enough.
 A context whose continuations alone exceed a row (long answers), or any sequence that reaches a
 sliding window, takes the two-pass path instead: every distinct context runs once (left-padded,
 batched; leading tokens that every context of a batch shares run once for the batch); its key/value
@@ -43,6 +47,7 @@ fewer fresh activation tensors).
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
 from typing import Literal
@@ -58,6 +63,7 @@ from ._batching import (
 )
 from ._fused import inplace_mlp
 from ._logits import Kept, forward_kept, plain_head, read_head
+from ._packed import TrieLayout, mask_argument, packed_attention, row_spans
 from .errors import SelfbiasError
 from .models import LoadedModel
 
@@ -486,12 +492,10 @@ def _trie_fits(lm: LoadedModel, context, branches, row_tokens: int, size: int | 
     return not (window and max(len(q) for q, _, _ in seqs) >= window)
 
 
-def _tree_masks(lm: LoadedModel, parents: Sequence[Sequence[int]], width: int, offsets: Sequence[int],
-                prefix: int = 0):
-    """Additive attention masks [B, 1, W, prefix + W]: every position sees the ``prefix`` columns
-    (cached, shared by every row; none without), each node sees itself and its ancestors
-    (``parents[b][i]``, -1 for none in the row), pads see only themselves. A dict per layer type for
-    models that take one (sliding-window layers need no other mask here, see :func:`_trie_fits`)."""
+def _allowed(parents: Sequence[Sequence[int]], width: int, offsets: Sequence[int], prefix: int = 0) -> torch.Tensor:
+    """Which keys each position sees, ``[B, W, prefix + W]`` bool: every position the ``prefix``
+    columns (shared by every row; none without), each node itself and its ancestors (``parents[b][i]``,
+    -1 for none in the row), pads only themselves."""
     allowed = torch.zeros((len(parents), width, prefix + width), dtype=torch.bool)
     allowed[:, :, :prefix] = True
     cols = prefix + torch.arange(width)
@@ -501,9 +505,21 @@ def _tree_masks(lm: LoadedModel, parents: Sequence[Sequence[int]], width: int, o
         for i, parent in enumerate(row_parents):
             if parent >= 0:
                 a[off + i, prefix:] |= a[off + parent, prefix:]
+    return allowed
+
+
+def _additive(lm: LoadedModel, allowed: torch.Tensor) -> torch.Tensor:
+    """``allowed`` [B, W, K] as the additive mask [B, 1, W, K] in the model's dtype, on its device."""
     dtype = lm.model.dtype
     mask = torch.zeros(allowed.shape, dtype=dtype).masked_fill_(~allowed, torch.finfo(dtype).min)
-    mask = mask[:, None].to(lm.device)
+    return mask[:, None].to(lm.device)
+
+
+def _tree_masks(lm: LoadedModel, parents: Sequence[Sequence[int]], width: int, offsets: Sequence[int],
+                prefix: int = 0):
+    """Additive attention masks [B, 1, W, prefix + W] of :func:`_allowed`; a dict per layer type for
+    models that take one (sliding-window layers need no other mask here, see :func:`_trie_fits`)."""
+    mask = _additive(lm, _allowed(parents, width, offsets, prefix))
     # Models mixing layer types (Gemma 3: full and sliding) take one mask per type; others take one.
     types = set(getattr(lm.model.config.get_text_config(), "layer_types", None) or ())
     return {t: mask for t in types} if len(types) > 1 else mask
@@ -593,16 +609,29 @@ def _trie_batches(lm, contexts, branch_lists, groups, token_budget, logit_budget
         yield rows[a:b]
 
 
-def _batch_prefix(contexts, batch) -> int:
+def _batch_prefix(contexts, batch, packed: bool = False) -> int:
     """Leading tokens that every context of a batch of several rows shares (a chat template's system
-    turn), to run once for the batch instead of once per row (:func:`_prefix_pass_length`); 0 for
-    one row. Each context keeps its last token in the rows (its logits are kept there).
+    turn), to run once for the batch instead of once per row; 0 for one row. Each context keeps its
+    last token in the rows (its logits are kept there). Padded rows (:func:`_run_trie`) share it only
+    where a pass of its own pays (:func:`_prefix_pass_length`); packed rows (:func:`_run_packed`)
+    share any length, at no cost.
 
     Every row's trie then starts with these tokens as a chain: nodes 0..p-1 (the first sequence
     inserted creates them and every other one passes through them)."""
     if len(batch) < 2:
         return 0
-    return _prefix_pass_length([contexts[g] for row, _ in batch for g in row.groups], len(batch))
+    batch_contexts = [contexts[g] for row, _ in batch for g in row.groups]
+    if packed:
+        return min(_common_prefix(batch_contexts), min(len(c) for c in batch_contexts) - 1)
+    return _prefix_pass_length(batch_contexts, len(batch))
+
+
+def _depths(parents: Sequence[int]) -> list[int]:
+    """Each node's depth in its row's trie (its position id: its index in its own sequence)."""
+    depth = [0] * len(parents)
+    for i, parent in enumerate(parents):
+        depth[i] = depth[parent] + 1 if parent >= 0 else 0
+    return depth
 
 
 def _run_trie(lm: LoadedModel, batch, padding_side: str, prefix: Sequence[int] = ()
@@ -628,10 +657,7 @@ def _run_trie(lm: LoadedModel, batch, padding_side: str, prefix: Sequence[int] =
     for b, ((row, paths), off) in enumerate(zip(batch, offsets)):
         n = len(row.tokens)
         ids[b, off:off + n - p] = torch.tensor(row.tokens[p:])
-        depth = [0] * n
-        for i, parent in enumerate(row.parents):
-            depth[i] = depth[parent] + 1 if parent >= 0 else 0
-        positions[b, off:off + n - p] = torch.tensor(depth[p:])
+        positions[b, off:off + n - p] = torch.tensor(_depths(row.parents)[p:])
         parents.append([q - p if q >= p else -1 for q in row.parents[p:]])  # -1: the prefix's last node
         for ps in paths.values():
             for path, lo, hi in ps:
@@ -653,13 +679,92 @@ def _run_trie(lm: LoadedModel, batch, padding_side: str, prefix: Sequence[int] =
     return kept, items
 
 
+def _run_packed(lm: LoadedModel, batch, prefix: Sequence[int] = ()
+                ) -> tuple[Kept, list[tuple[int, list[torch.Tensor]]]]:
+    """:func:`_run_trie` without padding: the rows laid end to end in one sequence, the shared
+    ``prefix`` once at its start, each row attending to the prefix and its own trie
+    (:mod:`selfbias._packed`)::
+
+        packed (batch 1)   [s0 .. s(p-1) | row 0's other nodes | row 1's other nodes | ...]
+
+    Returns what :func:`_run_trie` returns.
+    """
+    p = len(prefix)
+    tokens, positions, widths, masks = list(prefix), list(range(p)), [], []
+    for row, _ in batch:
+        tokens += row.tokens[p:]
+        positions += _depths(row.parents)[p:]
+        widths.append(len(row.tokens) - p)
+        parents = [q - p if q >= p else -1 for q in row.parents[p:]]  # -1: the prefix's last node
+        masks.append(_additive(lm, _allowed([parents], widths[-1], [0], p)))
+    spans = row_spans(widths, p)
+    keep = torch.zeros(len(tokens), dtype=torch.bool)
+    for (row, paths), (start, _) in zip(batch, spans):
+        for ps in paths.values():
+            for path, lo, hi in ps:
+                keep[[start + node - p for node in path[lo:hi]]] = True
+    with packed_attention(lm.model):
+        kept, _ = forward_kept(lm, keep[None].to(lm.device), input_ids=torch.tensor([tokens], device=lm.device),
+                               position_ids=torch.tensor([positions], device=lm.device),
+                               attention_mask=mask_argument(lm.model), trie=TrieLayout(p, spans, tuple(masks)),
+                               use_cache=False)
+    where = (keep.cumsum(0) - 1).tolist()  # packed column -> kept position
+    items = []
+    for (row, paths), (start, _) in zip(batch, spans):
+        for g in row.groups:
+            items.append((g, [torch.tensor([where[start + node - p] for node in path[lo:hi]], dtype=torch.long)
+                              for path, lo, hi in paths[g]]))
+    return kept, items
+
+
+_PACKED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # model -> whether _run_packed is exact
+
+
+def packed_rows(lm: LoadedModel) -> bool:
+    """Whether the trie pass may run packed (:func:`_run_packed`) on this model.
+
+    Checked once per model: a small batch of two rows sharing a prefix runs both ways and the kept
+    states must agree to rounding (relative difference 1e-3 in float32, 3e-2 in 16-bit types; a
+    wrong attention differs by order 1). A model whose attention takes what the packed attention
+    does not (soft-capping, position biases, sinks) or whose modules do not read the attention
+    function by name keeps the padded path.
+    """
+    model = lm.model
+    if model not in _PACKED:
+        vocab = model.get_input_embeddings().weight.shape[0]
+        gen = torch.Generator().manual_seed(0)
+
+        def ids(n: int) -> tuple[int, ...]:
+            return tuple(torch.randint(1, vocab, (n,), generator=gen).tolist())
+
+        system = ids(5)
+        contexts = [system + ids(3), system + ids(4)]
+        branches = [[_Branch(g, ids(3), "continuation"), _Branch(g, ids(2), "continuation"),
+                     _Branch(g, ids(2), "next")] for g in range(2)]
+        rows = _pack_rows(contexts, branches, [0, 1], cap=10, max_batch=None)  # one row per context
+        try:
+            with torch.inference_mode():
+                states = []
+                for kept, items in (_run_trie(lm, rows, "left", system), _run_packed(lm, rows, system)):
+                    states.append(torch.cat([kept.states[ix] for _, per_branch in sorted(items, key=lambda i: i[0])
+                                             for ix in per_branch]).float())
+            padded, packed = states
+            tol = 1e-3 if model.dtype == torch.float32 else 3e-2
+            _PACKED[model] = bool((packed - padded).norm() <= tol * padded.norm())
+        except Exception:  # e.g. NotImplementedError from selfbias._packed (soft-capping): padded rows
+            _PACKED[model] = False
+    return _PACKED[model]
+
+
 def _batched_branches(lm, contexts, branch_lists, memory_mb, batch_size, padding_side="left",
                       prefix_trie=True) -> Iterator[tuple[int, list[_Read]]]:
     """Yield (context index, what each of its branches read), batch by batch.
 
     With ``prefix_trie``, contexts whose tokens and branches fit in a row run in one pass of packed
-    prefix tries (:func:`_run_trie`); the rest (long branches) run in two passes, context then branches
-    on its gathered cache (:func:`_run_branches`). Both give the same numbers (tests check).
+    prefix tries: the rows laid end to end without padding (:func:`_run_packed`) where the model's
+    attention allows it (:func:`packed_rows`), else as a padded batch (:func:`_run_trie`); the rest
+    (long branches) run in two passes, context then branches on its gathered cache
+    (:func:`_run_branches`). All give the same numbers (tests check).
     Each batch's positions are then read in one pass over the head (:func:`_read_branches`).
     """
     token_budget, logit_budget = memory_budgets(lm, memory_mb)
@@ -669,11 +774,12 @@ def _batched_branches(lm, contexts, branch_lists, memory_mb, batch_size, padding
     sizes = {g: _group_size(contexts[g], branch_lists[g]) for g in range(len(contexts))} if prefix_trie else {}
     trie = [g for g in sizes if _trie_fits(lm, contexts[g], branch_lists[g], ROW_TOKENS, sizes[g])]
     two_pass = sorted(set(range(len(contexts))) - set(trie))
+    packed = bool(trie) and packed_rows(lm)
     with torch.inference_mode(), inplace_mlp(lm):
         for batch in _trie_batches(lm, contexts, branch_lists, trie, token_budget, logit_budget, batch_size,
                                    ROW_TOKENS, full_only, sizes):
-            prefix = contexts[batch[0][0].groups[0]][:_batch_prefix(contexts, batch)]
-            kept, items = _run_trie(lm, batch, padding_side, prefix)
+            prefix = contexts[batch[0][0].groups[0]][:_batch_prefix(contexts, batch, packed)]
+            kept, items = _run_packed(lm, batch, prefix) if packed else _run_trie(lm, batch, padding_side, prefix)
             yield from _read_branches(lm, kept, items, branch_lists)
         lengths = [(len(contexts[g]), [len(b.tokens) for b in branch_lists[g]]) for g in two_pass]
         logit_rows = [sum(b.want == "next" for b in branch_lists[g]) for g in two_pass] if full_only else None

@@ -266,19 +266,30 @@ def mixed_requests(lm, rng: random.Random):
     return requests + random_requests(rng, n_prompts=4, max_conts=3)
 
 
-@pytest.mark.parametrize("prefix_trie,row_tokens,batch_size,padding_side", [
-    (True, 384, None, "left"), (True, 384, 1, "right"), (True, 40, 3, "left"), (True, 40, None, "right"),
-    (False, 384, None, "right"), (False, 384, 2, "left"),
+def use_padded_rows(monkeypatch):
+    """Run the trie pass as a padded batch (:func:`selfbias.scoring._run_trie`), the path of models
+    the packed attention does not serve."""
+    from selfbias import scoring
+
+    monkeypatch.setattr(scoring, "packed_rows", lambda lm: False)
+
+
+@pytest.mark.parametrize("prefix_trie,row_tokens,batch_size,padding_side,rows", [
+    (True, 384, None, "left", "packed"), (True, 384, 1, "right", "padded"), (True, 40, 3, "left", "packed"),
+    (True, 40, 3, "left", "padded"), (True, 40, None, "right", "padded"), (True, 40, None, "right", "packed"),
+    (False, 384, None, "right", "packed"), (False, 384, 2, "left", "packed"),
 ])
 @pytest.mark.parametrize("tokenizer", ["tiny", pytest.param("tiny_smollm2", marks=pytest.mark.model)])
 def test_trie_and_two_pass_match_reference(tokenizer, request, monkeypatch, prefix_trie, row_tokens, batch_size,
-                                           padding_side):
-    """Every path (trie rows of several sizes, the two-pass fallback for what does not fit a row)
-    against the per-prefix reference; on the weightless tokenizer and on SmolLM2's."""
+                                           padding_side, rows):
+    """Every path (trie rows of several sizes, packed end to end or padded, the two-pass fallback for
+    what does not fit a row) against the per-prefix reference; on the weightless tokenizer and on SmolLM2's."""
     from selfbias import scoring
 
     tiny = request.getfixturevalue(tokenizer)
-
+    assert scoring.packed_rows(tiny)
+    if rows == "padded":
+        use_padded_rows(monkeypatch)
     monkeypatch.setattr(scoring, "ROW_TOKENS", row_tokens)
     requests = mixed_requests(tiny, random.Random(1))
     results = score_requests(tiny, requests, prefix_trie=prefix_trie, batch_size=batch_size,
@@ -286,9 +297,11 @@ def test_trie_and_two_pass_match_reference(tokenizer, request, monkeypatch, pref
     assert_matches_reference(tiny, requests, results)
 
 
-@pytest.mark.parametrize("prefix_trie,batch_size,padding_side", [(True, None, "left"), (True, 2, "right"),
-                                                                 (False, None, "left")])
-def test_smollm2_trie_matches_reference(smollm2, prefix_trie, batch_size, padding_side):
+@pytest.mark.parametrize("prefix_trie,batch_size,padding_side,rows", [
+    (True, None, "left", "packed"), (True, 2, "right", "padded"), (False, None, "left", "packed")])
+def test_smollm2_trie_matches_reference(smollm2, monkeypatch, prefix_trie, batch_size, padding_side, rows):
+    if rows == "padded":
+        use_padded_rows(monkeypatch)
     requests = mixed_requests(smollm2, random.Random(2))[:4]  # long answers: tiny model only (reference cost)
     results = score_requests(smollm2, requests, prefix_trie=prefix_trie, batch_size=batch_size,
                              padding_side=padding_side)
@@ -398,9 +411,12 @@ def spy_forwards(lm, monkeypatch) -> list[tuple[int, int, bool, bool]]:
     (False, None, "left"), (False, 3, "right"), (True, None, "right"), (True, 2, "left"),
 ])
 def test_batch_prefix_runs_once_and_matches_reference(tiny, monkeypatch, long_answers, batch_size, padding_side):
-    """Several trie rows in one batch: the system turn they share runs once (a one-row pass, its
-    cache copied to every row) and the rows hold only the rest; long answers too. Against the reference."""
+    """Padded rows: several trie rows in one batch, the system turn they share runs once (a one-row
+    pass, its cache copied to every row) and the rows hold only the rest; long answers too. Against
+    the reference."""
     from selfbias import scoring
+
+    use_padded_rows(monkeypatch)
 
     requests = chat_requests(tiny, random.Random(4), long_answers)
     encoded = [enc for p, a in requests for enc in encode(tiny, p, a)]
@@ -420,11 +436,41 @@ def test_batch_prefix_runs_once_and_matches_reference(tiny, monkeypatch, long_an
     assert_matches_reference(tiny, requests, results)
 
 
+@pytest.mark.parametrize("long_answers,batch_size", [(False, None), (True, 2)])
+def test_packed_rows_are_one_sequence_without_padding(tiny, monkeypatch, long_answers, batch_size):
+    """Packed rows: one forward per batch over a single sequence holding the shared system turn once
+    and every row's other nodes, no pad and no cache; the same numbers as the reference."""
+    from selfbias import scoring
+
+    requests = chat_requests(tiny, random.Random(4), long_answers)
+    encoded = [enc for p, a in requests for enc in encode(tiny, p, a)]
+    contexts = [enc.context for enc in encoded]
+    branch_lists = [[scoring._Branch(0, c, "continuation") for c in enc.continuations] for enc in encoded]
+    sizes = [scoring._group_size(c, b) for c, b in zip(contexts, branch_lists)]
+    monkeypatch.setattr(scoring, "ROW_TOKENS", max(sizes))
+    budget, logit_budget = scoring.memory_budgets(tiny, 512)
+    batches = list(scoring._trie_batches(tiny, contexts, branch_lists, range(len(contexts)), budget, logit_budget,
+                                         batch_size, max(sizes), True))
+    expected = []
+    for batch in batches:
+        p = scoring._batch_prefix(contexts, batch, packed=True)
+        expected.append(p + sum(len(row.tokens) - p for row, _ in batch))
+    assert max(len(b) for b in batches) > 1 and max(  # several rows share the system turn
+        scoring._batch_prefix(contexts, b, packed=True) for b in batches) >= scoring.MIN_SHARED_PREFIX
+    calls = spy_forwards(tiny, monkeypatch)
+    results = score_requests(tiny, requests, batch_size=batch_size)
+    assert calls == [(1, n, False, False) for n in expected]
+    assert_matches_reference(tiny, requests, results)
+
+
 def test_batch_prefix_pass_only_where_it_saves_enough(tiny, monkeypatch):
     """A pass of its own for the shared system turn costs a read of every weight: with two rows it
     saves one copy of the turn (fewer than ``MIN_PREFIX_SAVING`` tokens), so each row runs it; with a
-    saving threshold the turn clears, one prefix pass. Same numbers both ways."""
+    saving threshold the turn clears, one prefix pass. Same numbers both ways. (Padded rows; packed
+    rows hold the turn once at no cost.)"""
     from selfbias import scoring
+
+    use_padded_rows(monkeypatch)
 
     requests = chat_requests(tiny, random.Random(4), False)
     encoded = [enc for p, a in requests for enc in encode(tiny, p, a)]
@@ -443,10 +489,15 @@ def test_batch_prefix_pass_only_where_it_saves_enough(tiny, monkeypatch):
     assert_matches_reference(tiny, requests, shared)
 
 
-def test_gemma_batch_prefix_matches_reference(gemma, monkeypatch):
-    """Gemma 3 (full and sliding-window layers, a mask per layer type): two rows sharing a prefix."""
+@pytest.mark.parametrize("rows", ["packed", "padded"])
+def test_gemma_batch_prefix_matches_reference(gemma, monkeypatch, rows):
+    """Gemma 3 (full and sliding-window layers, a mask per layer type): two rows sharing a prefix,
+    packed end to end in one pass or padded with a prefix pass."""
     from selfbias import scoring
 
+    assert scoring.packed_rows(gemma)
+    if rows == "padded":
+        use_padded_rows(monkeypatch)
     monkeypatch.setattr(scoring, "ROW_TOKENS", 30)
     monkeypatch.setattr(scoring, "MIN_PREFIX_SAVING", 0)
     calls = spy_forwards(gemma, monkeypatch)
@@ -454,7 +505,10 @@ def test_gemma_batch_prefix_matches_reference(gemma, monkeypatch):
     requests = [(lead + "What is the capital of France?\nAnswer:", [" Paris", " Lyon"]),
                 (lead + "What is the capital of Peru?\nAnswer:", [" Lima", " Cusco, Peru"])]
     results = score_requests(gemma, requests)
-    assert [call[2] for call in calls] == [False, True]  # prefix pass, then both rows on its cache
+    if rows == "padded":
+        assert [call[2] for call in calls] == [False, True]  # prefix pass, then both rows on its cache
+    else:
+        assert [call[:3] for call in calls] == [(1, calls[0][1], False)]  # one sequence, no cache
     assert_matches_reference(gemma, requests, results)
 
 
@@ -484,3 +538,36 @@ def test_trie_rows_are_balanced_and_batches_even(tiny):
     batches = list(scoring._trie_batches(tiny, contexts, branches, range(8), 30, 10**6, None, 10))
     assert [len(b) for b in batches] == [2, 3, 3]  # budget 3 rows: next-fit 3 + 3 + 2, as many even ones
     assert sorted(g for b in batches for row, _ in b for g in row.groups) == list(range(8))
+
+
+@pytest.fixture(scope="module")
+def tiny_gemma2(tiny):
+    """A random 2-layer Gemma 2 on the tiny tokenizer: soft-capped attention scores and logits."""
+    from transformers import Gemma2Config, Gemma2ForCausalLM
+
+    from selfbias.models import wrap_model
+
+    torch.manual_seed(0)
+    tok = tiny.tokenizer
+    config = Gemma2Config(
+        vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
+        num_key_value_heads=2, head_dim=8, max_position_embeddings=256, sliding_window=128,
+        attn_logit_softcapping=20.0, final_logit_softcapping=10.0, bos_token_id=tok.bos_token_id,
+        eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id,
+    )
+    return wrap_model(Gemma2ForCausalLM(config).eval(), tok, name="tiny-gemma2", prompt_format="chat")
+
+
+def test_soft_capped_attention_keeps_padded_rows(tiny_gemma2, monkeypatch):
+    """Gemma 2 soft-caps its attention scores, which the packed attention does not compute: the
+    once-per-model check keeps it on padded rows (and its soft-capped logits on the model's own head),
+    and the numbers match the reference."""
+    from selfbias import scoring
+
+    assert not scoring.packed_rows(tiny_gemma2) and not plain_head(tiny_gemma2)
+    requests = chat_requests(tiny_gemma2, random.Random(5), False)
+    monkeypatch.setattr(scoring, "ROW_TOKENS", 60)  # several rows
+    calls = spy_forwards(tiny_gemma2, monkeypatch)
+    results = score_requests(tiny_gemma2, requests)
+    assert max(batch for batch, *_ in calls) > 1  # padded rows
+    assert_matches_reference(tiny_gemma2, requests, results)
