@@ -18,9 +18,9 @@ export HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false PYTHONPATH="$PWD${PYTHONPAT
 status=0
 for dtype in float32 bfloat16; do
   tol=1e-4; [ "$dtype" = bfloat16 ] && tol=0.5
-  echo; echo "=== exactness: tests/test_scoring.py (+ test_logits, test_fused) on cuda, $dtype, tolerance $tol ==="
+  echo; echo "=== exactness: tests/test_scoring.py (+ test_logits, test_fused, test_packed) on cuda, $dtype, tolerance $tol ==="
   SELFBIAS_TEST_DEVICE=cuda SELFBIAS_TEST_DTYPE=$dtype SELFBIAS_TEST_TOL=$tol \
-    "$PY" -m pytest -q -p no:cacheprovider tests/test_scoring.py tests/test_logits.py tests/test_fused.py -rA 2>&1 \
+    "$PY" -m pytest -q -p no:cacheprovider tests/test_scoring.py tests/test_logits.py tests/test_fused.py tests/test_packed.py -rA 2>&1 \
     | tail -n 55 || status=1
 done
 for dtype in float32 bfloat16; do

@@ -8,6 +8,7 @@ are computed in float64 with an explicit softmax over exactly those keys.
 from __future__ import annotations
 
 import math
+import os
 
 import pytest
 import torch
@@ -16,6 +17,8 @@ from transformers.integrations.sdpa_attention import sdpa_attention_forward
 from selfbias._packed import TrieLayout, row_spans, trie_attention
 
 H, HKV, D = 4, 2, 8  # grouped-query attention: two query heads per key/value head
+DEVICE = os.environ.get("SELFBIAS_TEST_DEVICE", "cpu")  # benchmarks/gpu_check.sh sets cuda
+TOL = 1e-5 if DEVICE == "cpu" else 1e-4  # GPU kernels reduce in another order
 
 
 class _Module(torch.nn.Module):  # what transformers passes as ``module``
@@ -39,13 +42,14 @@ def _layout(rows: list[list[int]], prefix: int) -> tuple[TrieLayout, list[list[i
             sees.append(sorted(keys))
             for k in keys:
                 allowed[i, k if k < prefix else prefix + k - start] = True
-        masks.append(torch.zeros(allowed.shape).masked_fill_(~allowed, torch.finfo(torch.float32).min)[None, None])
+        masks.append(torch.zeros(allowed.shape).masked_fill_(~allowed, torch.finfo(torch.float32).min)[None, None]
+                     .to(DEVICE))
     return TrieLayout(prefix, spans, tuple(masks)), sees
 
 
 def _reference(q, k, v, sees, scale):
     """Attention of each position over exactly the positions it sees, float64, explicit softmax."""
-    q, k, v = q[0].double(), k[0].double().repeat_interleave(H // HKV, 0), v[0].double().repeat_interleave(H // HKV, 0)
+    q, k, v = q[0].cpu().double(), k[0].cpu().double().repeat_interleave(H // HKV, 0), v[0].cpu().double().repeat_interleave(H // HKV, 0)
     out = torch.zeros((q.shape[1], H, D), dtype=torch.float64)
     for i, keys in enumerate(sees):
         scores = torch.einsum("hd,hkd->hk", q[:, i], k[:, keys]) * scale
@@ -60,11 +64,11 @@ def test_trie_attention_matches_definition(prefix):
     layout, sees = _layout(rows, prefix)
     n = prefix + sum(len(r) for r in rows)
     gen = torch.Generator().manual_seed(0)
-    q, k, v = (torch.randn((1, h, n, D), generator=gen) for h in (H, HKV, HKV))
+    q, k, v = (torch.randn((1, h, n, D), generator=gen).to(DEVICE) for h in (H, HKV, HKV))
     scale = 1 / math.sqrt(D)
     out, weights = trie_attention(_Module(), q, k, v, None, scaling=scale, trie=layout)
     assert weights is None and out.shape == (1, n, H, D)
-    torch.testing.assert_close(out.double(), _reference(q, k, v, sees, scale), rtol=0, atol=1e-5)
+    torch.testing.assert_close(out.cpu().double(), _reference(q, k, v, sees, scale), rtol=0, atol=TOL)
 
 
 def test_without_a_layout_it_is_transformers_sdpa():
