@@ -25,6 +25,7 @@ passes through to the attention function. Anything else (no ``trie``) goes to ``
 from __future__ import annotations
 
 import contextlib
+import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
@@ -109,17 +110,23 @@ def trie_attention(module: torch.nn.Module, query: torch.Tensor, key: torch.Tens
 AttentionInterface.register(NAME, trie_attention)
 
 
+# The switch is a model-wide setting: packed forwards from several threads take turns, so that none
+# ends another's switch mid-forward (its rows would then run through ``sdpa`` with the placeholder mask).
+_SWITCH = threading.RLock()
+
+
 @contextlib.contextmanager
 def packed_attention(model: torch.nn.Module) -> Iterator[None]:
     """Switch ``model``'s attention to :func:`trie_attention` inside the block (its text config's
-    implementation name; calls without a ``trie`` still run ``sdpa``), then back."""
+    implementation name; calls without a ``trie`` still run ``sdpa``), then back. One thread at a time."""
     config = model.config.get_text_config()
-    before = config._attn_implementation_internal
-    config._attn_implementation_internal = NAME
-    try:
-        yield
-    finally:
-        config._attn_implementation_internal = before
+    with _SWITCH:
+        before = config._attn_implementation_internal
+        config._attn_implementation_internal = NAME
+        try:
+            yield
+        finally:
+            config._attn_implementation_internal = before
 
 
 def mask_argument(model: torch.nn.Module):

@@ -571,3 +571,20 @@ def test_soft_capped_attention_keeps_padded_rows(tiny_gemma2, monkeypatch):
     results = score_requests(tiny_gemma2, requests)
     assert max(batch for batch, *_ in calls) > 1  # padded rows
     assert_matches_reference(tiny_gemma2, requests, results)
+
+
+def test_packed_rows_from_several_threads(tiny, monkeypatch):
+    """Packed forwards switch the model's attention for their duration; threads scoring on one model
+    take turns and each gets the numbers of a lone call."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from selfbias import scoring
+
+    requests = chat_requests(tiny, random.Random(6), False)
+    monkeypatch.setattr(scoring, "ROW_TOKENS", 60)  # several rows per batch
+    alone = score_requests(tiny, requests)
+    with ThreadPoolExecutor(4) as pool:
+        together = list(pool.map(lambda _: score_requests(tiny, requests), range(8)))
+    for result in together:
+        assert [[s.logprobs for s in row] for row in result] == [[s.logprobs for s in row] for row in alone]
+    assert tiny.model.config._attn_implementation != "selfbias_trie"  # switched back
