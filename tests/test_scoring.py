@@ -291,6 +291,7 @@ def test_trie_and_two_pass_match_reference(tokenizer, request, monkeypatch, pref
     if rows == "padded":
         use_padded_rows(monkeypatch)
     monkeypatch.setattr(scoring, "ROW_TOKENS", row_tokens)
+    monkeypatch.setattr(scoring, "GROUP_TOKENS", row_tokens + 40)  # packed: some groups alone in a wider row
     requests = mixed_requests(tiny, random.Random(1))
     results = score_requests(tiny, requests, prefix_trie=prefix_trie, batch_size=batch_size,
                              padding_side=padding_side)
@@ -588,3 +589,28 @@ def test_packed_rows_from_several_threads(tiny, monkeypatch):
     for result in together:
         assert [[s.logprobs for s in row] for row in result] == [[s.logprobs for s in row] for row in alone]
     assert tiny.model.config._attn_implementation != "selfbias_trie"  # switched back
+
+
+@pytest.mark.parametrize("rows", ["packed", "padded"])
+def test_group_wider_than_a_row(tiny, monkeypatch, rows):
+    """A prompt whose answers make a larger trie than a row: packed, it takes a row of its own in the
+    trie pass (one forward, no cache) up to ``GROUP_TOKENS`` nodes; padded, the two-pass path. Both
+    against the reference."""
+    from selfbias import scoring
+
+    if rows == "padded":
+        use_padded_rows(monkeypatch)
+    rng = random.Random(7)
+    requests = [("Explain:", [" " + " ".join(rng.choice(WORDS) for _ in range(12)) for _ in range(4)]),
+                ("Why?", [" 4", " four"])]
+    (big,) = encode(tiny, *requests[0])
+    size = scoring._group_size(big.context, [scoring._Branch(0, c, "continuation") for c in big.continuations])
+    monkeypatch.setattr(scoring, "ROW_TOKENS", size - 10)
+    monkeypatch.setattr(scoring, "GROUP_TOKENS", size)
+    calls = spy_forwards(tiny, monkeypatch)
+    results = score_requests(tiny, requests)
+    if rows == "packed":
+        assert [(b, cached) for b, _, cached, _ in calls] == [(1, False)]
+    else:
+        assert any(cached for _, _, cached, _ in calls)  # the branches' pass on the context's cache
+    assert_matches_reference(tiny, requests, results)
