@@ -578,15 +578,15 @@ def _trie_batches(lm, contexts, branch_lists, groups, token_budget, logit_budget
     # The bisection counts rows from each group's size alone and the leading tokens it shares with
     # the group before it (sorted contexts: its nearest neighbour), without building tries; the
     # rows are then packed once, exactly, with the cap it found.
-    sizes = [sizes[g] if sizes else _group_size(contexts[g], branch_lists[g]) for g in order]
+    nodes = [sizes[g] if sizes else _group_size(contexts[g], branch_lists[g]) for g in order]
     shared = [0] + [_common_prefix((contexts[a], contexts[b])) for a, b in zip(order, order[1:])]
-    target = _count_rows(sizes, shared, row_tokens, max_batch)
+    target = _count_rows(nodes, shared, row_tokens, max_batch)
     cap = row_tokens
     if target > 1:
-        lo, hi = 1, max(row_tokens, max(sizes))
+        lo, hi = 1, max(row_tokens, max(nodes))
         while lo < hi:
             mid = (lo + hi) // 2
-            if _count_rows(sizes, shared, mid, max_batch) <= target:
+            if _count_rows(nodes, shared, mid, max_batch) <= target:
                 hi = mid
             else:
                 lo = mid + 1
@@ -632,12 +632,33 @@ def _batch_prefix(contexts, batch, packed: bool = False) -> int:
     return _prefix_pass_length(batch_contexts, len(batch))
 
 
-def _depths(parents: Sequence[int]) -> list[int]:
-    """Each node's depth in its row's trie (its position id: its index in its own sequence)."""
-    depth = [0] * len(parents)
-    for i, parent in enumerate(parents):
-        depth[i] = depth[parent] + 1 if parent >= 0 else 0
-    return depth
+def _after_prefix(row: _Row, p: int) -> tuple[list[int], list[int], list[int]]:
+    """A row's nodes after the batch's ``p`` prefix nodes: (tokens, position ids, parents), parents
+    counted from the first of them (-1: the prefix's last node, which every one descends from)."""
+    depth = [0] * len(row.parents)
+    for i, parent in enumerate(row.parents):
+        depth[i] = depth[parent] + 1 if parent >= 0 else 0  # position id: index in its own sequence
+    return row.tokens[p:], depth[p:], [q - p if q >= p else -1 for q in row.parents[p:]]
+
+
+def _kept_columns(batch, bases: Sequence[int], p: int, n_columns: int
+                  ) -> tuple[torch.Tensor, list[tuple[int, list[torch.Tensor]]]]:
+    """Which of a pass's ``n_columns`` flat columns are kept, and per group the indices of each of
+    its branches' positions among the kept ones (row-major), for rows whose node n (n >= p) lies
+    at column ``bases[b] + n - p``::
+
+        padded rows   bases[b] = b * W + offset of row b        packed rows   bases[b] = start of row b
+    """
+    keep = torch.zeros(n_columns, dtype=torch.bool)
+    for (row, paths), base in zip(batch, bases):
+        for ps in paths.values():
+            for path, lo, hi in ps:
+                keep[[base + node - p for node in path[lo:hi]]] = True
+    where = (keep.cumsum(0) - 1).tolist()  # column -> kept position
+    items = [(g, [torch.tensor([where[base + node - p] for node in path[lo:hi]], dtype=torch.long)
+                  for path, lo, hi in paths[g]])
+             for (row, paths), base in zip(batch, bases) for g in row.groups]
+    return keep, items
 
 
 def _run_trie(lm: LoadedModel, batch, padding_side: str, prefix: Sequence[int] = ()
@@ -658,30 +679,20 @@ def _run_trie(lm: LoadedModel, batch, padding_side: str, prefix: Sequence[int] =
     offsets = [width - (len(r.tokens) - p) if padding_side == "left" else 0 for r in rows]
     ids = torch.full((len(rows), width), lm.tokenizer.pad_token_id, dtype=torch.long)
     positions = torch.zeros((len(rows), width), dtype=torch.long)
-    keep = torch.zeros((len(rows), width), dtype=torch.bool)
     parents = []
-    for b, ((row, paths), off) in enumerate(zip(batch, offsets)):
-        n = len(row.tokens)
-        ids[b, off:off + n - p] = torch.tensor(row.tokens[p:])
-        positions[b, off:off + n - p] = torch.tensor(_depths(row.parents)[p:])
-        parents.append([q - p if q >= p else -1 for q in row.parents[p:]])  # -1: the prefix's last node
-        for ps in paths.values():
-            for path, lo, hi in ps:
-                keep[b, [off + node - p for node in path[lo:hi]]] = True
+    for b, (row, off) in enumerate(zip(rows, offsets)):
+        tokens, depths, row_parents = _after_prefix(row, p)
+        ids[b, off:off + len(tokens)] = torch.tensor(tokens)
+        positions[b, off:off + len(tokens)] = torch.tensor(depths)
+        parents.append(row_parents)
+    keep, items = _kept_columns(batch, [b * width + off for b, off in enumerate(offsets)], p, len(rows) * width)
     cache = None
     if p:
         _, cache = forward_kept(lm, None, input_ids=torch.tensor([list(prefix)], device=lm.device), use_cache=True)
         cache.batch_select_indices(torch.zeros(len(rows), dtype=torch.long, device=lm.device))
-    kept, _ = forward_kept(lm, keep.to(lm.device), input_ids=ids.to(lm.device),
+    kept, _ = forward_kept(lm, keep.view(len(rows), width).to(lm.device), input_ids=ids.to(lm.device),
                            attention_mask=_tree_masks(lm, parents, width, offsets, p),
                            position_ids=positions.to(lm.device), cache=cache, use_cache=cache is not None)
-    where = (keep.flatten().cumsum(0) - 1).view(keep.shape).tolist()  # (row, column) -> kept position
-    items = []
-    for b, ((row, paths), off) in enumerate(zip(batch, offsets)):
-        index = where[b]
-        for g in row.groups:
-            items.append((g, [torch.tensor([index[off + node - p] for node in path[lo:hi]], dtype=torch.long)
-                              for path, lo, hi in paths[g]]))
     return kept, items
 
 
@@ -698,28 +709,18 @@ def _run_packed(lm: LoadedModel, batch, prefix: Sequence[int] = ()
     p = len(prefix)
     tokens, positions, widths, masks = list(prefix), list(range(p)), [], []
     for row, _ in batch:
-        tokens += row.tokens[p:]
-        positions += _depths(row.parents)[p:]
-        widths.append(len(row.tokens) - p)
-        parents = [q - p if q >= p else -1 for q in row.parents[p:]]  # -1: the prefix's last node
+        row_tokens, depths, parents = _after_prefix(row, p)
+        tokens += row_tokens
+        positions += depths
+        widths.append(len(row_tokens))
         masks.append(_additive(lm, _allowed([parents], widths[-1], [0], p)))
     spans = row_spans(widths, p)
-    keep = torch.zeros(len(tokens), dtype=torch.bool)
-    for (row, paths), (start, _) in zip(batch, spans):
-        for ps in paths.values():
-            for path, lo, hi in ps:
-                keep[[start + node - p for node in path[lo:hi]]] = True
+    keep, items = _kept_columns(batch, [start for start, _ in spans], p, len(tokens))
     with packed_attention(lm.model):
         kept, _ = forward_kept(lm, keep[None].to(lm.device), input_ids=torch.tensor([tokens], device=lm.device),
                                position_ids=torch.tensor([positions], device=lm.device),
                                attention_mask=mask_argument(lm.model), trie=TrieLayout(p, spans, tuple(masks)),
                                use_cache=False)
-    where = (keep.cumsum(0) - 1).tolist()  # packed column -> kept position
-    items = []
-    for (row, paths), (start, _) in zip(batch, spans):
-        for g in row.groups:
-            items.append((g, [torch.tensor([where[start + node - p] for node in path[lo:hi]], dtype=torch.long)
-                              for path, lo, hi in paths[g]]))
     return kept, items
 
 
@@ -767,10 +768,11 @@ def _batched_branches(lm, contexts, branch_lists, memory_mb, batch_size, padding
     """Yield (context index, what each of its branches read), batch by batch.
 
     With ``prefix_trie``, contexts whose tokens and branches fit in a row (packed rows: up to
-    ``GROUP_TOKENS``, alone in a row) run in one pass of packed prefix tries: the rows laid end to end without padding (:func:`_run_packed`) where the model's
-    attention allows it (:func:`packed_rows`), else as a padded batch (:func:`_run_trie`); the rest
-    (long branches) run in two passes, context then branches on its gathered cache
-    (:func:`_run_branches`). All give the same numbers (tests check).
+    ``GROUP_TOKENS``, alone in a row) run in one pass of packed prefix tries: the rows laid end to
+    end without padding (:func:`_run_packed`) where the model's attention allows it
+    (:func:`packed_rows`), else as a padded batch (:func:`_run_trie`); the rest (long branches) run
+    in two passes, context then branches on its gathered cache (:func:`_run_branches`). All give
+    the same numbers (tests check).
     Each batch's positions are then read in one pass over the head (:func:`_read_branches`).
     """
     token_budget, logit_budget = memory_budgets(lm, memory_mb)
