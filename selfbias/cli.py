@@ -424,7 +424,8 @@ def models() -> None:
     from .models import bundled_status
 
     yes = {True: "yes", False: "no"}
-    rows = [(r["alias"] + (" (default)" if r["default"] else ""), r["description"], yes[r["installed"]],
+    rows = [(r["alias"] + (" (default)" if r["default"] else " (optional judge)" if r["optional"] else ""),
+             r["description"], yes[r["installed"]],
              yes[r["cached"]], r["install"]) for r in bundled_status()]
     console.print(_rows_table("bundled models", ("alias", "description", "installed", "cached", "install"), rows))
     console.print("Also accepted: a .gguf file, a local Hugging Face folder, or a hub id (when online).")

