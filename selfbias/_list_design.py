@@ -14,7 +14,9 @@ whatever c's correctness:
   (:func:`match_pair`; ties: the first in a seeded order), so the lists differ in authorship, not
   in how plausible their wrong answers look to the judge, as far as the pools allow.
 
-An item whose pools cannot fill k slots for every candidate is skipped in every cell; a candidate
+Every candidate's pools lose one answer first: itself where it is in the pool (it is never listed
+to itself), else one drawn by seed, so pools have the same size whatever the candidate's
+correctness. An item whose pools then cannot fill k slots is skipped in every cell; a candidate
 drawn ``has_correct`` on an item where J has no correct answer of its own (or the item no
 reference) is skipped in both modes (the cell cannot be filled). Both are counted in the manifest.
 Everything here is pure: entries in, lists out.
@@ -136,6 +138,21 @@ def match_pair(own_pool: Sequence[Entry], outside_pool: Sequence[Entry], m: int)
     return best[1], best[2]
 
 
+def _drop_one(pool: Sequence[Entry], candidate_id: str, key: str) -> list[Entry]:
+    """``pool`` less one answer: the judged candidate where it is in the pool (it is never listed to
+    itself), else one drawn uniformly with ``random.Random(key)``. Every candidate's pool so has the
+    same size and, over an item's candidates, the same distribution, whatever its correctness (a
+    wrong answer's pool would otherwise be one smaller than a correct answer's, leaving less room to
+    match plausibility)."""
+    if not pool:
+        return []
+    order = sorted(pool, key=lambda e: e.id)
+    drop = next((e for e in order if e.id == candidate_id), None)
+    if drop is None:
+        drop = order[random.Random(key).randrange(len(order))]
+    return [e for e in order if e is not drop]
+
+
 def _place(fillers: list[Entry], correct: Entry | None, position: int, key: str) -> tuple[Entry, ...]:
     shown = _seeded(fillers, key)
     if correct is not None:
@@ -153,11 +170,8 @@ def plan_item(item_id: str, candidate_ids: Sequence[str], *, own_wrong: Sequence
     correct entry of each list (None: none exists); ``with_own``: the judge has answers of its
     own in the run (else only the outside lists are checked and filled).
     """
-    for cid in candidate_ids:
-        if with_own and sum(e.id != cid for e in own_wrong) < k:
-            return ItemPlan(True, {})
-        if sum(e.id != cid for e in outside_wrong) < k:
-            return ItemPlan(True, {})
+    if (with_own and len(own_wrong) - 1 < k) or len(outside_wrong) - 1 < k or not candidate_ids:
+        return ItemPlan(True, {})
     lists: dict[str, CellList | None] = {}
     for cid in candidate_ids:
         has, position = draw_cell(seed, item_id, cid, p_correct, k)
@@ -165,8 +179,10 @@ def plan_item(item_id: str, candidate_ids: Sequence[str], *, own_wrong: Sequence
             lists[cid] = None  # the cell cannot be filled on this item: skipped in both modes
             continue
         m = k - int(has)
-        own_pool = _seeded([e for e in own_wrong if e.id != cid], f"{seed}|own_samples|{item_id}|{cid}")
-        out_pool = _seeded([e for e in outside_wrong if e.id != cid], f"{seed}|alternatives|{item_id}|{cid}")
+        own_pool = _seeded(_drop_one(own_wrong, cid, f"{seed}|own_samples|drop|{item_id}|{cid}"),
+                           f"{seed}|own_samples|{item_id}|{cid}")
+        out_pool = _seeded(_drop_one(outside_wrong, cid, f"{seed}|alternatives|drop|{item_id}|{cid}"),
+                           f"{seed}|alternatives|{item_id}|{cid}")
         own_fill, out_fill = match_pair(own_pool if with_own else [], out_pool, m)
         lists[cid] = CellList(
             has, position,

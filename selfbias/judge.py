@@ -12,8 +12,8 @@ Modes (templates are data: :data:`DEFAULT_TEMPLATES`, overridable, recorded in t
   little mass on yes/no is not answering); ``top_tokens``/``top_probs`` are the top-5 next tokens.
 * ``own_samples`` (Kadavath's brainstormed variant) and ``alternatives``: the same after a list of
   answers: the judge's own sampled answers, or answers from outside it (other models' answers,
-  dataset distractors, perturbations; the reference only when asked, see ``alt_sources``). Both
-  list modes follow one matched-list rule (below, and ARCHITECTURE.md), so the two lists differ
+  dataset distractors, perturbations, and the reference where the design lists a correct answer).
+  Both list modes follow one list design (below, and ARCHITECTURE.md), so the two lists differ
   only in who wrote them. ``alternatives`` holds the ids shown, in order.
 * ``pairwise`` (Panickssery et al. 2024; Chen et al. 2025): "which is correct, 1 or 2?" in both
   orders: ``order`` 0 = ``candidate_id`` shown first, 1 = shown second; ``p_yes`` = P(candidate_id
@@ -26,23 +26,29 @@ Modes (templates are data: :data:`DEFAULT_TEMPLATES`, overridable, recorded in t
 * ``critique``: the judge first writes a short critique (greedy, one line, at most
   ``CRITIQUE_MAX_NEW_TOKENS`` tokens; recorded in ``critique``), then P(Yes) after its own critique.
 
-Matched lists (``own_samples`` and ``alternatives``; recorded in the manifest under the stage's ``rules``):
+Matched lists (``own_samples`` and ``alternatives``; recorded in the manifest under the stage's ``rules``;
+ARCHITECTURE.md, "Matched lists"):
 
-* own pool of candidate c: the judge's distinct sampled answers (sample order; mapped to candidate
-  ids by exact text, else case- and whitespace-insensitive match, else ``sample:<index>``) other
-  than c; external pool of c: the item's candidates the judge did not write, with a source in
-  ``alt_sources`` (``other_model``, ``distractor``, ``perturbation``, ``reference``), other than c.
-  Correct answers are in neither pool unless ``alt_sources`` holds ``reference`` or ``correct``:
-  a correct answer in the list would be shown exactly when the judged answer is wrong (a correct
-  judged answer is the same candidate as the gold and leaves its own list).
-* k of an item (per judge) = min(``k``, the smallest pool over the item's candidates and both modes;
-  the own pools count only when the judge has sampled answers in the run). An item with k <
-  ``min_k`` is skipped in both list modes (``manifest["judge"]["skipped_items"]``).
-* candidate c is shown the first k of its pool (sorted by id) shuffled with
-  ``random.Random(f"{seed}|{mode}|{item_id}|{candidate_id}")``: never c, the same length for every
-  candidate of the item in both modes, orders independent across candidates.
+* ``list_design="cells"`` (default, :mod:`selfbias._list_design`): every list holds ``k``
+  answers; whether one is correct (``list_has_correct``, probability ``p_correct``) and where
+  (``correct_position``) are seeded draws per candidate, the same in both modes and independent
+  of the judged answer's correctness; the wrong answers are the judge's own wrong answers (own
+  list) or wrong answers it did not write (outside list), each pool less one answer (the judged
+  candidate where it is there, else one drawn by seed), chosen so the two lists' mean
+  log-likelihoods under the judge are as close as the pools allow (``list_mean_loglik``); the
+  correct answer is one of the judge's own correct answers (own list) or the reference (outside
+  list). Items whose pools hold fewer than k + 1 wrong answers are skipped in every cell, and
+  candidates drawn into a cell the item cannot fill (no own correct answer) in both modes; both
+  counted in ``manifest["judge"]["list_designs"]``, with the realised lengths and plausibility gap.
+* ``list_design="pooled"`` (the earlier rule): own pool = the judge's distinct sampled answers other
+  than c; external pool = the item's candidates the judge did not write with a source in
+  ``alt_sources``, other than c; correct answers only when ``alt_sources`` holds ``reference`` or
+  ``correct``; k of an item = min(``k``, the smallest pool), items below ``min_k`` skipped; c is
+  shown the first k of its pool (sorted by id) shuffled with
+  ``random.Random(f"{seed}|{mode}|{item_id}|{candidate_id}")``.
 * Each row records ``gold_shown`` (a listed answer is correct), ``shown_sources`` (aligned with
-  ``alternatives``), ``judged_in_list`` and ``list_length`` (0 where there is no list).
+  ``alternatives``), ``judged_in_list``, ``list_length`` (0 where there is no list),
+  ``list_has_correct``, ``correct_position`` and ``list_mean_loglik``.
 
 Models prompted in chat (``LoadedModel.prompt_format == "chat"``) get the chat templates (an explicit system message,
 so SmolLM2 does not insert its default one), others the plain ones. Few-shot examples come from a
@@ -154,17 +160,19 @@ RULES = {
     "list_cells": (
         "cells design: for judged candidate c of item i, has_correct = random.Random(f'{seed}|cell|{item_id}|"
         "{candidate_id}').random() < p_correct and position = random.Random(f'{seed}|position|{item_id}|"
-        "{candidate_id}').randrange(k) (the same in both modes, whatever c's correctness); own list: the "
-        "judge's own answers graded wrong other than c (its greedy and sampled candidates), sorted by id, "
-        "shuffled with random.Random(f'{seed}|own_samples|{item_id}|{candidate_id}'), first k - has_correct, "
-        "plus the judge's own correct answer (first by id) at position when has_correct; outside list: wrong "
-        "candidates the judge did not write with a source in alt_sources other than c, sorted by id, shuffled "
-        "with random.Random(f'{seed}|alternatives|{item_id}|{candidate_id}'), the k - has_correct of them whose "
-        "mean sum_logprob under the judge is closest to the own list's wrong answers' (first such subset in "
-        "that order; greedy beyond 5000 subsets), plus the reference at position when has_correct; wrong "
-        "answers shown in the order random.Random(f'{seed}|<mode>|order|{item_id}|{candidate_id}'); an item "
-        "where some candidate's pools hold fewer than k wrong answers is skipped in every cell; a candidate "
-        "drawn has_correct on an item with no own correct answer (or no reference) is skipped in both modes"
+        "{candidate_id}').randrange(k) (the same in both modes, whatever c's correctness); own pool: the "
+        "judge's own answers graded wrong (its greedy and sampled candidates); outside pool: wrong candidates "
+        "the judge did not write with a source in alt_sources; each pool loses one answer for c: c itself if "
+        "there, else one drawn with random.Random(f'{seed}|<mode>|drop|{item_id}|{candidate_id}') from the pool "
+        "sorted by id; then each is sorted by id and shuffled with random.Random(f'{seed}|<mode>|{item_id}|"
+        "{candidate_id}'); the wrong answers shown: over the own pool's (k - has_correct)-subsets (the first "
+        "64 in that order) and, for each, the outside subset whose mean sum_logprob under the judge is closest "
+        "(exhaustive up to 5000 subsets, else greedy), the pair with the smallest difference of means (first "
+        "on ties); shown in the order random.Random(f'{seed}|<mode>|order|{item_id}|{candidate_id}') with, "
+        "when has_correct, the judge's own correct answer (own list) or the reference (outside list) at "
+        "position; an item whose pools hold fewer than k + 1 wrong answers is skipped in every cell; a "
+        "candidate drawn has_correct on an item with no own correct answer (or no reference) is skipped in "
+        "both modes"
     ),
     "pairwise": (
         "self pairs: anchor a = the judge's own greedy candidate; partners = candidates the judge did not "
@@ -989,12 +997,13 @@ def judge(
     k : int
         The longest list in the list modes, and the self / control pairs per item in pairwise mode.
     min_k : int
-        Items whose matched list would be shorter are skipped in both list modes (their ids:
-        ``run.manifest["judge"]["skipped_items"][judge]``).
+        Pooled design: items whose matched list would be shorter are skipped in both list modes
+        (their ids, in either design: ``run.manifest["judge"]["skipped_items"][judge]``).
     alt_sources : str or sequence of str or None
-        What the ``alternatives`` list may show (:data:`ALT_SOURCES`; default
-        :data:`DEFAULT_ALT_SOURCES`, wrong answers only; ``reference`` or ``correct`` admits correct
-        answers, in both list modes).
+        Sources of the ``alternatives`` list's answers (:data:`ALT_SOURCES`; default
+        :data:`DEFAULT_ALT_SOURCES`). Cells design: its wrong answers (the correct one is the
+        reference, by the design); pooled design: wrong answers only unless ``reference`` or
+        ``correct`` admits correct ones, in both list modes.
     pair_sources : str or sequence of str or None
         What the judge's answer is paired with (:data:`PAIR_SOURCES`; default another model's answer).
     few_shot : int
@@ -1215,12 +1224,13 @@ def judge_prompts(
     k : int
         The longest list in the list modes, and the self / control pairs per item in pairwise mode.
     min_k : int
-        Items whose matched list would be shorter are skipped in both list modes (their ids:
-        ``run.manifest["judge"]["skipped_items"][judge]``).
+        Pooled design: items whose matched list would be shorter are skipped in both list modes
+        (their ids, in either design: ``run.manifest["judge"]["skipped_items"][judge]``).
     alt_sources : str or sequence of str or None
-        What the ``alternatives`` list may show (:data:`ALT_SOURCES`; default
-        :data:`DEFAULT_ALT_SOURCES`, wrong answers only; ``reference`` or ``correct`` admits correct
-        answers, in both list modes).
+        Sources of the ``alternatives`` list's answers (:data:`ALT_SOURCES`; default
+        :data:`DEFAULT_ALT_SOURCES`). Cells design: its wrong answers (the correct one is the
+        reference, by the design); pooled design: wrong answers only unless ``reference`` or
+        ``correct`` admits correct ones, in both list modes.
     pair_sources : str or sequence of str or None
         What the judge's answer is paired with (:data:`PAIR_SOURCES`; default another model's answer).
     few_shot : int
@@ -1253,7 +1263,8 @@ def judge_prompts(
     pandas.DataFrame
         One row per judgment: ``item_id``, ``candidate_id``, ``order``, ``other_candidate_id``,
         ``alternatives``, ``critique`` (critique mode generates it), ``gold_shown``,
-        ``shown_sources``, ``judged_in_list``, ``list_length``, ``pair_type``, ``prompt`` (full text),
+        ``shown_sources``, ``judged_in_list``, ``list_length``, ``pair_type``, ``list_has_correct``,
+        ``correct_position``, ``list_mean_loglik``, ``prompt`` (full text),
         ``prompt_prefix`` / ``prompt_suffix`` (the shared part and the per-candidate rest),
         ``prompt_hash``, ``options`` (the two verdict words); with ``read=True`` also the judgments'
         ``p_yes``, ``yes_no_mass``, ``top_tokens`` and ``top_probs``.

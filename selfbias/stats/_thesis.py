@@ -173,7 +173,7 @@ def _cells(data: pd.DataFrame, n_boot, n_perm, seed, confidence, notes) -> list[
     m = ext.merge(own, on=key, suffixes=("_ext", "_own"))
     same = (m[f"{col}_ext"].fillna(False).astype(bool) == m[f"{col}_own"].fillna(False).astype(bool)).to_numpy()
     if "list_length" in data.columns:
-        same &= (m["list_length_ext"] == m["list_length_own"]).to_numpy()
+        same = same & (m["list_length_ext"] == m["list_length_own"]).to_numpy()
     if (~same).any():
         notes.append(f"cells: dropped {int((~same).sum())} own wrong answers whose two lists differ in length "
                      f"or in {col}")
