@@ -219,3 +219,66 @@ def test_list_balance_rejects_at_its_level_under_balance():
 def test_list_balance_needs_list_rows():
     with pytest.raises(ValueError, match="needs graded rows of mode own_samples or alternatives"):
         list_balance(pd.DataFrame({"judge": ["j"], "mode": ["isolated"], "item_id": ["i"], "correct": [True]}))
+
+
+# ------------------------------------------------------------------------------------ real runs (SmolLM2)
+
+
+@pytest.fixture(scope="module", params=["arithmetic", "capitals"])
+def real_design(request, smollm2, tmp_path_factory):
+    """SmolLM2 probes 10 items (8 samples: the design needs 4 distinct wrong answers of its own per
+    item) and judges them in both list modes with the default design."""
+    import torch
+
+    from selfbias.probe import probe
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # the 2 shared CPU cores: one thread is faster than two fighting
+    try:
+        run = probe("smollm2-135m", request.param, n=10, samples=8, max_new_tokens=10,
+                    judge_modes=("own_samples", "alternatives"), out=tmp_path_factory.mktemp("design") / "run",
+                    loaded={"smollm2-135m": smollm2}, progress=False)
+    finally:
+        torch.set_num_threads(threads)
+    return request.param, run
+
+
+def test_real_runs_have_k3_matched_lists_and_pass_the_balance_test(real_design):
+    from selfbias.stats import holm
+
+    task, run = real_design
+    judge_name = "smollm2-135m"
+    design = run.manifest["judge"]["list_designs"][judge_name]
+    lists = run.judgments[run.judgments["mode"].isin(["own_samples", "alternatives"])]
+    # k >= 3 in the default design: every list has 3 answers, and half or more of the items are kept
+    assert design["design"] == "cells" and design["list_lengths"] == {"3": len(lists) // 2}, design
+    assert (lists.list_length == 3).all() and lists.item_id.nunique() >= 5, design
+    assert 0 < lists.list_has_correct.mean() < 1
+    # own and outside lists matched: the same candidates, cell and position, from different authors
+    wide = lists.pivot(index="candidate_id", columns="mode", values="correct_position")
+    assert wide.notna().all().all() and (wide["own_samples"] == wide["alternatives"]).all()
+    # plausibility: the matched lists are closer in mean log-likelihood than unmatched lists would be
+    data = J._RunData.from_tables(run.items, run.candidates, run.generations, "t", run.scores)
+    bare = J._RunData(data.item_ids, data.questions, data.candidates, data.samples, {})
+    rule = J.ListRule(3, 1, J.DEFAULT_ALT_SOURCES)
+
+    def gaps(source):
+        out = []
+        for iid in data.item_ids:
+            plan = rule.plan(source, judge_name, iid, 0)
+            for cell in plan.lists.values():
+                if cell is not None:
+                    own = np.mean([data.loglik[(judge_name, iid, e.id)] for e in cell.own])
+                    ext = np.mean([data.loglik[(judge_name, iid, e.id)] for e in cell.outside])
+                    out.append(abs(own - ext))
+        return np.array(out)
+
+    matched, unmatched = gaps(data), gaps(bare)
+    assert matched.mean() == pytest.approx(design["loglik_own_minus_outside"]["mean_abs"])
+    assert matched.mean() < unmatched.mean(), (matched.mean(), unmatched.mean())
+    # the balance table: no list feature depends on the judged answer's correctness (Holm over the table)
+    table = list_balance(run.analysis_frame())
+    tested = table[table["p_value"].notna()]
+    print(f"\n{task}: {design}\n{table.drop(columns=['method']).round(3).to_string()}")
+    assert len(tested) >= 6
+    assert (holm(tested["p_value"].to_numpy()) > 0.05).all(), tested
