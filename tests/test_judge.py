@@ -447,7 +447,7 @@ def test_kill_and_resume_gives_identical_judgments(tiny_wide, tmp_path, monkeypa
 
 @pytest.fixture(scope="module")
 def probed(one_thread, smollm2, tmp_path_factory):
-    """`selfbias probe` on 8 arithmetic items (SmolLM2, 4 samples, default judge modes), then the README's
+    """`selfbias probe` on 8 arithmetic items (SmolLM2, 6 samples, default judge modes), then the README's
     `selfbias judge RUN --mode pairwise --mode own_samples` through the command line."""
     from typer.testing import CliRunner
 

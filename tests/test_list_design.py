@@ -154,8 +154,37 @@ def test_judge_records_the_design_in_rows_frame_and_manifest(tiny, tmp_path):
     assert stage["lists"] == {"k": 2, "min_k": 1, "sources": list(J.DEFAULT_ALT_SOURCES)}
     with pytest.raises(ValueError, match="list_design: unknown design 'x'"):
         J.judge(run, modes=("alternatives",), list_design="x", models={SMOL: tiny}, progress=False)
+    from typer.testing import CliRunner
+
+    from selfbias.cli import app
+
+    manifest = (run.path / "manifest.json").read_bytes()
+    bad = CliRunner().invoke(app, ["judge", str(run.path), "--list-design", "x"])
+    assert bad.exit_code == 2 and "error: list_design: unknown design 'x'" in bad.output, bad.output
+    bad = CliRunner().invoke(app, ["judge", str(run.path), "--p-correct", "1.5"])
+    assert bad.exit_code == 2 and "p_correct must be a number in [0, 1]" in bad.output, bad.output
+    assert (run.path / "manifest.json").read_bytes() == manifest  # refused input changes nothing
     with pytest.raises(ValueError, match=r"p_correct must be a number in \[0, 1\]"):
         J.judge(run, modes=("alternatives",), p_correct=2, models={SMOL: tiny}, progress=False)
+
+
+def test_frame_fills_the_design_columns_of_older_chunks():
+    """A judgments table whose older chunks lack the design's columns (read back missing): the frame
+    takes gold_shown, -1 and NaN there and keeps the recorded values elsewhere."""
+    from selfbias.frames import make_analysis_frame
+
+    cands = pd.DataFrame({"item_id": ["q", "q"], "candidate_id": ["q#0", "q#1"], "correct": [True, False],
+                          "source": ["reference", "perturbation"], "authors": [["dataset"], ["perturbation"]],
+                          "sources": [["reference"], ["perturbation"]]})
+    j = pd.DataFrame({"item_id": ["q", "q"], "candidate_id": ["q#1", "q#1"], "judge": ["m", "m"],
+                      "mode": ["alternatives", "alternatives"], "p_yes": [0.2, 0.3], "yes_no_mass": [0.9, 0.9],
+                      "alternatives": [["q#0"], ["q#0"]], "gold_shown": [True, True], "list_length": [1, 1],
+                      "list_has_correct": [None, True], "correct_position": [np.nan, 0.0],
+                      "list_mean_loglik": [np.nan, -3.5]})
+    f = make_analysis_frame(j, cands, pd.DataFrame())
+    assert f.list_has_correct.tolist() == [True, True] and f.correct_position.tolist() == [-1, 0]
+    assert f.correct_position.dtype == np.int64 and np.isnan(f.list_mean_loglik.iloc[0])
+    assert f.list_mean_loglik.iloc[1] == -3.5
 
 
 # ------------------------------------------------------------------------------------ balance table
