@@ -27,8 +27,11 @@ from __future__ import annotations
 import math
 import random
 from dataclasses import dataclass
+from functools import lru_cache
 from itertools import combinations
 from typing import Sequence
+
+import numpy as np
 
 __all__ = ["Entry", "CellList", "ItemPlan", "draw_cell", "match_pair", "match_plausibility", "mean_loglik", "plan_item"]
 
@@ -90,6 +93,13 @@ def _seeded(entries: Sequence[Entry], key: str) -> list[Entry]:
     return order
 
 
+@lru_cache(maxsize=4096)
+def _subset_means(values: tuple[float, ...], m: int) -> tuple[np.ndarray, np.ndarray]:
+    """Every m-subset of ``values`` (index tuples in lexicographic order) and its mean."""
+    subsets = np.array(list(combinations(range(len(values)), m)), dtype=np.int64).reshape(-1, m)
+    return subsets, np.asarray(values, dtype=float)[subsets].mean(axis=1)
+
+
 def match_plausibility(pool: Sequence[Entry], m: int, target: float) -> list[Entry]:
     """The ``m`` entries of ``pool`` (already in a seeded order) whose mean log-likelihood is closest
     to ``target``; the first ``m`` when ``target`` or a score is missing. Ties go to the subset
@@ -101,8 +111,8 @@ def match_plausibility(pool: Sequence[Entry], m: int, target: float) -> list[Ent
     if not math.isfinite(target) or any(e.loglik is None or not math.isfinite(e.loglik) for e in pool):
         return pool[:m]
     if math.comb(len(pool), m) <= MAX_COMBINATIONS:
-        best = min(combinations(range(len(pool)), m),
-                   key=lambda idx: abs(sum(pool[i].loglik for i in idx) / m - target))  # type: ignore[misc]
+        subsets, means = _subset_means(tuple(e.loglik for e in pool), m)  # type: ignore[arg-type]
+        best = subsets[int(np.argmin(np.abs(means - target)))]  # argmin: the first subset on ties
         return [pool[i] for i in best]
     chosen: list[Entry] = []
     rest = list(pool)

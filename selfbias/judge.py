@@ -231,6 +231,9 @@ class _RunData:
     samples: dict[tuple[str, str], list[tuple[int, str, bool]]]
     # (scorer, item, candidate) -> sum_logprob: the plausibility of a listed answer under the judge
     loglik: dict[tuple[str, str, str], float] = dataclasses.field(default_factory=dict)
+    # caches: the models with samples, and the cells design's plans by (rule, judge, item, seed)
+    _sampled: set[str] | None = dataclasses.field(default=None, repr=False, compare=False)
+    _plans: dict = dataclasses.field(default_factory=dict, repr=False, compare=False)
 
     @classmethod
     def from_tables(cls, items: "pd.DataFrame", candidates: "pd.DataFrame", generations: "pd.DataFrame", where: str,
@@ -281,7 +284,9 @@ class _RunData:
         return None
 
     def has_samples(self, judge: str) -> bool:
-        return any(m == judge for m, _ in self.samples)
+        if self._sampled is None:
+            self._sampled = {m for m, _ in self.samples}
+        return judge in self._sampled
 
 
 def _as_bool(v: Any) -> bool | None:
@@ -407,7 +412,14 @@ class ListRule:
         return k if k >= self.min_k and k > 0 else 0
 
     def plan(self, data: _RunData, judge: str, item_id: str, seed: int):
-        """The cells design's lists of one item (:func:`selfbias._list_design.plan_item`)."""
+        """The cells design's lists of one item (:func:`selfbias._list_design.plan_item`; computed
+        once per rule, judge, item and seed)."""
+        key = (self, judge, item_id, seed)
+        if key not in data._plans:
+            data._plans[key] = self._plan(data, judge, item_id, seed)
+        return data._plans[key]
+
+    def _plan(self, data: _RunData, judge: str, item_id: str, seed: int):
         from ._list_design import Entry, plan_item
 
         def entry(x: _Candidate, source: str) -> Entry:
