@@ -266,9 +266,17 @@ def _say_skipped(run) -> None:
     """How many items the matched-list rule left out of the list modes (pool shorter than --min-k)."""
     settings = run.manifest.get("judge") or {}
     n_items = len(run.items)
+    designs = settings.get("list_designs") or {}
     for judge_name, skipped in (settings.get("skipped_items") or {}).items():
+        design = designs.get(judge_name) or {}
+        why = ("too few wrong answers to fill the lists" if design.get("design") == "cells"
+               else "fewer listable answers than --min-k")
         console.print(f"lists: {len(skipped)} of {n_items} items skipped for judge {judge_name} in own_samples and "
-                      "alternatives (fewer listable answers than --min-k)", highlight=False)
+                      f"alternatives ({why})", highlight=False)
+        if design.get("design") == "cells":
+            console.print(f"lists: lengths {design.get('list_lengths')}, cells {design.get('cells')}, "
+                          f"{design.get('candidates_unfilled', 0)} candidates whose drawn cell could not be filled "
+                          "(no own correct answer)", highlight=False)
 
 
 def _judge_headline(analysis):
@@ -294,6 +302,8 @@ def judge(
     few_shot_file: Optional[Path] = typer.Option(None, help="JSONL file of few-shot examples: question, answer, correct; optional alternatives, critique, other (0 = --few-shot: all)."),
     templates: Optional[Path] = typer.Option(None, help="JSON file: {mode: {prefix, suffix, system?, options?}} (both formats) or {mode: {chat: {...}, plain: {...}}} overriding the judge templates."),
     template_set: str = typer.Option("default", help=SET_HELP),
+    list_design: str = typer.Option("cells", help="List design of own_samples/alternatives: cells (k answers, a correct one with probability --p-correct, plausibility-matched) or pooled (the earlier rule)."),
+    p_correct: float = typer.Option(0.5, help="Probability that a list holds a correct answer (cells design)."),
     seed: int = typer.Option(0),
     overwrite: bool = typer.Option(False, help="Redo a judge and mode already judged with other settings (others are kept)."),
     ray: Optional[str] = typer.Option(None, "--ray", metavar="ADDRESS", help=RAY_HELP),
@@ -316,7 +326,7 @@ def judge(
     result = run_judge(run, modes=tuple(mode), judges=judge_model or None, k=k, min_k=min_k,
                        alt_sources=alt_sources, pair_sources=pair_sources, few_shot=few_shot,
                        few_shot_file=few_shot_file, seed=seed, templates=overrides, template_set=template_set,
-                       overwrite=overwrite, ray=_ray_options(ray, ray_actors, ray_gpus, ray_cpus))
+                       list_design=list_design, p_correct=p_correct, overwrite=overwrite, ray=_ray_options(ray, ray_actors, ray_gpus, ray_cpus))
     headline = _judge_headline(result.analysis())
     if headline is not None:
         console.print(_frame_table(headline, "judge: mean P(Yes) by correctness"))

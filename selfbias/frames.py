@@ -32,6 +32,7 @@ __all__ = ["ANALYSIS_COLUMNS", "PAIRWISE_COLUMNS", "make_analysis_frame", "make_
 ANALYSIS_COLUMNS = [
     "item_id", "candidate_id", "judge", "mode", "p_yes", "yes_no_mass", "correct", "source",
     "self_authored", "sum_logprob", "mean_logprob", "n_tokens", "author", "gold_shown", "list_length",
+    "list_has_correct", "correct_position", "list_mean_loglik",
 ]
 PAIRWISE_COLUMNS = [
     "item_id", "judge", "candidate_a", "candidate_b", "p_a_first", "p_a_second", "pref_a",
@@ -119,6 +120,22 @@ def _list_info(j: pd.DataFrame, candidates: pd.DataFrame) -> tuple[list[bool], l
 _LIST_MODES = ("own_samples", "alternatives")
 
 
+def _design_info(j: pd.DataFrame, gold: list[bool]) -> dict[str, pd.Series]:
+    """``list_has_correct``, ``correct_position``, ``list_mean_loglik`` of judgment rows: the recorded
+    columns; for runs judged before they existed, ``gold_shown``, -1 and NaN."""
+    def column(name: str, fallback, dtype) -> pd.Series:
+        if name in j:
+            values = j[name]
+            if values.isna().any():  # chunks written before the column existed read back missing
+                values = values.where(values.notna(), pd.Series(fallback, index=j.index))
+            return values.astype(dtype)
+        return pd.Series(fallback, index=j.index, dtype=dtype)
+
+    return {"list_has_correct": column("list_has_correct", gold, bool),
+            "correct_position": column("correct_position", [-1] * len(j), "int64"),
+            "list_mean_loglik": column("list_mean_loglik", [float("nan")] * len(j), "float64")}
+
+
 def make_analysis_frame(
     judgments: pd.DataFrame, candidates: pd.DataFrame, scores: pd.DataFrame
 ) -> pd.DataFrame:
@@ -148,7 +165,9 @@ def make_analysis_frame(
         ``author`` (the judge, another model, or ``dataset``), ``self_authored`` (the judge is
         among the authors); ``sum_logprob, mean_logprob, n_tokens`` (NaN where the judge did not
         score the candidate; ``n_tokens`` is then float64 instead of int64); ``gold_shown,
-        list_length``. Empty, with these columns, when there are no judgments.
+        list_length``; ``list_has_correct, correct_position, list_mean_loglik`` (the list
+        design's cell, ARCHITECTURE.md; for runs judged before them: ``gold_shown``, -1, NaN).
+        Empty, with these columns, when there are no judgments.
 
     Raises
     ------
@@ -159,9 +178,10 @@ def make_analysis_frame(
         return pd.DataFrame({c: pd.Series(dtype=object) for c in ANALYSIS_COLUMNS})
     j = judgments[judgments["mode"] != "pairwise"]
     gold, length = _list_info(j, candidates)
+    design = _design_info(j, gold)
     j = j.reindex(columns=["item_id", "candidate_id", "judge", "mode", "p_yes", "yes_no_mass"])
     j = j.assign(gold_shown=pd.Series(gold, index=j.index, dtype=bool),
-                 list_length=pd.Series(length, index=j.index, dtype="int64"))
+                 list_length=pd.Series(length, index=j.index, dtype="int64"), **design)
     out = j.merge(_candidate_info(candidates), on=["item_id", "candidate_id"], how="left")
     out["self_authored"] = _self_flags(out["authors"], out["judge"])
     relative = [_relative_source(s, a, j, p) for s, a, j, p in

@@ -12,8 +12,8 @@ Modes (templates are data: :data:`DEFAULT_TEMPLATES`, overridable, recorded in t
   little mass on yes/no is not answering); ``top_tokens``/``top_probs`` are the top-5 next tokens.
 * ``own_samples`` (Kadavath's brainstormed variant) and ``alternatives``: the same after a list of
   answers: the judge's own sampled answers, or answers from outside it (other models' answers,
-  dataset distractors, perturbations; the reference only when asked, see ``alt_sources``). Both
-  list modes follow one matched-list rule (below, and ARCHITECTURE.md), so the two lists differ
+  dataset distractors, perturbations, and the reference where the design lists a correct answer).
+  Both list modes follow one list design (below, and ARCHITECTURE.md), so the two lists differ
   only in who wrote them. ``alternatives`` holds the ids shown, in order.
 * ``pairwise`` (Panickssery et al. 2024; Chen et al. 2025): "which is correct, 1 or 2?" in both
   orders: ``order`` 0 = ``candidate_id`` shown first, 1 = shown second; ``p_yes`` = P(candidate_id
@@ -26,23 +26,29 @@ Modes (templates are data: :data:`DEFAULT_TEMPLATES`, overridable, recorded in t
 * ``critique``: the judge first writes a short critique (greedy, one line, at most
   ``CRITIQUE_MAX_NEW_TOKENS`` tokens; recorded in ``critique``), then P(Yes) after its own critique.
 
-Matched lists (``own_samples`` and ``alternatives``; recorded in the manifest under the stage's ``rules``):
+Matched lists (``own_samples`` and ``alternatives``; recorded in the manifest under the stage's ``rules``;
+ARCHITECTURE.md, "Matched lists"):
 
-* own pool of candidate c: the judge's distinct sampled answers (sample order; mapped to candidate
-  ids by exact text, else case- and whitespace-insensitive match, else ``sample:<index>``) other
-  than c; external pool of c: the item's candidates the judge did not write, with a source in
-  ``alt_sources`` (``other_model``, ``distractor``, ``perturbation``, ``reference``), other than c.
-  Correct answers are in neither pool unless ``alt_sources`` holds ``reference`` or ``correct``:
-  a correct answer in the list would be shown exactly when the judged answer is wrong (a correct
-  judged answer is the same candidate as the gold and leaves its own list).
-* k of an item (per judge) = min(``k``, the smallest pool over the item's candidates and both modes;
-  the own pools count only when the judge has sampled answers in the run). An item with k <
-  ``min_k`` is skipped in both list modes (``manifest["judge"]["skipped_items"]``).
-* candidate c is shown the first k of its pool (sorted by id) shuffled with
-  ``random.Random(f"{seed}|{mode}|{item_id}|{candidate_id}")``: never c, the same length for every
-  candidate of the item in both modes, orders independent across candidates.
+* ``list_design="cells"`` (default, :mod:`selfbias._list_design`): every list holds ``k``
+  answers; whether one is correct (``list_has_correct``, probability ``p_correct``) and where
+  (``correct_position``) are seeded draws per candidate, the same in both modes and independent
+  of the judged answer's correctness; the wrong answers are the judge's own wrong answers (own
+  list) or wrong answers it did not write (outside list), each pool less one answer (the judged
+  candidate where it is there, else one drawn by seed), chosen so the two lists' mean
+  log-likelihoods under the judge are as close as the pools allow (``list_mean_loglik``); the
+  correct answer is one of the judge's own correct answers (own list) or the reference (outside
+  list). Items whose pools hold fewer than k + 1 wrong answers are skipped in every cell, and
+  candidates drawn into a cell the item cannot fill (no own correct answer) in both modes; both
+  counted in ``manifest["judge"]["list_designs"]``, with the realised lengths and plausibility gap.
+* ``list_design="pooled"`` (the earlier rule): own pool = the judge's distinct sampled answers other
+  than c; external pool = the item's candidates the judge did not write with a source in
+  ``alt_sources``, other than c; correct answers only when ``alt_sources`` holds ``reference`` or
+  ``correct``; k of an item = min(``k``, the smallest pool), items below ``min_k`` skipped; c is
+  shown the first k of its pool (sorted by id) shuffled with
+  ``random.Random(f"{seed}|{mode}|{item_id}|{candidate_id}")``.
 * Each row records ``gold_shown`` (a listed answer is correct), ``shown_sources`` (aligned with
-  ``alternatives``), ``judged_in_list`` and ``list_length`` (0 where there is no list).
+  ``alternatives``), ``judged_in_list``, ``list_length`` (0 where there is no list),
+  ``list_has_correct``, ``correct_position`` and ``list_mean_loglik``.
 
 Models prompted in chat (``LoadedModel.prompt_format == "chat"``) get the chat templates (an explicit system message,
 so SmolLM2 does not insert its default one), others the plain ones. Few-shot examples come from a
@@ -123,6 +129,7 @@ JUDGMENT_COLUMNS = [
     "item_id", "candidate_id", "judge", "mode", "order", "other_candidate_id", "p_yes", "yes_no_mass",
     "top_tokens", "top_probs", "prompt_hash", "alternatives", "critique",
     "gold_shown", "shown_sources", "judged_in_list", "list_length", "pair_type", "top_k_mass",
+    "list_has_correct", "correct_position", "list_mean_loglik",
 ]
 CHUNK_ITEMS = 16  # items per chunk of work
 TOP_K = 5
@@ -130,6 +137,8 @@ CRITIQUE_MAX_NEW_TOKENS = 48
 CRITIQUE_STOP = ("\n",)
 SETTINGS_VERSION = 2
 LIST_MODES = ("own_samples", "alternatives")
+LIST_DESIGNS = ("cells", "pooled")  # cells: the design of issue 23 (default); pooled: the earlier matched pools
+DEFAULT_P_CORRECT = 0.5
 
 # Sources of listed / paired answers, relative to the judge: another model's answer, or a dataset source.
 ALT_SOURCES = ("other_model", "distractor", "perturbation", "reference", "correct")
@@ -147,6 +156,23 @@ RULES = {
         "item's candidates and both modes (own pools only if the judge has samples in the run)); items with "
         "k_item < min_k are skipped in both list modes; c is shown the first k_item of its pool sorted by id "
         "and shuffled with random.Random(f'{seed}|{mode}|{item_id}|{candidate_id}'); never marked"
+    ),
+    "list_cells": (
+        "cells design: for judged candidate c of item i, has_correct = random.Random(f'{seed}|cell|{item_id}|"
+        "{candidate_id}').random() < p_correct and position = random.Random(f'{seed}|position|{item_id}|"
+        "{candidate_id}').randrange(k) (the same in both modes, whatever c's correctness); own pool: the "
+        "judge's own answers graded wrong (its greedy and sampled candidates); outside pool: wrong candidates "
+        "the judge did not write with a source in alt_sources; each pool loses one answer for c: c itself if "
+        "there, else one drawn with random.Random(f'{seed}|<mode>|drop|{item_id}|{candidate_id}') from the pool "
+        "sorted by id; then each is sorted by id and shuffled with random.Random(f'{seed}|<mode>|{item_id}|"
+        "{candidate_id}'); the wrong answers shown: over the own pool's (k - has_correct)-subsets (the first "
+        "64 in that order) and, for each, the outside subset whose mean sum_logprob under the judge is closest "
+        "(exhaustive up to 5000 subsets, else greedy), the pair with the smallest difference of means (first "
+        "on ties); shown in the order random.Random(f'{seed}|<mode>|order|{item_id}|{candidate_id}') with, "
+        "when has_correct, the judge's own correct answer (own list) or the reference (outside list) at "
+        "position; an item whose pools hold fewer than k + 1 wrong answers is skipped in every cell; a "
+        "candidate drawn has_correct on an item with no own correct answer (or no reference) is skipped in "
+        "both modes"
     ),
     "pairwise": (
         "self pairs: anchor a = the judge's own greedy candidate; partners = candidates the judge did not "
@@ -203,9 +229,15 @@ class _RunData:
     candidates: dict[str, list[_Candidate]]
     # (model, item) -> [(sample_index, answer, correct)]
     samples: dict[tuple[str, str], list[tuple[int, str, bool]]]
+    # (scorer, item, candidate) -> sum_logprob: the plausibility of a listed answer under the judge
+    loglik: dict[tuple[str, str, str], float] = dataclasses.field(default_factory=dict)
+    # caches: the models with samples, and the cells design's plans by (rule, judge, item, seed)
+    _sampled: set[str] | None = dataclasses.field(default=None, repr=False, compare=False)
+    _plans: dict = dataclasses.field(default_factory=dict, repr=False, compare=False)
 
     @classmethod
-    def from_tables(cls, items: "pd.DataFrame", candidates: "pd.DataFrame", generations: "pd.DataFrame", where: str) -> "_RunData":
+    def from_tables(cls, items: "pd.DataFrame", candidates: "pd.DataFrame", generations: "pd.DataFrame", where: str,
+                    scores: "pd.DataFrame | None" = None) -> "_RunData":
         for name, table, cols in (("items", items, ("item_id", "question")),
                                   ("candidates", candidates, ("item_id", "candidate_id", "text", "sources", "authors"))):
             if table.empty:
@@ -235,7 +267,13 @@ class _RunData:
                                                         _as_bool(row.get("correct"))))
             for v in samples.values():
                 v.sort(key=lambda t: t[0])
-        return cls(item_ids, questions, cands, samples)
+        loglik: dict[tuple[str, str, str], float] = {}
+        if scores is not None and not scores.empty and {"scorer", "item_id", "candidate_id", "sum_logprob"} <= set(
+                scores.columns):
+            for sc, iid, cid, v in zip(scores["scorer"], scores["item_id"], scores["candidate_id"], scores["sum_logprob"]):
+                if v is not None and not (isinstance(v, float) and math.isnan(v)):
+                    loglik[(str(sc), str(iid), str(cid))] = float(v)
+        return cls(item_ids, questions, cands, samples, loglik)
 
     def own_greedy(self, judge: str, item_id: str) -> _Candidate | None:
         """The candidate holding the judge's greedy answer: ``("own_greedy", judge)`` among its
@@ -246,7 +284,9 @@ class _RunData:
         return None
 
     def has_samples(self, judge: str) -> bool:
-        return any(m == judge for m, _ in self.samples)
+        if self._sampled is None:
+            self._sampled = {m for m, _ in self.samples}
+        return judge in self._sampled
 
 
 def _as_bool(v: Any) -> bool | None:
@@ -330,13 +370,27 @@ def _external_pool(data: _RunData, judge: str, item_id: str, c: _Candidate, sour
     return out
 
 
+def _own_answers(data: _RunData, judge: str, item_id: str) -> list[_Candidate]:
+    """The item's candidates the judge wrote (its greedy or sampled answers)."""
+    return [x for x in data.candidates[item_id]
+            if any(a == judge and s in ("own_greedy", "own_sample") for s, a in zip(x.sources, x.authors))]
+
+
 @dataclass(frozen=True)
 class ListRule:
-    """The matched-list settings shared by ``own_samples`` and ``alternatives`` of one judge."""
+    """The list settings shared by ``own_samples`` and ``alternatives`` of one judge.
+
+    ``design="cells"`` (default): the design of :mod:`selfbias._list_design` (k slots, a correct
+    answer in the list with probability ``p_correct`` whatever the judged answer's correctness, at a
+    seeded position; outside wrong answers matched to the own ones in log-likelihood under the
+    judge). ``design="pooled"``: the earlier rule (k = the smallest pool, never a correct answer
+    unless ``sources`` admits one; ``min_k``)."""
 
     k: int
     min_k: int
     sources: tuple[str, ...]
+    design: str = "cells"
+    p_correct: float = DEFAULT_P_CORRECT
 
     @property
     def show_correct(self) -> bool:
@@ -347,17 +401,90 @@ class ListRule:
                 "alternatives": _external_pool(data, judge, item_id, c, self.sources, self.show_correct)}
 
     def item_k(self, data: _RunData, judge: str, item_id: str) -> int:
-        """The list length of the item for this judge (0: skipped): min(k, smallest pool) or 0 below min_k."""
+        """The list length of the item for this judge (0: skipped): min(k, smallest pool) or 0 below min_k
+        (pooled design); k or 0 (cells design)."""
+        if self.design == "cells":
+            plan = self.plan(data, judge, item_id, 0)
+            return 0 if plan.skipped or not data.candidates[item_id] else self.k
         modes = LIST_MODES if data.has_samples(judge) else ("alternatives",)
         sizes = [len(self.pools(data, judge, item_id, c)[m]) for c in data.candidates[item_id] for m in modes]
         k = min([self.k, *sizes])
         return k if k >= self.min_k and k > 0 else 0
 
+    def plan(self, data: _RunData, judge: str, item_id: str, seed: int):
+        """The cells design's lists of one item (:func:`selfbias._list_design.plan_item`; computed
+        once per rule, judge, item and seed)."""
+        key = (self, judge, item_id, seed)
+        if key not in data._plans:
+            data._plans[key] = self._plan(data, judge, item_id, seed)
+        return data._plans[key]
+
+    def _plan(self, data: _RunData, judge: str, item_id: str, seed: int):
+        from ._list_design import Entry, plan_item
+
+        def entry(x: _Candidate, source: str) -> Entry:
+            return Entry(x.candidate_id, x.text, x.correct, source, data.loglik.get((judge, item_id, x.candidate_id)))
+
+        own = sorted(_own_answers(data, judge, item_id), key=lambda x: x.candidate_id)
+        outside = sorted((x for x in data.candidates[item_id] if _shown_kind(x, judge, self.sources)),
+                         key=lambda x: x.candidate_id)
+        gold = sorted((x for x in data.candidates[item_id] if x.correct is True and "reference" in x.sources),
+                      key=lambda x: x.candidate_id)
+        own_correct = [x for x in own if x.correct is True]
+        return plan_item(
+            item_id, [c.candidate_id for c in data.candidates[item_id]],
+            own_wrong=[entry(x, "own_sample") for x in own if x.correct is False],
+            own_correct=entry(own_correct[0], "own_sample") if own_correct else None,
+            outside_wrong=[entry(x, _shown_kind(x, judge, self.sources)) for x in outside if x.correct is False],
+            outside_correct=entry(gold[0], "reference") if gold else None,
+            k=self.k, p_correct=self.p_correct, seed=seed, with_own=data.has_samples(judge))
+
     def skipped(self, data: _RunData, judge: str) -> list[str]:
         return [i for i in data.item_ids if data.candidates[i] and self.item_k(data, judge, i) == 0]
 
+    def summary(self, data: _RunData, judge: str, seed: int) -> dict[str, Any]:
+        """What the design gave for one judge (recorded in the manifest): the realised list lengths
+        (judged candidates per length), items skipped in every cell, candidates whose drawn cell could
+        not be filled, and the realised own - outside difference of mean log-likelihood of the lists."""
+        from ._list_design import mean_loglik
+
+        lengths: dict[str, int] = {}
+        cells = {"with_correct": 0, "without_correct": 0}
+        unfilled: list[str] = []
+        diffs: list[float] = []
+        for iid in data.item_ids:
+            if not data.candidates[iid]:
+                continue
+            if self.design != "cells":
+                n = self.item_k(data, judge, iid)
+                if n:
+                    lengths[str(n)] = lengths.get(str(n), 0) + len(data.candidates[iid])
+                continue
+            plan = self.plan(data, judge, iid, seed)
+            for cid, cell in plan.lists.items():
+                if cell is None:
+                    unfilled.append(cid)
+                    continue
+                lengths[str(self.k)] = lengths.get(str(self.k), 0) + 1
+                cells["with_correct" if cell.has_correct else "without_correct"] += 1
+                d = mean_loglik(cell.own) - mean_loglik(cell.outside)
+                if math.isfinite(d):
+                    diffs.append(d)
+        out: dict[str, Any] = {"design": self.design, "list_lengths": lengths,
+                               "items_skipped": len(self.skipped(data, judge))}
+        if self.design == "cells":
+            out.update(cells=cells, candidates_unfilled=len(unfilled), unfilled_candidates=unfilled,
+                       loglik_own_minus_outside={
+                           "n": len(diffs), "mean": float(sum(diffs) / len(diffs)) if diffs else None,
+                           "mean_abs": float(sum(map(abs, diffs)) / len(diffs)) if diffs else None,
+                           "max_abs": float(max(map(abs, diffs))) if diffs else None})
+        return out
+
     def to_dict(self) -> dict[str, Any]:
-        return {"k": self.k, "min_k": self.min_k, "sources": list(self.sources)}
+        out: dict[str, Any] = {"k": self.k, "min_k": self.min_k, "sources": list(self.sources)}
+        if self.design != "pooled":  # a run judged before the cells design resumes with design="pooled"
+            out.update(design=self.design, p_correct=self.p_correct)
+        return out
 
 
 # ------------------------------------------------------------------------------------ jobs
@@ -380,6 +507,9 @@ class _Job:
     shown_sources: tuple[str, ...] = ()
     judged_in_list: bool = False
     pair_type: str | None = None
+    list_has_correct: bool = False  # the design's cell (pooled design: a listed answer is correct)
+    correct_position: int = -1  # slot of the correct answer in the list (-1: none)
+    list_mean_loglik: float = math.nan  # mean log-likelihood of the listed answers under the judge
     prompt: str = ""
     prefix: str = ""
     suffix: str = ""
@@ -400,6 +530,24 @@ def _pair_jobs(iid: str, q: str, a: _Candidate, b: _Candidate, pair_type: str) -
     ]
 
 
+def _mean_loglik(data: _RunData, judge: str, item_id: str, shown: Sequence[Any]) -> float:
+    """Mean log-likelihood under the judge of the listed answers (NaN where one has no score)."""
+    values = [data.loglik.get((judge, item_id, x.id)) for x in shown]
+    if not values or any(v is None for v in values):
+        return math.nan
+    return float(sum(values) / len(values))  # type: ignore[arg-type]
+
+
+def _list_job(iid: str, q: str, c: _Candidate, field: str, shown: Sequence[Any], has_correct: bool, position: int,
+              loglik: float) -> _Job:
+    return _Job(
+        iid, c.candidate_id, 0, None, [x.id for x in shown],
+        {"question": q, field: format_list([x.text for x in shown]), "answer": c.text}, (field, "answer"),
+        gold_shown=any(x.correct is True for x in shown), shown_sources=tuple(x.source for x in shown),
+        judged_in_list=any(x.id == c.candidate_id or _loose(x.text) == _loose(c.text) for x in shown),
+        list_has_correct=has_correct, correct_position=position, list_mean_loglik=loglik)
+
+
 def _build_jobs(data: _RunData, judge_name: str, mode: str, item_ids: Sequence[str], k: int, seed: int,
                 lists: ListRule | None = None, pair_sources: Sequence[str] = DEFAULT_PAIR_SOURCES) -> list[_Job]:
     lists = lists or ListRule(k, 1, DEFAULT_ALT_SOURCES)
@@ -412,18 +560,28 @@ def _build_jobs(data: _RunData, judge_name: str, mode: str, item_ids: Sequence[s
                 jobs.append(_Job(iid, c.candidate_id, 0, None, [], {"question": q, "answer": c.text},
                                  ("answer", "critique")))
         elif mode in LIST_MODES:
+            field = "samples" if mode == "own_samples" else "alternatives"
+            if lists.design == "cells":
+                plan = lists.plan(data, judge_name, iid, seed)
+                if plan.skipped:
+                    continue  # pools too small: skipped in every cell (counted by ListRule.skipped)
+                for c in cands:
+                    cell = plan.lists.get(c.candidate_id)
+                    if cell is None:
+                        continue  # its drawn cell cannot be filled here: skipped in both modes (counted)
+                    shown = list(cell.own if mode == "own_samples" else cell.outside)
+                    jobs.append(_list_job(iid, q, c, field, shown, cell.has_correct, cell.position,
+                                          _mean_loglik(data, judge_name, iid, shown)))
+                continue
             n = lists.item_k(data, judge_name, iid)
             if n == 0:
                 continue  # pool too small: skipped in both list modes (counted by ListRule.skipped)
-            field = "samples" if mode == "own_samples" else "alternatives"
             for c in cands:
                 pool = [(x.id, x) for x in lists.pools(data, judge_name, iid, c)[mode]]
                 shown = [x for _, x in _seeded(pool, f"{seed}|{mode}|{iid}|{c.candidate_id}")[:n]]
-                jobs.append(_Job(
-                    iid, c.candidate_id, 0, None, [x.id for x in shown],
-                    {"question": q, field: format_list([x.text for x in shown]), "answer": c.text}, (field, "answer"),
-                    gold_shown=any(x.correct is True for x in shown), shown_sources=tuple(x.source for x in shown),
-                    judged_in_list=any(x.id == c.candidate_id or _loose(x.text) == _loose(c.text) for x in shown)))
+                where = [i for i, x in enumerate(shown) if x.correct is True]
+                jobs.append(_list_job(iid, q, c, field, shown, bool(where), where[0] if where else -1,
+                                      _mean_loglik(data, judge_name, iid, shown)))
         elif mode == "pairwise":
             others = [(x.candidate_id, x) for x in cands if judge_name not in x.authors]
             a = data.own_greedy(judge_name, iid)
@@ -543,13 +701,16 @@ def _frame(jobs: list[_Job], verdicts: list[dict], judge_name: str, mode: str) -
             "judged_in_list": bool(job.judged_in_list),
             "list_length": len(job.alternatives) if mode in LIST_MODES else 0, "pair_type": job.pair_type,
             "top_k_mass": v["top_k_mass"],
+            "list_has_correct": bool(job.list_has_correct) if mode in LIST_MODES else False,
+            "correct_position": int(job.correct_position) if mode in LIST_MODES else -1,
+            "list_mean_loglik": float(job.list_mean_loglik) if mode in LIST_MODES else math.nan,
         })
     df = pd.DataFrame(rows, columns=JUDGMENT_COLUMNS)
-    for c in ("order", "list_length"):
+    for c in ("order", "list_length", "correct_position"):
         df[c] = df[c].astype("int64")
-    for c in ("p_yes", "yes_no_mass", "top_k_mass"):
+    for c in ("p_yes", "yes_no_mass", "top_k_mass", "list_mean_loglik"):
         df[c] = df[c].astype("float64")
-    for c in ("gold_shown", "judged_in_list"):
+    for c in ("gold_shown", "judged_in_list", "list_has_correct"):
         df[c] = df[c].astype(bool)
     for c in ("other_candidate_id", "critique", "pair_type"):
         df[c] = df[c].astype(object)
@@ -695,6 +856,14 @@ def _check_int(name: str, value: Any, low: int) -> int:
     return value
 
 
+def _check_design(design: Any, p_correct: Any) -> tuple[str, float]:
+    if design not in LIST_DESIGNS:
+        raise ValueError(f"list_design: unknown design {design!r}; use one of {', '.join(LIST_DESIGNS)}")
+    if isinstance(p_correct, bool) or not isinstance(p_correct, (int, float)) or not 0 <= p_correct <= 1:
+        raise ValueError(f"p_correct must be a number in [0, 1], got {p_correct!r}")
+    return design, float(p_correct)
+
+
 def _check_sources(name: str, value: Any, allowed: Sequence[str], default: Sequence[str]) -> tuple[str, ...]:
     """A source list from a sequence or a comma-separated string; one-line error on an unknown name."""
     if value is None:
@@ -752,7 +921,7 @@ def _stage_settings(mode: str, *, k: int, seed: int, template_set: str, template
     }
     if mode in LIST_MODES:
         out.update(seed=seed, lists=lists.to_dict())
-        out["rules"]["lists"] = RULES["lists"]
+        out["rules"]["lists"] = RULES["list_cells" if lists.design == "cells" else "lists"]
     elif mode == "pairwise":
         out.update(seed=seed, k=k, pair_sources=list(pair_sources))
         out["rules"]["pairwise"] = RULES["pairwise"]
@@ -806,6 +975,8 @@ def judge(
     seed: int = 0,
     templates: Mapping[str, Any] | None = None,
     template_set: str = "default",
+    list_design: str = "cells",
+    p_correct: float = DEFAULT_P_CORRECT,
     overwrite: bool = False,
     batch_size: int | None = None,
     progress: bool = True,
@@ -838,12 +1009,13 @@ def judge(
     k : int
         The longest list in the list modes, and the self / control pairs per item in pairwise mode.
     min_k : int
-        Items whose matched list would be shorter are skipped in both list modes (their ids:
-        ``run.manifest["judge"]["skipped_items"][judge]``).
+        Pooled design: items whose matched list would be shorter are skipped in both list modes
+        (their ids, in either design: ``run.manifest["judge"]["skipped_items"][judge]``).
     alt_sources : str or sequence of str or None
-        What the ``alternatives`` list may show (:data:`ALT_SOURCES`; default
-        :data:`DEFAULT_ALT_SOURCES`, wrong answers only; ``reference`` or ``correct`` admits correct
-        answers, in both list modes).
+        Sources of the ``alternatives`` list's answers (:data:`ALT_SOURCES`; default
+        :data:`DEFAULT_ALT_SOURCES`). Cells design: its wrong answers (the correct one is the
+        reference, by the design); pooled design: wrong answers only unless ``reference`` or
+        ``correct`` admits correct ones, in both list modes.
     pair_sources : str or sequence of str or None
         What the judge's answer is paired with (:data:`PAIR_SOURCES`; default another model's answer).
     few_shot : int
@@ -858,6 +1030,14 @@ def judge(
         Per-mode overrides (a JudgeTemplate, a dict of its fields, or ``{"chat": ..., "plain": ...}``).
     template_set : str
         ``default`` (Yes/No) or ``ptrue`` (Kadavath et al. 2022's "(A) True (B) False").
+    list_design : str
+        ``cells`` (default): every list holds ``k`` answers, a correct one with probability
+        ``p_correct`` at a seeded position whatever the judged answer's correctness, outside wrong
+        answers matched to the own ones in log-likelihood (ARCHITECTURE.md, "Matched lists");
+        ``pooled``: the earlier rule (k = the smallest pool, ``min_k``, correct answers only when
+        ``alt_sources`` admits them).
+    p_correct : float
+        Probability that a list (cells design) holds a correct answer.
     overwrite : bool
         Redo a judge and mode already judged with other settings.
     batch_size : int or None
@@ -900,7 +1080,7 @@ def judge(
     alt_sources = _check_sources("alt_sources", alt_sources, ALT_SOURCES, DEFAULT_ALT_SOURCES)
     pair_sources = _check_sources("pair_sources", pair_sources, PAIR_SOURCES, DEFAULT_PAIR_SOURCES)
     resolved = resolve_templates(templates, modes, template_set)
-    lists = ListRule(k, min_k, alt_sources)
+    lists = ListRule(k, min_k, alt_sources, *_check_design(list_design, p_correct))
     path = Path(run.path) if isinstance(run, Run) else Path(run)
     models = dict(models or {})
     started = time.perf_counter()
@@ -921,7 +1101,7 @@ def judge(
                 models.setdefault(name, spec)
 
         data = _RunData.from_tables(store.read_table("items"), store.read_table("candidates"),
-                                    store.read_table("generations"), str(path))
+                                    store.read_table("generations"), str(path), store.read_table("scores"))
         for name in names:
             if "own_samples" in modes and not data.has_samples(name):
                 raise ValueError(
@@ -957,13 +1137,15 @@ def judge(
         recorded.update(wanted)
         spellings = dict(previous.get("spellings") or {})
         skipped = dict(previous.get("skipped_items") or {})
+        designs = dict(previous.get("list_designs") or {})
         for name in names:
             if any(m in LIST_MODES for m in modes):
                 skipped[name] = lists.skipped(data, name)
+                designs[name] = {**lists.to_dict(), "seed": seed, **lists.summary(data, name, seed)}
 
         def save() -> None:
             store.update_manifest(judge={"version": SETTINGS_VERSION, "stages": recorded, "spellings": spellings,
-                                         "skipped_items": skipped})
+                                         "skipped_items": skipped, "list_designs": designs})
 
         save()
         chunks = [data.item_ids[i:i + CHUNK_ITEMS] for i in range(0, len(data.item_ids), CHUNK_ITEMS)]
@@ -1032,6 +1214,8 @@ def judge_prompts(
     seed: int = 0,
     templates: Mapping[str, Any] | None = None,
     template_set: str = "default",
+    list_design: str = "cells",
+    p_correct: float = DEFAULT_P_CORRECT,
     read: bool = False,
     batch_size: int | None = None,
 ) -> "pd.DataFrame":
@@ -1052,12 +1236,13 @@ def judge_prompts(
     k : int
         The longest list in the list modes, and the self / control pairs per item in pairwise mode.
     min_k : int
-        Items whose matched list would be shorter are skipped in both list modes (their ids:
-        ``run.manifest["judge"]["skipped_items"][judge]``).
+        Pooled design: items whose matched list would be shorter are skipped in both list modes
+        (their ids, in either design: ``run.manifest["judge"]["skipped_items"][judge]``).
     alt_sources : str or sequence of str or None
-        What the ``alternatives`` list may show (:data:`ALT_SOURCES`; default
-        :data:`DEFAULT_ALT_SOURCES`, wrong answers only; ``reference`` or ``correct`` admits correct
-        answers, in both list modes).
+        Sources of the ``alternatives`` list's answers (:data:`ALT_SOURCES`; default
+        :data:`DEFAULT_ALT_SOURCES`). Cells design: its wrong answers (the correct one is the
+        reference, by the design); pooled design: wrong answers only unless ``reference`` or
+        ``correct`` admits correct ones, in both list modes.
     pair_sources : str or sequence of str or None
         What the judge's answer is paired with (:data:`PAIR_SOURCES`; default another model's answer).
     few_shot : int
@@ -1072,6 +1257,14 @@ def judge_prompts(
         Per-mode overrides (a JudgeTemplate, a dict of its fields, or ``{"chat": ..., "plain": ...}``).
     template_set : str
         ``default`` (Yes/No) or ``ptrue`` (Kadavath et al. 2022's "(A) True (B) False").
+    list_design : str
+        ``cells`` (default): every list holds ``k`` answers, a correct one with probability
+        ``p_correct`` at a seeded position whatever the judged answer's correctness, outside wrong
+        answers matched to the own ones in log-likelihood (ARCHITECTURE.md, "Matched lists");
+        ``pooled``: the earlier rule (k = the smallest pool, ``min_k``, correct answers only when
+        ``alt_sources`` admits them).
+    p_correct : float
+        Probability that a list (cells design) holds a correct answer.
     read : bool
         Also run the judge and return its verdicts.
     batch_size : int or None
@@ -1082,7 +1275,8 @@ def judge_prompts(
     pandas.DataFrame
         One row per judgment: ``item_id``, ``candidate_id``, ``order``, ``other_candidate_id``,
         ``alternatives``, ``critique`` (critique mode generates it), ``gold_shown``,
-        ``shown_sources``, ``judged_in_list``, ``list_length``, ``pair_type``, ``prompt`` (full text),
+        ``shown_sources``, ``judged_in_list``, ``list_length``, ``pair_type``, ``list_has_correct``,
+        ``correct_position``, ``list_mean_loglik``, ``prompt`` (full text),
         ``prompt_prefix`` / ``prompt_suffix`` (the shared part and the per-candidate rest),
         ``prompt_hash``, ``options`` (the two verdict words); with ``read=True`` also the judgments'
         ``p_yes``, ``yes_no_mass``, ``top_tokens`` and ``top_probs``.
@@ -1094,11 +1288,12 @@ def judge_prompts(
     (mode,) = _check_modes(mode)
     lm = _as_backend(lm, batch_size)
     r = run if isinstance(run, Run) else load_run(run)
-    data = _RunData.from_tables(r.items, r.candidates, r.generations, str(r.path))
+    data = _RunData.from_tables(r.items, r.candidates, r.generations, str(r.path), r.scores)
     examples, _, _ = _examples(data, _check_int("few_shot", few_shot, 0), few_shot_file)
     k = _check_int("k", k, 1)
     lists = ListRule(k, _check_int("min_k", min_k, 1),
-                     _check_sources("alt_sources", alt_sources, ALT_SOURCES, DEFAULT_ALT_SOURCES))
+                     _check_sources("alt_sources", alt_sources, ALT_SOURCES, DEFAULT_ALT_SOURCES),
+                     *_check_design(list_design, p_correct))
     pair_sources = _check_sources("pair_sources", pair_sources, PAIR_SOURCES, DEFAULT_PAIR_SOURCES)
     setup = _setup(judge_name or lm.name, lm, (mode,), resolve_templates(templates, (mode,), template_set), examples, k)
     item_ids = list(items) if items is not None else data.item_ids
@@ -1112,6 +1307,8 @@ def judge_prompts(
         "other_candidate_id": j.other_candidate_id, "alternatives": list(j.alternatives), "critique": j.critique,
         "gold_shown": j.gold_shown, "shown_sources": list(j.shown_sources), "judged_in_list": j.judged_in_list,
         "list_length": len(j.alternatives) if mode in LIST_MODES else 0, "pair_type": j.pair_type,
+        "list_has_correct": j.list_has_correct, "correct_position": j.correct_position,
+        "list_mean_loglik": j.list_mean_loglik,
         "prompt": j.prompt, "prompt_prefix": j.prefix, "prompt_suffix": j.suffix,
         "prompt_hash": _prompt_hash(j.prompt), "options": list(template.options),
     } for j in jobs])

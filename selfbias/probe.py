@@ -65,7 +65,7 @@ def probe(
     temperature: float = 0.7,
     max_new_tokens: int = 24,
     n_distractors: int = 3,
-    n_perturbations: int = 2,
+    n_perturbations: int = 6,  # k = 3 outside wrong answers besides the judged one, with room to match plausibility (issue 23)
     judge_modes: Sequence[str] = ("isolated", "alternatives"),
     alt_sources: Sequence[str] | str | None = None,
     pair_sources: Sequence[str] | str | None = None,

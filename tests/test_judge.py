@@ -194,7 +194,7 @@ def _block(prompt: str) -> list[str]:
 def test_alternatives_prompts_never_mark_correctness(smollm2, tmp_path):
     run = make_run(tmp_path / "a")
     flipped = make_run(tmp_path / "b", flip_correct=True)
-    df = judge_prompts(run, smollm2, "alternatives", k=2)
+    df = judge_prompts(run, smollm2, "alternatives", k=2, list_design="pooled")  # the earlier rule
     cands = run.candidates.set_index("candidate_id")
     assert len(df) == len(cands)  # every item has a list here
     for row in df.itertuples():
@@ -213,8 +213,8 @@ def test_alternatives_prompts_never_mark_correctness(smollm2, tmp_path):
     assert df.groupby("item_id").list_length.nunique().eq(1).all()
     # with correct answers admitted, the correctness flag never reaches the prompt: flipping it changes none
     everything = ("perturbation", "reference")
-    shown = judge_prompts(run, smollm2, "alternatives", k=2, alt_sources=everything)
-    other = judge_prompts(flipped, smollm2, "alternatives", k=2, alt_sources=everything)
+    shown = judge_prompts(run, smollm2, "alternatives", k=2, alt_sources=everything, list_design="pooled")
+    other = judge_prompts(flipped, smollm2, "alternatives", k=2, alt_sources=everything, list_design="pooled")
     assert shown.prompt_hash.tolist() == other.prompt_hash.tolist()
     assert shown.alternatives.tolist() == other.alternatives.tolist()
     # prompts of one candidate share their prefix up to the list (the list differs per candidate)
@@ -249,7 +249,8 @@ def test_pairwise_runs_both_orders(judged):
 def test_own_samples_and_critique_modes(tiny_wide, tmp_path):
     tiny = tiny_wide
     run = make_run(tmp_path / "run", items=ITEMS[:2])
-    out = judge(run, modes=("own_samples", "critique"), k=2, models={SMOL: tiny}, progress=False)
+    out = judge(run, modes=("own_samples", "critique"), k=2, list_design="pooled", models={SMOL: tiny},
+                progress=False)
     table = out.judgments
     own = table[table["mode"] == "own_samples"]
     cands = out.candidates.set_index("candidate_id")
@@ -278,7 +279,7 @@ def test_judge_by_author_matrix_and_missing_own_answers(tiny, tmp_path, monkeypa
     store.write_chunk("candidates", "probe", "0", cands)
     store.close()
     out = judge(run, modes=("alternatives", "pairwise"), judges=[SMOL], k=2, pair_sources=PAIRED,
-                models={SMOL: tiny}, progress=False)
+                list_design="pooled", models={SMOL: tiny}, progress=False)
     pw = out.judgments[out.judgments["mode"] == "pairwise"]
     assert set(pw[pw.pair_type == "self_perturbation"].item_id) == {"t-1", "t-2"}  # t-0 has no anchor
     assert "t-0" in set(pw.item_id)  # but its control pair (two perturbations) is judged
@@ -287,7 +288,7 @@ def test_judge_by_author_matrix_and_missing_own_answers(tiny, tmp_path, monkeypa
     with pytest.raises(ValueError, match="no sample rows of model 'other'"):
         judge(run, modes=("own_samples",), judges=["other"], models={"other": tiny}, progress=False)
     before = out.judgments
-    both = judge(run, modes=("alternatives",), judges=[SMOL, {"name": "other"}], k=2,
+    both = judge(run, modes=("alternatives",), judges=[SMOL, {"name": "other"}], k=2, list_design="pooled",
                  models={SMOL: tiny, "other": tiny}, progress=False)  # adds a judge, keeps SMOL's rows
     kept = both.judgments[both.judgments.judge == SMOL].reset_index(drop=True)
     pd.testing.assert_frame_equal(kept, before, check_dtype=False)
@@ -309,7 +310,8 @@ def test_settings_recorded_and_changes_refused(judged, tiny, tmp_path, monkeypat
     settings = judged.manifest["judge"]
     stages = settings["stages"]
     assert set(stages) == {f"{SMOL}={m}" for m in MODES}
-    assert stages[f"{SMOL}=alternatives"]["lists"] == {"k": 2, "min_k": 1, "sources": list(J.DEFAULT_ALT_SOURCES)}
+    assert stages[f"{SMOL}=alternatives"]["lists"] == {"k": 2, "min_k": 1, "sources": list(J.DEFAULT_ALT_SOURCES),
+                                                      "design": "cells", "p_correct": 0.5}
     assert stages[f"{SMOL}=pairwise"]["pair_sources"] == list(PAIRED) and stages[f"{SMOL}=pairwise"]["k"] == 2
     assert "k" not in stages[f"{SMOL}=isolated"] and stages[f"{SMOL}=isolated"]["template_set"] == "default"
     chat = stages[f"{SMOL}=isolated"]["templates"]["chat"]
@@ -445,7 +447,7 @@ def test_kill_and_resume_gives_identical_judgments(tiny_wide, tmp_path, monkeypa
 
 @pytest.fixture(scope="module")
 def probed(one_thread, smollm2, tmp_path_factory):
-    """`selfbias probe` on 8 arithmetic items (SmolLM2, 4 samples, default judge modes), then the README's
+    """`selfbias probe` on 8 arithmetic items (SmolLM2, 6 samples, default judge modes), then the README's
     `selfbias judge RUN --mode pairwise --mode own_samples` through the command line."""
     from typer.testing import CliRunner
 
@@ -453,7 +455,8 @@ def probed(one_thread, smollm2, tmp_path_factory):
     from selfbias.probe import probe
 
     path = tmp_path_factory.mktemp("probed") / "run"
-    first = probe(SMOL, "arithmetic", n=8, samples=4, max_new_tokens=8, out=path, loaded={SMOL: smollm2},
+    # 6 samples: the list design needs 4 distinct wrong answers of the model's own per item (k = 3)
+    first = probe(SMOL, "arithmetic", n=8, samples=6, max_new_tokens=8, out=path, loaded={SMOL: smollm2},
                   progress=False)
     before = first.judgments  # read now: a Run reads its tables lazily
     result = CliRunner().invoke(app, ["judge", str(path), "--mode", "pairwise", "--mode", "own_samples"])
@@ -485,20 +488,33 @@ def test_readme_judge_example_after_probe_keeps_earlier_judgments(probed):
     assert len(pw) and set(pw.verdict) <= {"a", "b", "inconsistent"} and pw.pair_type.notna().all()
 
 
-def test_default_lists_never_show_the_gold(probed):
+def test_default_lists_show_a_correct_answer_by_the_design(probed):
+    """The cells design: a list holds a correct answer exactly when its drawn cell says so (checked
+    against the candidates' labels), the own list's from the judge's own answers, the outside list's
+    the reference."""
     _, _, run = probed
-    correct = {(i, c): bool(v) for i, c, v in zip(run.candidates.item_id, run.candidates.candidate_id,
-                                                     run.candidates.correct)}
-    g = run.generations
-    correct.update({(i, f"sample:{x}"): bool(v) for i, x, v in zip(g.item_id, g.sample_index, g.correct)})
+    cands = run.candidates
+    correct = {(i, c): bool(v) for i, c, v in zip(cands.item_id, cands.candidate_id, cands.correct)}
+    authors = {(i, c): list(a) for i, c, a in zip(cands.item_id, cands.candidate_id, cands.authors)}
+    sources = {(i, c): list(s) for i, c, s in zip(cands.item_id, cands.candidate_id, cands.sources)}
     lists = run.judgments[run.judgments["mode"].isin(["alternatives", "own_samples"])]
     assert len(lists) and (lists["mode"] == "alternatives").any()
     for row in lists.itertuples():
         shown = [correct[(row.item_id, a)] for a in row.alternatives]
-        assert bool(row.gold_shown) == any(shown)  # the recorded flag, checked against the candidates
-        assert not any(shown), (row.item_id, row.candidate_id, row.mode)
+        assert bool(row.gold_shown) == any(shown) == bool(row.list_has_correct)
+        assert sum(shown) == int(row.list_has_correct)
+        if row.list_has_correct:
+            hit = row.alternatives[row.correct_position]
+            assert correct[(row.item_id, hit)]
+            if row.mode == "own_samples":
+                assert SMOL in authors[(row.item_id, hit)]
+            else:
+                assert "reference" in sources[(row.item_id, hit)]
+        else:
+            assert row.correct_position == -1
     frame = run.analysis_frame()
-    assert not frame[frame["mode"] == "alternatives"].gold_shown.any()
+    lf = frame[frame["mode"].isin(["alternatives", "own_samples"])]
+    assert (lf.gold_shown == lf.list_has_correct).all() and lf.list_mean_loglik.notna().all()
 
 
 def test_lists_are_matched_and_never_hold_the_judged_answer(probed):
@@ -506,20 +522,23 @@ def test_lists_are_matched_and_never_hold_the_judged_answer(probed):
     texts = _texts(run)
     lists = run.judgments[run.judgments["mode"].isin(["alternatives", "own_samples"])]
     skipped = set(run.manifest["judge"]["skipped_items"][SMOL])
-    assert set(lists.item_id) == set(run.items.item_id) - skipped  # skipped in both modes, and only those
-    by_item = lists.groupby("item_id")
-    assert by_item.list_length.nunique().eq(1).all()  # one length per item, in both modes
-    assert by_item["mode"].nunique().eq(2).all()
-    assert (lists.list_length == lists.alternatives.map(len)).all() and (lists.list_length >= 1).all()
-    n_cands = run.candidates.groupby("item_id").size()
-    assert (lists.groupby(["item_id", "mode"]).size() == n_cands.reindex(
-        [i for i, _ in lists.groupby(["item_id", "mode"]).size().index]).values).all()
+    design = run.manifest["judge"]["list_designs"][SMOL]
+    assert set(lists.item_id) == set(run.items.item_id) - skipped  # skipped in every cell, and only those
+    assert (lists.list_length == 3).all() and (lists.list_length == lists.alternatives.map(len)).all()
+    assert design["list_lengths"] == {"3": len(lists) // 2}
+    # the same candidates in both modes, with the same cell and position (the design's, not the data's)
+    wide = lists.pivot(index="candidate_id", columns="mode", values="correct_position")
+    assert wide.notna().all().all() and (wide["own_samples"] == wide["alternatives"]).all()
+    n_cands = run.candidates[run.candidates.item_id.isin(set(lists.item_id))].shape[0]
+    assert len(wide) + design["candidates_unfilled"] == n_cands
+    correct = dict(zip(run.candidates.candidate_id, run.candidates.correct))
     for row in lists.itertuples():
         judged = " ".join(texts[(row.item_id, row.candidate_id)].split()).casefold()
-        assert row.candidate_id not in row.alternatives
-        assert judged not in [" ".join(texts[(row.item_id, a)].split()).casefold() for a in row.alternatives]
-        assert not row.judged_in_list and len(row.shown_sources) == row.list_length
-        allowed = {"own_sample"} if row.mode == "own_samples" else {"other_model", "distractor", "perturbation"}
+        listed = [" ".join(texts[(row.item_id, a)].split()).casefold() for a in row.alternatives]
+        inside = row.candidate_id in row.alternatives or judged in listed
+        assert inside == bool(row.judged_in_list) == (bool(correct[row.candidate_id]) and bool(row.list_has_correct))
+        assert len(row.shown_sources) == row.list_length
+        allowed = {"own_sample"} if row.mode == "own_samples" else {"perturbation", "reference"}
         assert set(row.shown_sources) <= allowed
 
 
@@ -550,9 +569,10 @@ def _wide_run(path):
 def test_list_order_is_seeded_and_independent_across_candidates(smollm2, tmp_path):
     run = _wide_run(tmp_path / "w")
     for mode in ("alternatives", "own_samples"):
-        a = judge_prompts(run, smollm2, mode, k=5)
-        again = judge_prompts(run, smollm2, mode, k=5)
-        other_seed = judge_prompts(run, smollm2, mode, k=5, seed=1)
+        # p_correct=0: every candidate gets a list (the judge never gave the gold here)
+        a = judge_prompts(run, smollm2, mode, k=5, p_correct=0.0)
+        again = judge_prompts(run, smollm2, mode, k=5, p_correct=0.0)
+        other_seed = judge_prompts(run, smollm2, mode, k=5, seed=1, p_correct=0.0)
         assert a.alternatives.tolist() == again.alternatives.tolist()
         assert a.alternatives.tolist() != other_seed.alternatives.tolist()
         assert (a.list_length == 5).all()
@@ -570,12 +590,13 @@ def test_list_order_is_seeded_and_independent_across_candidates(smollm2, tmp_pat
 
 def test_min_k_skips_small_items_in_both_list_modes(tiny, tmp_path):
     run = make_run(tmp_path / "run")  # t-0's smallest pool is 1, the others' 2
-    out = judge(run, modes=("alternatives", "own_samples"), k=3, min_k=2, models={SMOL: tiny}, progress=False)
+    out = judge(run, modes=("alternatives", "own_samples"), k=3, min_k=2, list_design="pooled", models={SMOL: tiny},
+                progress=False)
     assert out.manifest["judge"]["skipped_items"][SMOL] == ["t-0"]
     table = out.judgments
     assert "t-0" not in set(table.item_id) and (table.list_length == 2).all()
     shown = judge(run, modes=("alternatives",), judges=["other"], k=3, alt_sources="perturbation,reference",
-                  models={"other": tiny}, progress=False).judgments
+                  list_design="pooled", models={"other": tiny}, progress=False).judgments
     shown = shown[shown.judge == "other"]
     gold = {c for c, ok in zip(out.candidates.candidate_id, out.candidates.correct) if ok}
     assert (shown.gold_shown == shown.alternatives.map(lambda a: bool(set(a) & gold))).all()
@@ -614,7 +635,7 @@ def test_few_shot_file_and_its_errors(smollm2, tmp_path):
                                 "alternatives": ["3", "4"]}) + "\n\n"
                     + json.dumps({"question": "What is 2 + 2?", "answer": "5", "correct": False,
                                   "alternatives": ["3", "6"]}) + "\n")
-    df = judge_prompts(run, smollm2, "alternatives", few_shot_file=good, k=2)
+    df = judge_prompts(run, smollm2, "alternatives", few_shot_file=good, k=2, list_design="pooled")
     prompt = df.prompt.iloc[0]
     assert "What is 1 + 1?\nPossible answers:\n- 3\n- 4\n" in prompt and "Proposed answer: 5<|im_end|>" in prompt
     assert prompt.count("<|im_start|>assistant\nYes") == 1 and prompt.count("<|im_start|>assistant\nNo") == 1
@@ -664,7 +685,7 @@ def test_cli_judge_and_probe_take_the_list_pair_and_template_options(tmp_path):
     # the model never gave the reference 6 here, so it is an outside answer
     run = make_run(tmp_path / "run", items=[("c-0", "What is 3 + 3?", "6", ["5", "7", "8"], "9", ["9", "4"])])
     out = cli.invoke(app, ["judge", str(run.path), "--mode", "alternatives", "--k", "2", "--alt-sources",
-                           "perturbation,reference", "--template-set", "ptrue"])
+                           "perturbation,reference", "--template-set", "ptrue", "--list-design", "pooled"])
     assert out.exit_code == 0, out.output
     judged = load_run(run.path)
     stage = judged.manifest["judge"]["stages"][f"{SMOL}=alternatives"]

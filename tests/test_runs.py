@@ -582,6 +582,10 @@ def test_analysis_frame(tmp_path):
         # these judgments predate the columns: derived from `alternatives` (none listed here)
         "gold_shown": [False] * 5,
         "list_length": pd.Series([0] * 5, dtype="int64"),
+        # the list design's columns (issue 23) predate them too: gold_shown, -1, NaN
+        "list_has_correct": [False] * 5,
+        "correct_position": pd.Series([-1] * 5, dtype="int64"),
+        "list_mean_loglik": [float("nan")] * 5,
     })
     pd.testing.assert_frame_equal(af, expected)
     # every scored -> n_tokens is int64

@@ -11,7 +11,8 @@ docstring says otherwise; every function is seeded (``seed=0``).
 * self-trust: :func:`misplaced_confidence`, :func:`comparison_effect` (item-aware tests, any
   contrast, by source), :func:`likelihood_regression` and :func:`mixed_effects_regression`
   (within-item likelihood slope, between-item part beside it), :func:`mediation`;
-* the thesis in one estimate: :func:`thesis_effect` -> :class:`ThesisResult`;
+* the thesis in one estimate: :func:`thesis_effect` -> :class:`ThesisResult`; the balance of
+  the list design (list features by the judged answer's correctness): :func:`list_balance`;
 * published metrics: :func:`wataoka_bias`, :func:`winrate_by_perplexity`, :func:`chen_metrics`,
   :func:`panickssery_self_preference`, :func:`roytburg_baseline`, :func:`kadavath_accuracy_above`;
 * everything at once: :func:`summarize` -> :class:`Summary` (:func:`compact_table` for terminals);
@@ -19,7 +20,7 @@ docstring says otherwise; every function is seeded (``seed=0``).
 Modules by concept (private): ``_bootstrap`` (column checks, per-group loop, item bootstrap, Holm),
 ``_discrimination``, ``_calibration``, ``_comparison``, ``_metrics`` (misplaced confidence; the
 old import path of the others), ``_health``, ``_published``, ``_regression``, ``_thesis``,
-``_summary``.
+``_balance``, ``_summary``.
 * synthetic runs with planted effects: :mod:`selfbias.stats.simulate`.
 """
 
@@ -73,8 +74,10 @@ from ._figure_data import (
 )
 from ._summary import MIN_N_PUBLISHED, Summary, compact_table, summarize
 from ._thesis import ThesisResult, thesis_effect
+from ._balance import BALANCE_FEATURES, list_balance
 
 __all__ = [
+    "BALANCE_FEATURES",
     "CHANCE_AUROC",
     "GOOD_AUROC",
     "MAX_POSITION_BIAS",
@@ -108,6 +111,7 @@ __all__ = [
     "kadavath_accuracy_above",
     "likelihood_discrimination",
     "likelihood_regression",
+    "list_balance",
     "mediation",
     "misplaced_confidence",
     "mixed_effects_regression",

@@ -270,6 +270,9 @@ def simulate_run(
     item_mode_sd: float = 0.0,
     external_shift: float = 0.0,
     external_slope_change: float = 0.0,
+    p_list_correct: float | None = None,
+    list_correct_effect: float = 0.0,
+    external_correct_shift: float = 0.0,
 ) -> SimulatedRun:
     """A synthetic run with planted effects (the generative model is in the module docstring).
 
@@ -293,6 +296,19 @@ def simulate_run(
     * "thesis": {"slope_change_own_wrong": external_slope_change, "slope_change_vs_other":
       external_slope_change, "external_shift": external_shift} -- the fractional-logit
       estimands of `thesis_effect` (exact for p_model="beta" when item_mode_sd = 0).
+    * the list design (issue 23), only with ``p_list_correct`` (default None: no column, and the
+      draws of every other table are unchanged): each candidate's lists hold a correct answer
+      (``list_has_correct``, the same in both list modes, False in ``isolated``) with probability
+      ``p_list_correct``, drawn from its own generator, independent of everything else; in both
+      list modes a wrong answer's logit P(Yes) moves by ``list_correct_effect`` when it does, and
+      in ``alternatives`` the judge's own wrong answers move by a further
+      ``external_correct_shift`` (the planted interaction of `thesis_effect`'s cells).
+      truth["thesis"]["cells"]: the cell estimands of `thesis_effect` on the P(Yes) scale
+      (``p_yes_own_list_<cell>``, ``p_yes_outside_list_<cell>``, ``p_yes_shift_<cell>``,
+      ``p_yes_shift_interaction``), the means of expit(eta) over the realised own wrong answers
+      of each cell: exact expectations for p_model="beta" with item_mode_sd = 0, and 0 for the
+      shifts and the interaction whenever external_shift, external_slope_change and
+      external_correct_shift are 0 (the modes are then exchangeable).
     * "coefficients": {term: value} for the default formula of `likelihood_regression` and
       `mixed_effects_regression` on the whole analysis frame (all modes): z_loglik = slope,
       self_authored = self_effect, correct = correct_effect, mode_<m> = comparison_effect,
@@ -348,16 +364,31 @@ def simulate_run(
     # external_shift + external_slope_change * (within-item z_loglik)
     own_wrong = (self_ & ~correct).astype(float)
     external = own_wrong * (external_shift + external_slope_change * (z - item_mean_z))
+    # the list design's cell (issue 23): own generator, so every other draw is as without it
+    listed = np.zeros(len(cand), dtype=bool)
+    if p_list_correct is not None:
+        listed = np.random.default_rng([seed, 23]).random(len(cand)) < p_list_correct
+    cell_shift = {
+        m: listed * (list_correct_effect * (1 - correct)
+                     + (external_correct_shift * own_wrong if m == "alternatives" else 0.0))
+        for m in modes if m != "isolated"
+    }
     p_by_mode = {
         m: p_isolated if m == "isolated"
-        else noise.draw(shown_others + mode_shift[m] + (external if m == "alternatives" else 0.0), latent, rng)
+        else noise.draw(shown_others + mode_shift[m] + (external if m == "alternatives" else 0.0) + cell_shift[m],
+                        latent, rng)
         for m in modes
     }
     analysis = pd.concat(
         [cand.assign(mode=mode, p_yes=p, judge=JUDGE) for mode, p in p_by_mode.items()], ignore_index=True
     )
     analysis["yes_no_mass"] = rng.uniform(0.85, 1.0, len(analysis))
-    analysis = analysis[ANALYSIS_COLUMNS].astype({"n_tokens": "int64", "correct": bool, "self_authored": bool})
+    columns = list(ANALYSIS_COLUMNS)
+    if p_list_correct is not None:
+        analysis["list_has_correct"] = np.concatenate(
+            [listed & (mode != "isolated") for mode in p_by_mode])
+        columns.append("list_has_correct")
+    analysis = analysis[columns].astype({"n_tokens": "int64", "correct": bool, "self_authored": bool})
     score = likelihood_slope * z + self_effect * self_ + correct_weight * correct
     pairwise = _pairwise(cand, score, item_latent, position_bias, noise, rng)
     agreement = _agreement(cand, agreement_effect, rng)
@@ -368,10 +399,27 @@ def simulate_run(
     }
     thesis = {"slope_change_own_wrong": float(external_slope_change),
               "slope_change_vs_other": float(external_slope_change), "external_shift": float(external_shift)}
+    if p_list_correct is not None and {"own_samples", "alternatives"} <= set(modes):
+        thesis["cells"] = _cell_truth(
+            {m: shown_others + (external if m == "alternatives" else 0.0) + cell_shift[m]
+             for m in ("own_samples", "alternatives")}, own_wrong.astype(bool), listed)
     sd = float(cand["sum_logprob"].std(ddof=0))
     truth = _truth(effects, modes, calibrated, sd, position_bias, agreement_effect, noise)
     truth["thesis"] = thesis
     return SimulatedRun(analysis, pairwise, agreement, truth)
+
+
+def _cell_truth(eta: dict[str, np.ndarray], own_wrong: np.ndarray, listed: np.ndarray) -> dict[str, float]:
+    """The cell estimands of `thesis_effect` as means of expit(eta) over the own wrong answers of a cell."""
+    out: dict[str, float] = {}
+    for name, flag in (("no_correct", False), ("with_correct", True)):
+        sel = own_wrong & (listed == flag)
+        own, ext = special.expit(eta["own_samples"][sel]), special.expit(eta["alternatives"][sel])
+        out[f"p_yes_own_list_{name}"] = float(own.mean()) if sel.any() else float("nan")
+        out[f"p_yes_outside_list_{name}"] = float(ext.mean()) if sel.any() else float("nan")
+        out[f"p_yes_shift_{name}"] = float((ext - own).mean()) if sel.any() else float("nan")
+    out["p_yes_shift_interaction"] = out["p_yes_shift_with_correct"] - out["p_yes_shift_no_correct"]
+    return out
 
 
 def _truth(effects, modes, calibrated, sd, position_bias, agreement_effect, noise: _Noise) -> dict:
