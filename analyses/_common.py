@@ -60,7 +60,11 @@ def experiment(
         if args.reduced:
             options["n"] = reduced_n
         run_dir = args.runs / ("reduced" if args.reduced else "full") / f"{name}-{Path(task).stem.replace(':', '-')}"
+        # The committed figures were made with the earlier list rule and 2 perturbations an item; pinned
+        # here so that they reproduce until the analyses are rerun with the list design of issue 23.
+        options.setdefault("n_perturbations", 2)
         run = selfbias.probe(list(models), task, out=run_dir, judge_modes=tuple(modes), loaded=loaded,
+                             list_design="pooled",
                              seed=SEED, progress=not args.reduced, **options)
         runs.append(run)
         frame = run.analysis_frame().assign(task=Path(task).stem)

@@ -70,6 +70,7 @@ def probe(
     alt_sources: Sequence[str] | str | None = None,
     pair_sources: Sequence[str] | str | None = None,
     template_set: str = "default",
+    list_design: str = "cells",
     seed: int = 0,
     mapping: dict | str | None = None,
     fmt: str | None = None,
@@ -123,8 +124,9 @@ def probe(
         :func:`selfbias.tasks.text_perturbations`).
     judge_modes : sequence of str
         Judge modes run after scoring (empty: no judging).
-    alt_sources, pair_sources, template_set
-        Passed to :func:`selfbias.judge.judge`.
+    alt_sources, pair_sources, template_set, list_design
+        Passed to :func:`selfbias.judge.judge` (``list_design``: ``cells``, the default design of the list
+        modes, or ``pooled``, the earlier rule that the committed analyses were made with).
     seed : int
         Seed of the task draw, the samples and the perturbations.
     mapping, fmt, skip_invalid
@@ -179,6 +181,10 @@ def probe(
         models=models, n=n, samples=samples, temperature=temperature, max_new_tokens=max_new_tokens,
         n_distractors=n_distractors, n_perturbations=n_perturbations, judge_modes=judge_modes, seed=seed,
         device=device, dtype=dtype, templates=templates, loaded=loaded)
+    from .judge import LIST_DESIGNS
+
+    if list_design not in LIST_DESIGNS:
+        raise _validate.InputError(f"list_design: unknown design {list_design!r}; use one of {', '.join(LIST_DESIGNS)}")
     if ray is not None and ray is not False:
         from .distributed import check_ray
 
@@ -251,7 +257,8 @@ def probe(
         # The judge reads the chunks and consolidates every table once when it finishes; it keeps
         # the executor's actors (they hold the same models).
         return judge(store.path, modes=tuple(judge_modes), models=lms, seed=seed, alt_sources=alt_sources,
-                     pair_sources=pair_sources, template_set=template_set, progress=progress, ray=executor)
+                     pair_sources=pair_sources, template_set=template_set, list_design=list_design,
+                     progress=progress, ray=executor)
     finally:
         if executor is not None and executor is not ray:
             executor.close()
