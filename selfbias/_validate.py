@@ -76,6 +76,38 @@ def check_judge_modes(modes: Any, *, allow_empty: bool = False, option: str = "m
     return modes
 
 
+def check_sources(option: str, value: Any, which: str) -> None:
+    """An alternatives (``which="alt"``) or pairwise (``"pair"``) source list: known names, not empty."""
+    from .judge import ALT_SOURCES, PAIR_SOURCES
+
+    if value is None:
+        return
+    allowed = ALT_SOURCES if which == "alt" else PAIR_SOURCES
+    if isinstance(value, str):
+        value = [v.strip() for v in value.split(",") if v.strip()]
+    elif not isinstance(value, Sequence) or not all(isinstance(v, str) for v in value):
+        raise InputError(f"{option} must be a comma-separated string or a list of names, got {show(value)}")
+    for v in value:
+        if v not in allowed:
+            raise InputError(f"{option}: unknown source {show(v)}; use some of {', '.join(allowed)}")
+    if not value:
+        raise InputError(f"{option} is empty; use some of {', '.join(allowed)}")
+
+
+def check_template_set(option: str, value: Any) -> None:
+    """A judge template set by name (``default``, ``ptrue``)."""
+    from ._judge_templates import TEMPLATE_SETS
+
+    if value not in TEMPLATE_SETS:
+        raise InputError(f"{option}: unknown template set {show(value)}; use one of {', '.join(TEMPLATE_SETS)}")
+
+
+def show(value: Any, limit: int = 80) -> str:
+    """``repr`` of user input for an error line: control characters escaped, long values cut."""
+    text = "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in repr(value))
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 def check_figure_formats(formats: Any) -> tuple[str, ...]:
     """Figure file formats: each one of pdf, png, svg."""
     if isinstance(formats, str):
@@ -313,6 +345,18 @@ def check_judge_templates(templates: Any, modes: Sequence[str], where: str = "te
         raise InputError(f"{where}: {e}") from None
 
 
+def check_few_shot_file(path: str | os.PathLike) -> None:
+    """A few-shot JSONL file reads (every line, field and type), errors naming the file and line."""
+    from ._judge_templates import read_few_shot_file
+
+    try:
+        read_few_shot_file(path)
+    except RecursionError:
+        raise InputError(f"{path}: nested too deeply to read as few-shot examples") from None
+    except ValueError as e:
+        raise InputError(" ".join(str(e).split())) from None
+
+
 # ------------------------------------------------------------------------------------ folders
 
 
@@ -382,11 +426,15 @@ def check_run_folder(run: str | os.PathLike, *, writable: bool = True) -> Path:
 
 def validate_probe(*, models: Sequence[str], n: Any, samples: Any, temperature: Any, max_new_tokens: Any,
                    n_distractors: Any, n_perturbations: Any, judge_modes: Any, seed: Any, device: Any, dtype: Any,
-                   templates: Mapping | None, loaded: Mapping | None) -> tuple[str, ...]:
+                   templates: Mapping | None, loaded: Mapping | None, alt_sources: Any = None,
+                   pair_sources: Any = None, template_set: Any = "default") -> tuple[str, ...]:
     """Every argument of :func:`selfbias.probe` that can be checked before the task loads; returns the
     judge modes as a tuple. The output folder is checked by :func:`check_run_out` once it is known."""
     check_generation(temperature=temperature, samples=samples, max_new_tokens=max_new_tokens,
                      n=1 if n is None else n)
+    check_sources("alt_sources", alt_sources, "alt")
+    check_sources("pair_sources", pair_sources, "pair")
+    check_template_set("template_set", template_set)
     check_int("n_distractors", n_distractors, 0)
     check_int("n_perturbations", n_perturbations, 0)
     check_int("seed", seed, 0)
@@ -402,16 +450,24 @@ def validate_probe(*, models: Sequence[str], n: Any, samples: Any, temperature: 
 
 
 def validate_judge(run: Any, *, modes: Any, judges: Any, k: Any, few_shot: Any, seed: Any,
-                   templates: Any, models: Mapping | None) -> tuple[str, ...]:
+                   templates: Any, models: Mapping | None, min_k: Any = 1, alt_sources: Any = None,
+                   pair_sources: Any = None, template_set: Any = "default", few_shot_file: Any = None,
+                   trust_servers: Any = ()) -> tuple[str, ...]:
     """Every argument of :func:`selfbias.judge`, checked before any model loads; returns the modes."""
     from ._judge_templates import FEW_SHOT_POOL
 
     modes = check_judge_modes(modes)
     check_int("k", k, 1)
+    check_int("min_k", min_k, 1)
+    check_sources("alt_sources", alt_sources, "alt")
+    check_sources("pair_sources", pair_sources, "pair")
+    check_template_set("template_set", template_set)
     if check_int("few_shot", few_shot, 0) > len(FEW_SHOT_POOL):
         raise InputError(f"few_shot={few_shot}: there are {len(FEW_SHOT_POOL)} built-in grading examples; use fewer")
     check_int("seed", seed, 0)
     check_judge_templates(templates, modes)
+    if few_shot_file is not None:
+        check_few_shot_file(few_shot_file)
     check_run_folder(getattr(run, "path", run))
     specs = [judges] if isinstance(judges, (str, Mapping)) else list(judges or [])
     for spec in specs:

@@ -95,6 +95,7 @@ from ._judge_templates import (
     resolve_templates,
     select_examples,
 )
+from .errors import InputError
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -588,13 +589,13 @@ def _option_ids(lm: "Backend", template: JudgeTemplate) -> tuple[list[int], list
     for word in template.options:
         found = find_option_tokens(lm.tokenizer, word)
         if not found:
-            raise ValueError(
+            raise InputError(
                 f"judge template '{template.name}': option {word!r} has no single-token spelling in the "
                 f"tokenizer of {lm.name}; use option words that are one token"
             )
         ids.append(found)
     if set(ids[0]) & set(ids[1]):
-        raise ValueError(f"judge template '{template.name}': options {template.options!r} share a token in {lm.name}")
+        raise InputError(f"judge template '{template.name}': options {template.options!r} share a token in {lm.name}")
     return ids[0], ids[1]
 
 
@@ -638,7 +639,7 @@ def _judge_items(setup: _JudgeSetup, data: _RunData, mode: str, item_ids: Sequen
 def _check_context(lm: "Backend", jobs: list[_Job], mode: str) -> None:
     """Refuse, naming the item, a judge prompt that does not fit the judge's context (checked on
     each item's longest prompt, before any of the chunk is read)."""
-    from ._validate import InputError, context_message, too_long
+    from ._validate import context_message, too_long
 
     longest: dict[str, str] = {}
     for job in jobs:
@@ -887,7 +888,8 @@ def judge(
 
     # Every argument (modes, counts, templates, run folder, judge model specs) before any model loads.
     validate_judge(run, modes=modes, judges=judges, k=k, few_shot=few_shot, seed=seed, templates=templates,
-                   models=models)
+                   models=models, min_k=min_k, alt_sources=alt_sources, pair_sources=pair_sources,
+                   template_set=template_set, few_shot_file=few_shot_file)
     if ray is not None and ray is not False:
         from .distributed import check_ray
 
@@ -941,18 +943,21 @@ def judge(
 
         previous = manifest.get("judge") or {}
         written = store.stages("judgments")
+        # Stages that --overwrite redoes: dropped only once that judge is loaded and its templates
+        # and prompts are known to work (a refused template or option word deletes nothing).
+        drops: list[str] = []
         if written and previous.get("version") != SETTINGS_VERSION:
             if not overwrite:
                 raise RunError(f"{path}: the run's judgments were made by an older selfbias (settings not recorded "
                                "per judge and mode); pass overwrite=True (--overwrite) to judge again")
-            for st_name in written:
-                store.drop_stage("judgments", st_name)
+            drops.extend(written)
             previous = {}
         recorded = dict(previous.get("stages") or {})
+        kept = dict(recorded)  # what the manifest says of a dropped stage while its old chunks are still there
         for st_name, message in _conflicts(store, recorded, wanted, str(path)):
             if not overwrite:
                 raise RunError(message)
-            store.drop_stage("judgments", st_name)
+            drops.append(st_name)
             recorded.pop(st_name, None)
         recorded.update(wanted)
         spellings = dict(previous.get("spellings") or {})
@@ -962,13 +967,22 @@ def judge(
                 skipped[name] = lists.skipped(data, name)
 
         def save() -> None:
-            store.update_manifest(judge={"version": SETTINGS_VERSION, "stages": recorded, "spellings": spellings,
+            # A stage whose old chunks are still there keeps its old settings in the manifest.
+            stages = {**{d: kept[d] for d in drops if d in kept},
+                      **{st_name: v for st_name, v in recorded.items() if st_name not in drops}}
+            store.update_manifest(judge={"version": SETTINGS_VERSION, "stages": stages, "spellings": spellings,
                                          "skipped_items": skipped})
 
-        save()
+        def drop(owner: str | None) -> None:
+            """Drop the overwritten stages of judge ``owner`` (None: every one left)."""
+            for st_name in [d for d in drops if owner is None or d.startswith(_stage(owner, ""))]:
+                store.drop_stage("judgments", st_name)
+                drops.remove(st_name)
+
         chunks = [data.item_ids[i:i + CHUNK_ITEMS] for i in range(0, len(data.item_ids), CHUNK_ITEMS)]
         todo = {name: [(m, c) for m in modes for c in range(len(chunks))
-                       if not store.has_chunk("judgments", _stage(name, m), str(c))] for name in names}
+                       if _stage(name, m) in drops or not store.has_chunk("judgments", _stage(name, m), str(c))]
+                for name in names}
         if ray is not None and ray is not False and any(todo.values()):
             from .distributed import open_executor
 
@@ -987,6 +1001,9 @@ def judge(
 
             keep_responses([lm], store.path)
             setup = _setup(name, lm, modes, resolved, examples, k)
+            if any(d.startswith(_stage(name, "")) for d in drops):
+                _precheck(setup, data, modes, chunks, k, seed, lists, tuple(pair_sources))
+                drop(name)
             found = setup.spellings()
             old = spellings.get(name) or {}
             spellings[name] = {**old, **found, "options": {**(old.get("options") or {}), **found["options"]}}
@@ -1000,12 +1017,28 @@ def judge(
             if loaded_here:
                 lm.close()
                 del lm
+        drop(None)  # overwritten stages of judges not run now (a run from an older selfbias)
+        save()
         store.record_timing("judge", time.perf_counter() - started)
         return store.finalize()
     finally:
         if executor is not None and executor is not ray:
             executor.close()
         store.close()
+
+
+def _precheck(setup: _JudgeSetup, data: _RunData, modes: Sequence[str], chunks: Sequence[Sequence[str]], k: int,
+              seed: int, lists: ListRule, pair_sources: Sequence[str]) -> None:
+    """Render every prompt of the modes about to be overwritten and check it fits the judge's context,
+    so that --overwrite deletes the old judgments only when the new ones can be made (critique
+    prompts hold generated text and are checked as they are made)."""
+    for mode in modes:
+        if mode == "critique":
+            continue
+        for item_ids in chunks:
+            jobs = _build_jobs(data, setup.name, mode, item_ids, k, seed, lists, pair_sources)
+            _render_jobs(jobs, setup.templates[mode], setup.lm.tokenizer, setup.examples[mode])
+            _check_context(setup.lm, jobs, mode)
 
 
 def _judge_chunk(lm: "LoadedModel", setup: _JudgeSetup, data: _RunData, mode: str, item_ids: Sequence[str], k: int,

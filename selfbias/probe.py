@@ -178,7 +178,8 @@ def probe(
     judge_modes = _validate.validate_probe(
         models=models, n=n, samples=samples, temperature=temperature, max_new_tokens=max_new_tokens,
         n_distractors=n_distractors, n_perturbations=n_perturbations, judge_modes=judge_modes, seed=seed,
-        device=device, dtype=dtype, templates=templates, loaded=loaded)
+        device=device, dtype=dtype, templates=templates, loaded=loaded, alt_sources=alt_sources,
+        pair_sources=pair_sources, template_set=template_set)
     if ray is not None and ray is not False:
         from .distributed import check_ray
 

@@ -436,6 +436,9 @@ class RunStore:
         self.resumed = resumed  # True when an existing run was reopened
         self._manifest = manifest
         self._finalizer = weakref.finalize(self, st.release_lock, lock) if lock is not None else None
+        # A resumed session is recorded with the first write, so a command refused after opening the
+        # run (a bad template, an unreachable server) leaves the manifest as it was.
+        self._session: dict | None = None
 
     # -- opening ------------------------------------------------------------------------------
 
@@ -570,7 +573,7 @@ class RunStore:
                     + "); new chunks may differ slightly from old ones",
                     stacklevel=3,
                 )
-        store._update(lambda m: m.setdefault("sessions", []).append(session))
+        store._session = session
         return store
 
     @classmethod
@@ -612,7 +615,10 @@ class RunStore:
         -------
         dict
         """
-        return copy.deepcopy(self._manifest)
+        manifest = copy.deepcopy(self._manifest)
+        if self._session is not None:  # this session, written with the first change
+            manifest.setdefault("sessions", []).append(dict(self._session))
+        return manifest
 
     @property
     def request(self) -> dict:
@@ -626,6 +632,9 @@ class RunStore:
 
     def _update(self, change) -> dict:
         manifest = read_manifest(self.path)
+        if self._session is not None:
+            manifest.setdefault("sessions", []).append(self._session)
+            self._session = None
         change(manifest)
         st.atomic_write_bytes(self.path / MANIFEST, _dumps(manifest).encode(), sync_dir=True)
         self._manifest = manifest
@@ -707,6 +716,8 @@ class RunStore:
         """
         final = self._chunk_path(table, stage, key)
         data = st.df_to_arrow(df)
+        if self._session is not None:
+            self._update(lambda m: None)
         consolidated = self.path / f"{table}{st.PARQUET}"
         if consolidated.exists():  # derived copy now stale: readers fall back to the chunks
             consolidated.unlink()
@@ -733,6 +744,8 @@ class RunStore:
         """
         sdir = self.path / CHUNKS / _check_table(table) / st.stage_dirname(stage)
         consolidated = self.path / f"{table}{st.PARQUET}"
+        if self._session is not None:
+            self._update(lambda m: None)
         if consolidated.exists():
             consolidated.unlink()
             if self._manifest.get("finalized"):

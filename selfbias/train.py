@@ -44,6 +44,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from ._training_data import ERRORS, OBJECTIVES, TRACE_OBJECTIVES, Example, example_stream, split_items
+from .errors import InputError
 
 __all__ = ["train", "TrainResult", "OBJECTIVES", "ERRORS", "RECORD_FILE", "heldout_task", "read_record"]
 
@@ -136,20 +137,59 @@ def _versions() -> dict[str, str]:
 
 
 def _check(objective: str, errors: str, rounds: int, steps: int, tokens_per_step: int, lora: bool) -> None:
+    from ._validate import check_int
+
     if objective not in OBJECTIVES:
-        raise ValueError(f"unknown objective {objective!r}; use one of {', '.join(OBJECTIVES)}")
+        raise InputError(f"unknown objective {objective!r}; use one of {', '.join(OBJECTIVES)}")
     if errors not in ERRORS:
-        raise ValueError(f"unknown errors source {errors!r}; use static or own")
+        raise InputError(f"unknown errors source {errors!r}; use static or own")
+    check_int("steps", steps, 1)
+    check_int("rounds", rounds, 1)
     if objective != "critique" and (errors != "static" or rounds != 1):
-        raise ValueError(f"--errors and --rounds apply to the critique objective only, not {objective!r}")
+        raise InputError(f"--errors and --rounds apply to the critique objective only, not {objective!r}")
     if errors == "static" and rounds != 1:
-        raise ValueError("--rounds applies to --errors own (static candidates are fixed before training)")
+        raise InputError("--rounds applies to --errors own (static candidates are fixed before training)")
     if rounds < 1 or steps < rounds:
-        raise ValueError(f"need 1 <= rounds <= steps, got rounds={rounds}, steps={steps}")
-    if tokens_per_step < 1:
-        raise ValueError(f"tokens_per_step must be positive, got {tokens_per_step}")
+        raise InputError(f"need 1 <= rounds <= steps, got rounds={rounds}, steps={steps}")
+    if isinstance(tokens_per_step, bool) or not isinstance(tokens_per_step, int) or tokens_per_step < 1:
+        raise InputError(f"tokens_per_step must be positive, got {tokens_per_step}")
     if lora and not _lora_available():
         raise ImportError("--lora needs the optional dependency peft: pip install 'selfbias[lora]'")
+
+
+def _check_numbers(*, learning_rate: Any, eval_fraction: Any, n: Any, save_steps: Any, warmup_steps: Any,
+                   lora_rank: Any, seed: Any, split_seed: Any) -> None:
+    """The training numbers: a finite positive learning rate, a held-out share in (0, 1), counts."""
+    from ._validate import check_int
+
+    if isinstance(learning_rate, bool) or not isinstance(learning_rate, (int, float)) or \
+            not math.isfinite(learning_rate) or learning_rate <= 0:
+        raise InputError(f"learning_rate must be a finite number > 0, got {learning_rate!r}")
+    if isinstance(eval_fraction, bool) or not isinstance(eval_fraction, (int, float)) or \
+            not 0 < eval_fraction < 1:
+        raise InputError(f"eval_fraction must be a number in (0, 1), got {eval_fraction!r}")
+    if n is not None:
+        check_int("n", n, 2)
+    check_int("save_steps", save_steps, 1)
+    check_int("warmup_steps", warmup_steps, 0)
+    check_int("lora_rank", lora_rank, 1)
+    check_int("seed", seed, 0)
+    check_int("split_seed", split_seed, 0)
+
+
+def _check_out(out: Path) -> None:
+    """``out`` is nothing yet, an empty folder, or this module's own output (finished or resumable):
+    a folder holding anything else is refused, never written into."""
+    from ._validate import check_writable
+
+    if out.exists() and not out.is_dir():
+        raise InputError(f"--out {out}: exists and is not a folder")
+    if out.is_dir() and not (out / RECORD_FILE).exists() and not (out / "checkpoints" / "request.json").exists():
+        others = [e.name for e in os.scandir(out) if not e.name.startswith(".")]
+        if others:
+            raise InputError(f"--out {out}: folder is not empty and is not a selfbias training output (no "
+                             f"{RECORD_FILE}); refusing to write into it, choose another folder")
+    check_writable(out, "--out")
 
 
 class _Encoded:
@@ -349,7 +389,10 @@ def train(
     from .tasks import load_task
 
     _check(objective, errors, rounds, steps, tokens_per_step, lora)
+    _check_numbers(learning_rate=learning_rate, eval_fraction=eval_fraction, n=n, save_steps=save_steps,
+                   warmup_steps=warmup_steps, lora_rank=lora_rank, seed=seed, split_seed=split_seed)
     out = Path(out)
+    _check_out(out)
     task_obj = load_task(task, n=n, seed=task_seed, level=level)
     if objective in TRACE_OBJECTIVES:
         bad = [it.id for it in task_obj.items if not {"a", "b", "op"} <= set(it.meta)]
