@@ -174,7 +174,13 @@ def check_model_spec(spec: Any) -> None:
 
     if not isinstance(spec, str) or not spec.strip():
         raise InputError(f"model spec must be a non-empty string, got {spec!r}")
-    if spec.startswith("openai:"):  # a served model: its backend parses and checks the spec when it connects
+    if spec.startswith("openai:"):  # a served model: the spec and URL are checked here, the server when it connects
+        from .backends.openai import ServerError, parse_spec
+
+        try:
+            parse_spec(spec)
+        except ServerError as e:
+            raise InputError(str(e)) from None
         return
     if spec in BUNDLED_MODELS:
         bundled = BUNDLED_MODELS[spec]
@@ -475,6 +481,40 @@ def validate_judge(run: Any, *, modes: Any, judges: Any, k: Any, few_shot: Any, 
         if isinstance(name, str) and name not in (models or {}):
             check_model_spec(name)
     return modes
+
+
+def check_server_consent(run: Any, judges: Any, *, base_url: str | None = None, trust: bool = False) -> None:
+    """A served model that the run folder names (not the user) is contacted with the API key only when
+    the user names its URL again (``base_url`` / ``--base-url`` / ``$SELFBIAS_BASE_URL``) or passes
+    ``trust`` (``--trust-run-servers``): a run folder received from someone else must not send
+    ``$OPENAI_API_KEY`` to their host. Judges the user names (``judges``) are the user's choice."""
+    import json
+
+    from .backends.openai import API_KEY_ENVS, ServerError, check_url, parse_spec
+
+    if judges is not None or trust or not any(os.environ.get(e) for e in API_KEY_ENVS):
+        return
+    path = Path(getattr(run, "path", run)).expanduser()
+    try:
+        manifest = json.loads((path / MANIFEST).read_text(encoding="utf-8"))
+        models = manifest["request"]["models"]
+    except (OSError, ValueError, KeyError, TypeError, RecursionError):
+        return  # the run is read (and a damaged manifest refused, naming the file) when it is opened
+    if not isinstance(models, list):
+        return
+    named = {check_url(u) for u in (base_url, os.environ.get("SELFBIAS_BASE_URL")) if u}
+    for entry in models:
+        spec = entry.get("name") if isinstance(entry, Mapping) else entry
+        if not isinstance(spec, str) or not spec.startswith("openai:") or "@" not in spec:
+            continue  # a local model, or a served one on the user's own --base-url
+        try:
+            name, url = parse_spec(spec)
+        except ServerError as e:
+            raise InputError(f"{path / MANIFEST}: {e}") from None
+        if url not in named:
+            raise InputError(f"{path / MANIFEST} names the served model {name!r} at {url}, a server you did not "
+                             f"name: your API key is not sent there unless you pass --base-url {url} "
+                             "(base_url=...) or --trust-run-servers (trust_run_servers=True)")
 
 
 def too_long(lm, prompts: Mapping[str, str], reserve: int) -> list[tuple[str, int]]:

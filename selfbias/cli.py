@@ -233,7 +233,9 @@ def probe(
 def _use_base_url(base_url: str | None) -> None:
     """``--base-url``: where ``openai:NAME`` specs without ``@URL`` point (read by selfbias.backends.openai)."""
     if base_url:
-        os.environ["SELFBIAS_BASE_URL"] = base_url
+        from .backends.openai import check_url
+
+        os.environ["SELFBIAS_BASE_URL"] = check_url(base_url, "--base-url")
 
 
 def parse_kwargs(text: str | None) -> dict:
@@ -301,6 +303,7 @@ def judge(
     ray_gpus: Optional[float] = typer.Option(None, help="GPUs per Ray actor (default: 1 where the cluster has GPUs, else 0)."),
     ray_cpus: Optional[float] = typer.Option(None, help="CPUs per Ray actor (default 1; also its torch threads)."),
     base_url: Optional[str] = typer.Option(None, "--base-url", help="Server of `-m openai:NAME` models given without @URL, e.g. http://host:8000/v1 (default $SELFBIAS_BASE_URL); API key from $SELFBIAS_API_KEY or $OPENAI_API_KEY."),
+    trust_run_servers: bool = typer.Option(False, "--trust-run-servers", help="Send the API key to the servers the run folder names (else a served model the run records is contacted only when --base-url names its URL)."),
 ) -> None:
     """Add judgments to a run (resumable; modes and judges add to those already there)."""
     _use_base_url(base_url)
@@ -316,7 +319,8 @@ def judge(
     result = run_judge(run, modes=tuple(mode), judges=judge_model or None, k=k, min_k=min_k,
                        alt_sources=alt_sources, pair_sources=pair_sources, few_shot=few_shot,
                        few_shot_file=few_shot_file, seed=seed, templates=overrides, template_set=template_set,
-                       overwrite=overwrite, ray=_ray_options(ray, ray_actors, ray_gpus, ray_cpus))
+                       overwrite=overwrite, ray=_ray_options(ray, ray_actors, ray_gpus, ray_cpus),
+                       base_url=base_url, trust_run_servers=trust_run_servers)
     headline = _judge_headline(result.analysis())
     if headline is not None:
         console.print(_frame_table(headline, "judge: mean P(Yes) by correctness"))

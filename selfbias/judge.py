@@ -811,6 +811,8 @@ def judge(
     batch_size: int | None = None,
     progress: bool = True,
     ray: Any = None,
+    base_url: str | None = None,
+    trust_run_servers: bool = False,
 ) -> "Run":
     """Add judgments to an existing run (table ``judgments``) and return the finalized :class:`Run`.
 
@@ -867,6 +869,12 @@ def judge(
         Show progress bars.
     ray : None, bool, str, dict or RayOptions
         Judge the missing chunks on a Ray cluster (see :func:`selfbias.probe.probe`); same judgments.
+    base_url : str or None
+        Server of ``openai:NAME`` judges given without ``@URL``; naming the URL of a served model that
+        the run records is also the consent to send it the API key.
+    trust_run_servers : bool
+        Send the API key to the servers the run folder names without naming them again (else a served
+        model recorded in the run, with a key in the environment, is refused before it is contacted).
 
     Returns
     -------
@@ -890,6 +898,9 @@ def judge(
     validate_judge(run, modes=modes, judges=judges, k=k, few_shot=few_shot, seed=seed, templates=templates,
                    models=models, min_k=min_k, alt_sources=alt_sources, pair_sources=pair_sources,
                    template_set=template_set, few_shot_file=few_shot_file)
+    from ._validate import check_server_consent
+
+    check_server_consent(run, judges, base_url=base_url, trust=trust_run_servers)
     if ray is not None and ray is not False:
         from .distributed import check_ray
 
@@ -995,7 +1006,10 @@ def judge(
                 from .backends import load_backend
 
                 # Prompt the judge as the probe prompted this model (a run records its format per model).
-                lm, loaded_here = load_backend(name, **_recorded_prompting(store, name)), True
+                options = _recorded_prompting(store, name)
+                if base_url and name.startswith("openai:"):
+                    options["base_url"] = base_url
+                lm, loaded_here = load_backend(name, **options), True
             lm = _as_backend(lm, batch_size)
             from .backends import keep_responses
 

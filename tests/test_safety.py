@@ -110,3 +110,153 @@ def test_train_refuses_bad_numbers_before_loading(tmp_path, args, place, monkeyp
     argv = ["train", "smollm2-135m", "--out", tmp_path / "out", "--n", "8"]
     argv += [] if "--objective" in args else ["--objective", "imitation"]
     refused([*argv, *args], place, watch=tmp_path)
+
+
+# ------------------------------------------------------------------------------------ secrets
+
+KEY = "sk-test-SECRET-0123456789abcdef"
+PASSWORD = "hunter2-PASSWORD"
+
+
+class _Listener:
+    """A tiny HTTP server on 127.0.0.1 that records every request's path and headers and answers
+    with a fixed body (an HTML page by default: no real server)."""
+
+    def __init__(self, body: bytes = b"<html>not an API</html>", status: int = 200):
+        import http.server
+        import threading
+
+        seen = self.seen = []
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def _answer(self):
+                seen.append((self.command, self.path, dict(self.headers)))
+                self.send_response(status)
+                self.send_header("Content-Type", "text/html")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            do_GET = do_POST = _answer
+
+            def log_message(self, *args):  # quiet
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/v1"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def keys_received(self) -> list[str]:
+        return [h.get("Authorization", "") for _, _, h in self.seen if "Authorization" in h]
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def listener():
+    srv = _Listener()
+    yield srv
+    srv.close()
+
+
+@pytest.fixture
+def key_in_env(monkeypatch):
+    monkeypatch.setenv("OPENAI_API_KEY", KEY)
+    monkeypatch.delenv("SELFBIAS_API_KEY", raising=False)
+    monkeypatch.setenv("SELFBIAS_BASE_URL", "")  # restored after the test (--base-url sets it in-process)
+
+
+def _name_a_server(run: Path, url: str) -> None:
+    """Make the run's manifest name a served model at ``url`` (as a run folder from someone else)."""
+    manifest = json.loads((run / "manifest.json").read_text())
+    for m in manifest["request"]["models"]:
+        m["name"] = f"openai:m@{url}"
+    (run / "manifest.json").write_text(json.dumps(manifest))
+
+
+def _no_secret_anywhere(*texts: str, folders: tuple[Path, ...] = ()) -> None:
+    for text in texts:
+        assert KEY not in text and PASSWORD not in text
+    for folder in folders:
+        for p in folder.rglob("*"):
+            assert KEY not in p.name and PASSWORD not in p.name
+            if p.is_file():
+                data = p.read_bytes()
+                assert KEY.encode() not in data and PASSWORD.encode() not in data, p
+
+
+def test_a_server_named_by_the_run_gets_no_key_unless_the_user_names_it(tiny_run_copy, listener, key_in_env):
+    _name_a_server(tiny_run_copy, listener.url)
+    line = refused(["judge", tiny_run_copy, "--mode", "isolated"], "--trust-run-servers", watch=tiny_run_copy)
+    assert listener.url in line and listener.seen == []  # refused before contacting it
+    _no_secret_anywhere(line, folders=(tiny_run_copy,))
+    # the user names that URL again: now it is contacted with the key (and refused: it answers HTML)
+    line = refused(["judge", tiny_run_copy, "--mode", "isolated", "--base-url", listener.url], "not JSON",
+                   watch=tiny_run_copy)
+    assert listener.keys_received() and all(k == f"Bearer {KEY}" for k in listener.keys_received())
+    _no_secret_anywhere(line, folders=(tiny_run_copy,))
+
+
+def test_trust_run_servers_is_the_explicit_consent(tiny_run_copy, listener, key_in_env):
+    _name_a_server(tiny_run_copy, listener.url)
+    refused(["judge", tiny_run_copy, "--mode", "isolated", "--trust-run-servers"], "not JSON", watch=tiny_run_copy)
+    assert listener.keys_received() == [f"Bearer {KEY}"]
+
+
+def test_python_judge_needs_the_same_consent(tiny_run_copy, listener, key_in_env):
+    from selfbias.errors import InputError
+    from selfbias.judge import judge
+
+    _name_a_server(tiny_run_copy, listener.url)
+    before = snapshot(tiny_run_copy)
+    with pytest.raises(InputError, match="did not name"):
+        judge(tiny_run_copy, modes=("isolated",), progress=False)
+    assert listener.seen == [] and snapshot(tiny_run_copy) == before
+    from selfbias.backends.openai import ServerError
+
+    with pytest.raises(ServerError, match="not JSON"):
+        judge(tiny_run_copy, modes=("isolated",), progress=False, base_url=listener.url)
+    assert listener.keys_received() and snapshot(tiny_run_copy) == before
+
+
+def test_without_a_key_nothing_secret_can_leak_and_the_run_server_is_used(tiny_run_copy, listener, monkeypatch):
+    for env in ("OPENAI_API_KEY", "SELFBIAS_API_KEY"):
+        monkeypatch.delenv(env, raising=False)
+    _name_a_server(tiny_run_copy, listener.url)
+    refused(["judge", tiny_run_copy, "--mode", "isolated"], "not JSON", watch=tiny_run_copy)
+    assert listener.seen and listener.keys_received() == []
+
+
+@pytest.mark.parametrize("url", [f"http://user:{PASSWORD}@127.0.0.1:9/v1", f"http://:{PASSWORD}@127.0.0.1:9/v1",
+                                 f"https://admin:{PASSWORD}@[::1]:9/v1"])
+def test_credentials_in_a_url_are_refused_at_once_and_not_echoed(url, tmp_path, key_in_env):
+    import time
+
+    out = tmp_path / "run"
+    for args in (["probe", "-m", f"openai:m@{url}", "--out", out], ["probe", "-m", "openai:m", "--base-url", url,
+                                                                   "--out", out]):
+        started = time.perf_counter()
+        line = refused(args, "user name or password", watch=tmp_path)
+        assert time.perf_counter() - started < 5  # no retries: refused before any request
+        _no_secret_anywhere(line)
+    assert not out.exists() and not (Path("runs").exists() and any(PASSWORD in p.name for p in Path("runs").iterdir()))
+
+
+def test_credentials_in_a_run_manifest_are_not_echoed(tiny_run_copy, key_in_env):
+    _name_a_server(tiny_run_copy, f"http://user:{PASSWORD}@127.0.0.1:9/v1")
+    line = refused(["judge", tiny_run_copy, "--mode", "isolated"], "user name or password", watch=tiny_run_copy)
+    _no_secret_anywhere(line)
+
+
+def test_the_default_run_folder_holds_no_url():
+    from selfbias.probe import default_run_dir
+
+    for spec in ("openai:m@http://127.0.0.1:8000/v1", f"openai:m@http://u:{PASSWORD}@h/v1"):
+        folder = default_run_dir([spec], "capitals", 5, 0)
+        assert folder.parent == Path("runs") and "http" not in folder.name and PASSWORD not in folder.name
+    for task in ("../../outside", "/abs/path/questions", "a/b/c"):
+        folder = default_run_dir(["smollm2-135m"], task, 5, 0)
+        assert folder.parent == Path("runs") and ".." not in folder.parts, folder
