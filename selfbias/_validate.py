@@ -102,6 +102,15 @@ def check_template_set(option: str, value: Any) -> None:
         raise InputError(f"{option}: unknown template set {show(value)}; use one of {', '.join(TEMPLATE_SETS)}")
 
 
+def json_problem(exc: BaseException) -> str:
+    """Why a file that looks like JSON could not be read (Python's limits on integer digits and nesting)."""
+    if isinstance(exc, RecursionError):
+        return "JSON nested too deeply to read"
+    if "digits" in str(exc):
+        return "JSON holds a number too long to read (over 4300 digits)"
+    return f"unreadable JSON ({' '.join(str(exc).split())[:100]})"
+
+
 def show(value: Any, limit: int = 80) -> str:
     """``repr`` of user input for an error line: control characters escaped, long values cut."""
     text = "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in repr(value))
@@ -260,6 +269,8 @@ def load_answer_template(path: str | os.PathLike):
         raise InputError(f"{path}: cannot read the template file ({e})") from None
     except json.JSONDecodeError as e:
         raise InputError(f"{path} line {e.lineno}: not valid JSON ({e.msg})") from None
+    except (ValueError, RecursionError) as e:  # Python's limits on integer digits and nesting
+        raise InputError(f"{path}: {json_problem(e)}") from None
     return check_answer_template(spec, str(path))
 
 
@@ -327,6 +338,8 @@ def load_judge_templates(path: str | os.PathLike) -> dict:
         raise InputError(f"{path}: cannot read the templates file ({e})") from None
     except json.JSONDecodeError as e:
         raise InputError(f"{path} line {e.lineno}: not valid JSON ({e.msg})") from None
+    except (ValueError, RecursionError) as e:  # Python's limits on integer digits and nesting
+        raise InputError(f"{path}: {json_problem(e)}") from None
     if not isinstance(spec, dict):
         raise InputError(f"{path}: expected a JSON object {{mode: template}}, got {type(spec).__name__}")
     out = {}
@@ -357,8 +370,8 @@ def check_few_shot_file(path: str | os.PathLike) -> None:
 
     try:
         read_few_shot_file(path)
-    except RecursionError:
-        raise InputError(f"{path}: nested too deeply to read as few-shot examples") from None
+    except RecursionError as e:
+        raise InputError(f"{path}: {json_problem(e)}") from None
     except ValueError as e:
         raise InputError(" ".join(str(e).split())) from None
 

@@ -60,10 +60,13 @@ def _ray_options(address: Optional[str], actors: Optional[int], gpus: Optional[f
 
 
 def _one_line(text: object) -> str:
-    """One line, with rich markup characters escaped (messages quote user input)."""
+    """One line, with rich markup characters and control characters escaped (messages quote user
+    input: an escape sequence from a file must not reach the terminal)."""
     from rich.markup import escape
 
-    return escape(" ".join(str(text).split()))
+    line = " ".join(str(text).split())
+    line = "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in line)
+    return escape(line)
 
 
 def _fail(exc: object, code: int = EXIT_BAD_INPUT) -> None:
@@ -247,7 +250,9 @@ def parse_kwargs(text: str | None) -> dict:
     for part in filter(None, (p.strip() for p in (text or "").split(","))):
         key, eq, value = (x.strip() for x in part.partition("="))
         if not eq or not key:
-            raise ValueError(f"--chat-template-kwargs: expected key=value, got {part!r}")
+            from .errors import InputError
+
+            raise InputError(f"--chat-template-kwargs: expected key=value, got {part!r}")
         try:
             out[key] = json.loads(value.lower() if value.lower() in ("true", "false", "null") else value)
         except ValueError:
