@@ -28,8 +28,8 @@ from rich.table import Table
 from .errors import EXIT_BAD_INPUT, EXIT_INTERNAL, EXIT_INTERRUPTED, SelfbiasError
 
 _EXIT_HELP = ("Exit codes: 0 success; 1 internal error (one line names the file holding the traceback); "
-              "2 bad input (one line naming the argument, file, line or field); 130 interrupted (Ctrl-C; "
-              "run the same command again to resume).")
+              "2 bad input (one line naming the argument, file, line or field); 130 interrupted (Ctrl-C or "
+              "SIGTERM; run the same command again to resume).")
 
 app = typer.Typer(
     help="Measure self-preference bias in language models: likelihood, self-judgment and comparison.\n\n"
@@ -52,11 +52,15 @@ RAY_HELP = ("Compute the missing chunks on a Ray cluster: auto (the running clus
             "on storage every node reaches at the same path. Needs `pip install 'selfbias[ray]'`.")
 
 
-def _ray_options(address: Optional[str], actors: Optional[int], gpus: Optional[float], cpus: Optional[float]):
+def _ray_options(address: Optional[str], actors: Optional[int], gpus: Optional[float], cpus: Optional[float],
+                 timeout: float = 5.0):
     """The ``ray=`` keyword of probe/judge from the --ray options (None: no Ray, nothing imported)."""
     if address is None:
         return None
-    return {"address": address, "actors": actors, "num_gpus": gpus, "num_cpus": cpus}
+    return {"address": address, "actors": actors, "num_gpus": gpus, "num_cpus": cpus, "connect_timeout": timeout}
+
+
+RAY_TIMEOUT_HELP = "Seconds to wait for a --ray HOST:PORT address to accept a connection before giving up."
 
 
 def _one_line(text: object) -> str:
@@ -128,6 +132,7 @@ def _guarded(command):
     def run(*args, **kwargs):
         previous = warnings.showwarning
         warnings.showwarning = _show_warning
+        on_term = _sigterm_as_interrupt()
         try:
             return command(*args, **kwargs)
         except (typer.Exit, click.exceptions.ClickException, click.exceptions.Abort):
@@ -148,8 +153,29 @@ def _guarded(command):
             _internal(exc)
         finally:
             warnings.showwarning = previous
+            on_term()
 
     return run
+
+
+def _sigterm_as_interrupt():
+    """SIGTERM (``kill``, a scheduler ending a job) ends a command as Ctrl-C does: the run's lock
+    released, the "interrupted ... resume" line printed, exit 130. Returns the undo (the previous
+    handler back). Only the main thread may set a handler; elsewhere nothing changes."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        return lambda: None
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+
+    try:
+        previous = signal.signal(signal.SIGTERM, interrupt)
+    except (ValueError, OSError):  # pragma: no cover - no signals here
+        return lambda: None
+    return lambda: signal.signal(signal.SIGTERM, previous)
 
 
 def _rows_table(title: str, columns, rows, floats: str = "{:.3f}") -> Table:
@@ -196,6 +222,7 @@ def probe(
     ray_actors: Optional[int] = typer.Option(None, help="Model replicas on Ray (default: one per GPU, else one per --ray-cpus CPUs)."),
     ray_gpus: Optional[float] = typer.Option(None, help="GPUs per Ray actor (default: 1 where the cluster has GPUs, else 0)."),
     ray_cpus: Optional[float] = typer.Option(None, help="CPUs per Ray actor (default 1; also its torch threads)."),
+    ray_timeout: float = typer.Option(5.0, help=RAY_TIMEOUT_HELP),
     base_url: Optional[str] = typer.Option(None, "--base-url", help="Server of `-m openai:NAME` models given without @URL, e.g. http://host:8000/v1 (default $SELFBIAS_BASE_URL); API key from $SELFBIAS_API_KEY or $OPENAI_API_KEY."),
 ) -> None:
     """Answer, score and judge: the model's own answers against the alternatives."""
@@ -218,7 +245,7 @@ def probe(
                     templates=templates, alt_sources=alt_sources, pair_sources=pair_sources,
                     template_set=template_set, prompt_format=prompt_format,
                     chat_template_kwargs=parse_kwargs(chat_template_kwargs),
-                    ray=_ray_options(ray, ray_actors, ray_gpus, ray_cpus))
+                    ray=_ray_options(ray, ray_actors, ray_gpus, ray_cpus, ray_timeout))
     summary = probe_summary(run).rename(columns={
         "own_wrong_beats_reference": "own wrong > ref", "wrong_items_compared": "n wrong",
         "sample_agreement": "agreement"})
@@ -307,6 +334,7 @@ def judge(
     ray_actors: Optional[int] = typer.Option(None, help="Model replicas on Ray (default: one per GPU, else one per --ray-cpus CPUs)."),
     ray_gpus: Optional[float] = typer.Option(None, help="GPUs per Ray actor (default: 1 where the cluster has GPUs, else 0)."),
     ray_cpus: Optional[float] = typer.Option(None, help="CPUs per Ray actor (default 1; also its torch threads)."),
+    ray_timeout: float = typer.Option(5.0, help=RAY_TIMEOUT_HELP),
     base_url: Optional[str] = typer.Option(None, "--base-url", help="Server of `-m openai:NAME` models given without @URL, e.g. http://host:8000/v1 (default $SELFBIAS_BASE_URL); API key from $SELFBIAS_API_KEY or $OPENAI_API_KEY."),
     trust_run_servers: bool = typer.Option(False, "--trust-run-servers", help="Send the API key to the servers the run folder names (else a served model the run records is contacted only when --base-url names its URL)."),
 ) -> None:
@@ -324,7 +352,7 @@ def judge(
     result = run_judge(run, modes=tuple(mode), judges=judge_model or None, k=k, min_k=min_k,
                        alt_sources=alt_sources, pair_sources=pair_sources, few_shot=few_shot,
                        few_shot_file=few_shot_file, seed=seed, templates=overrides, template_set=template_set,
-                       overwrite=overwrite, ray=_ray_options(ray, ray_actors, ray_gpus, ray_cpus),
+                       overwrite=overwrite, ray=_ray_options(ray, ray_actors, ray_gpus, ray_cpus, ray_timeout),
                        base_url=base_url, trust_run_servers=trust_run_servers)
     headline = _judge_headline(result.analysis())
     if headline is not None:

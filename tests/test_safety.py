@@ -8,6 +8,7 @@ the place, no traceback, and the folders byte for byte as they were.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -260,3 +261,100 @@ def test_the_default_run_folder_holds_no_url():
     for task in ("../../outside", "/abs/path/questions", "a/b/c"):
         folder = default_run_dir(["smollm2-135m"], task, 5, 0)
         assert folder.parent == Path("runs") and ".." not in folder.parts, folder
+
+
+# ------------------------------------------------------------------------------------ operations
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _env():
+    return {**os.environ, "PYTHONPATH": str(REPO), "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+
+
+_SLOW_PROBE = """
+import sys, time
+import selfbias.probe
+
+def slow(*args, **kwargs):
+    print("working", flush=True)
+    time.sleep(60)
+
+sys.modules["selfbias.probe"].probe = slow  # (the package's `probe` attribute is the function)
+from selfbias.cli import app
+app(["probe", "--out", sys.argv[1]])
+"""
+
+
+def test_sigterm_ends_a_command_like_ctrl_c(tmp_path):
+    """SIGTERM mid-command prints the "interrupted ... resume" line and exits 130, no traceback."""
+    import signal
+    import subprocess
+    import sys
+
+    proc = subprocess.Popen([sys.executable, "-c", _SLOW_PROBE, str(tmp_path / "run")], env=_env(),
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    assert proc.stdout.readline().strip() == "working"
+    proc.send_signal(signal.SIGTERM)
+    output, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 130, output
+    assert "interrupted" in output and "resume" in output and "Traceback" not in output, output
+
+
+@pytest.mark.skipif(os.environ.get("SELFBIAS_SLOW") != "1",
+                    reason="two CLI processes (about 40 s on a shared CPU): set SELFBIAS_SLOW=1; "
+                           "test_sigterm_ends_a_command_like_ctrl_c is its short twin")
+def test_sigterm_mid_probe_leaves_a_resumable_run(tiny_folder, tmp_path):
+    """A real probe on the tiny model, ended by SIGTERM once its first chunk is written, says it is
+    resumable; the same command then finishes it."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    out = tmp_path / "run"
+    cmd = [sys.executable, "-m", "selfbias.cli", "probe", "-m", str(tiny_folder), "--task", "arithmetic",
+           "--n", "24", "--samples", "1", "--max-new-tokens", "4", "--judge-modes", "none", "--out", str(out)]
+    proc = subprocess.Popen(cmd, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    deadline = time.time() + 120
+    while time.time() < deadline and proc.poll() is None and not list((out / "chunks").rglob("*.parquet")):
+        time.sleep(0.05)
+    if proc.poll() is not None:
+        pytest.skip("the probe finished before it could be signalled")
+    proc.send_signal(signal.SIGTERM)
+    output, _ = proc.communicate(timeout=120)
+    assert proc.returncode == 130, output[-2000:]
+    assert "interrupted" in output and "Traceback" not in output, output[-2000:]
+    again = subprocess.run(cmd, env=_env(), capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0, (again.stdout + again.stderr)[-2000:]
+
+
+def test_an_unreachable_ray_address_is_one_line_and_writes_nothing(tmp_path):
+    """--ray 127.0.0.1:1 (nothing listens there) ends within seconds with one line naming the
+    address, before the run folder is made."""
+    import subprocess
+    import sys
+    import time
+
+    pytest.importorskip("ray", reason="ray is not installed (pip install 'selfbias[ray]')")
+    out = tmp_path / "run"
+    started = time.perf_counter()
+    done = subprocess.run([sys.executable, "-m", "selfbias.cli", "probe", "--ray", "127.0.0.1:1", "--n", "2",
+                           "--out", str(out)], env=_env(), capture_output=True, text=True, timeout=60)
+    seconds = time.perf_counter() - started
+    lines = [line for line in (done.stdout + done.stderr).splitlines() if line.strip()]
+    assert done.returncode == 2 and len(lines) == 1, lines
+    assert lines[0].startswith("error:") and "127.0.0.1:1" in lines[0]
+    assert seconds < 30 and not out.exists()
+
+
+@pytest.mark.parametrize("value,place", [("127.0.0.1", "HOST:PORT"), ("127.0.0.1:port", "HOST:PORT"),
+                                         ("ray://:10001", "HOST:PORT")])
+def test_a_malformed_ray_address_is_refused(value, place, tmp_path):
+    pytest.importorskip("ray", reason="ray is not installed (pip install 'selfbias[ray]')")
+    refused(["probe", "--ray", value, "--out", tmp_path / "run"], place, watch=tmp_path / "run")
+
+
+def test_ray_timeout_must_be_positive(tmp_path):
+    pytest.importorskip("ray", reason="ray is not installed (pip install 'selfbias[ray]')")
+    refused(["probe", "--ray", "127.0.0.1:1", "--ray-timeout", "0", "--out", tmp_path / "run"], "connect_timeout")
