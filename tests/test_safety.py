@@ -358,3 +358,29 @@ def test_a_malformed_ray_address_is_refused(value, place, tmp_path):
 def test_ray_timeout_must_be_positive(tmp_path):
     pytest.importorskip("ray", reason="ray is not installed (pip install 'selfbias[ray]')")
     refused(["probe", "--ray", "127.0.0.1:1", "--ray-timeout", "0", "--out", tmp_path / "run"], "connect_timeout")
+
+
+# ------------------------------------------------------------------------------------ servers answering nonsense
+
+
+@pytest.mark.parametrize("body,place", [
+    (b"<!doctype html><html><body>Welcome to nginx</body></html>", "not JSON"),
+    (b"[]", "JSON list"),
+    (b"null", "JSON NoneType"),
+    (b"42", "JSON int"),
+    (b'"ok"', "JSON str"),
+    (b"", "does not serve 'm'"),  # an empty body reads as {}: no models
+    (b'{"data": 5}', "unexpected shape"),
+    (b'{"data": [{"id": "m", "max_model_len": "lots"}]}', "unexpected shape"),
+    (b'{"data": [' + b"[" * 50_000 + b"]" * 50_000 + b"]}", "not JSON"),
+], ids=["html", "list", "null", "number", "string", "empty", "data-not-list", "bad-length", "deep"])
+def test_a_server_answering_nonsense_with_200_is_one_line_naming_it(body, place, tmp_path, monkeypatch):
+    for env in ("OPENAI_API_KEY", "SELFBIAS_API_KEY"):
+        monkeypatch.delenv(env, raising=False)
+    srv = _Listener(body)
+    try:
+        line = refused(["probe", "-m", f"openai:m@{srv.url}", "--task", "capitals", "--n", "2",
+                        "--out", tmp_path / "run"], place, watch=tmp_path / "run")
+    finally:
+        srv.close()
+    assert "127.0.0.1" in line and not (tmp_path / "run").exists()
