@@ -46,7 +46,6 @@ ALT_HELP = ("What the alternatives list may show, comma-separated: other_model, 
 PAIR_HELP = ("What the judge's own answer is paired with in pairwise mode, comma-separated: other_model, reference, "
              "distractor, perturbation (default: other_model).")
 SET_HELP = "Judge template set: default (Yes/No) or ptrue (Kadavath et al. 2022: (A) True (B) False)."
-_PACKAGE_DIR = Path(__file__).resolve().parent
 RAY_HELP = ("Compute the missing chunks on a Ray cluster: auto (the running cluster: $RAY_ADDRESS or `ray start` "
             "here), local (a new cluster on this machine), HOST:PORT or ray://HOST:PORT. The run folder must be "
             "on storage every node reaches at the same path. Needs `pip install 'selfbias[ray]'`.")
@@ -76,17 +75,6 @@ def _one_line(text: object) -> str:
 def _fail(exc: object, code: int = EXIT_BAD_INPUT) -> None:
     console.print(f"[bold red]error:[/] {_one_line(exc)}", highlight=False, soft_wrap=True)
     raise typer.Exit(code=code)
-
-
-def _raised_by_selfbias(exc: BaseException) -> bool:
-    """A ValueError/TypeError raised by a ``raise`` in selfbias's own code (an argument refused on
-    purpose by a module not yet moved to :class:`SelfbiasError`), not by a library underneath."""
-    tb, last = exc.__traceback__, None
-    while tb is not None:
-        last, tb = tb, tb.tb_next
-    if last is None:
-        return False
-    return Path(last.tb_frame.f_code.co_filename).resolve().parent.is_relative_to(_PACKAGE_DIR)
 
 
 def _write_traceback(exc: BaseException) -> str:
@@ -145,10 +133,6 @@ def _guarded(command):
         except OSError as exc:  # a file or folder the command needs (read-only, vanished, disk full)
             where = f" {exc.filename}" if exc.filename else ""
             _fail(f"cannot use{where}: {exc.strerror or exc}")
-        except (ValueError, TypeError) as exc:
-            if _raised_by_selfbias(exc):
-                _fail(exc)
-            _internal(exc)
         except Exception as exc:  # noqa: BLE001 - the contract: one line and a traceback file
             _internal(exc)
         finally:

@@ -210,10 +210,10 @@ class _RunData:
         for name, table, cols in (("items", items, ("item_id", "question")),
                                   ("candidates", candidates, ("item_id", "candidate_id", "text", "sources", "authors"))):
             if table.empty:
-                raise ValueError(f"{where}: the run has no '{name}' table; run the probe (or write it) first")
+                raise InputError(f"{where}: the run has no '{name}' table; run the probe (or write it) first")
             missing = [c for c in cols if c not in table.columns]
             if missing:
-                raise ValueError(f"{where}: table '{name}' lacks column(s) {', '.join(missing)}")
+                raise InputError(f"{where}: table '{name}' lacks column(s) {', '.join(missing)}")
         item_ids = [str(i) for i in items["item_id"].tolist()]
         questions = dict(zip(item_ids, (_as_text(q) for q in items["question"].tolist())))
         cands: dict[str, list[_Candidate]] = {i: [] for i in item_ids}
@@ -583,7 +583,7 @@ class _JudgeSetup:
 
 def _option_ids(lm: "Backend", template: JudgeTemplate) -> tuple[list[int], list[int]]:
     if lm.tokenizer is None:
-        raise ValueError(f"judge {lm.name!r}: its backend has no tokenizer, and the judge reads the option words' "
+        raise InputError(f"judge {lm.name!r}: its backend has no tokenizer, and the judge reads the option words' "
                          "token ids from it; give the backend a tokenizer (e.g. tokenizer=FOLDER)")
     ids = []
     for word in template.options:
@@ -668,11 +668,11 @@ def _judge_name(spec: Any) -> str:
         for key in ("name", "alias", "spec", "model"):
             if isinstance(spec.get(key), str):
                 return spec[key]
-        raise ValueError(f"judge spec {dict(spec)!r} has no 'name'")
+        raise InputError(f"judge spec {dict(spec)!r} has no 'name'")
     name = getattr(spec, "name", None)
     if isinstance(name, str) and hasattr(spec, "tokenizer"):
         return name  # a LoadedModel or a Backend
-    raise ValueError(f"judge spec must be a model name, a dict with 'name', a LoadedModel or a Backend, "
+    raise InputError(f"judge spec must be a model name, a dict with 'name', a LoadedModel or a Backend, "
                      f"got {type(spec).__name__}")
 
 
@@ -925,10 +925,10 @@ def judge(
         specs = list(judges) if judges is not None and not isinstance(judges, (str, Mapping)) else (
             [judges] if judges is not None else list(manifest.get("request", {}).get("models") or []))
         if not specs:
-            raise ValueError(f"{path}: no judges given and the run's request names no models")
+            raise InputError(f"{path}: no judges given and the run's request names no models")
         names = [_judge_name(s) for s in specs]
         if len(set(names)) != len(names):
-            raise ValueError(f"judges has duplicate names: {names}")
+            raise InputError(f"judges has duplicate names: {names}")
         for spec, name in zip(specs, names):
             if not isinstance(spec, (str, Mapping)):
                 models.setdefault(name, spec)
@@ -937,12 +937,12 @@ def judge(
                                     store.read_table("generations"), str(path))
         for name in names:
             if "own_samples" in modes and not data.has_samples(name):
-                raise ValueError(
+                raise InputError(
                     f"{path}: mode 'own_samples' needs the judge's own samples, but 'generations' has no "
                     f"sample rows of model {name!r}"
                 )
             if "pairwise" in modes and not any(data.own_greedy(name, i) for i in data.item_ids):
-                raise ValueError(
+                raise InputError(
                     f"{path}: mode 'pairwise' anchors on the judge's own greedy answer, but no candidate has "
                     f"source 'own_greedy' authored by {name!r}"
                 )

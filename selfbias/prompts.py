@@ -14,6 +14,7 @@ import re
 from dataclasses import asdict, dataclass
 
 from ._checkers import normalize_text, parse_number
+from .errors import InputError
 
 __all__ = [
     "AnswerTemplate", "CHAT_TEMPLATE", "PLAIN_TEMPLATE", "default_template", "extract_answer", "render", "same_answer",
@@ -116,7 +117,7 @@ def render(template: AnswerTemplate, lm, question: str) -> str:
         tokenizer = getattr(lm, "tokenizer", None)
         has_chat = getattr(lm, "has_chat_template", None)  # a backend may only have its tokenizer
         if not (has_chat if has_chat is not None else getattr(tokenizer, "chat_template", None)):
-            raise ValueError(f"template {template.name!r} needs a chat template, and {lm.name} has none"
+            raise InputError(f"template {template.name!r} needs a chat template, and {lm.name} has none"
                              + ("" if tokenizer is not None else " (its backend has no tokenizer)"))
         messages = ([{"role": "system", "content": template.system}] if template.system else [])
         messages.append({"role": "user", "content": template.user.format(question=question)})

@@ -91,7 +91,7 @@ def read_record(path: str | os.PathLike) -> dict:
     try:
         return json.loads(file.read_text())
     except (OSError, ValueError) as exc:
-        raise ValueError(f"{file}: not a readable training record ({exc})") from None
+        raise InputError(f"{file}: not a readable training record ({exc})") from None
 
 
 def heldout_task(path: str | os.PathLike):
@@ -397,7 +397,7 @@ def train(
     if objective in TRACE_OBJECTIVES:
         bad = [it.id for it in task_obj.items if not {"a", "b", "op"} <= set(it.meta)]
         if bad:
-            raise ValueError(f"objective {objective!r} needs worked steps, which only arithmetic items have "
+            raise InputError(f"objective {objective!r} needs worked steps, which only arithmetic items have "
                              f"(item {bad[0]!r} of {task_obj.name} is not arithmetic)")
     train_items, eval_items = split_items(task_obj.items, eval_fraction, split_seed)
     request = {"objective": objective, "errors": errors if objective == "critique" else None, "rounds": rounds,
@@ -417,12 +417,12 @@ def train(
         done = read_record(out)
         if {k: done.get(k) for k in request} == request:
             return TrainResult(out, done)  # finished earlier with the same settings
-        raise ValueError(f"{out} holds a model trained with other settings; choose another --out or delete it")
+        raise InputError(f"{out} holds a model trained with other settings; choose another --out or delete it")
     out.mkdir(parents=True, exist_ok=True)
     (out / "checkpoints").mkdir(exist_ok=True)
     request_file = out / "checkpoints" / "request.json"
     if request_file.exists() and json.loads(request_file.read_text()) != request:
-        raise ValueError(f"{out} holds a training run with other settings; choose another --out or delete it")
+        raise InputError(f"{out} holds a training run with other settings; choose another --out or delete it")
     _write_json(request_file, request)
 
     template, answer_prompt, judge_prompt = _prompt_makers(lm)

@@ -401,6 +401,18 @@ def test_an_unexpected_error_is_one_line_naming_the_traceback_file(monkeypatch, 
         path.unlink(missing_ok=True)
 
 
+@pytest.mark.parametrize("exc", [ValueError("plain"), TypeError("plain")])
+def test_a_plain_value_error_is_internal_not_guessed(monkeypatch, tmp_path, exc):
+    """Bad input is an InputError (exit 2); a plain ValueError or TypeError, wherever it was raised,
+    is an internal error (exit 1): the command line does not guess from the traceback who raised it."""
+    _probe_raising(monkeypatch, exc)
+    result = runner.invoke(app, ["probe", "--out", str(tmp_path / "run")])
+    assert result.exit_code == 1 and result.output.startswith("internal error:"), result.output
+    Path(result.output.split("full traceback: ")[1].split(";")[0]).unlink(missing_ok=True)
+    _probe_raising(monkeypatch, InputError("bad --thing"))
+    refused(["probe", "--out", tmp_path / "run"], "bad --thing")
+
+
 def test_ctrl_c_exits_130(monkeypatch, tmp_path):
     _probe_raising(monkeypatch, KeyboardInterrupt())
     result = runner.invoke(app, ["probe", "--out", str(tmp_path / "run")])
