@@ -384,3 +384,23 @@ def test_a_server_answering_nonsense_with_200_is_one_line_naming_it(body, place,
     finally:
         srv.close()
     assert "127.0.0.1" in line and not (tmp_path / "run").exists()
+
+
+class _RunsCode:
+    def __reduce__(self):
+        return (exec, ("open(__import__('sys').argv[0] + '.pwned', 'w').write('x')",))
+
+
+def test_a_weights_pickle_is_refused_not_run(tiny_folder, tmp_path):
+    """A model folder whose weights are a pickle that runs code: torch's safe loader refuses it, and
+    that is one line naming the model (it was an internal error), before anything is written."""
+    import pickle
+
+    folder = tmp_path / "model"
+    shutil.copytree(tiny_folder, folder)
+    (folder / "model.safetensors").unlink()
+    (folder / "pytorch_model.bin").write_bytes(pickle.dumps(_RunsCode()))
+    line = refused(["probe", "-m", folder, "--task", "capitals", "--n", "2", "--out", tmp_path / "run"],
+                   "refuses to load safely", watch=tmp_path / "run")
+    assert str(folder) in line and not (tmp_path / "run").exists()
+    assert not list(tmp_path.rglob("*.pwned")) and not list(Path.cwd().glob("*.pwned"))
