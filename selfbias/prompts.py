@@ -122,7 +122,7 @@ def render(template: AnswerTemplate, lm, question: str) -> str:
         messages = ([{"role": "system", "content": template.system}] if template.system else [])
         messages.append({"role": "user", "content": template.user.format(question=question)})
         kwargs = dict(getattr(lm, "chat_template_kwargs", None) or {})  # e.g. enable_thinking=False
-        text = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True, **kwargs)
+        text = apply_chat_template(tokenizer, messages, lm.name, **kwargs)
         return text + template.prefill
     shots = [
         template.user.format(question=q) + " " + a
@@ -131,6 +131,18 @@ def render(template: AnswerTemplate, lm, question: str) -> str:
     ]
     body = template.user.format(question=question) + (" " + template.prefill if template.prefill else "")
     return "\n\n".join([*shots, body])
+
+
+def apply_chat_template(tokenizer, messages: list[dict[str, str]], model: str, **kwargs) -> str:
+    """The chat text of ``messages`` (generation prompt added); a chat template that Jinja's sandbox
+    blocks or that fails on these messages is an :class:`~selfbias.errors.InputError` naming the model."""
+    from jinja2.exceptions import TemplateError
+
+    try:
+        return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True, **kwargs)
+    except TemplateError as e:  # SecurityError (sandbox), syntax errors, raise_exception() in the template
+        reason = " ".join(str(e).split())[:160]
+        raise InputError(f"model {model}: its chat template cannot be rendered ({type(e).__name__}: {reason})") from None
 
 
 _SENTENCE_END = re.compile(r"[.!?](?=\s|$)")

@@ -404,3 +404,20 @@ def test_a_weights_pickle_is_refused_not_run(tiny_folder, tmp_path):
                    "refuses to load safely", watch=tmp_path / "run")
     assert str(folder) in line and not (tmp_path / "run").exists()
     assert not list(tmp_path.rglob("*.pwned")) and not list(Path.cwd().glob("*.pwned"))
+
+
+@pytest.mark.parametrize("template,place", [
+    ("{{ ''.__class__.__mro__ }}{% for m in messages %}{{ m['content'] }}{% endfor %}", "SecurityError"),
+    ("{% for m in messages %}{{ m['content'] }", "TemplateSyntaxError"),
+    ("{{ raise_exception('no system role') }}", "no system role"),
+])
+def test_a_chat_template_that_cannot_render_is_one_line(tiny_folder, tmp_path, template, place):
+    folder = tmp_path / "model"
+    shutil.copytree(tiny_folder, folder)
+    config = json.loads((folder / "tokenizer_config.json").read_text())
+    config["chat_template"] = template
+    (folder / "tokenizer_config.json").write_text(json.dumps(config))
+    (folder / "chat_template.jinja").unlink(missing_ok=True)
+    line = refused(["probe", "-m", folder, "--task", "capitals", "--n", "2", "--prompt-format", "chat",
+                    "--out", tmp_path / "run"], place, watch=tmp_path / "run")
+    assert "chat template" in line and not (tmp_path / "run").exists()
