@@ -478,6 +478,9 @@ def validate_judge(run: Any, *, modes: Any, judges: Any, k: Any, few_shot: Any, 
     modes = check_judge_modes(modes)
     check_int("k", k, 1)
     check_int("min_k", min_k, 1)
+    if min_k > k and any(m in ("own_samples", "alternatives") for m in modes):
+        raise InputError(f"min_k={min_k} is larger than k={k}: every list is at most k long, so every item would "
+                         "be skipped in the list modes; use min_k <= k")
     check_sources("alt_sources", alt_sources, "alt")
     check_sources("pair_sources", pair_sources, "pair")
     check_template_set("template_set", template_set)

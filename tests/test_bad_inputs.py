@@ -692,6 +692,8 @@ CORPUS = [
     ("judge template-set bogus", "judge", lambda t: (["--template-set", "ptru"], "'ptru'")),
     ("judge min-k 0", "judge", lambda t: (["--min-k", "0"], "min_k")),
     ("judge k negative", "judge", lambda t: (["--k", "-1"], "k must")),
+    ("judge min-k above k: every item skipped", "judge", lambda t: (["--mode", "alternatives", "--k", "2",
+                                                                     "--min-k", "3"], "min_k=3")),
     ("judge few-shot file bad row", "judge", lambda t: (
         ["--few-shot-file", _few_shot(t, GOOD_SHOT + "\n{not json}\n")], "shots.jsonl:2")),
     ("judge few-shot file UTF-16", "judge", lambda t: (
