@@ -99,7 +99,7 @@ def check_template_set(option: str, value: Any) -> None:
     from ._judge_templates import TEMPLATE_SETS
 
     if value not in TEMPLATE_SETS:
-        raise InputError(f"{option}: unknown template set {show(value)}; use one of {', '.join(TEMPLATE_SETS)}")
+        raise InputError(f"{option}: unknown set {show(value)}; use one of {', '.join(TEMPLATE_SETS)}")
 
 
 def json_problem(exc: BaseException) -> str:

@@ -52,7 +52,8 @@ class RayOptions:
     ``$RAY_ADDRESS`` when set, else starts a local cluster. ``actors``: model replicas (default: one per
     GPU of the cluster, else one per ``num_cpus`` CPUs). ``num_gpus`` / ``num_cpus`` per actor (default:
     one GPU where the cluster has GPUs, else none; one CPU). ``max_retries``: how often a chunk whose
-    actor died is given to a fresh actor. ``after_chunk(executor, job)`` is called on the driver after
+    actor died is given to a fresh actor. ``connect_timeout``: seconds a ``HOST:PORT`` address has to
+    accept a connection when the arguments are checked (nothing listening: one line, nothing written). ``after_chunk(executor, job)`` is called on the driver after
     each chunk is written (tests use it to kill an actor mid-run).
     """
 

@@ -122,7 +122,7 @@ def render(template: AnswerTemplate, lm, question: str) -> str:
         messages = ([{"role": "system", "content": template.system}] if template.system else [])
         messages.append({"role": "user", "content": template.user.format(question=question)})
         kwargs = dict(getattr(lm, "chat_template_kwargs", None) or {})  # e.g. enable_thinking=False
-        text = apply_chat_template(tokenizer, messages, lm.name, **kwargs)
+        text = _apply_chat_template(tokenizer, messages, lm.name, **kwargs)
         return text + template.prefill
     shots = [
         template.user.format(question=q) + " " + a
@@ -133,7 +133,7 @@ def render(template: AnswerTemplate, lm, question: str) -> str:
     return "\n\n".join([*shots, body])
 
 
-def apply_chat_template(tokenizer, messages: list[dict[str, str]], model: str, **kwargs) -> str:
+def _apply_chat_template(tokenizer, messages: list[dict[str, str]], model: str, **kwargs) -> str:
     """The chat text of ``messages`` (generation prompt added); a chat template that Jinja's sandbox
     blocks or that fails on these messages is an :class:`~selfbias.errors.InputError` naming the model."""
     from jinja2.exceptions import TemplateError
