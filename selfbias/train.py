@@ -185,7 +185,9 @@ def _check_out(out: Path) -> None:
     if out.exists() and not out.is_dir():
         raise InputError(f"--out {out}: exists and is not a folder")
     if out.is_dir() and not (out / RECORD_FILE).exists() and not (out / "checkpoints" / "request.json").exists():
-        others = [e.name for e in os.scandir(out) if not e.name.startswith(".")]
+        # (an empty checkpoints folder: a run killed before it wrote its request)
+        others = [e.name for e in os.scandir(out) if not e.name.startswith(".")
+                  and not (e.name == "checkpoints" and e.is_dir() and not any(os.scandir(e.path)))]
         if others:
             raise InputError(f"--out {out}: folder is not empty and is not a selfbias training output (no "
                              f"{RECORD_FILE}); refusing to write into it, choose another folder")

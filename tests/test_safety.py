@@ -87,6 +87,17 @@ def test_train_refuses_a_folder_that_is_not_its_own(tiny_folder, tmp_path, conte
             "not a selfbias training output", watch=out)
 
 
+def test_train_accepts_an_empty_folder_and_its_own_output(tiny_folder, tmp_path):
+    out = tmp_path / "empty"
+    (out / "checkpoints").mkdir(parents=True)  # as a run killed before it wrote its request leaves it
+    args = ["train", str(tiny_folder), "--objective", "imitation", "--out", str(out), "--n", "8", "--steps", "1",
+            "--tokens-per-step", "16"]
+    first = runner.invoke(app, args)
+    assert first.exit_code == 0, first.output
+    again = runner.invoke(app, args)  # finished with the same settings: its own output, returned as it is
+    assert again.exit_code == 0, again.output
+
+
 @pytest.mark.parametrize("args,place", [
     (["--learning-rate", "nan"], "learning_rate"),
     (["--learning-rate", "inf"], "learning_rate"),
