@@ -499,11 +499,13 @@ def validate_judge(run: Any, *, modes: Any, judges: Any, k: Any, few_shot: Any, 
     return modes
 
 
-def check_server_consent(run: Any, judges: Any, *, base_url: str | None = None, trust: bool = False) -> None:
+def check_server_consent(run: Any, judges: Any, *, base_url: str | None = None, trust: bool = False,
+                         models: Mapping | None = None) -> None:
     """A served model that the run folder names (not the user) is contacted with the API key only when
     the user names its URL again (``base_url`` / ``--base-url`` / ``$SELFBIAS_BASE_URL``) or passes
     ``trust`` (``--trust-run-servers``): a run folder received from someone else must not send
-    ``$OPENAI_API_KEY`` to their host. Judges the user names (``judges``) are the user's choice."""
+    ``$OPENAI_API_KEY`` to their host. Judges the user names (``judges``) are the user's choice, and
+    models passed loaded (``models``: probe hands over the backends the user named) are not reloaded."""
     import json
 
     from .backends.openai import API_KEY_ENVS, ServerError, check_url, parse_spec
@@ -513,16 +515,16 @@ def check_server_consent(run: Any, judges: Any, *, base_url: str | None = None, 
     path = Path(getattr(run, "path", run)).expanduser()
     try:
         manifest = json.loads((path / MANIFEST).read_text(encoding="utf-8"))
-        models = manifest["request"]["models"]
+        recorded = manifest["request"]["models"]
     except (OSError, ValueError, KeyError, TypeError, RecursionError):
         return  # the run is read (and a damaged manifest refused, naming the file) when it is opened
-    if not isinstance(models, list):
+    if not isinstance(recorded, list):
         return
     named = {check_url(u) for u in (base_url, os.environ.get("SELFBIAS_BASE_URL")) if u}
-    for entry in models:
+    for entry in recorded:
         spec = entry.get("name") if isinstance(entry, Mapping) else entry
-        if not isinstance(spec, str) or not spec.startswith("openai:") or "@" not in spec:
-            continue  # a local model, or a served one on the user's own --base-url
+        if not isinstance(spec, str) or not spec.startswith("openai:") or "@" not in spec or spec in (models or {}):
+            continue  # a local model, a served one on the user's own --base-url, or one already connected
         try:
             name, url = parse_spec(spec)
         except ServerError as e:

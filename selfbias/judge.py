@@ -900,7 +900,7 @@ def judge(
                    template_set=template_set, few_shot_file=few_shot_file)
     from ._validate import check_server_consent
 
-    check_server_consent(run, judges, base_url=base_url, trust=trust_run_servers)
+    check_server_consent(run, judges, base_url=base_url, trust=trust_run_servers, models=models)
     if ray is not None and ray is not False:
         from .distributed import check_ray
 

@@ -432,3 +432,17 @@ def test_a_chat_template_that_cannot_render_is_one_line(tiny_folder, tmp_path, t
     line = refused(["probe", "-m", folder, "--task", "capitals", "--n", "2", "--prompt-format", "chat",
                     "--out", tmp_path / "run"], place, watch=tmp_path / "run")
     assert "chat template" in line and not (tmp_path / "run").exists()
+
+
+def test_probe_judges_its_own_served_model_without_asking_again(tiny, tmp_path, key_in_env):
+    """probe's judge step reuses the backends the user named (-m openai:NAME@URL): no consent needed,
+    nothing refused; only a later `judge RUN` would reload them from the run's record."""
+    from selfbias.models import wrap_model
+    from selfbias.probe import probe
+
+    spec = "openai:m@http://127.0.0.1:9/v1"
+    stand_in = wrap_model(tiny.model, tiny.tokenizer, name=spec, prompt_format="chat")
+    run = probe(spec, "capitals", n=2, samples=1, max_new_tokens=4, judge_modes=("isolated",),
+                out=tmp_path / "run", loaded={spec: stand_in}, progress=False)
+    assert len(run.judgments) > 0
+    refused(["judge", run.path, "--mode", "alternatives"], "--trust-run-servers", watch=run.path)
