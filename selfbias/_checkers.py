@@ -12,6 +12,8 @@ import unicodedata
 from decimal import Decimal, InvalidOperation
 from typing import Any, Callable
 
+from .errors import InputError
+
 # ---------------------------------------------------------------------------------------------
 # numbers
 
@@ -393,8 +395,8 @@ def resolve_checker(spec: str | Callable | None) -> Callable[[str, Any], bool]:
         try:
             return getattr(importlib.import_module(module), attr)
         except (ImportError, AttributeError) as e:
-            raise ValueError(f"checker {spec!r} cannot be imported ({e})") from None
-    raise ValueError(f"unknown checker {spec!r}; use one of {', '.join(CHECKERS)}, auto, "
+            raise InputError(f"checker {spec!r} cannot be imported ({e})") from None
+    raise InputError(f"unknown checker {spec!r}; use one of {', '.join(CHECKERS)}, auto, "
                      "'module:function' or a callable (answer, item) -> bool")
 
 

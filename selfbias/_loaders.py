@@ -12,6 +12,7 @@ import csv
 import hashlib
 import io
 import json
+import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -144,8 +145,18 @@ def _jsonl_records(text: str) -> Iterator[tuple[int, dict | _RowError]]:
         except json.JSONDecodeError as e:
             yield line, _RowError(None, f"malformed JSON ({e.msg} at column {e.colno})")
             continue
+        except (ValueError, RecursionError) as e:  # a number of thousands of digits, nesting thousands deep
+            yield line, _RowError(None, _unreadable_json(e))
+            continue
         yield line, obj if isinstance(obj, dict) else _RowError(
             None, f"expected a JSON object, got {type(obj).__name__}")
+
+
+def _unreadable_json(exc: BaseException) -> str:
+    """Why valid-looking JSON could not be read: Python's limits on integer digits and on nesting."""
+    from ._validate import json_problem
+
+    return json_problem(exc)
 
 
 def _lone_surrogate(obj, key: str | None = None) -> tuple[str | None, str] | None:
@@ -209,6 +220,9 @@ def _json_array_records(text: str) -> Iterator[tuple[int, dict | _RowError]] | N
         except json.JSONDecodeError as e:
             out.append((line, _RowError(None, f"malformed JSON ({e.msg} at line {e.lineno} column {e.colno})")))
             return iter(out)
+        except (ValueError, RecursionError) as e:
+            out.append((line, _RowError(None, _unreadable_json(e))))
+            return iter(out)
         out.append((line, obj if isinstance(obj, dict) else _RowError(
             None, f"expected a JSON object, got {type(obj).__name__}")))
 
@@ -251,8 +265,15 @@ def _get(rec: dict, key: str) -> Any:
     return rec[key]
 
 
+def _finite(key: str, value: Any) -> Any:
+    """A number from the file is finite (NaN or 1e999 is no answer: it would be stored as "nan"/"inf")."""
+    if isinstance(value, float) and not math.isfinite(value):
+        raise _RowError(key, f"is {value!r}, not a finite number or a string")
+    return value
+
+
 def _text(rec: dict, key: str) -> str:
-    value = _get(rec, key)
+    value = _finite(key, _get(rec, key))
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         value = str(value)
     if not isinstance(value, str):
@@ -282,14 +303,14 @@ def _as_list(rec: dict, key: str) -> list[str]:
     if isinstance(value, str) and value.strip().startswith("["):
         try:
             value = json.loads(value)
-        except json.JSONDecodeError:
+        except (ValueError, RecursionError):
             raise _RowError(key, "is not a valid JSON list") from None
     if isinstance(value, str):
         return _split(value)
     if isinstance(value, (int, float)) and not isinstance(value, bool):
-        return [str(value)]
+        return [str(_finite(key, value))]
     if isinstance(value, list) and all(isinstance(v, (str, int, float)) for v in value):
-        return _dedupe(value)
+        return _dedupe(_finite(key, v) for v in value)
     raise _RowError(key, f"must be a list of strings, got {type(value).__name__}")
 
 
@@ -509,6 +530,10 @@ def read_file(path: str | Path, *, fmt: str | None = None, mapping: dict | str |
         mapping = mapping or {"question": "question", "answer": "answer",
                               **{k: k for k in ("distractors", "choices", "id") if k in seen}}
         for column in mapping.values():
+            if column not in seen and header is None and records and \
+                    not any(isinstance(r, dict) for _, r in records):  # no record could be read: say why
+                line, error = records[0]
+                raise TaskError(error.reason, path=path, line=line)
             if column not in seen:
                 where = (f"the header (columns: {', '.join(header)})" if header is not None
                          else f"every record (keys: {', '.join(sorted(seen))})")

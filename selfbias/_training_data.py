@@ -32,6 +32,7 @@ import random
 from dataclasses import asdict, dataclass
 from typing import Sequence
 
+from .errors import InputError
 from .tasks import Item, Task, numeric_perturbations, text_perturbations
 
 OBJECTIVES = ("imitation", "critique", "corrupted", "imitation_trace")
@@ -164,11 +165,11 @@ def example_stream(objective: str, task: Task, items: Sequence[Item], n_examples
 def split_items(items: Sequence[Item], eval_fraction: float, seed: int) -> tuple[list[Item], list[Item]]:
     """Disjoint (train, eval) items: a ``Random(f"split|{seed}")`` shuffle, the first share is evaluation."""
     if not 0 < eval_fraction < 1:
-        raise ValueError(f"eval_fraction must be between 0 and 1, got {eval_fraction}")
+        raise InputError(f"eval_fraction must be between 0 and 1, got {eval_fraction}")
     order = list(items)
     random.Random(f"split|{seed}").shuffle(order)
     n_eval = max(1, round(len(order) * eval_fraction))
     if n_eval >= len(order):
-        raise ValueError(f"{len(order)} items cannot be split into training and evaluation items")
+        raise InputError(f"{len(order)} items cannot be split into training and evaluation items")
     eval_ids = {it.id for it in order[:n_eval]}
     return [it for it in items if it.id not in eval_ids], [it for it in items if it.id in eval_ids]

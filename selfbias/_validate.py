@@ -76,6 +76,47 @@ def check_judge_modes(modes: Any, *, allow_empty: bool = False, option: str = "m
     return modes
 
 
+def check_sources(option: str, value: Any, which: str) -> None:
+    """An alternatives (``which="alt"``) or pairwise (``"pair"``) source list: known names, not empty."""
+    from .judge import ALT_SOURCES, PAIR_SOURCES
+
+    if value is None:
+        return
+    allowed = ALT_SOURCES if which == "alt" else PAIR_SOURCES
+    if isinstance(value, str):
+        value = [v.strip() for v in value.split(",") if v.strip()]
+    elif not isinstance(value, Sequence) or not all(isinstance(v, str) for v in value):
+        raise InputError(f"{option} must be a comma-separated string or a list of names, got {show(value)}")
+    for v in value:
+        if v not in allowed:
+            raise InputError(f"{option}: unknown source {show(v)}; use some of {', '.join(allowed)}")
+    if not value:
+        raise InputError(f"{option} is empty; use some of {', '.join(allowed)}")
+
+
+def check_template_set(option: str, value: Any) -> None:
+    """A judge template set by name (``default``, ``ptrue``)."""
+    from ._judge_templates import TEMPLATE_SETS
+
+    if value not in TEMPLATE_SETS:
+        raise InputError(f"{option}: unknown set {show(value)}; use one of {', '.join(TEMPLATE_SETS)}")
+
+
+def json_problem(exc: BaseException) -> str:
+    """Why a file that looks like JSON could not be read (Python's limits on integer digits and nesting)."""
+    if isinstance(exc, RecursionError):
+        return "JSON nested too deeply to read"
+    if "digits" in str(exc):
+        return "JSON holds a number too long to read (over 4300 digits)"
+    return f"unreadable JSON ({' '.join(str(exc).split())[:100]})"
+
+
+def show(value: Any, limit: int = 80) -> str:
+    """``repr`` of user input for an error line: control characters escaped, long values cut."""
+    text = "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in repr(value))
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 def check_figure_formats(formats: Any) -> tuple[str, ...]:
     """Figure file formats: each one of pdf, png, svg."""
     if isinstance(formats, str):
@@ -140,7 +181,13 @@ def check_model_spec(spec: Any) -> None:
 
     if not isinstance(spec, str) or not spec.strip():
         raise InputError(f"model spec must be a non-empty string, got {spec!r}")
-    if spec.startswith("openai:"):  # a served model: its backend parses and checks the spec when it connects
+    if spec.startswith("openai:"):  # a served model: the spec and URL are checked here, the server when it connects
+        from .backends.openai import ServerError, parse_spec
+
+        try:
+            parse_spec(spec)
+        except ServerError as e:
+            raise InputError(str(e)) from None
         return
     if spec in BUNDLED_MODELS:
         bundled = BUNDLED_MODELS[spec]
@@ -220,6 +267,8 @@ def load_answer_template(path: str | os.PathLike):
         raise InputError(f"{path}: cannot read the template file ({e})") from None
     except json.JSONDecodeError as e:
         raise InputError(f"{path} line {e.lineno}: not valid JSON ({e.msg})") from None
+    except (ValueError, RecursionError) as e:  # Python's limits on integer digits and nesting
+        raise InputError(f"{path}: {json_problem(e)}") from None
     return check_answer_template(spec, str(path))
 
 
@@ -287,6 +336,8 @@ def load_judge_templates(path: str | os.PathLike) -> dict:
         raise InputError(f"{path}: cannot read the templates file ({e})") from None
     except json.JSONDecodeError as e:
         raise InputError(f"{path} line {e.lineno}: not valid JSON ({e.msg})") from None
+    except (ValueError, RecursionError) as e:  # Python's limits on integer digits and nesting
+        raise InputError(f"{path}: {json_problem(e)}") from None
     if not isinstance(spec, dict):
         raise InputError(f"{path}: expected a JSON object {{mode: template}}, got {type(spec).__name__}")
     out = {}
@@ -309,6 +360,18 @@ def check_judge_templates(templates: Any, modes: Sequence[str], where: str = "te
         resolve_templates(templates, modes)
     except (TypeError, ValueError, KeyError) as e:
         raise InputError(f"{where}: {e}") from None
+
+
+def check_few_shot_file(path: str | os.PathLike) -> None:
+    """A few-shot JSONL file reads (every line, field and type), errors naming the file and line."""
+    from ._judge_templates import read_few_shot_file
+
+    try:
+        read_few_shot_file(path)
+    except RecursionError as e:
+        raise InputError(f"{path}: {json_problem(e)}") from None
+    except ValueError as e:
+        raise InputError(" ".join(str(e).split())) from None
 
 
 # ------------------------------------------------------------------------------------ folders
@@ -380,11 +443,15 @@ def check_run_folder(run: str | os.PathLike, *, writable: bool = True) -> Path:
 
 def validate_probe(*, models: Sequence[str], n: Any, samples: Any, temperature: Any, max_new_tokens: Any,
                    n_distractors: Any, n_perturbations: Any, judge_modes: Any, seed: Any, device: Any, dtype: Any,
-                   templates: Mapping | None, loaded: Mapping | None) -> tuple[str, ...]:
+                   templates: Mapping | None, loaded: Mapping | None, alt_sources: Any = None,
+                   pair_sources: Any = None, template_set: Any = "default") -> tuple[str, ...]:
     """Every argument of :func:`selfbias.probe` that can be checked before the task loads; returns the
     judge modes as a tuple. The output folder is checked by :func:`check_run_out` once it is known."""
     check_generation(temperature=temperature, samples=samples, max_new_tokens=max_new_tokens,
                      n=1 if n is None else n)
+    check_sources("alt_sources", alt_sources, "alt")
+    check_sources("pair_sources", pair_sources, "pair")
+    check_template_set("template_set", template_set)
     check_int("n_distractors", n_distractors, 0)
     check_int("n_perturbations", n_perturbations, 0)
     check_int("seed", seed, 0)
@@ -400,16 +467,27 @@ def validate_probe(*, models: Sequence[str], n: Any, samples: Any, temperature: 
 
 
 def validate_judge(run: Any, *, modes: Any, judges: Any, k: Any, few_shot: Any, seed: Any,
-                   templates: Any, models: Mapping | None) -> tuple[str, ...]:
+                   templates: Any, models: Mapping | None, min_k: Any = 1, alt_sources: Any = None,
+                   pair_sources: Any = None, template_set: Any = "default", few_shot_file: Any = None,
+                   trust_servers: Any = ()) -> tuple[str, ...]:
     """Every argument of :func:`selfbias.judge`, checked before any model loads; returns the modes."""
     from ._judge_templates import FEW_SHOT_POOL
 
     modes = check_judge_modes(modes)
     check_int("k", k, 1)
+    check_int("min_k", min_k, 1)
+    if min_k > k and any(m in ("own_samples", "alternatives") for m in modes):
+        raise InputError(f"min_k={min_k} is larger than k={k}: every list is at most k long, so every item would "
+                         "be skipped in the list modes; use min_k <= k")
+    check_sources("alt_sources", alt_sources, "alt")
+    check_sources("pair_sources", pair_sources, "pair")
+    check_template_set("template_set", template_set)
     if check_int("few_shot", few_shot, 0) > len(FEW_SHOT_POOL):
         raise InputError(f"few_shot={few_shot}: there are {len(FEW_SHOT_POOL)} built-in grading examples; use fewer")
     check_int("seed", seed, 0)
     check_judge_templates(templates, modes)
+    if few_shot_file is not None:
+        check_few_shot_file(few_shot_file)
     check_run_folder(getattr(run, "path", run))
     specs = [judges] if isinstance(judges, (str, Mapping)) else list(judges or [])
     for spec in specs:
@@ -417,6 +495,42 @@ def validate_judge(run: Any, *, modes: Any, judges: Any, k: Any, few_shot: Any, 
         if isinstance(name, str) and name not in (models or {}):
             check_model_spec(name)
     return modes
+
+
+def check_server_consent(run: Any, judges: Any, *, base_url: str | None = None, trust: bool = False,
+                         models: Mapping | None = None) -> None:
+    """A served model that the run folder names (not the user) is contacted with the API key only when
+    the user names its URL again (``base_url`` / ``--base-url`` / ``$SELFBIAS_BASE_URL``) or passes
+    ``trust`` (``--trust-run-servers``): a run folder received from someone else must not send
+    ``$OPENAI_API_KEY`` to their host. Judges the user names (``judges``) are the user's choice, and
+    models passed loaded (``models``: probe hands over the backends the user named) are not reloaded."""
+    import json
+
+    from .backends.openai import API_KEY_ENVS, ServerError, check_url, parse_spec
+
+    if judges is not None or trust or not any(os.environ.get(e) for e in API_KEY_ENVS):
+        return
+    path = Path(getattr(run, "path", run)).expanduser()
+    try:
+        manifest = json.loads((path / MANIFEST).read_text(encoding="utf-8"))
+        recorded = manifest["request"]["models"]
+    except (OSError, ValueError, KeyError, TypeError, RecursionError):
+        return  # the run is read (and a damaged manifest refused, naming the file) when it is opened
+    if not isinstance(recorded, list):
+        return
+    named = {check_url(u) for u in (base_url, os.environ.get("SELFBIAS_BASE_URL")) if u}
+    for entry in recorded:
+        spec = entry.get("name") if isinstance(entry, Mapping) else entry
+        if not isinstance(spec, str) or not spec.startswith("openai:") or "@" not in spec or spec in (models or {}):
+            continue  # a local model, a served one on the user's own --base-url, or one already connected
+        try:
+            name, url = parse_spec(spec)
+        except ServerError as e:
+            raise InputError(f"{path / MANIFEST}: {e}") from None
+        if url not in named:
+            raise InputError(f"{path / MANIFEST} names the served model {name!r} at {url}, a server you did not "
+                             f"name: your API key is not sent there unless you pass --base-url {url} "
+                             "(base_url=...) or --trust-run-servers (trust_run_servers=True)")
 
 
 def too_long(lm, prompts: Mapping[str, str], reserve: int) -> list[tuple[str, int]]:

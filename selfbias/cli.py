@@ -28,8 +28,8 @@ from rich.table import Table
 from .errors import EXIT_BAD_INPUT, EXIT_INTERNAL, EXIT_INTERRUPTED, SelfbiasError
 
 _EXIT_HELP = ("Exit codes: 0 success; 1 internal error (one line names the file holding the traceback); "
-              "2 bad input (one line naming the argument, file, line or field); 130 interrupted (Ctrl-C; "
-              "run the same command again to resume).")
+              "2 bad input (one line naming the argument, file, line or field); 130 interrupted (Ctrl-C or "
+              "SIGTERM; run the same command again to resume).")
 
 app = typer.Typer(
     help="Measure self-preference bias in language models: likelihood, self-judgment and comparison.\n\n"
@@ -46,40 +46,35 @@ ALT_HELP = ("What the alternatives list may show, comma-separated: other_model, 
 PAIR_HELP = ("What the judge's own answer is paired with in pairwise mode, comma-separated: other_model, reference, "
              "distractor, perturbation (default: other_model).")
 SET_HELP = "Judge template set: default (Yes/No) or ptrue (Kadavath et al. 2022: (A) True (B) False)."
-_PACKAGE_DIR = Path(__file__).resolve().parent
 RAY_HELP = ("Compute the missing chunks on a Ray cluster: auto (the running cluster: $RAY_ADDRESS or `ray start` "
             "here), local (a new cluster on this machine), HOST:PORT or ray://HOST:PORT. The run folder must be "
             "on storage every node reaches at the same path. Needs `pip install 'selfbias[ray]'`.")
 
 
-def _ray_options(address: Optional[str], actors: Optional[int], gpus: Optional[float], cpus: Optional[float]):
+def _ray_options(address: Optional[str], actors: Optional[int], gpus: Optional[float], cpus: Optional[float],
+                 timeout: float = 5.0):
     """The ``ray=`` keyword of probe/judge from the --ray options (None: no Ray, nothing imported)."""
     if address is None:
         return None
-    return {"address": address, "actors": actors, "num_gpus": gpus, "num_cpus": cpus}
+    return {"address": address, "actors": actors, "num_gpus": gpus, "num_cpus": cpus, "connect_timeout": timeout}
+
+
+RAY_TIMEOUT_HELP = "Seconds to wait for a --ray HOST:PORT address to accept a connection before giving up."
 
 
 def _one_line(text: object) -> str:
-    """One line, with rich markup characters escaped (messages quote user input)."""
+    """One line, with rich markup characters and control characters escaped (messages quote user
+    input: an escape sequence from a file must not reach the terminal)."""
     from rich.markup import escape
 
-    return escape(" ".join(str(text).split()))
+    line = " ".join(str(text).split())
+    line = "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in line)
+    return escape(line)
 
 
 def _fail(exc: object, code: int = EXIT_BAD_INPUT) -> None:
     console.print(f"[bold red]error:[/] {_one_line(exc)}", highlight=False, soft_wrap=True)
     raise typer.Exit(code=code)
-
-
-def _raised_by_selfbias(exc: BaseException) -> bool:
-    """A ValueError/TypeError raised by a ``raise`` in selfbias's own code (an argument refused on
-    purpose by a module not yet moved to :class:`SelfbiasError`), not by a library underneath."""
-    tb, last = exc.__traceback__, None
-    while tb is not None:
-        last, tb = tb, tb.tb_next
-    if last is None:
-        return False
-    return Path(last.tb_frame.f_code.co_filename).resolve().parent.is_relative_to(_PACKAGE_DIR)
 
 
 def _write_traceback(exc: BaseException) -> str:
@@ -125,6 +120,7 @@ def _guarded(command):
     def run(*args, **kwargs):
         previous = warnings.showwarning
         warnings.showwarning = _show_warning
+        on_term = _sigterm_as_interrupt()
         try:
             return command(*args, **kwargs)
         except (typer.Exit, click.exceptions.ClickException, click.exceptions.Abort):
@@ -137,16 +133,33 @@ def _guarded(command):
         except OSError as exc:  # a file or folder the command needs (read-only, vanished, disk full)
             where = f" {exc.filename}" if exc.filename else ""
             _fail(f"cannot use{where}: {exc.strerror or exc}")
-        except (ValueError, TypeError) as exc:
-            if _raised_by_selfbias(exc):
-                _fail(exc)
-            _internal(exc)
         except Exception as exc:  # noqa: BLE001 - the contract: one line and a traceback file
             _internal(exc)
         finally:
             warnings.showwarning = previous
+            on_term()
 
     return run
+
+
+def _sigterm_as_interrupt():
+    """SIGTERM (``kill``, a scheduler ending a job) ends a command as Ctrl-C does: the run's lock
+    released, the "interrupted ... resume" line printed, exit 130. Returns the undo (the previous
+    handler back). Only the main thread may set a handler; elsewhere nothing changes."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        return lambda: None
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+
+    try:
+        previous = signal.signal(signal.SIGTERM, interrupt)
+    except (ValueError, OSError):  # pragma: no cover - no signals here
+        return lambda: None
+    return lambda: signal.signal(signal.SIGTERM, previous)
 
 
 def _rows_table(title: str, columns, rows, floats: str = "{:.3f}") -> Table:
@@ -193,6 +206,7 @@ def probe(
     ray_actors: Optional[int] = typer.Option(None, help="Model replicas on Ray (default: one per GPU, else one per --ray-cpus CPUs)."),
     ray_gpus: Optional[float] = typer.Option(None, help="GPUs per Ray actor (default: 1 where the cluster has GPUs, else 0)."),
     ray_cpus: Optional[float] = typer.Option(None, help="CPUs per Ray actor (default 1; also its torch threads)."),
+    ray_timeout: float = typer.Option(5.0, help=RAY_TIMEOUT_HELP),
     base_url: Optional[str] = typer.Option(None, "--base-url", help="Server of `-m openai:NAME` models given without @URL, e.g. http://host:8000/v1 (default $SELFBIAS_BASE_URL); API key from $SELFBIAS_API_KEY or $OPENAI_API_KEY."),
 ) -> None:
     """Answer, score and judge: the model's own answers against the alternatives."""
@@ -215,7 +229,7 @@ def probe(
                     templates=templates, alt_sources=alt_sources, pair_sources=pair_sources,
                     template_set=template_set, prompt_format=prompt_format,
                     chat_template_kwargs=parse_kwargs(chat_template_kwargs),
-                    ray=_ray_options(ray, ray_actors, ray_gpus, ray_cpus))
+                    ray=_ray_options(ray, ray_actors, ray_gpus, ray_cpus, ray_timeout))
     summary = probe_summary(run).rename(columns={
         "own_wrong_beats_reference": "own wrong > ref", "wrong_items_compared": "n wrong",
         "sample_agreement": "agreement"})
@@ -233,7 +247,9 @@ def probe(
 def _use_base_url(base_url: str | None) -> None:
     """``--base-url``: where ``openai:NAME`` specs without ``@URL`` point (read by selfbias.backends.openai)."""
     if base_url:
-        os.environ["SELFBIAS_BASE_URL"] = base_url
+        from .backends.openai import check_url
+
+        os.environ["SELFBIAS_BASE_URL"] = check_url(base_url, "--base-url")
 
 
 def parse_kwargs(text: str | None) -> dict:
@@ -245,7 +261,9 @@ def parse_kwargs(text: str | None) -> dict:
     for part in filter(None, (p.strip() for p in (text or "").split(","))):
         key, eq, value = (x.strip() for x in part.partition("="))
         if not eq or not key:
-            raise ValueError(f"--chat-template-kwargs: expected key=value, got {part!r}")
+            from .errors import InputError
+
+            raise InputError(f"--chat-template-kwargs: expected key=value, got {part!r}")
         try:
             out[key] = json.loads(value.lower() if value.lower() in ("true", "false", "null") else value)
         except ValueError:
@@ -310,7 +328,9 @@ def judge(
     ray_actors: Optional[int] = typer.Option(None, help="Model replicas on Ray (default: one per GPU, else one per --ray-cpus CPUs)."),
     ray_gpus: Optional[float] = typer.Option(None, help="GPUs per Ray actor (default: 1 where the cluster has GPUs, else 0)."),
     ray_cpus: Optional[float] = typer.Option(None, help="CPUs per Ray actor (default 1; also its torch threads)."),
+    ray_timeout: float = typer.Option(5.0, help=RAY_TIMEOUT_HELP),
     base_url: Optional[str] = typer.Option(None, "--base-url", help="Server of `-m openai:NAME` models given without @URL, e.g. http://host:8000/v1 (default $SELFBIAS_BASE_URL); API key from $SELFBIAS_API_KEY or $OPENAI_API_KEY."),
+    trust_run_servers: bool = typer.Option(False, "--trust-run-servers", help="Send the API key to the servers the run folder names (else a served model the run records is contacted only when --base-url names its URL)."),
 ) -> None:
     """Add judgments to a run (resumable; modes and judges add to those already there)."""
     _use_base_url(base_url)
@@ -326,7 +346,9 @@ def judge(
     result = run_judge(run, modes=tuple(mode), judges=judge_model or None, k=k, min_k=min_k,
                        alt_sources=alt_sources, pair_sources=pair_sources, few_shot=few_shot,
                        few_shot_file=few_shot_file, seed=seed, templates=overrides, template_set=template_set,
-                       list_design=list_design, p_correct=p_correct, overwrite=overwrite, ray=_ray_options(ray, ray_actors, ray_gpus, ray_cpus))
+                       list_design=list_design, p_correct=p_correct, overwrite=overwrite,
+                       ray=_ray_options(ray, ray_actors, ray_gpus, ray_cpus, ray_timeout),
+                       base_url=base_url, trust_run_servers=trust_run_servers)
     headline = _judge_headline(result.analysis())
     if headline is not None:
         console.print(_frame_table(headline, "judge: mean P(Yes) by correctness"))

@@ -23,6 +23,7 @@ asked for.
 
 from __future__ import annotations
 
+import math
 import os
 import secrets
 import socket
@@ -34,7 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from . import _storage as st
-from .errors import SelfbiasError
+from .errors import InputError, SelfbiasError
 from .runs import RunError
 
 __all__ = ["RayOptions", "RayExecutor", "ray_options", "check_ray", "open_executor", "check_storage", "split_actors"]
@@ -51,7 +52,8 @@ class RayOptions:
     ``$RAY_ADDRESS`` when set, else starts a local cluster. ``actors``: model replicas (default: one per
     GPU of the cluster, else one per ``num_cpus`` CPUs). ``num_gpus`` / ``num_cpus`` per actor (default:
     one GPU where the cluster has GPUs, else none; one CPU). ``max_retries``: how often a chunk whose
-    actor died is given to a fresh actor. ``after_chunk(executor, job)`` is called on the driver after
+    actor died is given to a fresh actor. ``connect_timeout``: seconds a ``HOST:PORT`` address has to
+    accept a connection when the arguments are checked (nothing listening: one line, nothing written). ``after_chunk(executor, job)`` is called on the driver after
     each chunk is written (tests use it to kill an actor mid-run).
     """
 
@@ -60,6 +62,7 @@ class RayOptions:
     num_gpus: float | None = None
     num_cpus: float | None = None
     max_retries: int = 3
+    connect_timeout: float = 5.0  # seconds to wait for a HOST:PORT address to accept a connection
     after_chunk: Callable[["RayExecutor", Any], None] | None = field(default=None, repr=False, compare=False)
 
 
@@ -94,7 +97,7 @@ def ray_options(value: Any) -> RayOptions | None:
         try:
             return RayOptions(**value)
         except TypeError as e:
-            raise ValueError(f"ray: {e}") from None
+            raise InputError(f"ray: {e}") from None
     raise TypeError(f"ray must be None, True, an address, a dict or RayOptions, got {type(value).__name__}")
 
 
@@ -120,14 +123,39 @@ def check_ray(value: Any) -> None:
     options = ray_options(value)
     if options is None:
         return
-    for name in ("actors", "num_gpus", "num_cpus", "max_retries"):
+    for name in ("actors", "num_gpus", "num_cpus", "max_retries", "connect_timeout"):
         v = getattr(options, name)
-        if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float)) or v < 0
-                              or (name == "actors" and v < 1)):
-            raise ValueError(f"ray: {name} must be a {'positive' if name == 'actors' else 'non-negative'} "
+        if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v)
+                              or v < 0 or (name in ("actors", "connect_timeout") and v <= 0)):
+            raise InputError(f"ray: {name} must be a "
+                             f"{'positive' if name in ('actors', 'connect_timeout') else 'non-negative'} "
                              f"number, got {v!r}")
     if importlib.util.find_spec("ray") is None:
         raise SelfbiasError("ray: Ray is not installed; pip install 'selfbias[ray]'")
+    _check_reachable(options)
+
+
+def _check_reachable(options: RayOptions) -> None:
+    """A HOST:PORT (or ray://HOST:PORT) address accepts a TCP connection within ``connect_timeout``
+    seconds: nothing listening is one line naming the address, before the run folder is touched
+    (``ray.init`` would otherwise retry for minutes). ``auto`` and ``local`` are left to Ray."""
+    address = options.address
+    if address in (None, "auto"):
+        address = os.environ.get("RAY_ADDRESS") or None
+    if address in (None, "auto", "local"):
+        return
+    hostport = address.split("://", 1)[1] if "://" in address else address
+    host, sep, port = hostport.rstrip("/").rpartition(":")
+    host = host.strip("[]")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise InputError(f"ray: address {address!r} is not HOST:PORT, ray://HOST:PORT, auto or local")
+    try:
+        with socket.create_connection((host, int(port)), timeout=options.connect_timeout):
+            pass
+    except OSError as e:
+        reason = "timed out" if isinstance(e, TimeoutError) else (e.strerror or type(e).__name__)
+        raise InputError(f"ray: nothing answers at {address} ({reason}, waited up to {options.connect_timeout:g} s); "
+                         "start the cluster there (`ray start --head`) or fix --ray / --ray-timeout") from None
 
 
 def open_executor(value: Any, store) -> "RayExecutor | None":

@@ -11,7 +11,7 @@ Exit codes of the command line (also in ``selfbias --help`` and the README):
 0    success
 1    internal error: a bug; one line on stderr names the file holding the full traceback
 2    bad input: an argument, file, model, device or run folder is not usable (one line)
-130  interrupted (Ctrl-C); a run resumes when the same command is run again
+130  interrupted (Ctrl-C or SIGTERM); a run resumes when the same command is run again
 ==== ==================================================================================
 """
 
@@ -29,7 +29,7 @@ EXIT_CODES = {
     EXIT_OK: "success",
     EXIT_INTERNAL: "internal error (the full traceback is written to a file that the message names)",
     EXIT_BAD_INPUT: "bad input: an argument, file, model, device or run folder is not usable",
-    EXIT_INTERRUPTED: "interrupted (Ctrl-C); run the same command again to resume",
+    EXIT_INTERRUPTED: "interrupted (Ctrl-C or SIGTERM); run the same command again to resume",
 }
 
 

@@ -101,6 +101,7 @@ from ._judge_templates import (
     resolve_templates,
     select_examples,
 )
+from .errors import InputError
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -241,10 +242,10 @@ class _RunData:
         for name, table, cols in (("items", items, ("item_id", "question")),
                                   ("candidates", candidates, ("item_id", "candidate_id", "text", "sources", "authors"))):
             if table.empty:
-                raise ValueError(f"{where}: the run has no '{name}' table; run the probe (or write it) first")
+                raise InputError(f"{where}: the run has no '{name}' table; run the probe (or write it) first")
             missing = [c for c in cols if c not in table.columns]
             if missing:
-                raise ValueError(f"{where}: table '{name}' lacks column(s) {', '.join(missing)}")
+                raise InputError(f"{where}: table '{name}' lacks column(s) {', '.join(missing)}")
         item_ids = [str(i) for i in items["item_id"].tolist()]
         questions = dict(zip(item_ids, (_as_text(q) for q in items["question"].tolist())))
         cands: dict[str, list[_Candidate]] = {i: [] for i in item_ids}
@@ -600,7 +601,7 @@ def _build_jobs(data: _RunData, judge_name: str, mode: str, item_ids: Sequence[s
                     (x, kx), (y, ky) = (y, ky), (x, kx)
                 jobs += _pair_jobs(iid, q, x, y, f"{_pair_name(kx)}_{_pair_name(ky)}")
         else:  # pragma: no cover - modes are checked earlier
-            raise ValueError(f"unknown judge mode {mode!r}")
+            raise InputError(f"unknown judge mode {mode!r}")
     return jobs
 
 
@@ -743,19 +744,19 @@ class _JudgeSetup:
 
 def _option_ids(lm: "Backend", template: JudgeTemplate) -> tuple[list[int], list[int]]:
     if lm.tokenizer is None:
-        raise ValueError(f"judge {lm.name!r}: its backend has no tokenizer, and the judge reads the option words' "
+        raise InputError(f"judge {lm.name!r}: its backend has no tokenizer, and the judge reads the option words' "
                          "token ids from it; give the backend a tokenizer (e.g. tokenizer=FOLDER)")
     ids = []
     for word in template.options:
         found = find_option_tokens(lm.tokenizer, word)
         if not found:
-            raise ValueError(
+            raise InputError(
                 f"judge template '{template.name}': option {word!r} has no single-token spelling in the "
                 f"tokenizer of {lm.name}; use option words that are one token"
             )
         ids.append(found)
     if set(ids[0]) & set(ids[1]):
-        raise ValueError(f"judge template '{template.name}': options {template.options!r} share a token in {lm.name}")
+        raise InputError(f"judge template '{template.name}': options {template.options!r} share a token in {lm.name}")
     return ids[0], ids[1]
 
 
@@ -799,7 +800,7 @@ def _judge_items(setup: _JudgeSetup, data: _RunData, mode: str, item_ids: Sequen
 def _check_context(lm: "Backend", jobs: list[_Job], mode: str) -> None:
     """Refuse, naming the item, a judge prompt that does not fit the judge's context (checked on
     each item's longest prompt, before any of the chunk is read)."""
-    from ._validate import InputError, context_message, too_long
+    from ._validate import context_message, too_long
 
     longest: dict[str, str] = {}
     for job in jobs:
@@ -828,11 +829,11 @@ def _judge_name(spec: Any) -> str:
         for key in ("name", "alias", "spec", "model"):
             if isinstance(spec.get(key), str):
                 return spec[key]
-        raise ValueError(f"judge spec {dict(spec)!r} has no 'name'")
+        raise InputError(f"judge spec {dict(spec)!r} has no 'name'")
     name = getattr(spec, "name", None)
     if isinstance(name, str) and hasattr(spec, "tokenizer"):
         return name  # a LoadedModel or a Backend
-    raise ValueError(f"judge spec must be a model name, a dict with 'name', a LoadedModel or a Backend, "
+    raise InputError(f"judge spec must be a model name, a dict with 'name', a LoadedModel or a Backend, "
                      f"got {type(spec).__name__}")
 
 
@@ -841,26 +842,26 @@ def _check_modes(modes: Any) -> tuple[str, ...]:
         modes = (modes,)
     modes = tuple(modes)
     if not modes:
-        raise ValueError("modes is empty; use some of " + ", ".join(MODES))
+        raise InputError("modes is empty; use some of " + ", ".join(MODES))
     for m in modes:
         if m not in MODES:
-            raise ValueError(f"unknown judge mode {m!r}; use one of {', '.join(MODES)}")
+            raise InputError(f"unknown judge mode {m!r}; use one of {', '.join(MODES)}")
     if len(set(modes)) != len(modes):
-        raise ValueError(f"modes has duplicates: {list(modes)}")
+        raise InputError(f"modes has duplicates: {list(modes)}")
     return modes
 
 
 def _check_int(name: str, value: Any, low: int) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < low:
-        raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
+        raise InputError(f"{name} must be an integer >= {low}, got {value!r}")
     return value
 
 
 def _check_design(design: Any, p_correct: Any) -> tuple[str, float]:
     if design not in LIST_DESIGNS:
-        raise ValueError(f"list_design: unknown design {design!r}; use one of {', '.join(LIST_DESIGNS)}")
+        raise InputError(f"list_design: unknown design {design!r}; use one of {', '.join(LIST_DESIGNS)}")
     if isinstance(p_correct, bool) or not isinstance(p_correct, (int, float)) or not 0 <= p_correct <= 1:
-        raise ValueError(f"p_correct must be a number in [0, 1], got {p_correct!r}")
+        raise InputError(f"p_correct must be a number in [0, 1], got {p_correct!r}")
     return design, float(p_correct)
 
 
@@ -873,11 +874,11 @@ def _check_sources(name: str, value: Any, allowed: Sequence[str], default: Seque
     out: list[str] = []
     for v in value:
         if v not in allowed:
-            raise ValueError(f"{name}: unknown source {v!r}; use some of {', '.join(allowed)}")
+            raise InputError(f"{name}: unknown source {v!r}; use some of {', '.join(allowed)}")
         if v not in out:
             out.append(v)
     if not out:
-        raise ValueError(f"{name} is empty; use some of {', '.join(allowed)}")
+        raise InputError(f"{name} is empty; use some of {', '.join(allowed)}")
     return tuple(out)
 
 
@@ -981,6 +982,8 @@ def judge(
     batch_size: int | None = None,
     progress: bool = True,
     ray: Any = None,
+    base_url: str | None = None,
+    trust_run_servers: bool = False,
 ) -> "Run":
     """Add judgments to an existing run (table ``judgments``) and return the finalized :class:`Run`.
 
@@ -1046,6 +1049,12 @@ def judge(
         Show progress bars.
     ray : None, bool, str, dict or RayOptions
         Judge the missing chunks on a Ray cluster (see :func:`selfbias.probe.probe`); same judgments.
+    base_url : str or None
+        Server of ``openai:NAME`` judges given without ``@URL``; naming the URL of a served model that
+        the run records is also the consent to send it the API key.
+    trust_run_servers : bool
+        Send the API key to the servers the run folder names without naming them again (else a served
+        model recorded in the run, with a key in the environment, is refused before it is contacted).
 
     Returns
     -------
@@ -1067,7 +1076,12 @@ def judge(
 
     # Every argument (modes, counts, templates, run folder, judge model specs) before any model loads.
     validate_judge(run, modes=modes, judges=judges, k=k, few_shot=few_shot, seed=seed, templates=templates,
-                   models=models)
+                   models=models, min_k=min_k, alt_sources=alt_sources, pair_sources=pair_sources,
+                   template_set=template_set, few_shot_file=few_shot_file)
+    design = _check_design(list_design, p_correct)
+    from ._validate import check_server_consent
+
+    check_server_consent(run, judges, base_url=base_url, trust=trust_run_servers, models=models)
     if ray is not None and ray is not False:
         from .distributed import check_ray
 
@@ -1080,7 +1094,7 @@ def judge(
     alt_sources = _check_sources("alt_sources", alt_sources, ALT_SOURCES, DEFAULT_ALT_SOURCES)
     pair_sources = _check_sources("pair_sources", pair_sources, PAIR_SOURCES, DEFAULT_PAIR_SOURCES)
     resolved = resolve_templates(templates, modes, template_set)
-    lists = ListRule(k, min_k, alt_sources, *_check_design(list_design, p_correct))
+    lists = ListRule(k, min_k, alt_sources, *design)
     path = Path(run.path) if isinstance(run, Run) else Path(run)
     models = dict(models or {})
     started = time.perf_counter()
@@ -1092,10 +1106,10 @@ def judge(
         specs = list(judges) if judges is not None and not isinstance(judges, (str, Mapping)) else (
             [judges] if judges is not None else list(manifest.get("request", {}).get("models") or []))
         if not specs:
-            raise ValueError(f"{path}: no judges given and the run's request names no models")
+            raise InputError(f"{path}: no judges given and the run's request names no models")
         names = [_judge_name(s) for s in specs]
         if len(set(names)) != len(names):
-            raise ValueError(f"judges has duplicate names: {names}")
+            raise InputError(f"judges has duplicate names: {names}")
         for spec, name in zip(specs, names):
             if not isinstance(spec, (str, Mapping)):
                 models.setdefault(name, spec)
@@ -1104,12 +1118,12 @@ def judge(
                                     store.read_table("generations"), str(path), store.read_table("scores"))
         for name in names:
             if "own_samples" in modes and not data.has_samples(name):
-                raise ValueError(
+                raise InputError(
                     f"{path}: mode 'own_samples' needs the judge's own samples, but 'generations' has no "
                     f"sample rows of model {name!r}"
                 )
             if "pairwise" in modes and not any(data.own_greedy(name, i) for i in data.item_ids):
-                raise ValueError(
+                raise InputError(
                     f"{path}: mode 'pairwise' anchors on the judge's own greedy answer, but no candidate has "
                     f"source 'own_greedy' authored by {name!r}"
                 )
@@ -1121,18 +1135,21 @@ def judge(
 
         previous = manifest.get("judge") or {}
         written = store.stages("judgments")
+        # Stages that --overwrite redoes: dropped only once that judge is loaded and its templates
+        # and prompts are known to work (a refused template or option word deletes nothing).
+        drops: list[str] = []
         if written and previous.get("version") != SETTINGS_VERSION:
             if not overwrite:
                 raise RunError(f"{path}: the run's judgments were made by an older selfbias (settings not recorded "
                                "per judge and mode); pass overwrite=True (--overwrite) to judge again")
-            for st_name in written:
-                store.drop_stage("judgments", st_name)
+            drops.extend(written)
             previous = {}
         recorded = dict(previous.get("stages") or {})
+        kept = dict(recorded)  # what the manifest says of a dropped stage while its old chunks are still there
         for st_name, message in _conflicts(store, recorded, wanted, str(path)):
             if not overwrite:
                 raise RunError(message)
-            store.drop_stage("judgments", st_name)
+            drops.append(st_name)
             recorded.pop(st_name, None)
         recorded.update(wanted)
         spellings = dict(previous.get("spellings") or {})
@@ -1144,13 +1161,22 @@ def judge(
                 designs[name] = {**lists.to_dict(), "seed": seed, **lists.summary(data, name, seed)}
 
         def save() -> None:
-            store.update_manifest(judge={"version": SETTINGS_VERSION, "stages": recorded, "spellings": spellings,
+            # A stage whose old chunks are still there keeps its old settings in the manifest.
+            stages = {**{d: kept[d] for d in drops if d in kept},
+                      **{st_name: v for st_name, v in recorded.items() if st_name not in drops}}
+            store.update_manifest(judge={"version": SETTINGS_VERSION, "stages": stages, "spellings": spellings,
                                          "skipped_items": skipped, "list_designs": designs})
 
-        save()
+        def drop(owner: str | None) -> None:
+            """Drop the overwritten stages of judge ``owner`` (None: every one left)."""
+            for st_name in [d for d in drops if owner is None or d.startswith(_stage(owner, ""))]:
+                store.drop_stage("judgments", st_name)
+                drops.remove(st_name)
+
         chunks = [data.item_ids[i:i + CHUNK_ITEMS] for i in range(0, len(data.item_ids), CHUNK_ITEMS)]
         todo = {name: [(m, c) for m in modes for c in range(len(chunks))
-                       if not store.has_chunk("judgments", _stage(name, m), str(c))] for name in names}
+                       if _stage(name, m) in drops or not store.has_chunk("judgments", _stage(name, m), str(c))]
+                for name in names}
         if ray is not None and ray is not False and any(todo.values()):
             from .distributed import open_executor
 
@@ -1163,12 +1189,18 @@ def judge(
                 from .backends import load_backend
 
                 # Prompt the judge as the probe prompted this model (a run records its format per model).
-                lm, loaded_here = load_backend(name, **_recorded_prompting(store, name)), True
+                options = _recorded_prompting(store, name)
+                if base_url and name.startswith("openai:"):
+                    options["base_url"] = base_url
+                lm, loaded_here = load_backend(name, **options), True
             lm = _as_backend(lm, batch_size)
             from .backends import keep_responses
 
             keep_responses([lm], store.path)
             setup = _setup(name, lm, modes, resolved, examples, k)
+            if any(d.startswith(_stage(name, "")) for d in drops):
+                _precheck(setup, data, modes, chunks, k, seed, lists, tuple(pair_sources))
+                drop(name)
             found = setup.spellings()
             old = spellings.get(name) or {}
             spellings[name] = {**old, **found, "options": {**(old.get("options") or {}), **found["options"]}}
@@ -1182,12 +1214,28 @@ def judge(
             if loaded_here:
                 lm.close()
                 del lm
+        drop(None)  # overwritten stages of judges not run now (a run from an older selfbias)
+        save()
         store.record_timing("judge", time.perf_counter() - started)
         return store.finalize()
     finally:
         if executor is not None and executor is not ray:
             executor.close()
         store.close()
+
+
+def _precheck(setup: _JudgeSetup, data: _RunData, modes: Sequence[str], chunks: Sequence[Sequence[str]], k: int,
+              seed: int, lists: ListRule, pair_sources: Sequence[str]) -> None:
+    """Render every prompt of the modes about to be overwritten and check it fits the judge's context,
+    so that --overwrite deletes the old judgments only when the new ones can be made (critique
+    prompts hold generated text and are checked as they are made)."""
+    for mode in modes:
+        if mode == "critique":
+            continue
+        for item_ids in chunks:
+            jobs = _build_jobs(data, setup.name, mode, item_ids, k, seed, lists, pair_sources)
+            _render_jobs(jobs, setup.templates[mode], setup.lm.tokenizer, setup.examples[mode])
+            _check_context(setup.lm, jobs, mode)
 
 
 def _judge_chunk(lm: "LoadedModel", setup: _JudgeSetup, data: _RunData, mode: str, item_ids: Sequence[str], k: int,

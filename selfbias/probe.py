@@ -15,6 +15,8 @@ The scoring primitives are re-exported here: ``from selfbias.probe import score,
 
 from __future__ import annotations
 
+import os
+import re
 import time
 import warnings
 from collections.abc import Sequence
@@ -48,10 +50,22 @@ def __getattr__(name: str):  # scoring primitives, loaded lazily (they import to
 
 
 def default_run_dir(models: Sequence[str], task: str, n: int | None, seed: int) -> Path:
-    """Deterministic from the arguments, so running the same command again resumes the run."""
-    stem = Path(task).stem if Path(task).suffix else task.replace(":", "-")
-    names = "+".join(Path(m).stem if m.endswith(".gguf") else m.replace("/", "_") for m in models)
-    return Path("runs") / f"{names}_{stem}_n{n if n is not None else 'all'}_seed{seed}"
+    """Deterministic from the arguments, so running the same command again resumes the run.
+
+    One folder name under ``runs/``, file-safe: a task file by its name without extension (a path
+    without one does not lead outside ``runs/``), a served model by its name without the server URL."""
+    def safe(text: str) -> str:
+        return re.sub(r"[^A-Za-z0-9_.+=-]", "_", text)
+
+    def model_part(m: str) -> str:
+        if m.startswith("openai:"):
+            return "openai-" + m[len("openai:"):].partition("@")[0]
+        return Path(m).stem if m.endswith(".gguf") else m.replace("/", "_")
+
+    is_file = Path(task).suffix or os.sep in task or "/" in task
+    stem = Path(task).stem if is_file else task.replace(":", "-")
+    names = "+".join(model_part(m) for m in models)
+    return Path("runs") / safe(f"{names}_{stem}_n{n if n is not None else 'all'}_seed{seed}")
 
 
 def probe(
@@ -180,7 +194,8 @@ def probe(
     judge_modes = _validate.validate_probe(
         models=models, n=n, samples=samples, temperature=temperature, max_new_tokens=max_new_tokens,
         n_distractors=n_distractors, n_perturbations=n_perturbations, judge_modes=judge_modes, seed=seed,
-        device=device, dtype=dtype, templates=templates, loaded=loaded)
+        device=device, dtype=dtype, templates=templates, loaded=loaded, alt_sources=alt_sources,
+        pair_sources=pair_sources, template_set=template_set)
     from .judge import LIST_DESIGNS
 
     if list_design not in LIST_DESIGNS:

@@ -14,6 +14,7 @@ import re
 from dataclasses import asdict, dataclass
 
 from ._checkers import normalize_text, parse_number
+from .errors import InputError
 
 __all__ = [
     "AnswerTemplate", "CHAT_TEMPLATE", "PLAIN_TEMPLATE", "default_template", "extract_answer", "render", "same_answer",
@@ -116,12 +117,12 @@ def render(template: AnswerTemplate, lm, question: str) -> str:
         tokenizer = getattr(lm, "tokenizer", None)
         has_chat = getattr(lm, "has_chat_template", None)  # a backend may only have its tokenizer
         if not (has_chat if has_chat is not None else getattr(tokenizer, "chat_template", None)):
-            raise ValueError(f"template {template.name!r} needs a chat template, and {lm.name} has none"
+            raise InputError(f"template {template.name!r} needs a chat template, and {lm.name} has none"
                              + ("" if tokenizer is not None else " (its backend has no tokenizer)"))
         messages = ([{"role": "system", "content": template.system}] if template.system else [])
         messages.append({"role": "user", "content": template.user.format(question=question)})
         kwargs = dict(getattr(lm, "chat_template_kwargs", None) or {})  # e.g. enable_thinking=False
-        text = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True, **kwargs)
+        text = _apply_chat_template(tokenizer, messages, lm.name, **kwargs)
         return text + template.prefill
     shots = [
         template.user.format(question=q) + " " + a
@@ -130,6 +131,18 @@ def render(template: AnswerTemplate, lm, question: str) -> str:
     ]
     body = template.user.format(question=question) + (" " + template.prefill if template.prefill else "")
     return "\n\n".join([*shots, body])
+
+
+def _apply_chat_template(tokenizer, messages: list[dict[str, str]], model: str, **kwargs) -> str:
+    """The chat text of ``messages`` (generation prompt added); a chat template that Jinja's sandbox
+    blocks or that fails on these messages is an :class:`~selfbias.errors.InputError` naming the model."""
+    from jinja2.exceptions import TemplateError
+
+    try:
+        return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True, **kwargs)
+    except TemplateError as e:  # SecurityError (sandbox), syntax errors, raise_exception() in the template
+        reason = " ".join(str(e).split())[:160]
+        raise InputError(f"model {model}: its chat template cannot be rendered ({type(e).__name__}: {reason})") from None
 
 
 _SENTENCE_END = re.compile(r"[.!?](?=\s|$)")

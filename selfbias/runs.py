@@ -71,6 +71,12 @@ def _name_of(x: Any) -> str:
     return str(x)
 
 
+
+# Columns without which a table cannot feed the analysis frames (selfbias.frames).
+_FRAME_NEEDS = {"judgments": ("item_id", "candidate_id", "judge", "mode", "p_yes"),
+                "candidates": ("item_id", "candidate_id", "correct", "source"),
+                "scores": ("item_id", "candidate_id", "sum_logprob")}
+
 class Run:
     """A run folder opened for reading: the manifest and the tables as pandas DataFrames.
 
@@ -136,9 +142,14 @@ class Run:
             names: list[str] = []
             for f in files:
                 try:
-                    names += [c for c in pq.read_schema(f).names if c not in names]
+                    own = pq.read_schema(f).names
                 except (OSError, pa.ArrowException) as e:
                     raise RunError(f"{f}: unreadable Parquet file ({e}); delete it to redo that chunk") from None
+                lacking = [c for c in _FRAME_NEEDS.get(name, ()) if c not in own]
+                if lacking:  # another table's file, or a damaged one: not "no judgments yet"
+                    raise RunError(f"{f}: damaged '{name}' table (no column {', '.join(lacking)}); delete it to "
+                                   "redo that chunk (a consolidated table is rebuilt from the chunks)")
+                names += [c for c in own if c not in names]
             data = self._arrow(name, [c for c in names if c not in _UNUSED_BY_FRAMES]) if files else None
             self._cache[key] = pd.DataFrame() if data is None else st.arrow_to_df(data)
         return self._cache[key].copy(deep=False)

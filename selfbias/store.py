@@ -284,11 +284,52 @@ def read_manifest(path: Path) -> dict:
             manifest = json.load(fh)
     except FileNotFoundError:
         raise RunError(f"{path}: not a selfbias run folder (no {MANIFEST})") from None
-    except (OSError, ValueError) as e:
-        raise RunError(f"{mpath}: unreadable run manifest ({e})") from None
+    except (OSError, ValueError, RecursionError) as e:
+        from ._validate import json_problem
+
+        reason = json_problem(e) if isinstance(e, RecursionError) or "digits" in str(e) else e
+        raise RunError(f"{mpath}: unreadable run manifest ({reason})") from None
     if not isinstance(manifest, dict) or "request" not in manifest:
         raise RunError(f"{mpath}: not a selfbias run manifest (no 'request' field)")
+    _check_manifest(manifest, mpath)
     return manifest
+
+
+# Manifest fields and their JSON types (None allowed where a field may be null).
+_MANIFEST_TYPES: dict[str, tuple[type, ...]] = {
+    "request": (dict,), "format": (str,), "versions": (dict, type(None)), "timing": (dict, type(None)),
+    "sessions": (list, type(None)), "judge": (dict, type(None)), "models_loaded": (dict, type(None)),
+    "skipped_rows": (list, type(None)), "skipped_too_long": (list, type(None)),
+}
+_REQUEST_TYPES: dict[str, tuple[type, ...]] = {
+    "models": (list, type(None)), "task": (dict, str, type(None)), "settings": (dict, type(None)),
+    "templates": (dict, type(None)), "judge_modes": (list, type(None)),
+}
+
+
+def _check_manifest(manifest: dict, mpath: Path) -> None:
+    """The format is one this selfbias reads, and the fields it reads have their JSON types."""
+    fmt = manifest.get("format", FORMAT)
+    if fmt != FORMAT:
+        shown = fmt if isinstance(fmt, str) else type(fmt).__name__
+        name, _, version = str(shown).partition("/")
+        newer = name == FORMAT.split("/")[0] and version.isdigit() and int(version) > int(FORMAT.split("/")[1])
+        raise RunError(f"{mpath}: the run's format is {_show(shown)}" + (
+            ", written by a newer selfbias; upgrade selfbias to read it" if newer else
+            f"; this selfbias reads {FORMAT}"))
+
+    def check(obj: dict, types: dict, where: str) -> None:
+        for key, allowed in types.items():
+            if key in obj and not isinstance(obj[key], allowed):
+                want = " or ".join("null" if t is type(None) else {"dict": "an object", "list": "a list",
+                                                                  "str": "a string"}[t.__name__] for t in allowed)
+                raise RunError(f"{mpath}: field '{where}{key}' must be {want}, got {type(obj[key]).__name__}")
+
+    check(manifest, _MANIFEST_TYPES, "")
+    check(manifest["request"], _REQUEST_TYPES, "request.")
+    for i, model in enumerate(manifest["request"].get("models") or []):
+        if not isinstance(model, str) and not (isinstance(model, dict) and isinstance(model.get("name"), str)):
+            raise RunError(f"{mpath}: field 'request.models[{i}]' must be an object with a string 'name'")
 
 
 def _check_table(name: str) -> str:
@@ -436,6 +477,9 @@ class RunStore:
         self.resumed = resumed  # True when an existing run was reopened
         self._manifest = manifest
         self._finalizer = weakref.finalize(self, st.release_lock, lock) if lock is not None else None
+        # A resumed session is recorded with the first write, so a command refused after opening the
+        # run (a bad template, an unreachable server) leaves the manifest as it was.
+        self._session: dict | None = None
 
     # -- opening ------------------------------------------------------------------------------
 
@@ -570,7 +614,7 @@ class RunStore:
                     + "); new chunks may differ slightly from old ones",
                     stacklevel=3,
                 )
-        store._update(lambda m: m.setdefault("sessions", []).append(session))
+        store._session = session
         return store
 
     @classmethod
@@ -612,7 +656,10 @@ class RunStore:
         -------
         dict
         """
-        return copy.deepcopy(self._manifest)
+        manifest = copy.deepcopy(self._manifest)
+        if self._session is not None:  # this session, written with the first change
+            manifest.setdefault("sessions", []).append(dict(self._session))
+        return manifest
 
     @property
     def request(self) -> dict:
@@ -626,6 +673,9 @@ class RunStore:
 
     def _update(self, change) -> dict:
         manifest = read_manifest(self.path)
+        if self._session is not None:
+            manifest.setdefault("sessions", []).append(self._session)
+            self._session = None
         change(manifest)
         st.atomic_write_bytes(self.path / MANIFEST, _dumps(manifest).encode(), sync_dir=True)
         self._manifest = manifest
@@ -707,6 +757,8 @@ class RunStore:
         """
         final = self._chunk_path(table, stage, key)
         data = st.df_to_arrow(df)
+        if self._session is not None:
+            self._update(lambda m: None)
         consolidated = self.path / f"{table}{st.PARQUET}"
         if consolidated.exists():  # derived copy now stale: readers fall back to the chunks
             consolidated.unlink()
@@ -733,6 +785,8 @@ class RunStore:
         """
         sdir = self.path / CHUNKS / _check_table(table) / st.stage_dirname(stage)
         consolidated = self.path / f"{table}{st.PARQUET}"
+        if self._session is not None:
+            self._update(lambda m: None)
         if consolidated.exists():
             consolidated.unlink()
             if self._manifest.get("finalized"):

@@ -44,6 +44,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from ._training_data import ERRORS, OBJECTIVES, TRACE_OBJECTIVES, Example, example_stream, split_items
+from .errors import InputError
 
 __all__ = ["train", "TrainResult", "OBJECTIVES", "ERRORS", "RECORD_FILE", "heldout_task", "read_record"]
 
@@ -90,7 +91,7 @@ def read_record(path: str | os.PathLike) -> dict:
     try:
         return json.loads(file.read_text())
     except (OSError, ValueError) as exc:
-        raise ValueError(f"{file}: not a readable training record ({exc})") from None
+        raise InputError(f"{file}: not a readable training record ({exc})") from None
 
 
 def heldout_task(path: str | os.PathLike):
@@ -136,20 +137,61 @@ def _versions() -> dict[str, str]:
 
 
 def _check(objective: str, errors: str, rounds: int, steps: int, tokens_per_step: int, lora: bool) -> None:
+    from ._validate import check_int
+
     if objective not in OBJECTIVES:
-        raise ValueError(f"unknown objective {objective!r}; use one of {', '.join(OBJECTIVES)}")
+        raise InputError(f"unknown objective {objective!r}; use one of {', '.join(OBJECTIVES)}")
     if errors not in ERRORS:
-        raise ValueError(f"unknown errors source {errors!r}; use static or own")
+        raise InputError(f"unknown errors source {errors!r}; use static or own")
+    check_int("steps", steps, 1)
+    check_int("rounds", rounds, 1)
     if objective != "critique" and (errors != "static" or rounds != 1):
-        raise ValueError(f"--errors and --rounds apply to the critique objective only, not {objective!r}")
+        raise InputError(f"--errors and --rounds apply to the critique objective only, not {objective!r}")
     if errors == "static" and rounds != 1:
-        raise ValueError("--rounds applies to --errors own (static candidates are fixed before training)")
+        raise InputError("--rounds applies to --errors own (static candidates are fixed before training)")
     if rounds < 1 or steps < rounds:
-        raise ValueError(f"need 1 <= rounds <= steps, got rounds={rounds}, steps={steps}")
-    if tokens_per_step < 1:
-        raise ValueError(f"tokens_per_step must be positive, got {tokens_per_step}")
+        raise InputError(f"need 1 <= rounds <= steps, got rounds={rounds}, steps={steps}")
+    if isinstance(tokens_per_step, bool) or not isinstance(tokens_per_step, int) or tokens_per_step < 1:
+        raise InputError(f"tokens_per_step must be positive, got {tokens_per_step}")
     if lora and not _lora_available():
         raise ImportError("--lora needs the optional dependency peft: pip install 'selfbias[lora]'")
+
+
+def _check_numbers(*, learning_rate: Any, eval_fraction: Any, n: Any, save_steps: Any, warmup_steps: Any,
+                   lora_rank: Any, seed: Any, split_seed: Any) -> None:
+    """The training numbers: a finite positive learning rate, a held-out share in (0, 1), counts."""
+    from ._validate import check_int
+
+    if isinstance(learning_rate, bool) or not isinstance(learning_rate, (int, float)) or \
+            not math.isfinite(learning_rate) or learning_rate <= 0:
+        raise InputError(f"learning_rate must be a finite number > 0, got {learning_rate!r}")
+    if isinstance(eval_fraction, bool) or not isinstance(eval_fraction, (int, float)) or \
+            not 0 < eval_fraction < 1:
+        raise InputError(f"eval_fraction must be a number in (0, 1), got {eval_fraction!r}")
+    if n is not None:
+        check_int("n", n, 2)
+    check_int("save_steps", save_steps, 1)
+    check_int("warmup_steps", warmup_steps, 0)
+    check_int("lora_rank", lora_rank, 1)
+    check_int("seed", seed, 0)
+    check_int("split_seed", split_seed, 0)
+
+
+def _check_out(out: Path) -> None:
+    """``out`` is nothing yet, an empty folder, or this module's own output (finished or resumable):
+    a folder holding anything else is refused, never written into."""
+    from ._validate import check_writable
+
+    if out.exists() and not out.is_dir():
+        raise InputError(f"--out {out}: exists and is not a folder")
+    if out.is_dir() and not (out / RECORD_FILE).exists() and not (out / "checkpoints" / "request.json").exists():
+        # (an empty checkpoints folder: a run killed before it wrote its request)
+        others = [e.name for e in os.scandir(out) if not e.name.startswith(".")
+                  and not (e.name == "checkpoints" and e.is_dir() and not any(os.scandir(e.path)))]
+        if others:
+            raise InputError(f"--out {out}: folder is not empty and is not a selfbias training output (no "
+                             f"{RECORD_FILE}); refusing to write into it, choose another folder")
+    check_writable(out, "--out")
 
 
 class _Encoded:
@@ -349,12 +391,15 @@ def train(
     from .tasks import load_task
 
     _check(objective, errors, rounds, steps, tokens_per_step, lora)
+    _check_numbers(learning_rate=learning_rate, eval_fraction=eval_fraction, n=n, save_steps=save_steps,
+                   warmup_steps=warmup_steps, lora_rank=lora_rank, seed=seed, split_seed=split_seed)
     out = Path(out)
+    _check_out(out)
     task_obj = load_task(task, n=n, seed=task_seed, level=level)
     if objective in TRACE_OBJECTIVES:
         bad = [it.id for it in task_obj.items if not {"a", "b", "op"} <= set(it.meta)]
         if bad:
-            raise ValueError(f"objective {objective!r} needs worked steps, which only arithmetic items have "
+            raise InputError(f"objective {objective!r} needs worked steps, which only arithmetic items have "
                              f"(item {bad[0]!r} of {task_obj.name} is not arithmetic)")
     train_items, eval_items = split_items(task_obj.items, eval_fraction, split_seed)
     request = {"objective": objective, "errors": errors if objective == "critique" else None, "rounds": rounds,
@@ -374,12 +419,12 @@ def train(
         done = read_record(out)
         if {k: done.get(k) for k in request} == request:
             return TrainResult(out, done)  # finished earlier with the same settings
-        raise ValueError(f"{out} holds a model trained with other settings; choose another --out or delete it")
+        raise InputError(f"{out} holds a model trained with other settings; choose another --out or delete it")
     out.mkdir(parents=True, exist_ok=True)
     (out / "checkpoints").mkdir(exist_ok=True)
     request_file = out / "checkpoints" / "request.json"
     if request_file.exists() and json.loads(request_file.read_text()) != request:
-        raise ValueError(f"{out} holds a training run with other settings; choose another --out or delete it")
+        raise InputError(f"{out} holds a training run with other settings; choose another --out or delete it")
     _write_json(request_file, request)
 
     template, answer_prompt, judge_prompt = _prompt_makers(lm)

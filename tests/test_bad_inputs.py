@@ -401,6 +401,18 @@ def test_an_unexpected_error_is_one_line_naming_the_traceback_file(monkeypatch, 
         path.unlink(missing_ok=True)
 
 
+@pytest.mark.parametrize("exc", [ValueError("plain"), TypeError("plain")])
+def test_a_plain_value_error_is_internal_not_guessed(monkeypatch, tmp_path, exc):
+    """Bad input is an InputError (exit 2); a plain ValueError or TypeError, wherever it was raised,
+    is an internal error (exit 1): the command line does not guess from the traceback who raised it."""
+    _probe_raising(monkeypatch, exc)
+    result = runner.invoke(app, ["probe", "--out", str(tmp_path / "run")])
+    assert result.exit_code == 1 and result.output.startswith("internal error:"), result.output
+    Path(result.output.split("full traceback: ")[1].split(";")[0]).unlink(missing_ok=True)
+    _probe_raising(monkeypatch, InputError("bad --thing"))
+    refused(["probe", "--out", tmp_path / "run"], "bad --thing")
+
+
 def test_ctrl_c_exits_130(monkeypatch, tmp_path):
     _probe_raising(monkeypatch, KeyboardInterrupt())
     result = runner.invoke(app, ["probe", "--out", str(tmp_path / "run")])
@@ -584,3 +596,217 @@ def test_frames_read_no_per_token_columns_and_equal_the_full_join(base_run):
 
     pd.testing.assert_frame_equal(frame, expected)
     pd.testing.assert_frame_equal(pairwise, make_pairwise_frame(full.judgments, full.candidates, full.scores))
+
+
+# ------------------------------------------------------------------------------------ corpus (issue 26)
+#
+# More bad inputs as a new user would try them, table-driven: each case builds its files under tmp_path
+# and returns the command line and the place its one error line must name. Every case: exit code 2, one
+# `error:` line, no traceback, the run folder (or --out) byte for byte as it was, the model cache
+# untouched, and no control character from the input on the terminal. All are refused before a model
+# loads (or load only the weightless tiny model), so the corpus runs in seconds.
+
+DEEP = "[" * 100_000 + "]" * 100_000
+HUGE = "9" * 5000
+
+
+def _jsonl(tmp: Path, name: str, *rows: str) -> Path:
+    return _write(tmp / name, "\n".join(rows) + "\n")
+
+
+def _few_shot(tmp: Path, text: str | bytes) -> Path:
+    path = tmp / "shots.jsonl"
+    path.write_bytes(text if isinstance(text, bytes) else text.encode())
+    return path
+
+
+def _edit_manifest(run: Path, change) -> None:
+    manifest = json.loads((run / "manifest.json").read_text())
+    change(manifest)
+    (run / "manifest.json").write_text(json.dumps(manifest))
+
+
+GOOD_SHOT = '{"question": "What is 2+2?", "answer": "4", "correct": true}'
+
+# (id, kind, build) with kind "probe" (args after `probe -m TINY`, --out added), "judge" (args after
+# `judge RUN`), "run" (a command on a damaged copy of the run: build(tmp, run) -> args), "train".
+CORPUS = [
+    # probe: options checked in the validation step, before the task or any model loads
+    ("alt-sources typo", "probe", lambda t: (["--alt-sources", "other_modle"], "'other_modle'")),
+    ("pair-sources typo", "probe", lambda t: (["--pair-sources", "refrence"], "'refrence'")),
+    ("template-set bogus", "probe", lambda t: (["--template-set", "bogus"], "'bogus'")),
+    ("alt-sources empty", "probe", lambda t: (["--alt-sources", ","], "alt_sources is empty")),
+    ("alt-sources one bad of three", "probe", lambda t: (["--alt-sources", "reference,distractor,gold"], "'gold'")),
+    ("pair-sources correct (not a pair source)", "probe", lambda t: (["--pair-sources", "correct"], "'correct'")),
+    ("chat-template-kwargs without =", "probe", lambda t: (["--chat-template-kwargs", "enable_thinking"],
+                                                         "--chat-template-kwargs")),
+    # probe: task files
+    ("task answer NaN", "probe", lambda t: (["--task", _jsonl(t, "nan.jsonl", '{"question": "q?", "answer": NaN}')],
+                                            "nan.jsonl")),
+    ("task answer 1e999", "probe", lambda t: (["--task", _jsonl(t, "inf.jsonl", '{"question": "q?", "answer": 1e999}')],
+                                              "inf.jsonl")),
+    ("task answer -Infinity", "probe", lambda t: (["--task", _jsonl(t, "ninf.jsonl",
+                                                                     '{"question": "q?", "answer": -Infinity}')],
+                                                  "ninf.jsonl")),
+    ("task answers list with NaN", "probe", lambda t: (["--task", _jsonl(t, "lnan.jsonl",
+                                                                          '{"question": "q?", "answer": [1, NaN]}')],
+                                                       "lnan.jsonl")),
+    ("task number of 5000 digits", "probe", lambda t: (["--task", _jsonl(t, "huge.jsonl",
+                                                                          '{"question": "q?", "answer": %s}' % HUGE)],
+                                                       "too long to read")),
+    ("task nested 100000 deep", "probe", lambda t: (["--task", _jsonl(t, "deep.jsonl",
+                                                                       '{"question": "q?", "answer": %s}' % DEEP)],
+                                                    "nested too deeply")),
+    ("task second row nested deep", "probe", lambda t: (["--task", _jsonl(
+        t, "deep2.jsonl", '{"question": "q?", "answer": "a"}', '{"question": %s, "answer": "b"}' % DEEP)],
+        "deep2.jsonl line 2")),
+    ("task JSON array nested deep", "probe", lambda t: (["--task", _write(t / "deep.json", "[" + DEEP + "]")],
+                                                        "deep.json")),
+    ("task JSON array with a huge number", "probe", lambda t: (
+        ["--task", _write(t / "arr.json", '[{"question": "q?", "answer": %s}]' % HUGE)], "arr.json")),
+    ("task without extension", "probe", lambda t: (["--task", _write(t / "questions", "not a task\n")], "questions")),
+    ("task name with an escape sequence", "probe", lambda t: (["--task", "capitals\x1b[31m"], "unknown task")),
+    # probe: template files
+    ("template number of 5000 digits", "probe", lambda t: (
+        ["--template", _write(t / "tmpl.json", '{"name": "t", "format": "chat", "x": %s}' % HUGE)], "tmpl.json")),
+    ("template nested 100000 deep", "probe", lambda t: (["--template", _write(t / "tmpl.json", DEEP)], "tmpl.json")),
+    ("template format with an escape sequence", "probe", lambda t: (
+        ["--template", _write(t / "tmpl.json", json.dumps({"name": "t", "format": "chat\x1b[2J"}))],
+        "tmpl.json")),
+    # probe: served models and URLs (refused before any request)
+    ("server port not a number", "probe", lambda t: (["-m", "openai:m@http://127.0.0.1:abc/v1"], "port")),
+    ("server port too large", "probe", lambda t: (["-m", "openai:m@http://127.0.0.1:70000/v1"], "port")),
+    ("server IPv6 bracket unbalanced", "probe", lambda t: (["-m", "openai:m@http://[::1/v1"], "IPv6")),
+    ("server URL ftp", "probe", lambda t: (["-m", "openai:m@ftp://127.0.0.1/v1"], "http://")),
+    ("server URL without host", "probe", lambda t: (["-m", "openai:m@http:///v1"], "no host")),
+    ("server URL with a space", "probe", lambda t: (["-m", "openai:m@http://127.0.0.1:9/v 1"], "spaces")),
+    ("server model without name", "probe", lambda t: (["-m", "openai:@http://127.0.0.1:9/v1"], "openai:NAME")),
+    ("server without URL nor --base-url", "probe", lambda t: (["-m", "openai:m"], "--base-url")),
+    ("--base-url bad port", "probe", lambda t: (["-m", "openai:m", "--base-url", "http://h:port/v1"], "--base-url")),
+    ("--base-url not a URL", "probe", lambda t: (["-m", "openai:m", "--base-url", "localhost:8000"], "http://")),
+    ("--base-url with a password", "probe", lambda t: (["-m", "openai:m", "--base-url", "http://a:b@h/v1"],
+                                                       "user name or password")),
+    # judge: options checked before the run is opened
+    ("judge alt-sources typo", "judge", lambda t: (["--alt-sources", "distracter"], "'distracter'")),
+    ("judge pair-sources typo", "judge", lambda t: (["--pair-sources", "refrence"], "'refrence'")),
+    ("judge template-set bogus", "judge", lambda t: (["--template-set", "ptru"], "'ptru'")),
+    ("judge min-k 0", "judge", lambda t: (["--min-k", "0"], "min_k")),
+    ("judge k negative", "judge", lambda t: (["--k", "-1"], "k must")),
+    ("judge min-k above k: every item skipped", "judge", lambda t: (["--mode", "alternatives", "--k", "2",
+                                                                     "--min-k", "3"], "min_k=3")),
+    ("judge few-shot file bad row", "judge", lambda t: (
+        ["--few-shot-file", _few_shot(t, GOOD_SHOT + "\n{not json}\n")], "shots.jsonl:2")),
+    ("judge few-shot file UTF-16", "judge", lambda t: (
+        ["--few-shot-file", _few_shot(t, GOOD_SHOT.encode("utf-16"))], "shots.jsonl")),
+    ("judge few-shot file missing 'correct'", "judge", lambda t: (
+        ["--few-shot-file", _few_shot(t, '{"question": "q?", "answer": "a"}')], "'correct'")),
+    ("judge few-shot file correct as a string", "judge", lambda t: (
+        ["--few-shot-file", _few_shot(t, '{"question": "q?", "answer": "a", "correct": "yes"}')], "'correct'")),
+    ("judge few-shot file unknown field", "judge", lambda t: (
+        ["--few-shot-file", _few_shot(t, GOOD_SHOT[:-1] + ', "colour": 1}')], "'colour'")),
+    ("judge few-shot file empty", "judge", lambda t: (["--few-shot-file", _few_shot(t, "\n\n")], "no examples")),
+    ("judge few-shot file absent", "judge", lambda t: (["--few-shot-file", t / "absent.jsonl"], "absent.jsonl")),
+    ("judge few-shot file nested deep", "judge", lambda t: (["--few-shot-file", _few_shot(t, DEEP)], "shots.jsonl")),
+    ("judge few-shot file a list per line", "judge", lambda t: (["--few-shot-file", _few_shot(t, "[1, 2]")],
+                                                                "JSON object")),
+    ("judge few-shot empty answer", "judge", lambda t: (
+        ["--few-shot-file", _few_shot(t, '{"question": "q?", "answer": " ", "correct": true}')], "'answer'")),
+    ("judge templates number of 5000 digits", "judge", lambda t: (
+        ["--templates", _write(t / "jt.json", '{"isolated": {"prefix": "x", "n": %s}}' % HUGE)], "jt.json")),
+    ("judge templates nested deep", "judge", lambda t: (["--templates", _write(t / "jt.json", DEEP)], "jt.json")),
+    ("judge templates options one word", "judge", lambda t: (
+        ["--templates", _write(t / "jt.json", '{"isolated": {"prefix": "Q: {question} A: {answer}", '
+                                              '"options": ["Yes"]}}')], "jt.json")),
+    ("judge server bad port", "judge", lambda t: (["--judge", "openai:m@http://127.0.0.1:x/v1"], "port")),
+    ("judge server with password", "judge", lambda t: (["--judge", "openai:m@http://u:pw@127.0.0.1/v1"],
+                                                       "user name or password")),
+    ("judge --base-url with password", "judge", lambda t: (["--base-url", "http://u:pw@127.0.0.1/v1"],
+                                                           "user name or password")),
+    # commands on damaged run folders
+    ("judge on a run of a newer format", "run", lambda t, r: (
+        _edit_manifest(r, lambda m: m.update(format="selfbias-run/9")), ["judge", r], "newer selfbias")[1:]),
+    ("analyze on a run of a newer format", "run", lambda t, r: (
+        _edit_manifest(r, lambda m: m.update(format="selfbias-run/9")), ["analyze", r], "newer selfbias")[1:]),
+    ("figures on a run of another format", "run", lambda t, r: (
+        _edit_manifest(r, lambda m: m.update(format="other/1")), ["figures", r], 'format is "other/1"')[1:]),
+    ("manifest models not a list", "run", lambda t, r: (
+        _edit_manifest(r, lambda m: m["request"].update(models=5)), ["judge", r], "request.models")[1:]),
+    ("manifest model without name", "run", lambda t, r: (
+        _edit_manifest(r, lambda m: m["request"].update(models=[{"nom": "x"}])), ["judge", r],
+        "request.models[0]")[1:]),
+    ("manifest timing a list", "run", lambda t, r: (
+        _edit_manifest(r, lambda m: m.update(timing=[])), ["analyze", r], "'timing'")[1:]),
+    ("manifest judge settings a string", "run", lambda t, r: (
+        _edit_manifest(r, lambda m: m.update(judge="x")), ["judge", r], "'judge'")[1:]),
+    ("manifest request a string", "run", lambda t, r: (
+        _edit_manifest(r, lambda m: m.update(request="x")), ["analyze", r], "'request'")[1:]),
+    ("manifest task a number", "run", lambda t, r: (
+        _edit_manifest(r, lambda m: m["request"].update(task=3)), ["figures", r], "request.task")[1:]),
+    ("manifest nested deep", "run", lambda t, r: (
+        _write(r / "manifest.json", '{"request": %s}' % DEEP), ["analyze", r], "manifest.json")[1:]),
+    ("manifest with a huge number", "run", lambda t, r: (
+        _write(r / "manifest.json", '{"request": {}, "n": %s}' % HUGE), ["judge", r], "manifest.json")[1:]),
+    ("judgments table of another table", "run", lambda t, r: (
+        shutil.copy(r / "items.parquet", r / "judgments.parquet"), ["analyze", r], "judgments.parquet")[1:]),
+    ("judgments chunk of another table", "run", lambda t, r: (
+        (r / "judgments.parquet").unlink(),
+        [shutil.copy(r / "items.parquet", p) for p in (r / "chunks" / "judgments").rglob("*.parquet")],
+        ["figures", r], "damaged 'judgments' table")[2:]),
+    ("judgments table empty file", "run", lambda t, r: (
+        (r / "judgments.parquet").write_bytes(b""), ["analyze", r], "judgments.parquet")[1:]),
+    ("judgments table a folder", "run", lambda t, r: (
+        (r / "judgments.parquet").unlink(), (r / "judgments.parquet").mkdir(), ["analyze", r],
+        "judgments.parquet")[2:]),
+    # train: checked before the model loads
+    ("train objective typo", "train", lambda t: (["--objective", "imitaton"], "'imitaton'")),
+    ("train rounds without own errors", "train", lambda t: (["--objective", "critique", "--rounds", "2"], "--rounds")),
+    ("train learning rate -1", "train", lambda t: (["--objective", "imitation", "--learning-rate", "-1"],
+                                                   "learning_rate")),
+    ("train out is a file", "train", lambda t: (["--objective", "imitation", "--out", _write(t / "f.txt", "x")],
+                                                "not a folder")),
+]
+
+
+@pytest.fixture(scope="module")
+def cache_listing():
+    """The model cache's files with size and modification time (a refused input must not touch it)."""
+    root = _gguf_cache.cache_root()
+
+    def listing():
+        if not root.exists():
+            return None
+        return {str(p.relative_to(root)): (p.stat().st_size, p.stat().st_mtime_ns)
+                for p in root.rglob("*") if p.is_file()}
+
+    return listing
+
+
+@pytest.mark.parametrize("case", CORPUS, ids=[c[0] for c in CORPUS])
+def test_corpus_of_bad_inputs(case, tmp_path, run_copy, tiny_folder, cache_listing, monkeypatch):
+    _id, kind, build = case
+    monkeypatch.setenv("SELFBIAS_BASE_URL", "")  # --base-url sets it in-process; restored after the test
+    inputs = tmp_path / "inputs"
+    inputs.mkdir()
+    out = tmp_path / "out"
+    if kind == "probe":
+        extra, place = build(inputs)
+        model = [] if "-m" in extra else ["-m", tiny_folder]
+        args, watch = ["probe", *model, *extra, "--out", out], out
+    elif kind == "judge":
+        extra, place = build(inputs)
+        args, watch = ["judge", run_copy, *extra], run_copy
+    elif kind == "train":
+        extra, place = build(inputs)
+        args = ["train", "smollm2-135m", *extra] + ([] if "--out" in extra else ["--out", out])
+        watch = out
+    else:
+        args, place = build(inputs, run_copy)
+        watch = run_copy
+    before_cache = cache_listing()
+    line = refused(args, place, watch=watch)
+    if os.environ.get("SHOW_LINES"):
+        print("\nCASE", _id, "::", line)
+    assert all(c.isprintable() for c in line), repr(line)
+    assert cache_listing() == before_cache
+    if kind in ("probe", "train"):
+        assert not out.exists()

@@ -328,7 +328,7 @@ def test_cli_probe_judge_analyze_figures_against_the_server(server, tmp_path):
     spec = f"openai:smollm2@{server.url}"
     for args in (["probe", "-m", spec, "-t", "capitals", "--n", "4", "-k", "2", "-o", str(run),
                   "--judge-modes", "isolated"],
-                 ["judge", str(run), "--mode", "alternatives"],
+                 ["judge", str(run), "--mode", "alternatives", "--trust-run-servers"],  # the server probe named
                  ["analyze", str(run)],
                  ["figures", str(run), "--out", str(tmp_path / "figures")]):
         done = subprocess.run([sys.executable, "-m", "selfbias.cli", *args], env=env, capture_output=True, text=True,

@@ -68,9 +68,18 @@ def load_backend(spec: str, **options: Any) -> Backend:
         for option in _HF_LOADING:  # how to load weights here means nothing to a served model
             options.pop(option, None)
         return module.OpenAIBackend.from_spec(spec, **options)
-    from ..models import load_model
+    import pickle
+    import warnings
 
-    return HFBackend(load_model(spec, **options))
+    from ..models import ModelError, load_model
+
+    try:
+        with warnings.catch_warnings():  # torch's note on the pickle protocol of a file it then refuses
+            warnings.filterwarnings("ignore", message=".*pickle protocol.*")
+            return HFBackend(load_model(spec, **options))
+    except pickle.UnpicklingError:  # torch.load(weights_only=True) refused a pickle: never run it
+        raise ModelError(f"model {spec!r}: its weights file is a pickle that torch refuses to load safely "
+                         "(it may run code); use a safetensors copy of the model") from None
 
 
 def keep_responses(backends: Iterable[Any], run_path: str | os.PathLike) -> None:

@@ -48,7 +48,8 @@ from ..generation import Generation
 from ..scoring import ContextTooLong, NextToken, Score, ScoringError, join_texts, split_join
 from .base import Capabilities
 
-__all__ = ["OpenAIBackend", "ServerError", "ServerUnavailable", "ServerMisaligned", "API_KEY_ENVS", "parse_spec"]
+__all__ = ["OpenAIBackend", "ServerError", "ServerUnavailable", "ServerMisaligned", "API_KEY_ENVS", "parse_spec",
+           "check_url"]
 
 API_KEY_ENVS = ("SELFBIAS_API_KEY", "OPENAI_API_KEY")  # first one set wins
 RETRY_STATUS = frozenset({408, 429, 500, 502, 503, 504})
@@ -78,15 +79,66 @@ class ServerMisaligned(ServerError):
 def parse_spec(spec: str, base_url: str | None = None) -> tuple[str, str]:
     """``openai:NAME@URL`` (or ``openai:NAME`` with ``base_url``) -> (NAME, URL without trailing /)."""
     if not spec.startswith("openai:"):
-        raise ServerError(f"model {spec!r}: a server model is written openai:NAME@http://HOST:PORT/v1")
+        raise ServerError(f"model {_redact(spec)!r}: a server model is written openai:NAME@http://HOST:PORT/v1")
     rest = spec[len("openai:"):]
     name, _, url = rest.partition("@")
     url = url or base_url or os.environ.get("SELFBIAS_BASE_URL") or ""
     if not name or not url:
-        raise ServerError(f"model {spec!r}: give the server as openai:NAME@http://HOST:PORT/v1 or --base-url URL")
-    if not url.startswith(("http://", "https://")):
-        raise ServerError(f"model {spec!r}: the server URL {url!r} must start with http:// or https://")
-    return name, url.rstrip("/")
+        raise ServerError(f"model {_redact(spec)!r}: give the server as openai:NAME@http://HOST:PORT/v1 "
+                          "or --base-url URL")
+    return name, check_url(url, f"model {_redact(spec)!r}")
+
+
+def check_url(url: str, where: str = "server") -> str:
+    """A server URL as selfbias uses it (no trailing /), or a one-line :class:`ServerError` naming
+    ``where``: http(s) only, a host, a numeric port, balanced IPv6 brackets, and no user name or
+    password (a credential in a URL would be written into logs, errors and the run; the key belongs
+    in ``$SELFBIAS_API_KEY``). A refused credential is never echoed."""
+    from urllib.parse import urlsplit
+
+    if not isinstance(url, str) or not url.strip():
+        raise ServerError(f"{where}: the server URL is empty")
+    text = url.strip()
+    try:
+        parts = urlsplit(text)
+        has_credentials = parts.username is not None or parts.password is not None
+    except ValueError:
+        has_credentials = "@" in text.split("//", 1)[-1].split("/", 1)[0]
+        parts = None
+    if has_credentials:
+        raise ServerError(f"{where}: the server URL holds a user name or password; give the URL without "
+                          "them and the key in $SELFBIAS_API_KEY (or $OPENAI_API_KEY)")
+    shown = _printable(text)
+    if not text.startswith(("http://", "https://")):
+        raise ServerError(f"{where}: the server URL {shown} must start with http:// or https://")
+    if parts is None:
+        raise ServerError(f"{where}: the server URL {shown} is not a valid URL (unbalanced [ ] around an IPv6 address?)")
+    try:
+        parts.port
+    except ValueError:
+        raise ServerError(f"{where}: the server URL {shown} has a port that is not a number from 0 to 65535") from None
+    if not parts.hostname:
+        raise ServerError(f"{where}: the server URL {shown} names no host")
+    if any(c.isspace() or not c.isprintable() for c in text):
+        raise ServerError(f"{where}: the server URL {shown} holds spaces or control characters")
+    return text.rstrip("/")
+
+
+def _printable(text: str, limit: int = 120) -> str:
+    """``repr`` of a value from the input with control characters escaped, cut to ``limit``."""
+    shown = "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in repr(text))
+    return shown if len(shown) <= limit else shown[: limit - 3] + "..."
+
+
+def _redact(spec: str) -> str:
+    """A model spec with any user name or password in its URL replaced by ``***``."""
+    if not isinstance(spec, str) or "@" not in spec:
+        return spec
+    head, _, url = spec.partition("@")
+    if "@" in url:  # openai:NAME@http://user:pass@host/...
+        scheme, sep, rest = url.partition("//")
+        url = scheme + sep + "***@" + rest.rsplit("@", 1)[-1] if sep else "***@" + url.rsplit("@", 1)[-1]
+    return f"{head}@{url}"
 
 
 def _request_key(path: str, body: dict) -> str:
@@ -131,7 +183,7 @@ class OpenAIBackend:
                  prompt_format: str = "auto", chat_template_kwargs: dict | None = None, name: str | None = None):
         if concurrency < 1:
             raise ServerError(f"concurrency must be at least 1, got {concurrency}")
-        self.base_url = base_url.rstrip("/")
+        self.base_url = check_url(base_url)
         self.served_model = model
         self.name = name or model
         self.api_key = api_key if api_key is not None else next(
@@ -147,7 +199,14 @@ class OpenAIBackend:
         if cache_dir is not None:
             self.use_cache_dir(cache_dir)
         self.bos_id: int | None = None
-        self._connect(tokenizer)
+        try:
+            self._connect(tokenizer)
+        except (KeyError, IndexError, TypeError, AttributeError, ValueError) as exc:
+            if isinstance(exc, SelfbiasError):
+                raise
+            self._pool.shutdown(wait=False)
+            raise ServerError(f"server {self.base_url} answered the capability checks in an unexpected shape "
+                              f"({type(exc).__name__}: {_printable(str(exc), 80)}); is it OpenAI-compatible?") from None
         has_template = bool(self.tokenizer is not None and getattr(self.tokenizer, "chat_template", None))
         self.has_chat_template = has_template
         from ..models import pick_prompt_format
@@ -198,14 +257,25 @@ class OpenAIBackend:
             req.add_header("Authorization", f"Bearer {self.api_key}")
         try:
             with urllib.request.urlopen(req, timeout=self.timeout) as resp:
-                return resp.status, json.loads(resp.read() or b"{}")
+                status, raw = resp.status, resp.read()
         except urllib.error.HTTPError as exc:
             raw = exc.read()
             try:
                 payload = json.loads(raw or b"{}")
-            except ValueError:
+            except (ValueError, RecursionError):
                 payload = {"error": {"message": raw.decode(errors="replace")[:200]}}
-            return exc.code, payload
+            return exc.code, payload if isinstance(payload, dict) else {"error": {"message": str(payload)[:200]}}
+        where = f"server {(root or self.base_url) + path}"
+        try:
+            payload = json.loads(raw or b"{}")
+        except (ValueError, RecursionError):
+            start = _printable(raw[:60].decode(errors="replace"))
+            raise ServerError(f"{where} answered HTTP {status} with something that is not JSON (it starts "
+                              f"{start}); is the URL the server's API root, e.g. http://HOST:PORT/v1?") from None
+        if not isinstance(payload, dict):
+            raise ServerError(f"{where} answered HTTP {status} with a JSON {type(payload).__name__}, not an object; "
+                              "is the URL the API root of an OpenAI-compatible server?")
+        return status, payload
 
     def _call(self, method: str, path: str, body: dict | None = None, root: str | None = None) -> dict:
         """A request with retries and backoff on 429/5xx/connection errors."""
@@ -355,7 +425,7 @@ class OpenAIBackend:
         try:
             status, payload = self._http_root("POST", "/tokenize", {"model": self.served_model, "prompt": "a",
                                                                     "add_special_tokens": False})
-        except OSError:
+        except (OSError, ServerError):  # nothing there, or not an API (a page): no /tokenize
             return False
         if status != 200 or not isinstance(payload.get("tokens"), list):
             return False
