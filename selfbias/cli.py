@@ -40,6 +40,20 @@ app = typer.Typer(
 )
 console = Console()
 
+
+def _print_version(value: bool) -> None:
+    if value:
+        from . import __version__
+
+        console.print(f"selfbias {__version__}", highlight=False)
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(version: bool = typer.Option(False, "--version", callback=_print_version, is_eager=True,
+                                       help="Print the selfbias version and exit.")) -> None:
+    """Measure self-preference bias in language models: likelihood, self-judgment and comparison."""
+
 ALT_HELP = ("What the alternatives list may show, comma-separated: other_model, distractor, perturbation, reference, "
             "correct (default: other_model,distractor,perturbation, wrong answers only; reference or correct "
             "admits correct answers).")
