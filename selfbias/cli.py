@@ -180,7 +180,7 @@ def _frame_table(df, title: str) -> Table:
 @_guarded
 def probe(
     model: list[str] = typer.Option(["smollm2-135m"], "--model", "-m", help="Model alias, .gguf, folder or hub id; repeat for several."),
-    task: str = typer.Option("arithmetic", "--task", "-t", help="arithmetic[:level], capitals, or a data file (see `selfbias tasks`)."),
+    task: str = typer.Option("arithmetic", "--task", "-t", help="arithmetic[:level], capitals, a data file, or hf:PATH[:split] (a datasets dataset on disk; see `selfbias tasks`)."),
     n: int = typer.Option(30, "--n", help="Number of items."),
     samples: int = typer.Option(4, "--samples", "-k", help="Sampled answers per item and model."),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Run folder (default: runs/<models>_<task>_n<N>_seed<S>)."),
@@ -429,6 +429,9 @@ def tasks() -> None:
     console.print(_rows_table("built-in tasks", ("task", "description"), list_tasks()))
     console.print(_rows_table("data-file formats (--task PATH [--format F] [--mapping ...])",
                               ("format", "description"), list_formats()))
+    console.print("Hugging Face datasets: --task hf:PATH[:split], a folder written by save_to_disk or local "
+                  "Parquet/Arrow/JSON(L)/CSV files, read with `datasets` (pip install 'selfbias[hf]'); "
+                  "records as in a JSONL file (--format gsm8k|arc|nq_open|jsonl, --mapping).", highlight=False)
 
 
 @app.command()

@@ -9,6 +9,9 @@
   package (``selfbias/data/capitals.csv``); alternative accepted names are references. Left
   out: Israel (capital contested), Indonesia and Equatorial Guinea (capital moves under way),
   Nauru (no official capital).
+* ``hf:PATH[:split]``: a Hugging Face ``datasets`` dataset saved with ``save_to_disk``, or local
+  Parquet/Arrow/JSON(L)/CSV data files (:func:`selfbias._loaders.read_hf`; never the hub); its
+  records are read as a JSONL file's (detected format or ``mapping``), ids ``<name>-<split>-<row>``.
 * a file: TruthfulQA CSV or its ``mc_task.json`` (labelled mc1/mc2 targets; both open-ended:
   free-form answers that match no labelled answer are ungraded, see ``Task.grade``), GSM8K /
   ARC / NQ-open JSONL, ``statement,label`` CSV, or any JSONL/CSV
@@ -41,7 +44,7 @@ from selfbias._checkers import (CHECKERS, SPAN_SLACK, check_answer, check_boolea
                                 check_number, check_text, chosen_index, correct_choice, equivalent,
                                 grade, normalize_text, open_ended, parse_boolean, parse_number,
                                 resolve_checker)
-from selfbias._loaders import FORMATS, SkippedRow, TaskError, parse_mapping, read_file
+from selfbias._loaders import FORMATS, SkippedRow, TaskError, parse_mapping, read_file, read_hf
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -370,6 +373,9 @@ def load_task(spec: str | Path, *, n: int | None = None, seed: int = 0, level: s
 
     if level is not None:
         raise TaskError(f"{spec}: level applies only to arithmetic")
+    if str(spec).startswith("hf:"):
+        return _hf_task(str(spec), n=n, seed=seed, mapping=mapping, fmt=fmt, skip_invalid=skip_invalid,
+                        checker=checker, grade=grade, shuffle=shuffle, name=name)
     if not Path(spec).suffix and not Path(spec).exists():  # a name, not a file: say which names exist
         raise TaskError(f"unknown task {str(spec)!r}: not a built-in task (arithmetic[:level], capitals) "
                         "nor an existing file; `selfbias tasks` lists both")
@@ -383,6 +389,17 @@ def load_task(spec: str | Path, *, n: int | None = None, seed: int = 0, level: s
     return Task(name=name or f"{loaded.fmt}:{path.stem}", items=tuple(items[:n]), checker=grade,
                 source=str(path.resolve()), source_sha256=loaded.sha256,
                 skipped=tuple(loaded.skipped))
+
+
+def _hf_task(spec: str, *, n, seed, mapping, fmt, skip_invalid, checker, grade, shuffle, name) -> Task:
+    """``hf:PATH[:split]``: a Hugging Face dataset on disk, read by :func:`selfbias._loaders.read_hf`."""
+    type_hint = _TYPE_OF_CHECKER.get(checker) if isinstance(checker, str) else None
+    loaded, stem, source = read_hf(spec, fmt=fmt, mapping=mapping, skip_invalid=skip_invalid, answer_type=type_hint)
+    items = [Item(**row) for row in loaded.rows]
+    if shuffle:
+        random.Random(f"file:{seed}").shuffle(items)
+    return Task(name=name or f"{loaded.fmt}:{stem}", items=tuple(items[:n]), checker=grade, source=source,
+                source_sha256=loaded.sha256, skipped=tuple(loaded.skipped))
 
 
 # ---------------------------------------------------------------------------------------------
