@@ -188,6 +188,10 @@ def probe(
     seed: int = typer.Option(0, help="Seed for item sampling, generation and alternatives."),
     temperature: float = typer.Option(0.7, help="Sampling temperature of the sampled answers."),
     max_new_tokens: int = typer.Option(24, help="Longest generated answer, in tokens."),
+    answer_marker: Optional[str] = typer.Option(None, help="Worked answers (GSM8K style): the model reasons, then "
+                                                "writes the final answer after this marker, e.g. '####'. "
+                                                "--max-new-tokens must hold the longest reference solution; "
+                                                "answers cut by it are ungraded and counted."),
     judge_modes: str = typer.Option("isolated,alternatives", help="Judge modes to run after the probe (comma-separated; 'none' to skip)."),
     alt_sources: Optional[str] = typer.Option(None, help=ALT_HELP),
     pair_sources: Optional[str] = typer.Option(None, help=PAIR_HELP),
@@ -229,7 +233,7 @@ def probe(
                     templates=templates, alt_sources=alt_sources, pair_sources=pair_sources,
                     template_set=template_set, prompt_format=prompt_format,
                     chat_template_kwargs=parse_kwargs(chat_template_kwargs),
-                    ray=_ray_options(ray, ray_actors, ray_gpus, ray_cpus))
+                    ray=_ray_options(ray, ray_actors, ray_gpus, ray_cpus), answer_marker=answer_marker)
     summary = probe_summary(run).rename(columns={
         "own_wrong_beats_reference": "own wrong > ref", "wrong_items_compared": "n wrong",
         "sample_agreement": "agreement"})

@@ -54,7 +54,8 @@ __all__ = [
     "parse_mapping", "arithmetic_task", "capitals_task", "numeric_perturbations", "adjacent_numbers",
     "text_perturbations", "check_answer", "check_number", "check_text", "check_choice",
     "check_boolean", "parse_number", "parse_boolean", "normalize_text", "chosen_index",
-    "correct_choice", "resolve_checker", "grade", "equivalent", "open_ended", "accepted_spellings", "ANSWER_TYPES", "ARITHMETIC_LEVELS", "FORMATS",
+    "correct_choice", "resolve_checker", "grade", "equivalent", "open_ended", "accepted_spellings",
+    "worked_answers", "worked_reference", "ANSWER_TYPES", "ARITHMETIC_LEVELS", "FORMATS",
     "CHECKERS", "SPAN_SLACK",
 ]
 
@@ -400,6 +401,74 @@ def _hf_task(spec: str, *, n, seed, mapping, fmt, skip_invalid, checker, grade, 
         random.Random(f"file:{seed}").shuffle(items)
     return Task(name=name or f"{loaded.fmt}:{stem}", items=tuple(items[:n]), checker=grade, source=source,
                 source_sha256=loaded.sha256, skipped=tuple(loaded.skipped))
+
+
+# ---------------------------------------------------------------------------------------------
+# worked answers (GSM8K style: reasoning, then the final answer after a marker)
+
+
+def worked_answers(task: Task, marker: str) -> Task:
+    """The task with every reference written as a worked answer split at its last ``marker``: the
+    final answer becomes the reference and the reasoning ``meta["solution"]``.
+
+    GSM8K files are split this way by their loader already (``"#### "``); this does the same for any
+    file whose answer column holds worked answers (``--answer-marker``). An item whose final answer
+    is a number is typed ``number`` (graded by value). Items without the marker are left as they are.
+
+    Parameters
+    ----------
+    task : Task
+        The loaded task.
+    marker : str
+        The text before the final answer.
+
+    Returns
+    -------
+    Task
+
+    Raises
+    ------
+    TaskError
+        An item whose worked reference has nothing after the marker.
+    """
+    from dataclasses import replace
+
+    from ._loaders import _NUMERIC
+
+    items = []
+    for item in task.items:
+        first = item.references[0]
+        if marker not in first or "solution" in item.meta:
+            items.append(item)
+            continue
+        solution, _, final = first.rpartition(marker)
+        final = final.strip()
+        if not final:
+            raise TaskError(f"item {item.id!r}: its reference has nothing after the answer marker {marker!r}")
+        numeric = _NUMERIC.fullmatch(final.replace(",", "")) and item.answer_type in ("text", "number")
+        items.append(replace(item, references=(final.replace(",", "") if numeric else final, *item.references[1:]),
+                             answer_type="number" if numeric else item.answer_type,
+                             meta={**item.meta, "solution": solution.strip()}))
+    return replace(task, items=tuple(items))
+
+
+def worked_reference(item: Item, marker: str) -> str:
+    """The reference written as the worked answer a model is asked for: the reasoning (where the
+    item has one, ``meta["solution"]``), then ``marker`` and the final answer.
+
+    Parameters
+    ----------
+    item : Item
+        The question.
+    marker : str
+        The text before the final answer.
+
+    Returns
+    -------
+    str
+    """
+    solution = str(item.meta.get("solution") or "").strip()
+    return (solution + "\n" if solution else "") + f"{marker} {item.references[0]}"
 
 
 # ---------------------------------------------------------------------------------------------
