@@ -387,6 +387,38 @@ def figures(
 
 @app.command()
 @_guarded
+def report(
+    run: Path = typer.Argument(..., help="A run folder."),
+    out: Optional[Path] = typer.Option(None, "--out", help="The HTML file (default RUN/analysis/report.html)."),
+    as_json: bool = typer.Option(False, "--json", help="Also print the summary as JSON (summary.json) to stdout."),
+) -> None:
+    """One self-contained HTML file (summary, health, thesis, figures, manifest) and summary.json."""
+    from . import _validate
+    from .report import write_report
+
+    _validate.check_run_folder(run, writable=False)
+    target = out or Path(run) / "analysis" / "report.html"
+    _validate.check_writable(target.parent, "report folder")
+    if as_json:  # stdout holds the JSON only: notes (matplotlib's warnings) would break it
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            written = write_report(run, target)
+    else:
+        written = write_report(run, target)
+    if as_json:
+        import json
+
+        print(json.dumps(written.summary, indent=2, ensure_ascii=False))
+        return
+    drawn = int((written.figures["status"] == "drawn").sum())
+    console.print(f"report: [bold]{written.html}[/] ({written.html.stat().st_size / 1e6:.1f} MB, {drawn} of "
+                  f"{len(written.figures)} figures embedded, nothing fetched when opened)", highlight=False,
+                  soft_wrap=True)
+    console.print(f"summary as JSON: [bold]{written.json}[/]", highlight=False, soft_wrap=True)
+
+
+@app.command()
+@_guarded
 def train(
     model: str = typer.Argument(..., help="Model to fine-tune: alias, .gguf, folder or hub id."),
     objective: str = typer.Option(..., "--objective", help="imitation, critique, corrupted or imitation_trace."),
