@@ -164,9 +164,11 @@ def _guarded(command):
 
 
 def _rows_table(title: str, columns, rows, floats: str = "{:.3f}") -> Table:
+    """A table whose cells are never cut with an ellipsis (a model name cut to ``smollm2-1…`` cannot
+    be copied): in a narrow terminal, long cells fold onto more lines instead."""
     table = Table(title=title, title_justify="left")
     for col in columns:
-        table.add_column(str(col))
+        table.add_column(str(col), overflow="fold")
     for row in rows:
         table.add_row(*[floats.format(v) if isinstance(v, float) else str(v) for v in row])
     return table
@@ -212,9 +214,12 @@ def probe(
     ray_gpus: Optional[float] = typer.Option(None, help="GPUs per Ray actor (default: 1 where the cluster has GPUs, else 0)."),
     ray_cpus: Optional[float] = typer.Option(None, help="CPUs per Ray actor (default 1; also its torch threads)."),
     base_url: Optional[str] = typer.Option(None, "--base-url", help="Server of `-m openai:NAME` models given without @URL, e.g. http://host:8000/v1 (default $SELFBIAS_BASE_URL); API key from $SELFBIAS_API_KEY or $OPENAI_API_KEY."),
+    concurrency: Optional[int] = typer.Option(None, "--concurrency", min=1, help="Served models: requests in flight at once (default $SELFBIAS_CONCURRENCY, else 8)."),
+    timeout: Optional[float] = typer.Option(None, "--timeout", min=0.001, help="Served models: seconds per request before a retry (default $SELFBIAS_TIMEOUT, else 60)."),
 ) -> None:
     """Answer, score and judge: the model's own answers against the alternatives."""
     _use_base_url(base_url)
+    _use_server_options(concurrency, timeout)
     from . import _validate
     from .probe import probe as run_probe, probe_summary
 
@@ -252,6 +257,15 @@ def _use_base_url(base_url: str | None) -> None:
     """``--base-url``: where ``openai:NAME`` specs without ``@URL`` point (read by selfbias.backends.openai)."""
     if base_url:
         os.environ["SELFBIAS_BASE_URL"] = base_url
+
+
+def _use_server_options(concurrency: int | None, timeout: float | None) -> None:
+    """``--concurrency`` / ``--timeout``: read by every served model's backend
+    (:class:`selfbias.backends.openai.OpenAIBackend`) as its defaults; local models ignore them."""
+    if concurrency is not None:
+        os.environ["SELFBIAS_CONCURRENCY"] = str(concurrency)
+    if timeout is not None:
+        os.environ["SELFBIAS_TIMEOUT"] = str(timeout)
 
 
 def parse_kwargs(text: str | None) -> dict:
@@ -319,9 +333,12 @@ def judge(
     ray_gpus: Optional[float] = typer.Option(None, help="GPUs per Ray actor (default: 1 where the cluster has GPUs, else 0)."),
     ray_cpus: Optional[float] = typer.Option(None, help="CPUs per Ray actor (default 1; also its torch threads)."),
     base_url: Optional[str] = typer.Option(None, "--base-url", help="Server of `-m openai:NAME` models given without @URL, e.g. http://host:8000/v1 (default $SELFBIAS_BASE_URL); API key from $SELFBIAS_API_KEY or $OPENAI_API_KEY."),
+    concurrency: Optional[int] = typer.Option(None, "--concurrency", min=1, help="Served models: requests in flight at once (default $SELFBIAS_CONCURRENCY, else 8)."),
+    timeout: Optional[float] = typer.Option(None, "--timeout", min=0.001, help="Served models: seconds per request before a retry (default $SELFBIAS_TIMEOUT, else 60)."),
 ) -> None:
     """Add judgments to a run (resumable; modes and judges add to those already there)."""
     _use_base_url(base_url)
+    _use_server_options(concurrency, timeout)
     from . import _validate
     from .judge import judge as run_judge
 
@@ -477,9 +494,14 @@ def models() -> None:
     from .models import bundled_status
 
     yes = {True: "yes", False: "no"}
+    status = bundled_status()
     rows = [(r["alias"] + (" (default)" if r["default"] else ""), r["description"], yes[r["installed"]],
-             yes[r["cached"]], r["install"]) for r in bundled_status()]
-    console.print(_rows_table("bundled models", ("alias", "description", "installed", "cached", "install"), rows))
+             yes[r["cached"]]) for r in status]
+    console.print(_rows_table("bundled models", ("alias", "description", "installed", "cached"), rows))
+    # Install commands are printed whole, one line each (never cut or wrapped by the table), to be copied.
+    console.print("install:", highlight=False)
+    for r in status:
+        console.print(f"  {r['install']}  # {r['alias']}", highlight=False, soft_wrap=True, markup=False)
     console.print("Also accepted: a .gguf file, a local Hugging Face folder, or a hub id (when online).")
 
 
