@@ -51,8 +51,9 @@ def __getattr__(name: str):  # scoring primitives, loaded lazily (they import to
 def default_run_dir(models: Sequence[str], task: str, n: int | None, seed: int) -> Path:
     """Deterministic from the arguments, so running the same command again resumes the run."""
     stem = Path(task).stem if Path(task).suffix else task.replace(":", "-")
-    if task.startswith("hf:"):  # hf:PATH[:split]: the dataset's folder or file name, no path separators
-        stem = "hf-" + Path(task[3:]).name.replace(":", "-")
+    if task.startswith(("hf:", "log:")):  # hf:PATH[:split], log:PATH: the file or folder name, no separators
+        prefix, _, rest = task.partition(":")
+        stem = f"{prefix}-" + Path(rest).name.replace(":", "-")
     names = "+".join(Path(m).stem if m.endswith(".gguf") else m.replace("/", "_") for m in models)
     return Path("runs") / f"{names}_{stem}_n{n if n is not None else 'all'}_seed{seed}"
 

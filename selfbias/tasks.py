@@ -12,6 +12,8 @@
 * ``hf:PATH[:split]``: a Hugging Face ``datasets`` dataset saved with ``save_to_disk``, or local
   Parquet/Arrow/JSON(L)/CSV data files (:func:`selfbias._loaders.read_hf`; never the hub); its
   records are read as a JSONL file's (detected format or ``mapping``), ids ``<name>-<split>-<row>``.
+* ``log:PATH``: the questions of an lm-evaluation-harness samples log or an inspect_ai log
+  (:func:`selfbias.eval_logs.read_eval_log`, which also returns the logged answers and grades).
 * a file: TruthfulQA CSV or its ``mc_task.json`` (labelled mc1/mc2 targets; both open-ended:
   free-form answers that match no labelled answer are ungraded, see ``Task.grade``), GSM8K /
   ARC / NQ-open JSONL, ``statement,label`` CSV, or any JSONL/CSV
@@ -374,6 +376,17 @@ def load_task(spec: str | Path, *, n: int | None = None, seed: int = 0, level: s
 
     if level is not None:
         raise TaskError(f"{spec}: level applies only to arithmetic")
+    if str(spec).startswith("log:"):  # an lm-eval samples log or an inspect_ai log: its questions
+        from .eval_logs import read_eval_log
+
+        if mapping is not None or fmt is not None:
+            raise TaskError(f"{spec}: mapping and fmt do not apply to an evaluation log")
+        logged = read_eval_log(str(spec)[4:]).task
+        items = list(logged.items)
+        if shuffle:
+            random.Random(f"file:{seed}").shuffle(items)
+        return Task(name=name or logged.name, items=tuple(items[:n]), checker=grade, source=logged.source,
+                    source_sha256=logged.source_sha256)
     if str(spec).startswith("hf:"):
         return _hf_task(str(spec), n=n, seed=seed, mapping=mapping, fmt=fmt, skip_invalid=skip_invalid,
                         checker=checker, grade=grade, shuffle=shuffle, name=name)

@@ -38,6 +38,7 @@ COVERED = {
     "selfbias.stats": None,
     "selfbias.plots": None,
     "selfbias.report": None,
+    "selfbias.eval_logs": None,
 }
 # modules that define names of selfbias.__all__ but are not converted yet
 PENDING: set[str] = set()
