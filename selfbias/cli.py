@@ -436,6 +436,38 @@ def report(
 
 @app.command()
 @_guarded
+def audit(
+    logs: list[Path] = typer.Argument(..., help="lm-eval samples logs (samples_*.jsonl) and/or inspect_ai logs (.eval, .json)."),
+    grader: str = typer.Option(..., "--grader", help="The model that graded: alias, .gguf, folder, hub id or openai:NAME@URL."),
+    n: Optional[int] = typer.Option(None, "--n", min=1, help="Audit the first N questions only."),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Folder for answers.parquet and the tables (default: not written)."),
+    device: Optional[str] = typer.Option(None, help="cuda, mps or cpu (default: the best available)."),
+    seed: int = typer.Option(0, help="Seed of the bootstrap."),
+) -> None:
+    """Does the grader of an evaluation log accept wrong answers that are likelier to it, or its own?"""
+    from .audit import audit as run_audit
+
+    if out is not None:
+        from . import _validate
+
+        _validate.check_writable(out, "audit folder")
+    _quiet_loading()
+    result = run_audit(logs, grader, n=n, device=device, seed=seed)
+    a = result.answers
+    console.print(f"audited {len(a)} graded answers to {a['item_id'].nunique()} questions under {result.grader}; "
+                  f"the reference calls {int(a['correct'].eq(False).sum())} wrong, "
+                  f"{int(a['correct'].isna().sum())} ungradable", highlight=False, soft_wrap=True)
+    shown = result.false_acceptance[["by", "group", "estimate", "ci_low", "ci_high", "n", "n_items"]]
+    console.print(_frame_table(shown, "false acceptance: share of wrong answers the grader accepted"))
+    auroc = result.likelihood_auroc[["subset", "mode", "estimate", "ci_low", "ci_high", "n_correct", "n_wrong"]]
+    console.print(_frame_table(auroc.rename(columns={"mode": "scorer", "n_correct": "accepted", "n_wrong": "rejected"}),
+                               "AUROC of the grader's likelihood for accepted vs rejected (0.5: no link)"))
+    if out is not None:
+        console.print(f"written: {result.write(out)}", highlight=False)
+
+
+@app.command()
+@_guarded
 def train(
     model: str = typer.Argument(..., help="Model to fine-tune: alias, .gguf, folder or hub id."),
     objective: str = typer.Option(..., "--objective", help="imitation, critique, corrupted or imitation_trace."),
