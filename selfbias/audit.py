@@ -43,7 +43,8 @@ class AuditResult:
         ``reference_sum_logprob`` and ``likelier_than_reference``.
     false_acceptance : pandas.DataFrame
         :func:`selfbias.stats.misplaced_confidence` of the wrong answers (``measure``
-        ``share_above_threshold``: accepted), by ``relation`` and by ``likelier_than_reference``.
+        ``share_above_threshold``: accepted); column ``by`` says the grouping: ``relation`` (own,
+        family, other) or ``likelihood`` (the ``likelier_than_reference`` column's two values).
     likelihood_auroc : pandas.DataFrame
         :func:`selfbias.stats.discrimination` of ``mean_logprob`` for accepted vs rejected answers;
         ``subset`` all or wrong (the reference calls them wrong).
@@ -206,7 +207,8 @@ def audit(logs: Sequence[str | Path] | str | Path, grader: Any, *, n: int | None
     graded = analysis[analysis["correct"].notna()].assign(correct=lambda d: d["correct"].astype(bool))
     boot = {"n_boot": n_boot, "seed": seed}
     false_acceptance = pd.concat([
-        stats.misplaced_confidence(graded, by=(by,), **boot).rename(columns={by: "group"}).assign(by=by)
+        stats.misplaced_confidence(graded, by=(by,), **boot).rename(columns={by: "group"})
+        .assign(by="likelihood" if by == "likelier_than_reference" else by)
         for by in ("relation", "likelier_than_reference")], ignore_index=True)
     false_acceptance = false_acceptance[(false_acceptance["correctness"] == "wrong")
                                         & (false_acceptance["measure"] == "share_above_threshold")]
