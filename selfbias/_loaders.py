@@ -594,7 +594,16 @@ def _hf_splits(path: Path, cache_dir: str):
     """The splits of a dataset on disk as {split: datasets.Dataset}."""
     import datasets
 
+    was_on = datasets.is_progress_bar_enabled()
     datasets.disable_progress_bars()  # its per-split bars would interleave with selfbias's own lines
+    try:
+        return _hf_read(datasets, path, cache_dir)
+    finally:
+        if was_on:
+            datasets.enable_progress_bars()
+
+
+def _hf_read(datasets, path: Path, cache_dir: str):
     if path.is_dir() and ((path / "dataset_dict.json").exists() or (path / "state.json").exists()):
         loaded = datasets.load_from_disk(str(path))
         return dict(loaded) if isinstance(loaded, datasets.DatasetDict) else {"train": loaded}

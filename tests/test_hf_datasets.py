@@ -148,3 +148,11 @@ def test_default_run_folder_of_an_hf_spec_has_no_separators():
 
     assert default_run_dir(["smollm2-135m"], "hf:data/sets/gsm8k:test", 5, 0).name == \
         "smollm2-135m_hf-gsm8k-test_n5_seed0"
+
+
+def test_reading_leaves_the_datasets_progress_bars_as_they_were(tmp_path):
+    folder = tmp_path / "caps"
+    datasets.Dataset.from_list(MAPPED_ROWS).save_to_disk(str(folder))
+    assert datasets.is_progress_bar_enabled()
+    load_task(f"hf:{folder}", mapping="question=q,answer=a")
+    assert datasets.is_progress_bar_enabled()
