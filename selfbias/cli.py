@@ -244,6 +244,12 @@ def probe(
         "sample_agreement": "agreement"})
     console.print(_frame_table(summary, "probe summary (own wrong > ref: share of wrongly answered items "
                                         "where the model's answer out-scores the reference under itself)"))
+    if answer_marker:
+        gens = run.generations
+        cut = gens["finish_reason"].eq("length") & gens["answer"].eq("") & gens["correct"].isna()
+        console.print(f"worked answers: {int(cut.sum())} of {len(gens)} generations (greedy and sampled) were cut by "
+                      f"--max-new-tokens {max_new_tokens} before their '{answer_marker}' line ended: ungraded, "
+                      "not candidates", highlight=False)
     judged = _judge_headline(run.analysis())
     if judged is not None:
         console.print(_frame_table(judged, "judge: mean P(Yes) by correctness"))

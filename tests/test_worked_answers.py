@@ -115,3 +115,21 @@ def pd_NA():
     import pandas as pd
 
     return pd.NA
+
+
+def test_command_line_counts_the_cut_generations(tiny_folder, tmp_path):
+    from transformers import AutoTokenizer
+    from typer.testing import CliRunner
+
+    from selfbias.cli import app
+    from selfbias.runs import load_run
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_folder)
+    longest = max(len(tokenizer(r["answer"], add_special_tokens=False)["input_ids"]) for r in ROWS)
+    result = CliRunner().invoke(app, ["probe", "-m", str(tiny_folder), "--task", str(_file(tmp_path)),
+                                      "--answer-marker", "####", "--max-new-tokens", str(longest), "--samples", "1",
+                                      "--judge-modes", "none", "--out", str(tmp_path / "run"), "--device", "cpu"])
+    assert result.exit_code == 0, result.output
+    gens = load_run(tmp_path / "run").generations
+    cut = int((gens["finish_reason"].eq("length") & gens["answer"].eq("") & gens["correct"].isna()).sum())
+    assert f"worked answers: {cut} of {len(gens)} generations" in " ".join(result.output.split())
