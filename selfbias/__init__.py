@@ -31,9 +31,10 @@ _EXPORTS = {
     "SelfbiasError": "errors", "InputError": "errors",
     "TrainResult": "train",
     "Backend": "backends", "HFBackend": "backends", "load_backend": "backends",
+    "write_report": "report", "read_eval_log": "eval_logs",
 }
 _SUBMODULES = {"backends", "errors", "models", "scoring", "generation", "tasks", "prompts", "store", "frames",
-               "runs", "analysis", "stats", "plots", "cli"}
+               "runs", "analysis", "stats", "plots", "cli", "report", "eval_logs"}
 
 from .judge import judge  # noqa: E402  (light modules: torch loads inside the functions)
 from .probe import probe  # noqa: E402
@@ -66,3 +67,5 @@ if TYPE_CHECKING:  # for editors and type checkers
     from .errors import InputError, SelfbiasError
     from .tasks import Item, Task, TaskError, list_tasks, load_task
     from .train import TrainResult
+    from .report import write_report
+    from .eval_logs import read_eval_log

@@ -21,6 +21,8 @@ only) get their hashes added once, in place, as they are.
 
 from __future__ import annotations
 
+import contextlib
+
 import hashlib
 import json
 import os
@@ -162,7 +164,8 @@ def _convert(gguf: Path, out: Path, sha: str) -> None:
 
     try:
         tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
-        model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
+        with _no_conversion_bar():
+            model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
     except Exception as exc:  # noqa: BLE001 - the reader fails in many ways on a damaged file; say which file
         from .models import ModelError
 
@@ -177,6 +180,27 @@ def _convert(gguf: Path, out: Path, sha: str) -> None:
     model.save_pretrained(out)
     tokenizer.save_pretrained(out)
     write_marker(out, gguf, sha)
+
+
+@contextlib.contextmanager
+def _no_conversion_bar():
+    """transformers' GGUF reader draws its own tqdm bar ("Converting and de-quantizing GGUF
+    tensors...", not governed by its logging switches), which would interleave with selfbias's
+    progress lines; it iterates plainly while this is open."""
+    try:
+        from transformers import modeling_gguf_pytorch_utils as reader
+    except ImportError:  # another transformers layout: nothing to silence here
+        yield
+        return
+    bar = getattr(reader, "tqdm", None)
+    if bar is None:
+        yield
+        return
+    reader.tqdm = lambda iterable=None, *args, **kwargs: iterable
+    try:
+        yield
+    finally:
+        reader.tqdm = bar
 
 
 def write_marker(out: Path, gguf: Path, sha: str) -> None:

@@ -574,3 +574,141 @@ def read_file(path: str | Path, *, fmt: str | None = None, mapping: dict | str |
         for r in plain:
             r["answer_type"] = answer_type or ("number" if numeric else "text")
     return Loaded(fmt=fmt, rows=rows, skipped=skipped, sha256=sha)
+
+
+# ---------------------------------------------------------------------------------------------
+# Hugging Face `datasets` data on disk: `hf:PATH[:split]`
+
+HF_DATA_FILES = {".parquet": "parquet", ".arrow": "arrow", ".jsonl": "json", ".json": "json", ".csv": "csv"}
+_HF_RECORD_FORMATS = ("gsm8k", "arc", "nq_open", "jsonl")  # the formats that read records (not CSV text)
+
+
+def split_hf_spec(spec: str) -> tuple[Path, str | None]:
+    """``"hf:PATH[:split]"`` -> (PATH, split or None); PATH must exist on disk.
+
+    Parameters
+    ----------
+    spec : str
+        A task spec starting with ``hf:``. A PATH that itself ends in ``:name`` and exists wins over
+        reading ``name`` as the split.
+
+    Returns
+    -------
+    (Path, str or None)
+
+    Raises
+    ------
+    TaskError
+        No such folder or file (the hub is never asked: a dataset is read from disk only).
+    """
+    body = str(spec)[3:]
+    if not body:
+        raise TaskError("hf: needs a path: hf:PATH or hf:PATH:SPLIT")
+    if Path(body).exists():
+        return Path(body), None
+    head, sep, split = body.rpartition(":")
+    if sep and head and split and Path(head).exists():
+        return Path(head), split
+    raise TaskError(f"{spec}: no such dataset folder or data file; selfbias reads Hugging Face datasets from "
+                    "disk only (a folder written by Dataset.save_to_disk / DatasetDict.save_to_disk, or local "
+                    "Parquet, Arrow, JSON(L) or CSV files); where the hub is reachable, "
+                    "datasets.load_dataset(NAME).save_to_disk(PATH) first")
+
+
+def _hf_splits(path: Path, cache_dir: str):
+    """The splits of a dataset on disk as {split: datasets.Dataset}."""
+    import datasets
+
+    was_on = datasets.is_progress_bar_enabled()
+    datasets.disable_progress_bars()  # its per-split bars would interleave with selfbias's own lines
+    try:
+        return _hf_read(datasets, path, cache_dir)
+    finally:
+        if was_on:
+            datasets.enable_progress_bars()
+
+
+def _hf_read(datasets, path: Path, cache_dir: str):
+    if path.is_dir() and ((path / "dataset_dict.json").exists() or (path / "state.json").exists()):
+        loaded = datasets.load_from_disk(str(path))
+        return dict(loaded) if isinstance(loaded, datasets.DatasetDict) else {"train": loaded}
+    if path.is_dir():
+        files = sorted(p for p in path.rglob("*") if p.suffix.lower() in HF_DATA_FILES and p.is_file())
+        if not files:
+            raise TaskError(f"holds no saved dataset (dataset_dict.json or state.json) and no data files "
+                            f"({', '.join(HF_DATA_FILES)})", path=path)
+        # datasets' own rules name the splits of a folder of data files (train-*.parquet, data/test.jsonl, ...)
+        return dict(datasets.load_dataset(str(path), cache_dir=cache_dir))
+    builder = HF_DATA_FILES.get(path.suffix.lower())
+    if builder is None:
+        raise TaskError(f"is not a data file datasets reads ({', '.join(HF_DATA_FILES)}) nor a dataset folder",
+                        path=path)
+    return dict(datasets.load_dataset(builder, data_files={"train": [str(path)]}, cache_dir=cache_dir))
+
+
+def read_hf(spec: str, *, fmt: str | None = None, mapping: dict | str | None = None,
+            skip_invalid: bool = False, answer_type: str | None = None) -> tuple[Loaded, str, str]:
+    """Read ``hf:PATH[:split]`` (a dataset saved with ``save_to_disk``, or local data files) through
+    the ``datasets`` library into Item kwargs, as :func:`read_file` reads a JSONL file.
+
+    The split's records go through the same format detection (GSM8K, ARC, NQ-open) and column
+    ``mapping`` as a JSONL file. Errors name ``hf:PATH:split`` and the 1-based record. The hub is never
+    asked; the loader's cache is a temporary folder, removed after reading.
+
+    Parameters
+    ----------
+    spec : str
+        ``hf:PATH`` or ``hf:PATH:SPLIT``. Without a split, a dataset with one split is read whole;
+        one with several must name one.
+    fmt, mapping, skip_invalid, answer_type
+        As for :func:`read_file` (``fmt``: one of the record formats gsm8k, arc, nq_open, jsonl).
+
+    Returns
+    -------
+    (Loaded, str, str)
+        The rows (``sha256``: of the records as read, one JSON line each), the id stem
+        (``<folder or file stem>-<split>``) and the resolved source ``hf:<absolute path>:<split>``.
+
+    Raises
+    ------
+    TaskError
+        No such path, no `datasets` library, an unknown or unnamed split, or a bad record.
+    """
+    import tempfile
+
+    path, split = split_hf_spec(spec)
+    if fmt is not None and fmt not in _HF_RECORD_FORMATS:
+        raise TaskError(f"{spec}: format {fmt!r} reads CSV text; a dataset's records read as one of "
+                        f"{', '.join(_HF_RECORD_FORMATS)} (or give a --mapping)")
+    try:
+        import datasets  # noqa: F401
+    except ImportError:
+        raise TaskError(f"{spec}: hf: tasks need the datasets library: pip install 'selfbias[hf]'") from None
+    with tempfile.TemporaryDirectory(prefix="selfbias-hf-") as tmp:
+        try:
+            splits = _hf_splits(path, cache_dir=tmp)
+        except TaskError:
+            raise
+        except Exception as e:  # noqa: BLE001 - datasets' errors vary by version: one line naming the path
+            raise TaskError(f"datasets cannot read it ({type(e).__name__}: {' '.join(str(e).split())[:300]})",
+                            path=path) from None
+        if split is None:
+            if len(splits) != 1:
+                raise TaskError(f"{spec}: has splits {', '.join(splits)}; name one, e.g. hf:{path}:{next(iter(splits))}")
+            split = next(iter(splits))
+        if split not in splits:
+            raise TaskError(f"{spec}: no split {split!r}; the dataset has {', '.join(splits)}")
+        records = splits[split].to_list()
+        if not records:
+            raise TaskError(f"{spec}: split {split!r} has no records")
+        text = "".join(json.dumps(r, ensure_ascii=False, default=str) + "\n" for r in records)
+        stem = f"{path.stem if path.is_file() else path.name}-{split}"
+        source = f"hf:{path.resolve()}:{split}"
+        jsonl = Path(tmp) / f"{stem}.jsonl"
+        jsonl.write_text(text, encoding="utf-8")
+        try:
+            loaded = read_file(jsonl, fmt=fmt, mapping=mapping, skip_invalid=skip_invalid, answer_type=answer_type)
+        except TaskError as e:  # the temporary file's line n is the split's record n
+            raise TaskError(e.reason, path=f"hf:{path}:{split}", record=e.line, field=e.field) from None
+    loaded.sha256 = hashlib.sha256(text.encode("utf-8")).hexdigest()
+    return loaded, stem, source

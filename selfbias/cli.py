@@ -40,6 +40,20 @@ app = typer.Typer(
 )
 console = Console()
 
+
+def _print_version(value: bool) -> None:
+    if value:
+        from . import __version__
+
+        console.print(f"selfbias {__version__}", highlight=False)
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(version: bool = typer.Option(False, "--version", callback=_print_version, is_eager=True,
+                                       help="Print the selfbias version and exit.")) -> None:
+    """Measure self-preference bias in language models: likelihood, self-judgment and comparison."""
+
 ALT_HELP = ("What the alternatives list may show, comma-separated: other_model, distractor, perturbation, reference, "
             "correct (default: other_model,distractor,perturbation, wrong answers only; reference or correct "
             "admits correct answers).")
@@ -163,9 +177,11 @@ def _sigterm_as_interrupt():
 
 
 def _rows_table(title: str, columns, rows, floats: str = "{:.3f}") -> Table:
+    """A table whose cells are never cut with an ellipsis (a model name cut to ``smollm2-1…`` cannot
+    be copied): in a narrow terminal, long cells fold onto more lines instead."""
     table = Table(title=title, title_justify="left")
     for col in columns:
-        table.add_column(str(col))
+        table.add_column(str(col), overflow="fold")
     for row in rows:
         table.add_row(*[floats.format(v) if isinstance(v, float) else str(v) for v in row])
     return table
@@ -179,7 +195,7 @@ def _frame_table(df, title: str) -> Table:
 @_guarded
 def probe(
     model: list[str] = typer.Option(["smollm2-135m"], "--model", "-m", help="Model alias, .gguf, folder or hub id; repeat for several."),
-    task: str = typer.Option("arithmetic", "--task", "-t", help="arithmetic[:level], capitals, or a data file (see `selfbias tasks`)."),
+    task: str = typer.Option("arithmetic", "--task", "-t", help="arithmetic[:level], capitals, a data file, or hf:PATH[:split] (a datasets dataset on disk; see `selfbias tasks`)."),
     n: int = typer.Option(30, "--n", help="Number of items."),
     samples: int = typer.Option(4, "--samples", "-k", help="Sampled answers per item and model."),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Run folder (default: runs/<models>_<task>_n<N>_seed<S>)."),
@@ -187,6 +203,10 @@ def probe(
     seed: int = typer.Option(0, help="Seed for item sampling, generation and alternatives."),
     temperature: float = typer.Option(0.7, help="Sampling temperature of the sampled answers."),
     max_new_tokens: int = typer.Option(24, help="Longest generated answer, in tokens."),
+    answer_marker: Optional[str] = typer.Option(None, help="Worked answers (GSM8K style): the model reasons, then "
+                                                "writes the final answer after this marker, e.g. '####'. "
+                                                "--max-new-tokens must hold the longest reference solution; "
+                                                "answers cut by it are ungraded and counted."),
     judge_modes: str = typer.Option("isolated,alternatives", help="Judge modes to run after the probe (comma-separated; 'none' to skip)."),
     alt_sources: Optional[str] = typer.Option(None, help=ALT_HELP),
     pair_sources: Optional[str] = typer.Option(None, help=PAIR_HELP),
@@ -208,9 +228,12 @@ def probe(
     ray_cpus: Optional[float] = typer.Option(None, help="CPUs per Ray actor (default 1; also its torch threads)."),
     ray_timeout: float = typer.Option(5.0, help=RAY_TIMEOUT_HELP),
     base_url: Optional[str] = typer.Option(None, "--base-url", help="Server of `-m openai:NAME` models given without @URL, e.g. http://host:8000/v1 (default $SELFBIAS_BASE_URL); API key from $SELFBIAS_API_KEY or $OPENAI_API_KEY."),
+    concurrency: Optional[int] = typer.Option(None, "--concurrency", min=1, help="Served models: requests in flight at once (default $SELFBIAS_CONCURRENCY, else 8)."),
+    timeout: Optional[float] = typer.Option(None, "--timeout", min=0.001, help="Served models: seconds per request before a retry (default $SELFBIAS_TIMEOUT, else 60)."),
 ) -> None:
     """Answer, score and judge: the model's own answers against the alternatives."""
     _use_base_url(base_url)
+    _use_server_options(concurrency, timeout)
     from . import _validate
     from .probe import probe as run_probe, probe_summary
 
@@ -229,12 +252,18 @@ def probe(
                     templates=templates, alt_sources=alt_sources, pair_sources=pair_sources,
                     template_set=template_set, prompt_format=prompt_format,
                     chat_template_kwargs=parse_kwargs(chat_template_kwargs),
-                    ray=_ray_options(ray, ray_actors, ray_gpus, ray_cpus, ray_timeout))
+                    ray=_ray_options(ray, ray_actors, ray_gpus, ray_cpus, ray_timeout), answer_marker=answer_marker)
     summary = probe_summary(run).rename(columns={
         "own_wrong_beats_reference": "own wrong > ref", "wrong_items_compared": "n wrong",
         "sample_agreement": "agreement"})
     console.print(_frame_table(summary, "probe summary (own wrong > ref: share of wrongly answered items "
                                         "where the model's answer out-scores the reference under itself)"))
+    if answer_marker:
+        gens = run.generations
+        cut = gens["finish_reason"].eq("length") & gens["answer"].eq("") & gens["correct"].isna()
+        console.print(f"worked answers: {int(cut.sum())} of {len(gens)} generations (greedy and sampled) were cut by "
+                      f"--max-new-tokens {max_new_tokens} before their '{answer_marker}' line ended: ungraded, "
+                      "not candidates", highlight=False)
     judged = _judge_headline(run.analysis())
     if judged is not None:
         console.print(_frame_table(judged, "judge: mean P(Yes) by correctness"))
@@ -250,6 +279,15 @@ def _use_base_url(base_url: str | None) -> None:
         from .backends.openai import check_url
 
         os.environ["SELFBIAS_BASE_URL"] = check_url(base_url, "--base-url")
+
+
+def _use_server_options(concurrency: int | None, timeout: float | None) -> None:
+    """``--concurrency`` / ``--timeout``: read by every served model's backend
+    (:class:`selfbias.backends.openai.OpenAIBackend`) as its defaults; local models ignore them."""
+    if concurrency is not None:
+        os.environ["SELFBIAS_CONCURRENCY"] = str(concurrency)
+    if timeout is not None:
+        os.environ["SELFBIAS_TIMEOUT"] = str(timeout)
 
 
 def parse_kwargs(text: str | None) -> dict:
@@ -331,9 +369,12 @@ def judge(
     ray_timeout: float = typer.Option(5.0, help=RAY_TIMEOUT_HELP),
     base_url: Optional[str] = typer.Option(None, "--base-url", help="Server of `-m openai:NAME` models given without @URL, e.g. http://host:8000/v1 (default $SELFBIAS_BASE_URL); API key from $SELFBIAS_API_KEY or $OPENAI_API_KEY."),
     trust_run_servers: bool = typer.Option(False, "--trust-run-servers", help="Send the API key to the servers the run folder names (else a served model the run records is contacted only when --base-url names its URL)."),
+    concurrency: Optional[int] = typer.Option(None, "--concurrency", min=1, help="Served models: requests in flight at once (default $SELFBIAS_CONCURRENCY, else 8)."),
+    timeout: Optional[float] = typer.Option(None, "--timeout", min=0.001, help="Served models: seconds per request before a retry (default $SELFBIAS_TIMEOUT, else 60)."),
 ) -> None:
     """Add judgments to a run (resumable; modes and judges add to those already there)."""
     _use_base_url(base_url)
+    _use_server_options(concurrency, timeout)
     from . import _validate
     from .judge import judge as run_judge
 
@@ -401,6 +442,70 @@ def figures(
 
 @app.command()
 @_guarded
+def report(
+    run: Path = typer.Argument(..., help="A run folder."),
+    out: Optional[Path] = typer.Option(None, "--out", help="The HTML file (default RUN/analysis/report.html)."),
+    as_json: bool = typer.Option(False, "--json", help="Also print the summary as JSON (summary.json) to stdout."),
+) -> None:
+    """One self-contained HTML file (summary, health, thesis, figures, manifest) and summary.json."""
+    from . import _validate
+    from .report import write_report
+
+    _validate.check_run_folder(run, writable=False)
+    target = out or Path(run) / "analysis" / "report.html"
+    _validate.check_writable(target.parent, "report folder")
+    if as_json:  # stdout holds the JSON only: notes (matplotlib's warnings) would break it
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            written = write_report(run, target)
+    else:
+        written = write_report(run, target)
+    if as_json:
+        import json
+
+        print(json.dumps(written.summary, indent=2, ensure_ascii=False))
+        return
+    drawn = int((written.figures["status"] == "drawn").sum())
+    console.print(f"report: [bold]{written.html}[/] ({written.html.stat().st_size / 1e6:.1f} MB, {drawn} of "
+                  f"{len(written.figures)} figures embedded, nothing fetched when opened)", highlight=False,
+                  soft_wrap=True)
+    console.print(f"summary as JSON: [bold]{written.json}[/]", highlight=False, soft_wrap=True)
+
+
+@app.command()
+@_guarded
+def audit(
+    logs: list[Path] = typer.Argument(..., help="lm-eval samples logs (samples_*.jsonl) and/or inspect_ai logs (.eval, .json)."),
+    grader: str = typer.Option(..., "--grader", help="The model that graded: alias, .gguf, folder, hub id or openai:NAME@URL."),
+    n: Optional[int] = typer.Option(None, "--n", min=1, help="Audit the first N questions only."),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Folder for answers.parquet and the tables (default: not written)."),
+    device: Optional[str] = typer.Option(None, help="cuda, mps or cpu (default: the best available)."),
+    seed: int = typer.Option(0, help="Seed of the bootstrap."),
+) -> None:
+    """Does the grader of an evaluation log accept wrong answers that are likelier to it, or its own?"""
+    from .audit import audit as run_audit
+
+    if out is not None:
+        from . import _validate
+
+        _validate.check_writable(out, "audit folder")
+    _quiet_loading()
+    result = run_audit(logs, grader, n=n, device=device, seed=seed)
+    a = result.answers
+    console.print(f"audited {len(a)} graded answers to {a['item_id'].nunique()} questions under {result.grader}; "
+                  f"the reference calls {int(a['correct'].eq(False).sum())} wrong, "
+                  f"{int(a['correct'].isna().sum())} ungradable", highlight=False, soft_wrap=True)
+    shown = result.false_acceptance[["by", "group", "estimate", "ci_low", "ci_high", "n", "n_items"]]
+    console.print(_frame_table(shown, "false acceptance: share of wrong answers the grader accepted"))
+    auroc = result.likelihood_auroc[["subset", "mode", "estimate", "ci_low", "ci_high", "n_correct", "n_wrong"]]
+    console.print(_frame_table(auroc.rename(columns={"mode": "scorer", "n_correct": "accepted", "n_wrong": "rejected"}),
+                               "AUROC of the grader's likelihood for accepted vs rejected (0.5: no link)"))
+    if out is not None:
+        console.print(f"written: {result.write(out)}", highlight=False)
+
+
+@app.command()
+@_guarded
 def train(
     model: str = typer.Argument(..., help="Model to fine-tune: alias, .gguf, folder or hub id."),
     objective: str = typer.Option(..., "--objective", help="imitation, critique, corrupted or imitation_trace."),
@@ -447,6 +552,9 @@ def tasks() -> None:
     console.print(_rows_table("built-in tasks", ("task", "description"), list_tasks()))
     console.print(_rows_table("data-file formats (--task PATH [--format F] [--mapping ...])",
                               ("format", "description"), list_formats()))
+    console.print("Hugging Face datasets: --task hf:PATH[:split], a folder written by save_to_disk or local "
+                  "Parquet/Arrow/JSON(L)/CSV files, read with `datasets` (pip install 'selfbias[hf]'); "
+                  "records as in a JSONL file (--format gsm8k|arc|nq_open|jsonl, --mapping).", highlight=False)
 
 
 @app.command()
@@ -456,10 +564,14 @@ def models() -> None:
     from .models import bundled_status
 
     yes = {True: "yes", False: "no"}
+    status = bundled_status()
     rows = [(r["alias"] + (" (default)" if r["default"] else " (optional judge)" if r["optional"] else ""),
-             r["description"], yes[r["installed"]],
-             yes[r["cached"]], r["install"]) for r in bundled_status()]
-    console.print(_rows_table("bundled models", ("alias", "description", "installed", "cached", "install"), rows))
+             r["description"], yes[r["installed"]], yes[r["cached"]]) for r in status]
+    console.print(_rows_table("bundled models", ("alias", "description", "installed", "cached"), rows))
+    # Install commands are printed whole, one line each (never cut or wrapped by the table), to be copied.
+    console.print("install:", highlight=False)
+    for r in status:
+        console.print(f"  {r['install']}  # {r['alias']}", highlight=False, soft_wrap=True, markup=False)
     console.print("Also accepted: a .gguf file, a local Hugging Face folder, or a hub id (when online).")
 
 

@@ -26,7 +26,8 @@ from typing import Any
 import pandas as pd
 
 from ._chunks import ChunkJob, run_chunks
-from .prompts import AnswerTemplate, default_template, extract_answer, render, same_answer
+from .prompts import (AnswerTemplate, default_template, extract_answer, extract_marked_answer, render, same_answer,
+                      worked_template)
 from .runs import Run, RunStore
 from .tasks import Task, accepted_spellings, load_task, numeric_perturbations, open_ended, text_perturbations
 
@@ -53,7 +54,8 @@ def default_run_dir(models: Sequence[str], task: str, n: int | None, seed: int) 
     """Deterministic from the arguments, so running the same command again resumes the run.
 
     One folder name under ``runs/``, file-safe: a task file by its name without extension (a path
-    without one does not lead outside ``runs/``), a served model by its name without the server URL."""
+    without one does not lead outside ``runs/``), a served model by its name without the server URL,
+    ``hf:PATH[:split]`` and ``log:PATH`` by the file or folder name."""
     def safe(text: str) -> str:
         return re.sub(r"[^A-Za-z0-9_.+=-]", "_", text)
 
@@ -62,8 +64,12 @@ def default_run_dir(models: Sequence[str], task: str, n: int | None, seed: int) 
             return "openai-" + m[len("openai:"):].partition("@")[0]
         return Path(m).stem if m.endswith(".gguf") else m.replace("/", "_")
 
-    is_file = Path(task).suffix or os.sep in task or "/" in task
-    stem = Path(task).stem if is_file else task.replace(":", "-")
+    if task.startswith(("hf:", "log:")):  # hf:PATH[:split], log:PATH: the file or folder name, no separators
+        prefix, _, rest = task.partition(":")
+        stem = f"{prefix}-" + Path(rest).name.replace(":", "-")
+    else:
+        is_file = Path(task).suffix or os.sep in task or "/" in task
+        stem = Path(task).stem if is_file else task.replace(":", "-")
     names = "+".join(model_part(m) for m in models)
     return Path("runs") / safe(f"{names}_{stem}_n{n if n is not None else 'all'}_seed{seed}")
 
@@ -98,6 +104,7 @@ def probe(
     overwrite: bool = False,
     progress: bool = True,
     ray: Any = None,
+    answer_marker: str | None = None,
 ) -> Run:
     """Run the probe of ``models`` on ``task`` into a run folder and return the :class:`Run`.
 
@@ -167,6 +174,15 @@ def probe(
         Compute the missing chunks on a Ray cluster (:mod:`selfbias.distributed`): True for
         ``$RAY_ADDRESS`` or a local cluster, an address, or :class:`selfbias.distributed.RayOptions`;
         the tables are the same as without it. None (default): this process, and Ray is not imported.
+    answer_marker : str or None
+        Worked answers (GSM8K style, Cobbe et al. 2021): the model reasons, then writes the final
+        answer after this marker (``"####"``). References holding the marker are split
+        (:func:`selfbias.tasks.worked_answers`); models get :func:`selfbias.prompts.worked_template`
+        unless ``templates`` says otherwise; ``max_new_tokens`` must hold the longest reference
+        worked answer under each model (else InputError); a generation cut by the budget before its
+        answer was complete is left ungraded (``correct`` NA, empty answer) and counted
+        (:func:`probe_summary`'s ``truncated``), never graded as if complete. Candidates are still
+        scored as the bare final answer after the prompt.
 
     Returns
     -------
@@ -200,6 +216,8 @@ def probe(
 
     if list_design not in LIST_DESIGNS:
         raise _validate.InputError(f"list_design: unknown design {list_design!r}; use one of {', '.join(LIST_DESIGNS)}")
+    if answer_marker is not None and not str(answer_marker).strip():
+        raise _validate.InputError("answer_marker (--answer-marker) must be non-empty text, e.g. '####'")
     if ray is not None and ray is not False:
         from .distributed import check_ray
 
@@ -208,6 +226,10 @@ def probe(
     task_obj = task if isinstance(task, Task) else load_task(
         task, n=n, seed=seed, level=level, mapping=mapping, fmt=fmt, skip_invalid=skip_invalid)
     task_spec = task_obj.source or task_obj.name if isinstance(task, Task) else str(task)
+    if answer_marker:
+        from .tasks import worked_answers
+
+        task_obj = worked_answers(task_obj, answer_marker)
     # n selects items only when probe loads the task; a Task passed in is run whole, so nothing to say.
     if n is not None and not isinstance(task, Task) and len(task_obj.items) < n:
         warnings.warn(f"{task_spec} has only {len(task_obj.items)} items: running {len(task_obj.items)}, "
@@ -217,12 +239,16 @@ def probe(
     lms = {name: _prompted((loaded or {}).get(name), prompt_format, chat_template_kwargs)
            or load_backend(name, device=device, dtype=dtype, prompt_format=prompt_format,
                            chat_template_kwargs=chat_template_kwargs) for name in models}
-    tmpl = {name: (templates or {}).get(name) or default_template(lm) for name, lm in lms.items()}
+    tmpl = {name: (templates or {}).get(name) or (worked_template(lm, answer_marker) if answer_marker
+                                                  else default_template(lm)) for name, lm in lms.items()}
     if templates:
         tmpl = {name: _validate.check_answer_template(t, f"template of {name}") for name, t in tmpl.items()}
     task_obj, too_long = _fit_context(task_obj, lms, tmpl, max_new_tokens, skip_invalid)
     settings = {"samples": samples, "temperature": temperature, "max_new_tokens": max_new_tokens,
                 "n_distractors": n_distractors, "n_perturbations": n_perturbations, "seed": seed}
+    if answer_marker:  # only when set: runs made without it keep their request (and resume)
+        _check_worked_budget(task_obj, lms, answer_marker, max_new_tokens)
+        settings["answer_marker"] = answer_marker
     request = {
         "job": "probe",
         "models": [_model_request(lm) for lm in lms.values()],
@@ -310,6 +336,27 @@ def _fit_context(task_obj: Task, lms, tmpl, max_new_tokens: int, skip_invalid: b
     return replace(task_obj, items=kept), list(dropped.values())
 
 
+def _check_worked_budget(task_obj: Task, lms, marker: str, max_new_tokens: int) -> None:
+    """InputError unless ``max_new_tokens`` holds the longest reference worked answer (reasoning,
+    marker, final answer) under every model's tokenizer: a budget shorter than the dataset's own
+    solutions would cut most answers before their final line."""
+    from ._validate import InputError
+    from .tasks import worked_reference
+
+    for name, lm in lms.items():
+        tokenizer = getattr(lm, "tokenizer", None)
+        if tokenizer is None:  # a backend without a tokenizer: nothing to count with
+            continue
+        lengths = {item.id: len(tokenizer(worked_reference(item, marker), add_special_tokens=False)["input_ids"])
+                   for item in task_obj.items}
+        longest = max(lengths, key=lengths.get)
+        if lengths[longest] > max_new_tokens:
+            raise InputError(f"--max-new-tokens {max_new_tokens} (max_new_tokens) is shorter than the longest "
+                             f"reference worked answer ({lengths[longest]} tokens under {name}, item {longest!r}): "
+                             f"answers would be cut before their final '{marker}' line; use --max-new-tokens "
+                             f"{lengths[longest]} or more")
+
+
 def _model_request(lm) -> dict:
     """What identifies a model in the run request (not where it was loaded from, nor the device).
 
@@ -378,13 +425,19 @@ def _generation_chunk(lm, name: str, template, task: Task, items, settings) -> p
     sampled = (lm.generate(prompts, n=settings["samples"], temperature=settings["temperature"], **common)
                if settings["samples"] else [[] for _ in prompts])
     rows = []
+    marker = settings.get("answer_marker")
     for item, g, s in zip(items, greedy, sampled):
         for kind, index, gen in [("greedy", 0, g[0]), *[("sample", j, x) for j, x in enumerate(s)]]:
-            answer = extract_answer(gen.text, item.answer_type)
+            cut = False
+            if marker:  # worked answer: the final answer after the marker; a cut one stays ungraded
+                answer, cut = extract_marked_answer(gen.text, item.answer_type, marker, gen.finish_reason)
+            else:
+                answer = extract_answer(gen.text, item.answer_type)
             rows.append({
                 "item_id": item.id, "model": name, "kind": kind, "sample_index": index,
                 "raw_text": gen.text, "answer": answer,
-                "correct": task.grade(answer, item),  # None: an open-ended answer no label decides
+                # None: an open-ended answer no label decides, or a worked answer cut by the budget
+                "correct": None if cut else task.grade(answer, item),
                 "token_ids": list(gen.token_ids), "logprobs": list(gen.logprobs),
                 "finish_reason": gen.finish_reason,
             })
@@ -587,9 +640,12 @@ def probe_summary(run: Run) -> pd.DataFrame:
         (open-ended answers no label decides), ``own_wrong_beats_reference`` (share of the items it
         answered wrong where its own wrong answer out-scores the reference under the model itself:
         the likelihood signal behind self-preference), ``wrong_items_compared`` and
-        ``sample_agreement`` (mean share of samples equal to the greedy answer).
+        ``sample_agreement`` (mean share of samples equal to the greedy answer); in a run with an
+        answer marker also ``truncated``: greedy answers cut by ``max_new_tokens`` before their
+        final answer was complete (ungraded, counted in ``ungraded`` too, not as wrong).
     """
     gens, cands, scores, agree = run.generations, run.candidates, run.scores, run.agreement
+    marked = bool(((run.manifest.get("request") or {}).get("settings") or {}).get("answer_marker"))
     rows = []
     for model in gens["model"].unique():
         greedy = gens[(gens["model"] == model) & (gens["kind"] == "greedy")]
@@ -610,4 +666,7 @@ def probe_summary(run: Run) -> pd.DataFrame:
             "own_wrong_beats_reference": (sum(wins) / len(wins)) if wins else float("nan"),
             "wrong_items_compared": len(wins), "sample_agreement": a["agreement"].mean(),
         })
+        if marked:
+            rows[-1]["truncated"] = int((greedy["finish_reason"].eq("length") & greedy["correct"].isna()
+                                         & greedy["answer"].eq("")).sum())
     return pd.DataFrame(rows)

@@ -18,6 +18,7 @@ from .errors import InputError
 
 __all__ = [
     "AnswerTemplate", "CHAT_TEMPLATE", "PLAIN_TEMPLATE", "default_template", "extract_answer", "render", "same_answer",
+    "worked_template", "extract_marked_answer",
 ]
 
 
@@ -215,3 +216,67 @@ def same_answer(a: str, b: str, answer_type: str) -> bool:
             return x == y
     return normalize_text(a) == normalize_text(b) and bool(normalize_text(a))
 
+
+
+def worked_template(lm, marker: str = "####") -> AnswerTemplate:
+    """The answer template of a worked-answer task (GSM8K style: reasoning, then the final answer
+    after ``marker``), in the model's prompt format.
+
+    Chat: a system turn asking for the reasoning and a last line ``<marker> <answer>``, no prefill,
+    no stop string (the answer ends at the end of the turn). Plain: two worked few-shot examples in
+    that form, stopping at the blank line before a next question.
+
+    Parameters
+    ----------
+    lm : LoadedModel or Backend
+        The model; its ``prompt_format`` decides chat or plain.
+    marker : str
+        The text before the final answer (GSM8K: ``####``).
+
+    Returns
+    -------
+    AnswerTemplate
+    """
+    if getattr(lm, "prompt_format", "plain") == "chat":
+        return AnswerTemplate(
+            name="chat-worked", format="chat",
+            system=f"Solve the problem step by step. End with a last line '{marker} ' followed by the final "
+                   "answer only.",
+            user="{question}", prefill="", stop=())
+    return AnswerTemplate(
+        name="plain-worked", format="plain", user="Question: {question}\nAnswer:", prefill="",
+        few_shot=(("What is 10 + 10?", f"10 + 10 = 20.\n{marker} 20"),
+                  ("A pen costs 3 dollars. How much do 4 pens cost?", f"4 pens cost 4 * 3 = 12 dollars.\n{marker} 12")),
+        stop=("\n\n",))
+
+
+def extract_marked_answer(raw: str, answer_type: str, marker: str, finish_reason: str) -> tuple[str, bool]:
+    """The final answer of a worked answer: what follows the first ``marker`` (as the GSM8K
+    evaluations read it, Cobbe et al. 2021), and whether the generation was cut before the answer
+    was complete.
+
+    A generation that ran out of tokens (``finish_reason`` "length") is cut when it has no marker
+    yet, or when the budget ended on the answer's own line (``#### 95`` may have been ``#### 950``):
+    such an answer is returned empty, to be left ungraded, not graded as if complete.
+
+    Parameters
+    ----------
+    raw : str
+        The generated text (reasoning, then the marker and the answer).
+    answer_type : str
+        The item's answer type (:func:`extract_answer` reads the text after the marker).
+    marker : str
+        The text before the final answer.
+    finish_reason : str
+        Why the generation ended: "eos", "stop" or "length".
+
+    Returns
+    -------
+    (str, bool)
+        The answer ("" when there is none or it was cut) and whether the generation was cut.
+    """
+    _, found, tail = raw.partition(marker)  # the first: a model that repeats its answer line has already answered
+    cut = finish_reason == "length" and (not found or "\n" not in tail.lstrip())
+    if cut or not found:
+        return "", cut
+    return extract_answer(tail, answer_type), False

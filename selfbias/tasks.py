@@ -9,6 +9,11 @@
   package (``selfbias/data/capitals.csv``); alternative accepted names are references. Left
   out: Israel (capital contested), Indonesia and Equatorial Guinea (capital moves under way),
   Nauru (no official capital).
+* ``hf:PATH[:split]``: a Hugging Face ``datasets`` dataset saved with ``save_to_disk``, or local
+  Parquet/Arrow/JSON(L)/CSV data files (:func:`selfbias._loaders.read_hf`; never the hub); its
+  records are read as a JSONL file's (detected format or ``mapping``), ids ``<name>-<split>-<row>``.
+* ``log:PATH``: the questions of an lm-evaluation-harness samples log or an inspect_ai log
+  (:func:`selfbias.eval_logs.read_eval_log`, which also returns the logged answers and grades).
 * a file: TruthfulQA CSV or its ``mc_task.json`` (labelled mc1/mc2 targets; both open-ended:
   free-form answers that match no labelled answer are ungraded, see ``Task.grade``), GSM8K /
   ARC / NQ-open JSONL, ``statement,label`` CSV, or any JSONL/CSV
@@ -41,7 +46,7 @@ from selfbias._checkers import (CHECKERS, SPAN_SLACK, check_answer, check_boolea
                                 check_number, check_text, chosen_index, correct_choice, equivalent,
                                 grade, normalize_text, open_ended, parse_boolean, parse_number,
                                 resolve_checker)
-from selfbias._loaders import FORMATS, SkippedRow, TaskError, parse_mapping, read_file
+from selfbias._loaders import FORMATS, SkippedRow, TaskError, parse_mapping, read_file, read_hf
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -51,7 +56,8 @@ __all__ = [
     "parse_mapping", "arithmetic_task", "capitals_task", "numeric_perturbations", "adjacent_numbers",
     "text_perturbations", "check_answer", "check_number", "check_text", "check_choice",
     "check_boolean", "parse_number", "parse_boolean", "normalize_text", "chosen_index",
-    "correct_choice", "resolve_checker", "grade", "equivalent", "open_ended", "accepted_spellings", "ANSWER_TYPES", "ARITHMETIC_LEVELS", "FORMATS",
+    "correct_choice", "resolve_checker", "grade", "equivalent", "open_ended", "accepted_spellings",
+    "worked_answers", "worked_reference", "ANSWER_TYPES", "ARITHMETIC_LEVELS", "FORMATS",
     "CHECKERS", "SPAN_SLACK",
 ]
 
@@ -370,6 +376,20 @@ def load_task(spec: str | Path, *, n: int | None = None, seed: int = 0, level: s
 
     if level is not None:
         raise TaskError(f"{spec}: level applies only to arithmetic")
+    if str(spec).startswith("log:"):  # an lm-eval samples log or an inspect_ai log: its questions
+        from .eval_logs import read_eval_log
+
+        if mapping is not None or fmt is not None:
+            raise TaskError(f"{spec}: mapping and fmt do not apply to an evaluation log")
+        logged = read_eval_log(str(spec)[4:]).task
+        items = list(logged.items)
+        if shuffle:
+            random.Random(f"file:{seed}").shuffle(items)
+        return Task(name=name or logged.name, items=tuple(items[:n]), checker=grade, source=logged.source,
+                    source_sha256=logged.source_sha256)
+    if str(spec).startswith("hf:"):
+        return _hf_task(str(spec), n=n, seed=seed, mapping=mapping, fmt=fmt, skip_invalid=skip_invalid,
+                        checker=checker, grade=grade, shuffle=shuffle, name=name)
     if not Path(spec).suffix and not Path(spec).exists():  # a name, not a file: say which names exist
         raise TaskError(f"unknown task {str(spec)!r}: not a built-in task (arithmetic[:level], capitals) "
                         "nor an existing file; `selfbias tasks` lists both")
@@ -383,6 +403,85 @@ def load_task(spec: str | Path, *, n: int | None = None, seed: int = 0, level: s
     return Task(name=name or f"{loaded.fmt}:{path.stem}", items=tuple(items[:n]), checker=grade,
                 source=str(path.resolve()), source_sha256=loaded.sha256,
                 skipped=tuple(loaded.skipped))
+
+
+def _hf_task(spec: str, *, n, seed, mapping, fmt, skip_invalid, checker, grade, shuffle, name) -> Task:
+    """``hf:PATH[:split]``: a Hugging Face dataset on disk, read by :func:`selfbias._loaders.read_hf`."""
+    type_hint = _TYPE_OF_CHECKER.get(checker) if isinstance(checker, str) else None
+    loaded, stem, source = read_hf(spec, fmt=fmt, mapping=mapping, skip_invalid=skip_invalid, answer_type=type_hint)
+    items = [Item(**row) for row in loaded.rows]
+    if shuffle:
+        random.Random(f"file:{seed}").shuffle(items)
+    return Task(name=name or f"{loaded.fmt}:{stem}", items=tuple(items[:n]), checker=grade, source=source,
+                source_sha256=loaded.sha256, skipped=tuple(loaded.skipped))
+
+
+# ---------------------------------------------------------------------------------------------
+# worked answers (GSM8K style: reasoning, then the final answer after a marker)
+
+
+def worked_answers(task: Task, marker: str) -> Task:
+    """The task with every reference written as a worked answer split at its last ``marker``: the
+    final answer becomes the reference and the reasoning ``meta["solution"]``.
+
+    GSM8K files are split this way by their loader already (``"#### "``); this does the same for any
+    file whose answer column holds worked answers (``--answer-marker``). An item whose final answer
+    is a number is typed ``number`` (graded by value). Items without the marker are left as they are.
+
+    Parameters
+    ----------
+    task : Task
+        The loaded task.
+    marker : str
+        The text before the final answer.
+
+    Returns
+    -------
+    Task
+
+    Raises
+    ------
+    TaskError
+        An item whose worked reference has nothing after the marker.
+    """
+    from dataclasses import replace
+
+    from ._loaders import _NUMERIC
+
+    items = []
+    for item in task.items:
+        first = item.references[0]
+        if marker not in first or "solution" in item.meta:
+            items.append(item)
+            continue
+        solution, _, final = first.rpartition(marker)
+        final = final.strip()
+        if not final:
+            raise TaskError(f"item {item.id!r}: its reference has nothing after the answer marker {marker!r}")
+        numeric = _NUMERIC.fullmatch(final.replace(",", "")) and item.answer_type in ("text", "number")
+        items.append(replace(item, references=(final.replace(",", "") if numeric else final, *item.references[1:]),
+                             answer_type="number" if numeric else item.answer_type,
+                             meta={**item.meta, "solution": solution.strip()}))
+    return replace(task, items=tuple(items))
+
+
+def worked_reference(item: Item, marker: str) -> str:
+    """The reference written as the worked answer a model is asked for: the reasoning (where the
+    item has one, ``meta["solution"]``), then ``marker`` and the final answer.
+
+    Parameters
+    ----------
+    item : Item
+        The question.
+    marker : str
+        The text before the final answer.
+
+    Returns
+    -------
+    str
+    """
+    solution = str(item.meta.get("solution") or "").strip()
+    return (solution + "\n" if solution else "") + f"{marker} {item.references[0]}"
 
 
 # ---------------------------------------------------------------------------------------------

@@ -93,3 +93,20 @@ def test_judge_analyze_and_figures_print_one_health_table(small_judged_run, tmp_
     expected = judge_health(small_judged_run.analysis_frame(), n_boot=2000, seed=0)
     assert list(summary["reasons"]) == list(expected["reasons"])
     assert summary["auroc_ci_low"].round(12).tolist() == expected["auroc_ci_low"].round(12).tolist()
+
+
+def test_version_matches_the_package_metadata():
+    """`selfbias --version`, ``selfbias.__version__``, the installed metadata and the version setuptools
+    reads from pyproject.toml (the attr of ``selfbias.__version__``) are one string."""
+    import importlib.metadata
+    from pathlib import Path
+
+    from setuptools.config.pyprojecttoml import read_configuration
+
+    import selfbias
+
+    result = runner.invoke(app, ["--version"])
+    assert result.exit_code == 0 and result.output.strip() == f"selfbias {selfbias.__version__}"
+    pyproject = Path(__file__).resolve().parents[1] / "pyproject.toml"
+    assert read_configuration(pyproject)["project"]["version"] == selfbias.__version__
+    assert importlib.metadata.version("selfbias") == selfbias.__version__

@@ -168,10 +168,10 @@ class OpenAIBackend:
     tokenizer : str or tokenizer, optional
         A local Hugging Face tokenizer (or its folder / hub id) for chat templates and the judge's option
         ids; default the server's model folder when it exists on this machine (vLLM reports it as ``root``).
-    concurrency : int
-        Requests in flight at once.
-    timeout : float
-        Seconds per request.
+    concurrency : int, optional
+        Requests in flight at once (default ``$SELFBIAS_CONCURRENCY``, else 8; ``--concurrency``).
+    timeout : float, optional
+        Seconds per request (default ``$SELFBIAS_TIMEOUT``, else 60; ``--timeout``).
     retries : int
         Further tries after a 429/5xx/connection error, with backoff 0.5, 1, 2, ... seconds (at most 8).
     cache_dir : path, optional
@@ -179,10 +179,14 @@ class OpenAIBackend:
     """
 
     def __init__(self, base_url: str, model: str, *, api_key: str | None = None, tokenizer: Any = None,
-                 concurrency: int = 8, timeout: float = 60, retries: int = 5, cache_dir: str | os.PathLike | None = None,
+                 concurrency: int | None = None, timeout: float | None = None, retries: int = 5, cache_dir: str | os.PathLike | None = None,
                  prompt_format: str = "auto", chat_template_kwargs: dict | None = None, name: str | None = None):
+        concurrency = _env_number("SELFBIAS_CONCURRENCY", int, 8) if concurrency is None else concurrency
+        timeout = _env_number("SELFBIAS_TIMEOUT", float, 60.0) if timeout is None else timeout
         if concurrency < 1:
             raise ServerError(f"concurrency must be at least 1, got {concurrency}")
+        if not timeout > 0:
+            raise ServerError(f"timeout must be a positive number of seconds, got {timeout}")
         self.base_url = check_url(base_url)
         self.served_model = model
         self.name = name or model
@@ -294,7 +298,8 @@ class OpenAIBackend:
                 return payload
             message = _error_message(payload)
             if status not in RETRY_STATUS:
-                raise ServerError(f"{self.base_url}{path} refused the request (HTTP {status}): {message}")
+                hint = _key_hint(self.api_key) if status in (401, 403) else ""
+                raise ServerError(f"{self.base_url}{path} refused the request (HTTP {status}): {message}{hint}")
             last = f"HTTP {status}: {message}"
         if self._down is not None:
             raise self._down
@@ -856,6 +861,27 @@ def _best_per_position(method: str, payload: dict, n: int) -> list[float | None]
         return [None if e is None else max(float(v["logprob"]) for v in e.values()) for e in entries]
     tops = (choice["logprobs"].get("top_logprobs") or [None] * n)[:n]
     return [None if t is None else max(float(v) for v in t.values()) for t in tops]
+
+
+def _env_number(name: str, kind: type, default):
+    """A number from the environment (the CLI's --concurrency / --timeout set it), else ``default``."""
+    text = os.environ.get(name, "").strip()
+    if not text:
+        return default
+    try:
+        return kind(text)
+    except ValueError:
+        raise ServerError(f"${name} must be a number, got {text!r}") from None
+
+
+def _key_hint(api_key: str | None) -> str:
+    """What to do about a 401/403: which variable to set (never the key itself)."""
+    if not api_key:
+        return ("; no API key was sent: set SELFBIAS_API_KEY (or OPENAI_API_KEY) to the server's key, "
+                "e.g. the value of vLLM's --api-key")
+    source = next((e for e in API_KEY_ENVS if os.environ.get(e) == api_key), None)
+    where = f"${source}" if source else "the api_key argument"
+    return f"; the API key sent (from {where}) was refused: set SELFBIAS_API_KEY to the key the server expects"
 
 
 def _error_message(payload: dict) -> str:
