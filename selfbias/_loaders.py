@@ -72,7 +72,7 @@ FORMATS = {
     "jsonl": "generic JSONL with a column mapping (default question=question,answer=answer)",
     "csv": "generic CSV with a column mapping (default question=question,answer=answer)",
 }
-MAPPING_KEYS = ("question", "answer", "distractors", "choices", "id")
+MAPPING_KEYS = ("question", "answer", "distractors", "choices", "labels", "id")
 
 
 def parse_mapping(text: str) -> dict[str, str]:
@@ -82,8 +82,11 @@ def parse_mapping(text: str) -> dict[str, str]:
     ----------
     text : str
         Comma-separated ``key=column`` pairs. Keys are the Item fields ``question``, ``answer``,
-        ``distractors``, ``choices``, ``id``; values are column names (which therefore cannot contain
-        ',' or '=').
+        ``distractors``, ``choices``, ``id``, and ``labels`` (the source's own choice labels, e.g.
+        "1", "2", "3"); values are column names (which therefore cannot contain ',' or '=') or, in
+        JSONL, dotted paths into nested records: ``choices=choices.text,labels=choices.label``
+        (a step through a list of objects takes that key of every object; a key that itself holds
+        a dot is taken whole first).
 
     Returns
     -------
@@ -246,9 +249,48 @@ def _detect_csv(header: list[str]) -> str:
 
 
 def _get(rec: dict, key: str) -> Any:
-    if key not in rec:
+    if key in rec:
+        return rec[key]
+    if "." not in key:
         raise _RowError(key, "is missing")
-    return rec[key]
+    return _follow(rec, key)
+
+
+def _follow(rec: dict, path: str) -> Any:
+    """The value at a dotted path (``choices.text``): each step takes a key of an object, or that
+    key of every object of a list (ARC's ``choices: [{label, text}, ...]`` -> the list of texts)."""
+    value: Any = rec
+    done: list[str] = []
+    for step in path.split("."):
+        where = ".".join(done) or "the record"
+        if isinstance(value, dict):
+            if step not in value:
+                raise _RowError(path, f"is missing (no key {step!r} in {where})")
+            value = value[step]
+        elif isinstance(value, list):
+            if not all(isinstance(v, dict) for v in value):
+                raise _RowError(path, f"cannot be followed: {where} is a list of "
+                                      f"{_kinds_of(value)}, not of objects")
+            lacking = [i for i, v in enumerate(value) if step not in v]
+            if lacking:
+                raise _RowError(path, f"is missing (no key {step!r} in {where}[{lacking[0]}])")
+            value = [v[step] for v in value]
+        else:
+            raise _RowError(path, f"cannot be followed: {where} is a {type(value).__name__}, not an object")
+        done.append(step)
+    return value
+
+
+def _has_path(rec: dict, path: str) -> bool:
+    try:
+        _get(rec, path)
+    except _RowError:
+        return False
+    return True
+
+
+def _kinds_of(values: list) -> str:
+    return "/".join(sorted({type(v).__name__ for v in values})) or "nothing"
 
 
 def _text(rec: dict, key: str) -> str:
@@ -290,6 +332,10 @@ def _as_list(rec: dict, key: str) -> list[str]:
         return [str(value)]
     if isinstance(value, list) and all(isinstance(v, (str, int, float)) for v in value):
         return _dedupe(value)
+    if isinstance(value, list):
+        hint = (f"; give a path into the objects, e.g. {key}.{'text' if 'text' in value[0] else next(iter(value[0]), 'text')}"
+                if value and isinstance(value[0], dict) else "")
+        raise _RowError(key, f"must be a list of strings, got a list of {_kinds_of(value)}{hint}")
     raise _RowError(key, f"must be a list of strings, got {type(value).__name__}")
 
 
@@ -420,6 +466,16 @@ def _truefalse(rec: dict, line: int, ctx: _Ctx) -> dict:
                 meta={"statement": statement, "label": int(label), "line": line})
 
 
+def _optional(rec: dict, path: str) -> Any:
+    """An optional column's value: None when absent or null (a dotted path must still lead somewhere
+    once its first key is there)."""
+    if path in rec:
+        return rec[path]
+    if "." in path and path.split(".", 1)[0] in rec and rec[path.split(".", 1)[0]] is not None:
+        return _follow(rec, path)
+    return None
+
+
 def _generic(rec: dict, line: int, ctx: _Ctx) -> dict:
     m = ctx.mapping
     question = _text(rec, m["question"])
@@ -427,26 +483,36 @@ def _generic(rec: dict, line: int, ctx: _Ctx) -> dict:
     if not answers:
         raise _RowError(m["answer"], "is empty")
     # optional list columns may be absent or null in a JSONL record
-    distractors, choices = ([] if rec.get(m.get(key)) is None else _as_list(rec, m[key])
-                            for key in ("distractors", "choices"))
+    distractors, choices, labels = ([] if m.get(key) is None or _optional(rec, m[key]) is None
+                                    else _as_list(rec, m[key]) for key in ("distractors", "choices", "labels"))
     item_id = ctx.auto_id(line)
     if "id" in m:
         item_id = _text(rec, m["id"])
-    extra = {k: v for k, v in rec.items() if k not in m.values()}
+    used = set(m.values()) | {v.split(".", 1)[0] for v in m.values()}
+    extra = {k: v for k, v in rec.items() if k not in used}
     row = dict(id=item_id, question=question, references=answers, distractors=distractors,
                answer_type="text", meta={"line": line, **({"fields": extra} if extra else {})})
+    if labels and not choices:
+        raise _RowError(m["labels"], "gives choice labels, but the mapping has no choices")
+    if labels and len(labels) != len(choices):
+        raise _RowError(m["labels"], f"has {len(labels)} labels for {len(choices)} choices")
     if choices:
         letters, norm = _letters(len(choices)), [normalize_text(c) for c in choices]
         first = answers[0]
         if first in letters:
             k = letters.index(first)
+        elif first in labels:
+            k = labels.index(first)
         elif normalize_text(first) in norm:
             k = norm.index(normalize_text(first))
         else:
-            raise _RowError(m["answer"], f"{first!r} is neither a choice letter nor a choice text")
+            named = "a choice letter, label" if labels else "a choice letter"
+            raise _RowError(m["answer"], f"{first!r} is neither {named} nor a choice text")
         others = [c for i, c in enumerate(choices) if i != k]
         row.update(references=[choices[k], letters[k]], choices=choices, answer_type="choice",
                    distractors=_dedupe(others + distractors))
+        if labels and labels != letters:
+            row["meta"]["labels"] = labels
     else:
         row["distractors"] = _without(distractors, answers)
     return row
@@ -508,10 +574,23 @@ def read_file(path: str | Path, *, fmt: str | None = None, mapping: dict | str |
             k for _, r in records if isinstance(r, dict) for k in r}
         mapping = mapping or {"question": "question", "answer": "answer",
                               **{k: k for k in ("distractors", "choices", "id") if k in seen}}
+        objs = [r for _, r in records if isinstance(r, dict)]
         for column in mapping.values():
-            if column not in seen:
+            if column not in seen and (header is not None or "." not in column
+                                       or not any(_has_path(r, column) for r in objs)):
+                if header is not None and "." in column:
+                    raise TaskError(f"is missing from the header (columns: {', '.join(header)}); dotted "
+                                    "paths reach into nested JSON records, not CSV columns",
+                                    path=path, line=1, field=column)
                 where = (f"the header (columns: {', '.join(header)})" if header is not None
                          else f"every record (keys: {', '.join(sorted(seen))})")
+                if header is None and "." in column and objs:  # say where the path stops, in the first record
+                    first = next(line for line, r in records if isinstance(r, dict))
+                    try:
+                        _follow(objs[0], column)
+                    except _RowError as e:
+                        raise TaskError(f"{e.reason}; no record has it", path=path, line=first,
+                                        field=column) from None
                 raise TaskError(f"is missing from {where}",
                                 path=path, line=1 if header is not None else None, field=column)
     for column in _CSV_COLUMNS.get(fmt, []) if header is not None else []:
