@@ -226,7 +226,7 @@ def _evaluate(name: str, lm, task, cfg: Config, runs_dir: Path, reduced: bool):
     import selfbias
 
     run = selfbias.probe([name], task, out=runs_dir / name, loaded={name: lm}, samples=cfg.samples,
-                         max_new_tokens=cfg.max_new_tokens, judge_modes=("isolated", "alternatives"), seed=SEED,
+                         max_new_tokens=cfg.max_new_tokens, judge_modes=("isolated", "alternatives"), seed=SEED, few_shot=0,
                          progress=not reduced)
     frame = run.analysis_frame()
     gen = run.generations

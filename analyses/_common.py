@@ -61,7 +61,7 @@ def experiment(
             options["n"] = reduced_n
         run_dir = args.runs / ("reduced" if args.reduced else "full") / f"{name}-{Path(task).stem.replace(':', '-')}"
         run = selfbias.probe(list(models), task, out=run_dir, judge_modes=tuple(modes), loaded=loaded,
-                             seed=SEED, progress=not args.reduced, **options)
+                             seed=SEED, few_shot=0, progress=not args.reduced, **options)
         runs.append(run)
         frame = run.analysis_frame().assign(task=Path(task).stem)
         frames.append(frame)

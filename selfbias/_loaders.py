@@ -65,6 +65,10 @@ FORMATS = {
                   "correct/incorrect answers become labelled candidates",
     "truthfulqa_mc": "TruthfulQA mc_task.json [{question, mc1_targets, mc2_targets}]: targets "
                      "(answer -> 1/0) become labelled candidates",
+    "truthfulqa_mc1": "TruthfulQA mc_task.json as multiple choice: mc1_targets' options (one true), shown "
+                      "lettered in a fixed shuffled order (the file lists the true one first)",
+    "truthfulqa_mc2": "TruthfulQA mc_task.json as multiple choice: mc2_targets' options (several true), "
+                      "shown lettered in a fixed shuffled order; any true option is correct",
     "gsm8k": "GSM8K JSONL {question, answer}; the final answer follows '#### '",
     "arc": "ARC JSONL {id, question, choices: [{label, text}], answerKey}",
     "nq_open": "NQ-open JSONL {question, answer: [...]}",
@@ -409,6 +413,25 @@ def _truthfulqa_mc(rec: dict, line: int, ctx: _Ctx) -> dict:
                 meta={"record": line, "open_ended": True, "mc1_best": [a for a, y in mc1.items() if y][0]})
 
 
+def _truthfulqa_choices(rec: dict, line: int, ctx: _Ctx, key: str) -> dict:
+    """One target set of TruthfulQA as a multiple-choice item (lm-evaluation-harness's mc1 / mc2
+    options). The file lists true options first, so the options are shown in an order shuffled by
+    the question's own text (fixed: the same file gives the same items); references are every true
+    option and its letter."""
+    import random
+
+    question = _text(rec, "question")
+    targets = _targets(rec, key)
+    options = list(targets)
+    random.Random(f"truthfulqa:{key}:{question}").shuffle(options)
+    letters = _letters(len(options))
+    true = [i for i, o in enumerate(options) if targets[o]]
+    return dict(id=ctx.auto_id(line), question=question,
+                references=[options[i] for i in true] + [letters[i] for i in true],
+                distractors=[o for o in options if not targets[o]], choices=options, answer_type="choice",
+                meta={"record": line, "targets": key, "order": "shuffled:truthfulqa:<targets>:<question>"})
+
+
 def _gsm8k(rec: dict, line: int, ctx: _Ctx) -> dict:
     question, answer = _text(rec, "question"), _text(rec, "answer")
     if "#### " not in answer:
@@ -519,9 +542,13 @@ def _generic(rec: dict, line: int, ctx: _Ctx) -> dict:
 
 
 _PARSERS: dict[str, Callable[[dict, int, _Ctx], dict]] = {
-    "truthfulqa": _truthfulqa, "truthfulqa_mc": _truthfulqa_mc, "gsm8k": _gsm8k, "arc": _arc, "nq_open": _nq_open,
+    "truthfulqa": _truthfulqa, "truthfulqa_mc": _truthfulqa_mc,
+    "truthfulqa_mc1": lambda rec, line, ctx: _truthfulqa_choices(rec, line, ctx, "mc1_targets"),
+    "truthfulqa_mc2": lambda rec, line, ctx: _truthfulqa_choices(rec, line, ctx, "mc2_targets"),
+    "gsm8k": _gsm8k, "arc": _arc, "nq_open": _nq_open,
     "truefalse": _truefalse, "jsonl": _generic, "csv": _generic,
 }
+_MC_JSON = ("truthfulqa_mc", "truthfulqa_mc1", "truthfulqa_mc2")
 _CSV_COLUMNS = {"truthfulqa": ["Question", "Best Answer", "Correct Answers", "Incorrect Answers"],
                 "truefalse": ["statement", "label"]}
 
@@ -546,9 +573,9 @@ def read_file(path: str | Path, *, fmt: str | None = None, mapping: dict | str |
     elif mapping is not None:
         mapping = _check_mapping(dict(mapping), mapping)
     text, sha = _read_text(path)
-    array = _json_array_records(text) if fmt in (None, "truthfulqa_mc") else None
-    if fmt == "truthfulqa_mc" and array is None:
-        raise TaskError("format truthfulqa_mc needs a JSON array of question objects", path=path, line=1)
+    array = _json_array_records(text) if fmt in (None, *_MC_JSON) else None
+    if fmt in _MC_JSON and array is None:
+        raise TaskError(f"format {fmt} needs a JSON array of question objects", path=path, line=1)
     jsonl = fmt in ("gsm8k", "arc", "nq_open", "jsonl") if fmt else _is_jsonl(path, text)
     if fmt and array is None and not jsonl and _is_jsonl(path, text):
         raise TaskError(f"format {fmt!r} reads CSV, but this file holds JSON lines; use a JSONL format "

@@ -801,7 +801,7 @@ def judge(
     min_k: int = 1,
     alt_sources: Sequence[str] | str | None = None,
     pair_sources: Sequence[str] | str | None = None,
-    few_shot: int = 0,
+    few_shot: int | None = None,
     few_shot_file: str | os.PathLike | None = None,
     seed: int = 0,
     templates: Mapping[str, Any] | None = None,
@@ -846,9 +846,11 @@ def judge(
         answers, in both list modes).
     pair_sources : str or sequence of str or None
         What the judge's answer is paired with (:data:`PAIR_SOURCES`; default another model's answer).
-    few_shot : int
+    few_shot : int or None
         Grading examples shown first (disjoint from the run's items), from the built-in pool or
-        ``few_shot_file``.
+        ``few_shot_file``. None (default): the examples :func:`selfbias.probe.probe` built from held-out
+        items of the task and wrote into the run (``few_shot.jsonl``) when there are any, else none;
+        0: zero-shot.
     few_shot_file : str or PathLike or None
         JSONL of examples (see :func:`selfbias._judge_templates.read_few_shot_file`; ``few_shot=0``
         with a file: all its examples).
@@ -885,6 +887,12 @@ def judge(
     from ._validate import validate_judge
     from .runs import Run, RunError, RunStore
 
+    if few_shot is None:  # the probe's examples from held-out items of the task, when it wrote them
+        few_shot = 0
+        found = Path(run.path if isinstance(run, Run) else run) / "few_shot.jsonl" if isinstance(
+            run, (Run, str, os.PathLike)) else None
+        if few_shot_file is None and found is not None and found.is_file():
+            few_shot_file = found
     # Every argument (modes, counts, templates, run folder, judge model specs) before any model loads.
     validate_judge(run, modes=modes, judges=judges, k=k, few_shot=few_shot, seed=seed, templates=templates,
                    models=models)
