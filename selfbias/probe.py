@@ -143,7 +143,8 @@ def probe(
     few_shot : int
         Grading examples shown to the judge before each judged answer (0: zero-shot), built from items
         of the same task that are never probed nor judged: items after the first ``n`` (else held out
-        of the task, seeded), half with their reference answer (correct), half with a distractor or
+        of the task, seeded; a Task passed in is run whole and judged zero-shot, with a warning), half
+        with their reference answer (correct), half with a distractor or
         perturbation (wrong), in a seeded order (:func:`few_shot_examples`). Written to the run
         folder as ``few_shot.jsonl``, passed to the judge as its ``few_shot_file`` and recorded in the
         manifest (``few_shot``). Kadavath et al. (2022) read P(True) after few-shot examples; zero-shot,
@@ -215,6 +216,11 @@ def probe(
     if n is not None and not isinstance(task, Task) and len(task_obj.items) < n:
         warnings.warn(f"{task_spec} has only {len(task_obj.items)} items: running {len(task_obj.items)}, "
                       f"not n={n}", stacklevel=2)
+    requested_shots = few_shot
+    if isinstance(task, Task) and few_shot:  # run whole: no item of it may become an example
+        warnings.warn(f"{task_spec}: a Task passed in is run whole, so none of its items is left for few-shot "
+                      "examples; the judge runs zero-shot (pass few_shot=0 to say so)", stacklevel=2)
+        few_shot = 0
     task_obj, shot_items, taken = hold_out_examples(task_obj, None if isinstance(task, Task) else n, few_shot, seed)
     if taken:
         warnings.warn(f"{task_spec}: no items beyond the judged ones for {few_shot} few-shot examples; held out "
@@ -252,7 +258,7 @@ def probe(
         task_source=task_obj.source,
         skipped_rows=[{"line": r.line, "field": r.field, "reason": r.reason} for r in task_obj.skipped],
         skipped_too_long=too_long,
-        few_shot={"n": len(shots), "requested": few_shot, "file": FEW_SHOT_FILE if shots else None,
+        few_shot={"n": len(shots), "requested": requested_shots, "file": FEW_SHOT_FILE if shots else None,
                   "item_ids": [ex["item_id"] for ex in shots], "held_out_of_first_n": taken, "seed": seed,
                   "rule": FEW_SHOT_RULE},
         own_answer_rules={kind: rule for kind, rule in OWN_ANSWER_RULES.items()

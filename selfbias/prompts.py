@@ -92,8 +92,8 @@ def default_template(lm) -> AnswerTemplate:
 def question_with_choices(item) -> str:
     """The question as shown to a model: a multiple-choice item's options follow it, lettered.
 
-    The MMLU / lm-evaluation-harness layout ("Question\nA. first\nB. second"), so a model can name
-    an option by letter or by text (:func:`selfbias.tasks.chosen_index` reads either); items without
+    The MMLU / lm-evaluation-harness layout (the question, then one line per option: "A. first",
+    "B. second"), so a model can name an option by letter or by text (:func:`selfbias.tasks.chosen_index` reads either); items without
     choices are shown as their question alone.
 
     Parameters

@@ -93,3 +93,10 @@ def test_judge_analyze_and_figures_print_one_health_table(small_judged_run, tmp_
     expected = judge_health(small_judged_run.analysis_frame(), n_boot=2000, seed=0)
     assert list(summary["reasons"]) == list(expected["reasons"])
     assert summary["auroc_ci_low"].round(12).tolist() == expected["auroc_ci_low"].round(12).tolist()
+
+
+def test_probe_few_shot_option_is_listed_and_checked(tmp_path):
+    helped = runner.invoke(app, ["probe", "--help"])
+    assert helped.exit_code == 0 and "--few-shot" in helped.output
+    bad = runner.invoke(app, ["probe", "--n", "2", "--few-shot", "-1", "--out", str(tmp_path / "run")])
+    assert bad.exit_code == 2 and "few_shot" in bad.output and not (tmp_path / "run").exists()

@@ -558,3 +558,15 @@ def test_truthfulqa_mc1_has_graded_own_answers(smollm2, shared_data, tmp_path):
     gens = run.generations
     assert gens["correct"].notna().all() and len(gens[gens["kind"] == "sample"]) == 6
     assert run.candidates["correct"].notna().all()
+
+
+def test_judge_again_reuses_the_probes_examples_and_resumes(mc_run, smollm2):
+    """`selfbias judge RUN` after a few-shot probe: the run's examples are reused, so nothing conflicts
+    and nothing is judged again; asking for zero-shot is another setting, refused without overwrite."""
+    from selfbias.judge import judge
+
+    before = mc_run.judgments
+    again = judge(mc_run.path, modes=("isolated",), models={"smollm2-135m": smollm2}, progress=False)
+    pd.testing.assert_frame_equal(before, again.judgments)
+    with pytest.raises(RunError, match="few_shot"):
+        judge(mc_run.path, modes=("isolated",), few_shot=0, models={"smollm2-135m": smollm2}, progress=False)
