@@ -227,7 +227,7 @@ def _evaluate(name: str, lm, task, cfg: Config, runs_dir: Path, reduced: bool):
 
     run = selfbias.probe([name], task, out=runs_dir / name, loaded={name: lm}, samples=cfg.samples,
                          max_new_tokens=cfg.max_new_tokens, judge_modes=("isolated", "alternatives"), seed=SEED,
-                         n_perturbations=2, list_design="pooled",  # as the committed figures were made
+                         few_shot=0, n_perturbations=2, list_design="pooled",  # as the committed figures were made
                          progress=not reduced)
     frame = run.analysis_frame()
     gen = run.generations

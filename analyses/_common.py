@@ -65,7 +65,7 @@ def experiment(
         options.setdefault("n_perturbations", 2)
         run = selfbias.probe(list(models), task, out=run_dir, judge_modes=tuple(modes), loaded=loaded,
                              list_design="pooled",
-                             seed=SEED, progress=not args.reduced, **options)
+                             seed=SEED, few_shot=0, progress=not args.reduced, **options)
         runs.append(run)
         frame = run.analysis_frame().assign(task=Path(task).stem)
         frames.append(frame)

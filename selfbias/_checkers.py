@@ -263,8 +263,30 @@ def chosen_index(answer: str, item: Any) -> int | None:
     return hits[0] if len(hits) == 1 else None
 
 
+def correct_choices(item: Any) -> set[int]:
+    """Indices of every correct choice: each choice whose letter, source label or text is a reference.
+
+    One index for ARC and TruthfulQA mc1; several for TruthfulQA mc2, where more than one option is true.
+
+    Parameters
+    ----------
+    item : Item
+        A multiple-choice question.
+
+    Returns
+    -------
+    set of int
+        Empty when no reference names a choice.
+    """
+    refs = {str(r) for r in item.references}
+    norm_refs = {normalize_text(r) for r in refs}
+    out = {i for labels in (_labels(item), _extra_labels(item)) for i, label in enumerate(labels) if label in refs}
+    out |= {i for i, c in enumerate(item.choices) if normalize_text(c) in norm_refs}
+    return out
+
+
 def check_choice(answer: str, item: Any) -> bool:
-    """True when the answer picks the correct choice, by letter (or source label) or by text.
+    """True when the answer picks a correct choice, by letter (or source label) or by text.
 
     Parameters
     ----------
@@ -277,8 +299,8 @@ def check_choice(answer: str, item: Any) -> bool:
     -------
     bool
     """
-    want = correct_choice(item)
-    return want is not None and chosen_index(answer, item) == want
+    picked = chosen_index(answer, item)
+    return picked is not None and picked in correct_choices(item)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -66,6 +66,10 @@ FORMATS = {
                   "correct/incorrect answers become labelled candidates",
     "truthfulqa_mc": "TruthfulQA mc_task.json [{question, mc1_targets, mc2_targets}]: targets "
                      "(answer -> 1/0) become labelled candidates",
+    "truthfulqa_mc1": "TruthfulQA mc_task.json as multiple choice: mc1_targets' options (one true), shown "
+                      "lettered in a fixed shuffled order (the file lists the true one first)",
+    "truthfulqa_mc2": "TruthfulQA mc_task.json as multiple choice: mc2_targets' options (several true), "
+                      "shown lettered in a fixed shuffled order; any true option is correct",
     "gsm8k": "GSM8K JSONL {question, answer}; the final answer follows '#### '",
     "arc": "ARC JSONL {id, question, choices: [{label, text}], answerKey}",
     "nq_open": "NQ-open JSONL {question, answer: [...]}",
@@ -73,7 +77,7 @@ FORMATS = {
     "jsonl": "generic JSONL with a column mapping (default question=question,answer=answer)",
     "csv": "generic CSV with a column mapping (default question=question,answer=answer)",
 }
-MAPPING_KEYS = ("question", "answer", "distractors", "choices", "id")
+MAPPING_KEYS = ("question", "answer", "distractors", "choices", "labels", "id")
 
 
 def parse_mapping(text: str) -> dict[str, str]:
@@ -83,8 +87,11 @@ def parse_mapping(text: str) -> dict[str, str]:
     ----------
     text : str
         Comma-separated ``key=column`` pairs. Keys are the Item fields ``question``, ``answer``,
-        ``distractors``, ``choices``, ``id``; values are column names (which therefore cannot contain
-        ',' or '=').
+        ``distractors``, ``choices``, ``id``, and ``labels`` (the source's own choice labels, e.g.
+        "1", "2", "3"); values are column names (which therefore cannot contain ',' or '=') or, in
+        JSONL, dotted paths into nested records: ``choices=choices.text,labels=choices.label``
+        (a step through a list of objects takes that key of every object; a key that itself holds
+        a dot is taken whole first).
 
     Returns
     -------
@@ -260,9 +267,48 @@ def _detect_csv(header: list[str]) -> str:
 
 
 def _get(rec: dict, key: str) -> Any:
-    if key not in rec:
+    if key in rec:
+        return rec[key]
+    if "." not in key:
         raise _RowError(key, "is missing")
-    return rec[key]
+    return _follow(rec, key)
+
+
+def _follow(rec: dict, path: str) -> Any:
+    """The value at a dotted path (``choices.text``): each step takes a key of an object, or that
+    key of every object of a list (ARC's ``choices: [{label, text}, ...]`` -> the list of texts)."""
+    value: Any = rec
+    done: list[str] = []
+    for step in path.split("."):
+        where = ".".join(done) or "the record"
+        if isinstance(value, dict):
+            if step not in value:
+                raise _RowError(path, f"is missing (no key {step!r} in {where})")
+            value = value[step]
+        elif isinstance(value, list):
+            if not all(isinstance(v, dict) for v in value):
+                raise _RowError(path, f"cannot be followed: {where} is a list of "
+                                      f"{_kinds_of(value)}, not of objects")
+            lacking = [i for i, v in enumerate(value) if step not in v]
+            if lacking:
+                raise _RowError(path, f"is missing (no key {step!r} in {where}[{lacking[0]}])")
+            value = [v[step] for v in value]
+        else:
+            raise _RowError(path, f"cannot be followed: {where} is a {type(value).__name__}, not an object")
+        done.append(step)
+    return value
+
+
+def _has_path(rec: dict, path: str) -> bool:
+    try:
+        _get(rec, path)
+    except _RowError:
+        return False
+    return True
+
+
+def _kinds_of(values: list) -> str:
+    return "/".join(sorted({type(v).__name__ for v in values})) or "nothing"
 
 
 def _finite(key: str, value: Any) -> Any:
@@ -311,6 +357,10 @@ def _as_list(rec: dict, key: str) -> list[str]:
         return [str(_finite(key, value))]
     if isinstance(value, list) and all(isinstance(v, (str, int, float)) for v in value):
         return _dedupe(_finite(key, v) for v in value)
+    if isinstance(value, list):
+        hint = (f"; give a path into the objects, e.g. {key}.{'text' if 'text' in value[0] else next(iter(value[0]), 'text')}"
+                if value and isinstance(value[0], dict) else "")
+        raise _RowError(key, f"must be a list of strings, got a list of {_kinds_of(value)}{hint}")
     raise _RowError(key, f"must be a list of strings, got {type(value).__name__}")
 
 
@@ -384,6 +434,25 @@ def _truthfulqa_mc(rec: dict, line: int, ctx: _Ctx) -> dict:
                 meta={"record": line, "open_ended": True, "mc1_best": [a for a, y in mc1.items() if y][0]})
 
 
+def _truthfulqa_choices(rec: dict, line: int, ctx: _Ctx, key: str) -> dict:
+    """One target set of TruthfulQA as a multiple-choice item (lm-evaluation-harness's mc1 / mc2
+    options). The file lists true options first, so the options are shown in an order shuffled by
+    the question's own text (fixed: the same file gives the same items); references are every true
+    option and its letter."""
+    import random
+
+    question = _text(rec, "question")
+    targets = _targets(rec, key)
+    options = list(targets)
+    random.Random(f"truthfulqa:{key}:{question}").shuffle(options)
+    letters = _letters(len(options))
+    true = [i for i, o in enumerate(options) if targets[o]]
+    return dict(id=ctx.auto_id(line), question=question,
+                references=[options[i] for i in true] + [letters[i] for i in true],
+                distractors=[o for o in options if not targets[o]], choices=options, answer_type="choice",
+                meta={"record": line, "targets": key, "order": "shuffled:truthfulqa:<targets>:<question>"})
+
+
 def _gsm8k(rec: dict, line: int, ctx: _Ctx) -> dict:
     question, answer = _text(rec, "question"), _text(rec, "answer")
     if "#### " not in answer:
@@ -441,6 +510,16 @@ def _truefalse(rec: dict, line: int, ctx: _Ctx) -> dict:
                 meta={"statement": statement, "label": int(label), "line": line})
 
 
+def _optional(rec: dict, path: str) -> Any:
+    """An optional column's value: None when absent or null (a dotted path must still lead somewhere
+    once its first key is there)."""
+    if path in rec:
+        return rec[path]
+    if "." in path and path.split(".", 1)[0] in rec and rec[path.split(".", 1)[0]] is not None:
+        return _follow(rec, path)
+    return None
+
+
 def _generic(rec: dict, line: int, ctx: _Ctx) -> dict:
     m = ctx.mapping
     question = _text(rec, m["question"])
@@ -448,35 +527,49 @@ def _generic(rec: dict, line: int, ctx: _Ctx) -> dict:
     if not answers:
         raise _RowError(m["answer"], "is empty")
     # optional list columns may be absent or null in a JSONL record
-    distractors, choices = ([] if rec.get(m.get(key)) is None else _as_list(rec, m[key])
-                            for key in ("distractors", "choices"))
+    distractors, choices, labels = ([] if m.get(key) is None or _optional(rec, m[key]) is None
+                                    else _as_list(rec, m[key]) for key in ("distractors", "choices", "labels"))
     item_id = ctx.auto_id(line)
     if "id" in m:
         item_id = _text(rec, m["id"])
-    extra = {k: v for k, v in rec.items() if k not in m.values()}
+    used = set(m.values()) | {v.split(".", 1)[0] for v in m.values()}
+    extra = {k: v for k, v in rec.items() if k not in used}
     row = dict(id=item_id, question=question, references=answers, distractors=distractors,
                answer_type="text", meta={"line": line, **({"fields": extra} if extra else {})})
+    if labels and not choices:
+        raise _RowError(m["labels"], "gives choice labels, but the mapping has no choices")
+    if labels and len(labels) != len(choices):
+        raise _RowError(m["labels"], f"has {len(labels)} labels for {len(choices)} choices")
     if choices:
         letters, norm = _letters(len(choices)), [normalize_text(c) for c in choices]
         first = answers[0]
         if first in letters:
             k = letters.index(first)
+        elif first in labels:
+            k = labels.index(first)
         elif normalize_text(first) in norm:
             k = norm.index(normalize_text(first))
         else:
-            raise _RowError(m["answer"], f"{first!r} is neither a choice letter nor a choice text")
+            named = "a choice letter, label" if labels else "a choice letter"
+            raise _RowError(m["answer"], f"{first!r} is neither {named} nor a choice text")
         others = [c for i, c in enumerate(choices) if i != k]
         row.update(references=[choices[k], letters[k]], choices=choices, answer_type="choice",
                    distractors=_dedupe(others + distractors))
+        if labels and labels != letters:
+            row["meta"]["labels"] = labels
     else:
         row["distractors"] = _without(distractors, answers)
     return row
 
 
 _PARSERS: dict[str, Callable[[dict, int, _Ctx], dict]] = {
-    "truthfulqa": _truthfulqa, "truthfulqa_mc": _truthfulqa_mc, "gsm8k": _gsm8k, "arc": _arc, "nq_open": _nq_open,
+    "truthfulqa": _truthfulqa, "truthfulqa_mc": _truthfulqa_mc,
+    "truthfulqa_mc1": lambda rec, line, ctx: _truthfulqa_choices(rec, line, ctx, "mc1_targets"),
+    "truthfulqa_mc2": lambda rec, line, ctx: _truthfulqa_choices(rec, line, ctx, "mc2_targets"),
+    "gsm8k": _gsm8k, "arc": _arc, "nq_open": _nq_open,
     "truefalse": _truefalse, "jsonl": _generic, "csv": _generic,
 }
+_MC_JSON = ("truthfulqa_mc", "truthfulqa_mc1", "truthfulqa_mc2")
 _CSV_COLUMNS = {"truthfulqa": ["Question", "Best Answer", "Correct Answers", "Incorrect Answers"],
                 "truefalse": ["statement", "label"]}
 
@@ -501,9 +594,9 @@ def read_file(path: str | Path, *, fmt: str | None = None, mapping: dict | str |
     elif mapping is not None:
         mapping = _check_mapping(dict(mapping), mapping)
     text, sha = _read_text(path)
-    array = _json_array_records(text) if fmt in (None, "truthfulqa_mc") else None
-    if fmt == "truthfulqa_mc" and array is None:
-        raise TaskError("format truthfulqa_mc needs a JSON array of question objects", path=path, line=1)
+    array = _json_array_records(text) if fmt in (None, *_MC_JSON) else None
+    if fmt in _MC_JSON and array is None:
+        raise TaskError(f"format {fmt} needs a JSON array of question objects", path=path, line=1)
     jsonl = fmt in ("gsm8k", "arc", "nq_open", "jsonl") if fmt else _is_jsonl(path, text)
     if fmt and array is None and not jsonl and _is_jsonl(path, text):
         raise TaskError(f"format {fmt!r} reads CSV, but this file holds JSON lines; use a JSONL format "
@@ -529,14 +622,26 @@ def read_file(path: str | Path, *, fmt: str | None = None, mapping: dict | str |
             k for _, r in records if isinstance(r, dict) for k in r}
         mapping = mapping or {"question": "question", "answer": "answer",
                               **{k: k for k in ("distractors", "choices", "id") if k in seen}}
+        objs = [r for _, r in records if isinstance(r, dict)]
         for column in mapping.values():
-            if column not in seen and header is None and records and \
-                    not any(isinstance(r, dict) for _, r in records):  # no record could be read: say why
+            if column not in seen and header is None and records and not objs:  # no record could be read: say why
                 line, error = records[0]
                 raise TaskError(error.reason, path=path, line=line)
-            if column not in seen:
+            if column not in seen and (header is not None or "." not in column
+                                       or not any(_has_path(r, column) for r in objs)):
+                if header is not None and "." in column:
+                    raise TaskError(f"is missing from the header (columns: {', '.join(header)}); dotted "
+                                    "paths reach into nested JSON records, not CSV columns",
+                                    path=path, line=1, field=column)
                 where = (f"the header (columns: {', '.join(header)})" if header is not None
                          else f"every record (keys: {', '.join(sorted(seen))})")
+                if header is None and "." in column and objs:  # say where the path stops, in the first record
+                    first = next(line for line, r in records if isinstance(r, dict))
+                    try:
+                        _follow(objs[0], column)
+                    except _RowError as e:
+                        raise TaskError(f"{e.reason}; no record has it", path=path, line=first,
+                                        field=column) from None
                 raise TaskError(f"is missing from {where}",
                                 path=path, line=1 if header is not None else None, field=column)
     for column in _CSV_COLUMNS.get(fmt, []) if header is not None else []:

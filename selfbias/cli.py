@@ -211,8 +211,9 @@ def probe(
     alt_sources: Optional[str] = typer.Option(None, help=ALT_HELP),
     pair_sources: Optional[str] = typer.Option(None, help=PAIR_HELP),
     template_set: str = typer.Option("default", help=SET_HELP),
-    mapping: Optional[str] = typer.Option(None, help="Column mapping for a generic JSONL/CSV file, e.g. question=q,answer=a."),
-    fmt: Optional[str] = typer.Option(None, "--format", help="Force a file format: truthfulqa, truthfulqa_mc, gsm8k, arc, nq_open, truefalse, jsonl, csv."),
+    few_shot: int = typer.Option(4, "--few-shot", help="Grading examples shown to the judge, built from items of the task that are never judged (half right, half wrong; 0 = zero-shot)."),
+    mapping: Optional[str] = typer.Option(None, help="Column mapping for a generic JSONL/CSV file, e.g. question=q,answer=a or nested: question=question,choices=choices.text,labels=choices.label,answer=answerKey."),
+    fmt: Optional[str] = typer.Option(None, "--format", help="Force a file format: truthfulqa, truthfulqa_mc, truthfulqa_mc1, truthfulqa_mc2, gsm8k, arc, nq_open, truefalse, jsonl, csv."),
     skip_invalid: bool = typer.Option(False, help="Skip invalid rows of a data file (recorded in the run) instead of stopping."),
     device: Optional[str] = typer.Option(None, help="cuda, mps, cpu, or auto (layers spread over the GPUs) "
                                          "(default: the best available; auto with several GPUs)."),
@@ -250,7 +251,7 @@ def probe(
                     max_new_tokens=max_new_tokens, judge_modes=modes, mapping=mapping, fmt=fmt,
                     skip_invalid=skip_invalid, device=device, dtype=dtype, overwrite=overwrite,
                     templates=templates, alt_sources=alt_sources, pair_sources=pair_sources,
-                    template_set=template_set, prompt_format=prompt_format,
+                    template_set=template_set, few_shot=few_shot, prompt_format=prompt_format,
                     chat_template_kwargs=parse_kwargs(chat_template_kwargs),
                     ray=_ray_options(ray, ray_actors, ray_gpus, ray_cpus, ray_timeout), answer_marker=answer_marker)
     summary = probe_summary(run).rename(columns={
@@ -354,7 +355,7 @@ def judge(
     min_k: int = typer.Option(1, help="Items whose matched list would be shorter are skipped in both list modes."),
     alt_sources: Optional[str] = typer.Option(None, help=ALT_HELP),
     pair_sources: Optional[str] = typer.Option(None, help=PAIR_HELP),
-    few_shot: int = typer.Option(0, help="Few-shot grading examples (kept disjoint from the run's items)."),
+    few_shot: Optional[int] = typer.Option(None, help="Few-shot grading examples (kept disjoint from the run's items; default: the examples `probe` wrote into the run, else 0; 0 = zero-shot)."),
     few_shot_file: Optional[Path] = typer.Option(None, help="JSONL file of few-shot examples: question, answer, correct; optional alternatives, critique, other (0 = --few-shot: all)."),
     templates: Optional[Path] = typer.Option(None, help="JSON file: {mode: {prefix, suffix, system?, options?}} (both formats) or {mode: {chat: {...}, plain: {...}}} overriding the judge templates."),
     template_set: str = typer.Option("default", help=SET_HELP),

@@ -903,6 +903,18 @@ def _examples(data: _RunData, few_shot: int, few_shot_file) -> tuple[list[FewSho
     return builtin_examples([base.index(e) for e in keep]), dropped, "built-in"
 
 
+def _probe_examples(run: Any, few_shot: int | None, few_shot_file: Any) -> tuple[Any, Any]:
+    """``few_shot=None``: the examples the probe wrote into the run (``few_shot.jsonl``, built from
+    held-out items of the task) when there are any and no file is given, else none (0)."""
+    if few_shot is not None:
+        return few_shot, few_shot_file
+    where = getattr(run, "path", run)
+    found = Path(where) / "few_shot.jsonl" if isinstance(where, (str, os.PathLike)) else None
+    if few_shot_file is None and found is not None and found.is_file():
+        return 0, found
+    return 0, few_shot_file
+
+
 def _stage_settings(mode: str, *, k: int, seed: int, template_set: str, templates: dict[str, JudgeTemplate],
                     examples: Sequence[FewShotExample], dropped: Sequence[str], few_shot: int, few_shot_source: Any,
                     lists: ListRule, pair_sources: Sequence[str]) -> dict[str, Any]:
@@ -971,7 +983,7 @@ def judge(
     min_k: int = 1,
     alt_sources: Sequence[str] | str | None = None,
     pair_sources: Sequence[str] | str | None = None,
-    few_shot: int = 0,
+    few_shot: int | None = None,
     few_shot_file: str | os.PathLike | None = None,
     seed: int = 0,
     templates: Mapping[str, Any] | None = None,
@@ -1021,9 +1033,11 @@ def judge(
         ``correct`` admits correct ones, in both list modes.
     pair_sources : str or sequence of str or None
         What the judge's answer is paired with (:data:`PAIR_SOURCES`; default another model's answer).
-    few_shot : int
+    few_shot : int or None
         Grading examples shown first (disjoint from the run's items), from the built-in pool or
-        ``few_shot_file``.
+        ``few_shot_file``. None (default): the examples :func:`selfbias.probe.probe` built from held-out
+        items of the task and wrote into the run (``few_shot.jsonl``) when there are any, else none;
+        0: zero-shot.
     few_shot_file : str or PathLike or None
         JSONL of examples (see :func:`selfbias._judge_templates.read_few_shot_file`; ``few_shot=0``
         with a file: all its examples).
@@ -1074,6 +1088,7 @@ def judge(
     from ._validate import validate_judge
     from .runs import Run, RunError, RunStore
 
+    few_shot, few_shot_file = _probe_examples(run, few_shot, few_shot_file)
     # Every argument (modes, counts, templates, run folder, judge model specs) before any model loads.
     validate_judge(run, modes=modes, judges=judges, k=k, few_shot=few_shot, seed=seed, templates=templates,
                    models=models, min_k=min_k, alt_sources=alt_sources, pair_sources=pair_sources,
@@ -1257,7 +1272,7 @@ def judge_prompts(
     min_k: int = 1,
     alt_sources: Sequence[str] | str | None = None,
     pair_sources: Sequence[str] | str | None = None,
-    few_shot: int = 0,
+    few_shot: int | None = None,
     few_shot_file: str | os.PathLike | None = None,
     seed: int = 0,
     templates: Mapping[str, Any] | None = None,
@@ -1293,9 +1308,9 @@ def judge_prompts(
         ``correct`` admits correct ones, in both list modes.
     pair_sources : str or sequence of str or None
         What the judge's answer is paired with (:data:`PAIR_SOURCES`; default another model's answer).
-    few_shot : int
+    few_shot : int or None
         Grading examples shown first (disjoint from the run's items), from the built-in pool or
-        ``few_shot_file``.
+        ``few_shot_file``; None (default): the probe's examples in the run, if any (as :func:`judge`).
     few_shot_file : str or PathLike or None
         JSONL of examples (see :func:`selfbias._judge_templates.read_few_shot_file`; ``few_shot=0``
         with a file: all its examples).
@@ -1337,6 +1352,7 @@ def judge_prompts(
     lm = _as_backend(lm, batch_size)
     r = run if isinstance(run, Run) else load_run(run)
     data = _RunData.from_tables(r.items, r.candidates, r.generations, str(r.path), r.scores)
+    few_shot, few_shot_file = _probe_examples(r, few_shot, few_shot_file)
     examples, _, _ = _examples(data, _check_int("few_shot", few_shot, 0), few_shot_file)
     k = _check_int("k", k, 1)
     lists = ListRule(k, _check_int("min_k", min_k, 1),

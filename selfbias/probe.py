@@ -26,16 +26,30 @@ from typing import Any
 import pandas as pd
 
 from ._chunks import ChunkJob, run_chunks
-from .prompts import (AnswerTemplate, default_template, extract_answer, extract_marked_answer, render, same_answer,
-                      worked_template)
+from .prompts import (AnswerTemplate, default_template, extract_answer, extract_marked_answer, question_with_choices,
+                      render, same_answer, worked_template)
 from .runs import Run, RunStore
-from .tasks import Task, accepted_spellings, load_task, numeric_perturbations, open_ended, text_perturbations
+from .tasks import (Task, accepted_spellings, chosen_index, correct_choices, load_task, numeric_perturbations,
+                    open_ended, text_perturbations)
 
-__all__ = ["CHUNK_ITEMS", "build_candidates", "default_run_dir", "probe", "probe_summary",
+__all__ = ["CHUNK_ITEMS", "FEW_SHOT_RULE", "OWN_ANSWER_RULES", "build_candidates", "default_run_dir",
+           "few_shot_examples", "hold_out_examples", "probe", "probe_summary",
            "generate", "score", "score_requests", "score_token_ids"]
 
 CHUNK_ITEMS = 8  # items per stored chunk: the unit of resumption
 SOURCE_ORDER = ("own_greedy", "own_sample", "reference", "distractor", "perturbation")
+# How each kind of row of ``generations`` got its answer (recorded in the manifest as ``own_answer_rules``).
+OWN_ANSWER_RULES = {
+    "greedy": "greedy decoding (temperature 0) after the answer prompt; the answer is extracted from the text "
+              "(selfbias.prompts.extract_answer); on a multiple-choice item the option it names, by letter or by "
+              "text (selfbias.tasks.chosen_index), replaces it",
+    "sample": "as greedy, sampled at the run's temperature",
+    "likeliest": "multiple-choice items only: the option whose text, after the answer prompt with the lettered "
+                 "options, has the highest sum log-prob under the model (lm-evaluation-harness acc); no decoding",
+    "likeliest_norm": "multiple-choice items only: the option with the highest sum log-prob divided by the "
+                      "characters of ' ' + option text (lm-evaluation-harness acc_norm); no decoding",
+}
+LIKELIEST_KINDS = ("likeliest", "likeliest_norm")
 
 
 def __getattr__(name: str):  # scoring primitives, loaded lazily (they import torch)
@@ -91,6 +105,7 @@ def probe(
     pair_sources: Sequence[str] | str | None = None,
     template_set: str = "default",
     list_design: str = "cells",
+    few_shot: int = 4,
     seed: int = 0,
     mapping: dict | str | None = None,
     fmt: str | None = None,
@@ -148,6 +163,15 @@ def probe(
     alt_sources, pair_sources, template_set, list_design
         Passed to :func:`selfbias.judge.judge` (``list_design``: ``cells``, the default design of the list
         modes, or ``pooled``, the earlier rule that the committed analyses were made with).
+    few_shot : int
+        Grading examples shown to the judge before each judged answer (0: zero-shot), built from items
+        of the same task that are never probed nor judged: items after the first ``n`` (else held out
+        of the task, seeded; a Task passed in is run whole and judged zero-shot, with a warning), half
+        with their reference answer (correct), half with a distractor or
+        perturbation (wrong), in a seeded order (:func:`few_shot_examples`). Written to the run
+        folder as ``few_shot.jsonl``, passed to the judge as its ``few_shot_file`` and recorded in the
+        manifest (``few_shot``). Kadavath et al. (2022) read P(True) after few-shot examples; zero-shot,
+        the bundled judges put under half their next-token mass on yes/no.
     seed : int
         Seed of the task draw, the samples and the perturbations.
     mapping, fmt, skip_invalid
@@ -212,6 +236,7 @@ def probe(
         n_distractors=n_distractors, n_perturbations=n_perturbations, judge_modes=judge_modes, seed=seed,
         device=device, dtype=dtype, templates=templates, loaded=loaded, alt_sources=alt_sources,
         pair_sources=pair_sources, template_set=template_set)
+    few_shot = _validate.check_int("few_shot", few_shot, 0) if judge_modes else 0
     from .judge import LIST_DESIGNS
 
     if list_design not in LIST_DESIGNS:
@@ -223,8 +248,8 @@ def probe(
 
         check_ray(ray)
     t0 = time.perf_counter()
-    task_obj = task if isinstance(task, Task) else load_task(
-        task, n=n, seed=seed, level=level, mapping=mapping, fmt=fmt, skip_invalid=skip_invalid)
+    task_obj = task if isinstance(task, Task) else _load_with_spares(
+        task, n, few_shot, dict(seed=seed, level=level, mapping=mapping, fmt=fmt, skip_invalid=skip_invalid))
     task_spec = task_obj.source or task_obj.name if isinstance(task, Task) else str(task)
     if answer_marker:
         from .tasks import worked_answers
@@ -234,6 +259,16 @@ def probe(
     if n is not None and not isinstance(task, Task) and len(task_obj.items) < n:
         warnings.warn(f"{task_spec} has only {len(task_obj.items)} items: running {len(task_obj.items)}, "
                       f"not n={n}", stacklevel=2)
+    requested_shots = few_shot
+    if isinstance(task, Task) and few_shot:  # run whole: no item of it may become an example
+        warnings.warn(f"{task_spec}: a Task passed in is run whole, so none of its items is left for few-shot "
+                      "examples; the judge runs zero-shot (pass few_shot=0 to say so)", stacklevel=2)
+        few_shot = 0
+    task_obj, shot_items, taken = hold_out_examples(task_obj, None if isinstance(task, Task) else n, few_shot, seed)
+    if taken:
+        warnings.warn(f"{task_spec}: no items beyond the judged ones for {few_shot} few-shot examples; held out "
+                      f"{len(taken)} of them, which are not probed ({', '.join(taken)})", stacklevel=2)
+    shots = few_shot_examples(shot_items, few_shot, seed) if few_shot else []
     out = Path(out) if out is not None else default_run_dir(models, task_spec, n, seed)
     _validate.check_run_out(out)
     lms = {name: _prompted((loaded or {}).get(name), prompt_format, chat_template_kwargs)
@@ -249,6 +284,8 @@ def probe(
     if answer_marker:  # only when set: runs made without it keep their request (and resume)
         _check_worked_budget(task_obj, lms, answer_marker, max_new_tokens)
         settings["answer_marker"] = answer_marker
+    if few_shot:  # (absent when zero-shot: runs made before few-shot judging resume unchanged)
+        settings["few_shot"] = few_shot
     request = {
         "job": "probe",
         "models": [_model_request(lm) for lm in lms.values()],
@@ -268,13 +305,20 @@ def probe(
         task_source=task_obj.source,
         skipped_rows=[{"line": r.line, "field": r.field, "reason": r.reason} for r in task_obj.skipped],
         skipped_too_long=too_long,
+        few_shot={"n": len(shots), "requested": requested_shots, "file": FEW_SHOT_FILE if shots else None,
+                  "item_ids": [ex["item_id"] for ex in shots], "held_out_of_first_n": taken, "seed": seed,
+                  "rule": FEW_SHOT_RULE},
+        own_answer_rules={kind: rule for kind, rule in OWN_ANSWER_RULES.items()
+                          if kind not in LIKELIEST_KINDS or any(_multiple_choice(it) for it in task_obj.items)},
     )
     store.record_timing("load", time.perf_counter() - t0)
 
     items = list(task_obj.items)
     chunks = [items[i:i + CHUNK_ITEMS] for i in range(0, len(items), CHUNK_ITEMS)]
     if not store.has_chunk("items", "all", "0"):
-        store.write_chunk("items", "all", "0", task_obj.to_frame())
+        frame = task_obj.to_frame()  # the question as the models see it: a multiple-choice item's options follow
+        frame["question"] = [question_with_choices(item) for item in task_obj.items]
+        store.write_chunk("items", "all", "0", frame)
 
     executor = None
     if ray is not None and ray is not False:
@@ -295,14 +339,172 @@ def probe(
             return store.finalize()
         from .judge import judge
 
+        shot_file = None
+        if shots:  # deterministic content: a rerun writes the same bytes, so the judge's record matches
+            shot_file = store.path / FEW_SHOT_FILE
+            _write_examples(shot_file, shots)
         # The judge reads the chunks and consolidates every table once when it finishes; it keeps
         # the executor's actors (they hold the same models).
         return judge(store.path, modes=tuple(judge_modes), models=lms, seed=seed, alt_sources=alt_sources,
                      pair_sources=pair_sources, template_set=template_set, list_design=list_design,
+                     few_shot=0, few_shot_file=shot_file,
                      progress=progress, ray=executor)
     finally:
         if executor is not None and executor is not ray:
             executor.close()
+
+
+# ------------------------------------------------------------------------------ few-shot examples
+
+FEW_SHOT_FILE = "few_shot.jsonl"
+FEW_SHOT_RULE = ("examples are items of the task that are never probed nor judged: the items after the first n "
+                 "(the task loaded with 4 x few_shot spares), else few_shot items held out of the task by seed; "
+                 "of those, few_shot drawn by seed, ceil(few_shot/2) shown with their reference answer (correct) and "
+                 "the rest with a wrong answer (a dataset distractor, else a perturbation of the reference), in a "
+                 "seeded order; the listed alternatives and the pairwise rival are wrong answers of the same "
+                 "item, the same whether the shown answer is right or wrong")
+
+
+def _load_with_spares(spec, n: int | None, few_shot: int, options: dict) -> Task:
+    """The task with up to ``4 * few_shot`` items beyond the first ``n`` (the first ``n`` are the same
+    as without them: every loader's first k items do not depend on n); without spares when the task
+    cannot give them (an arithmetic level with fewer distinct questions)."""
+    from .tasks import TaskError
+
+    if not few_shot or n is None:
+        return load_task(spec, n=n, **options)
+    try:
+        return load_task(spec, n=n + 4 * few_shot, **options)
+    except TaskError:
+        return load_task(spec, n=n, **options)
+
+
+def hold_out_examples(task: Task, n: int | None, few_shot: int, seed: int = 0) -> tuple[Task, list, list[str]]:
+    """Split a task into the items to probe and judge and the items few-shot examples may come from.
+
+    Parameters
+    ----------
+    task : Task
+        The loaded task, possibly with spare items after the first ``n``.
+    n : int or None
+        How many items to probe (None: all).
+    few_shot : int
+        Examples wanted (0: none held out, the spares are dropped).
+    seed : int
+        Seed of the items held out when the task has no spares.
+
+    Returns
+    -------
+    (Task, list of Item, list of str)
+        The task of the first ``n`` items (minus any held out), the example pool (the spares, else
+        ``few_shot`` items held out by seed), and the ids held out of the first ``n``.
+
+    Raises
+    ------
+    InputError
+        Too few items to hold ``few_shot`` out and still judge one.
+    """
+    import dataclasses
+    import random
+
+    from ._validate import InputError
+
+    items = list(task.items)
+    judged = items[:n] if n is not None else items
+    pool = items[len(judged):]
+    taken: list[str] = []
+    if few_shot and len(pool) < few_shot:
+        need = few_shot - len(pool)
+        if len(judged) - need < 1:
+            raise InputError(f"{task.name} has {len(items)} items: too few to hold {few_shot} out as few-shot "
+                             f"examples and judge the rest; use a smaller few_shot (--few-shot), or 0")
+        out = set(random.Random(f"few_shot_hold_out:{seed}").sample(range(len(judged)), need))
+        taken = [judged[i].id for i in sorted(out)]
+        pool += [judged[i] for i in sorted(out)]
+        judged = [item for i, item in enumerate(judged) if i not in out]
+    return dataclasses.replace(task, items=tuple(judged)), (pool if few_shot else []), taken
+
+
+def few_shot_examples(pool, few_shot: int, seed: int = 0) -> list[dict]:
+    """Grading examples for the judge from held-out items of the task (:data:`FEW_SHOT_RULE`).
+
+    Half the shown answers are correct (the reference; ceil(few_shot / 2)), half wrong (the first
+    distractor, else a perturbation of the reference), so the examples teach neither "yes" nor "no"
+    (Kadavath et al. 2022 read P(True) after such demonstrations). Which item is shown right or wrong is
+    seeded, not chosen by the answers. Multiple-choice items show their lettered options and answers
+    by option text, as the judged items do.
+
+    Parameters
+    ----------
+    pool : sequence of Item
+        Items that are never judged (:func:`hold_out_examples`).
+    few_shot : int
+        Examples wanted.
+    seed : int
+        Seed of the draw and of which examples are correct.
+
+    Returns
+    -------
+    list of dict
+        Fields of :func:`selfbias._judge_templates.read_few_shot_file` (``question``, ``answer``,
+        ``correct``, ``alternatives``, ``critique``, ``other``) plus the source ``item_id``; fewer than
+        ``few_shot`` when the pool has too few items with a wrong answer to show.
+    """
+    import random
+
+    rng = random.Random(f"few_shot:{seed}")
+    order = list(range(len(pool)))
+    rng.shuffle(order)
+    labels = [i % 2 == 0 for i in range(few_shot)]
+    rng.shuffle(labels)
+    out: list[dict] = []
+    for i in order:
+        if len(out) == len(labels):
+            break
+        item, good = pool[i], labels[len(out)]
+        right, wrong = _right_and_wrong(pool, i, seed)
+        if not wrong:
+            continue
+        shown = right if good else wrong[0]
+        out.append({
+            "question": question_with_choices(item), "answer": shown, "correct": good,
+            "alternatives": wrong[1:3] if len(wrong) > 1 else wrong[:1],
+            "critique": (f"{shown} is the right answer to this question." if good
+                         else f"{shown} is wrong; the answer is {right}."),
+            "other": wrong[0] if good else right, "item_id": item.id,
+        })
+    return out
+
+
+def _right_and_wrong(pool, index: int, seed: int) -> tuple[str, list[str]]:
+    """An item's correct answer and up to three wrong ones (options, distractors, then perturbations)."""
+    item = pool[index]
+    if _multiple_choice(item):
+        right_ix = correct_choices(item)
+        right = item.choices[min(right_ix)] if right_ix else item.references[0]
+        return right, [c for i, c in enumerate(item.choices) if i not in right_ix][:3]
+    right = item.references[0]
+    wrong = list(item.distractors[:3])
+    if len(wrong) < 3:
+        if item.answer_type == "number":
+            try:
+                wrong += numeric_perturbations(right, 3 - len(wrong), wrong=wrong, seed=seed, key=item.id)
+            except ValueError:  # a reference with no number
+                pass
+        else:
+            wrong += [t for t in text_perturbations(pool, index, k=3, seed=seed) if t not in wrong][:3 - len(wrong)]
+    return right, wrong
+
+
+def _write_examples(path: Path, shots: list[dict]) -> None:
+    import json
+    import os
+
+    text = "".join(json.dumps({k: v for k, v in ex.items() if k != "item_id"}, ensure_ascii=False) + "\n"
+                   for ex in shots)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
 
 
 def _fit_context(task_obj: Task, lms, tmpl, max_new_tokens: int, skip_invalid: bool) -> tuple[Task, list[dict]]:
@@ -319,7 +521,7 @@ def _fit_context(task_obj: Task, lms, tmpl, max_new_tokens: int, skip_invalid: b
     dropped: dict[str, dict] = {}
     for name, lm in lms.items():
         try:
-            prompts = {item.id: render(tmpl[name], lm, item.question) for item in task_obj.items}
+            prompts = {item.id: render(tmpl[name], lm, question_with_choices(item)) for item in task_obj.items}
         except (KeyError, IndexError, ValueError) as e:
             raise InputError(f"answer template of {name}: {e}") from None
         overflow = too_long(lm, prompts, max_new_tokens)
@@ -419,7 +621,7 @@ def _generate_all(store, lms, tmpl, task: Task, chunks, settings, progress, exec
 
 def _generation_chunk(lm, name: str, template, task: Task, items, settings) -> pd.DataFrame:
     """The ``generations`` rows of one chunk of items under model ``lm`` (stored as ``name``)."""
-    prompts = [render(template, lm, item.question) for item in items]
+    prompts = [render(template, lm, question_with_choices(item)) for item in items]
     common = dict(max_new_tokens=settings["max_new_tokens"], stop=template.stop, seed=settings["seed"])
     greedy = lm.generate(prompts, n=1, temperature=0.0, **common)
     sampled = (lm.generate(prompts, n=settings["samples"], temperature=settings["temperature"], **common)
@@ -432,7 +634,7 @@ def _generation_chunk(lm, name: str, template, task: Task, items, settings) -> p
             if marker:  # worked answer: the final answer after the marker; a cut one stays ungraded
                 answer, cut = extract_marked_answer(gen.text, item.answer_type, marker, gen.finish_reason)
             else:
-                answer = extract_answer(gen.text, item.answer_type)
+                answer = _as_option(extract_answer(gen.text, item.answer_type), item)
             rows.append({
                 "item_id": item.id, "model": name, "kind": kind, "sample_index": index,
                 "raw_text": gen.text, "answer": answer,
@@ -441,9 +643,48 @@ def _generation_chunk(lm, name: str, template, task: Task, items, settings) -> p
                 "token_ids": list(gen.token_ids), "logprobs": list(gen.logprobs),
                 "finish_reason": gen.finish_reason,
             })
+    rows += _likeliest_rows(lm, name, task, items, prompts)
     frame = pd.DataFrame(rows)
     frame["correct"] = frame["correct"].astype("boolean")
     return frame
+
+
+def _as_option(answer: str, item) -> str:
+    """A multiple-choice answer as the text of the option it names ("B", "(b) heat" -> choice B's text), so
+    an answer by letter and one by text are the same candidate; anything else as it is."""
+    if item.choices and item.answer_type == "choice":
+        picked = chosen_index(answer, item)
+        if picked is not None:
+            return item.choices[picked]
+    return answer
+
+
+def _likeliest_rows(lm, name: str, task: Task, items, prompts) -> list[dict]:
+    """The multiple-choice items' likeliest options under ``lm`` (lm-evaluation-harness's scoring).
+
+    Every option's text is scored after the item's answer prompt (the one the answers were generated
+    from, options shown); ``likeliest`` is the argmax of the sum log-prob (lm-eval ``acc``), and
+    ``likeliest_norm`` the argmax of the sum divided by the characters of " " + option (``acc_norm``).
+    The first option wins a tie. ``logprobs``/``token_ids`` hold the chosen option's tokens.
+    """
+    chosen = [(item, prompt) for item, prompt in zip(items, prompts) if item.choices and item.answer_type == "choice"]
+    if not chosen:
+        return []
+    results = lm.score_requests([(prompt, [" " + c for c in item.choices]) for item, prompt in chosen], truncate=True)
+    rows = []
+    for (item, _), scored in zip(chosen, results):
+        sums = [x.sum_logprob for x in scored]
+        norms = [x.sum_logprob / len(" " + c) for x, c in zip(scored, item.choices)]
+        for kind, values in (("likeliest", sums), ("likeliest_norm", norms)):
+            best = max(range(len(values)), key=values.__getitem__)
+            answer = item.choices[best]
+            rows.append({
+                "item_id": item.id, "model": name, "kind": kind, "sample_index": 0,
+                "raw_text": answer, "answer": answer, "correct": task.grade(answer, item),
+                "token_ids": list(scored[best].token_ids), "logprobs": list(scored[best].logprobs),
+                "finish_reason": "option",
+            })
+    return rows
 
 
 # ------------------------------------------------------------------------------------ candidates
@@ -473,7 +714,10 @@ def build_candidates(
     Candidates per item: the own answers; the first reference (open-ended items: every
     reference and every distractor, each labelled by the dataset); up to ``n_distractors``
     distractors; ``n_perturbations`` perturbations (numbers: :func:`numeric_perturbations`
-    around the reference and the wrong answers; text: other items' references).
+    around the reference and the wrong answers; text: other items' references). Multiple-choice
+    items (``choices``, type ``choice``): every option, each labelled by the dataset (``n_distractors``
+    does not limit them), and no perturbations (an answer that is no option is no multiple-choice
+    answer); an own answer that names an option ("B") is that option's text, scored in those words only.
 
     ``correct`` (pandas nullable boolean): True when the class holds a reference or the checker
     accepts it; False when it holds a distractor or perturbation or the checker rejects it; NA
@@ -489,11 +733,17 @@ def build_candidates(
                 continue
             mine = gens[gens["model"] == model].sort_values(["kind", "sample_index"])
             for kind, source in (("greedy", "own_greedy"), ("sample", "own_sample")):
-                entries += [(a, source, model) for a in mine.loc[mine["kind"] == kind, "answer"]]
+                entries += [(_as_option(a, item), source, model) for a in mine.loc[mine["kind"] == kind, "answer"]]
         labelled = open_ended(item)
-        entries += [(r, "reference", "dataset") for r in (item.references if labelled else item.references[:1])]
-        entries += [(d, "distractor", "dataset") for d in (item.distractors if labelled else item.distractors[:n_distractors])]
-        if n_perturbations:
+        mc = _multiple_choice(item)
+        if mc:  # every option is a candidate, so the likeliest option is among them (lm-eval's scoring)
+            right = correct_choices(item)
+            entries += [(c, "reference" if i in right else "distractor", "dataset") for i, c in enumerate(item.choices)]
+        else:
+            entries += [(r, "reference", "dataset") for r in (item.references if labelled else item.references[:1])]
+            entries += [(d, "distractor", "dataset")
+                        for d in (item.distractors if labelled else item.distractors[:n_distractors])]
+        if n_perturbations and not mc:  # an answer that is no option is not a multiple-choice answer
             if item.answer_type == "number":
                 wrong = [t for t, src, _ in entries if src != "reference"]
                 perturbed = numeric_perturbations(item.references[0], n_perturbations, wrong=wrong,
@@ -523,7 +773,9 @@ def _merge_equivalent(task: Task, item, entries) -> list[dict]:
         if not text:
             continue
         # the reference enters with all its accepted spellings, so an alias joins it
-        spellings = list(accepted_spellings(item)) if source == "reference" and text == item.references[0] else [text]
+        # (a multiple-choice option is scored in its own words only: a letter is no spelling of it)
+        spellings = (list(accepted_spellings(item)) if source == "reference" and text == item.references[0]
+                     and not _multiple_choice(item) else [text])
         spellings = [" ".join(s.split()) for s in spellings]
         if text not in spellings:
             spellings.insert(0, text)
@@ -537,6 +789,10 @@ def _merge_equivalent(task: Task, item, entries) -> list[dict]:
             home["sources"].append(source)
             home["authors"].append(author)
     return classes
+
+
+def _multiple_choice(item) -> bool:
+    return bool(item.choices) and item.answer_type == "choice"
 
 
 def _label(task: Task, item, row: dict) -> bool | None:
@@ -590,7 +846,7 @@ def _score_chunk(lm, name: str, template, items) -> pd.DataFrame:
     # every spelling of every candidate is scored after the same prompt; each candidate keeps
     # its best spelling, so a diacritic or an alias does not decide which answer is likelier
     spellings = {item.id: [_spellings(c) for c in by_item[item.id].itertuples()] for item in items}
-    requests = [(render(template, lm, item.question),
+    requests = [(render(template, lm, question_with_choices(item)),
                  [" " + t for group in spellings[item.id] for t in group]) for item in items]
     results = lm.score_requests(requests, truncate=True)
     rows = []
@@ -642,7 +898,9 @@ def probe_summary(run: Run) -> pd.DataFrame:
         the likelihood signal behind self-preference), ``wrong_items_compared`` and
         ``sample_agreement`` (mean share of samples equal to the greedy answer); in a run with an
         answer marker also ``truncated``: greedy answers cut by ``max_new_tokens`` before their
-        final answer was complete (ungraded, counted in ``ungraded`` too, not as wrong).
+        final answer was complete (ungraded, counted in ``ungraded`` too, not as wrong); multiple-choice
+        runs add ``accuracy_likeliest`` and ``accuracy_likeliest_norm`` (the likeliest option's accuracy,
+        lm-evaluation-harness ``acc`` and ``acc_norm``).
     """
     gens, cands, scores, agree = run.generations, run.candidates, run.scores, run.agreement
     marked = bool(((run.manifest.get("request") or {}).get("settings") or {}).get("answer_marker"))
@@ -658,13 +916,18 @@ def probe_summary(run: Run) -> pd.DataFrame:
             if len(mine) and len(ref) and mine.iloc[0]["candidate_id"] != ref.iloc[0]["candidate_id"]:
                 wins.append(mine.iloc[0]["sum_logprob"] > ref.iloc[0]["sum_logprob"])
         a = agree[agree["model"] == model]
+        likeliest = {}
+        for kind in LIKELIEST_KINDS:  # multiple-choice runs: accuracy of the likeliest option (lm-eval acc / acc_norm)
+            picked = gens[(gens["model"] == model) & (gens["kind"] == kind)]["correct"].dropna()
+            if len(picked):
+                likeliest[f"accuracy_{kind}"] = float(picked.astype(bool).mean())
         rows.append({
             "model": model, "items": len(greedy),
             "accuracy": float(greedy["correct"].dropna().astype(bool).mean()) if greedy["correct"].notna().any()
             else float("nan"),  # of the graded greedy answers
             "ungraded": int(greedy["correct"].isna().sum()),
             "own_wrong_beats_reference": (sum(wins) / len(wins)) if wins else float("nan"),
-            "wrong_items_compared": len(wins), "sample_agreement": a["agreement"].mean(),
+            "wrong_items_compared": len(wins), "sample_agreement": a["agreement"].mean(), **likeliest,
         })
         if marked:
             rows[-1]["truncated"] = int((greedy["finish_reason"].eq("length") & greedy["correct"].isna()

@@ -17,8 +17,8 @@ from ._checkers import normalize_text, parse_number
 from .errors import InputError
 
 __all__ = [
-    "AnswerTemplate", "CHAT_TEMPLATE", "PLAIN_TEMPLATE", "default_template", "extract_answer", "render", "same_answer",
-    "worked_template", "extract_marked_answer",
+    "AnswerTemplate", "CHAT_TEMPLATE", "PLAIN_TEMPLATE", "default_template", "extract_answer", "question_with_choices",
+    "render", "same_answer", "worked_template", "extract_marked_answer",
 ]
 
 
@@ -88,6 +88,28 @@ def default_template(lm) -> AnswerTemplate:
         :data:`PLAIN_TEMPLATE` (plain few-shot).
     """
     return CHAT_TEMPLATE if getattr(lm, "prompt_format", "plain") == "chat" else PLAIN_TEMPLATE
+
+
+def question_with_choices(item) -> str:
+    """The question as shown to a model: a multiple-choice item's options follow it, lettered.
+
+    The MMLU / lm-evaluation-harness layout (the question, then one line per option: "A. first",
+    "B. second"), so a model can name an option by letter or by text (:func:`selfbias.tasks.chosen_index` reads either); items without
+    choices are shown as their question alone.
+
+    Parameters
+    ----------
+    item : Item
+        The question (``question`` and ``choices``).
+
+    Returns
+    -------
+    str
+    """
+    choices = tuple(getattr(item, "choices", ()) or ())
+    if not choices:
+        return item.question
+    return "\n".join([item.question, *(f"{chr(ord('A') + i)}. {c}" for i, c in enumerate(choices))])
 
 
 def render(template: AnswerTemplate, lm, question: str) -> str:

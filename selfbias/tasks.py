@@ -43,7 +43,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterator, Sequence
 
 from selfbias._checkers import (CHECKERS, SPAN_SLACK, check_answer, check_boolean, check_choice,
-                                check_number, check_text, chosen_index, correct_choice, equivalent,
+                                check_number, check_text, chosen_index, correct_choice, correct_choices,
+                                equivalent,
                                 grade, normalize_text, open_ended, parse_boolean, parse_number,
                                 resolve_checker)
 from selfbias._loaders import FORMATS, SkippedRow, TaskError, parse_mapping, read_file, read_hf
@@ -56,7 +57,7 @@ __all__ = [
     "parse_mapping", "arithmetic_task", "capitals_task", "numeric_perturbations", "adjacent_numbers",
     "text_perturbations", "check_answer", "check_number", "check_text", "check_choice",
     "check_boolean", "parse_number", "parse_boolean", "normalize_text", "chosen_index",
-    "correct_choice", "resolve_checker", "grade", "equivalent", "open_ended", "accepted_spellings",
+    "correct_choice", "correct_choices", "resolve_checker", "grade", "equivalent", "open_ended", "accepted_spellings",
     "worked_answers", "worked_reference", "ANSWER_TYPES", "ARITHMETIC_LEVELS", "FORMATS",
     "CHECKERS", "SPAN_SLACK",
 ]

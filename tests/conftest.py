@@ -190,5 +190,5 @@ def small_judged_run(smollm2, tmp_path_factory):
     """A small real run (SmolLM2, 6 capitals, isolated + alternatives) shared by figure and notebook tests."""
     from selfbias.probe import probe
 
-    return probe("smollm2-135m", "capitals", n=6, samples=2, max_new_tokens=10,
+    return probe("smollm2-135m", "capitals", n=6, samples=2, max_new_tokens=10, few_shot=0,  # the zero-shot judge
                  out=tmp_path_factory.mktemp("judged") / "run", loaded={"smollm2-135m": smollm2}, progress=False)

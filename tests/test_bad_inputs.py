@@ -62,7 +62,8 @@ def base_run(tiny, tmp_path_factory):
     from selfbias.probe import probe
 
     stand_in = wrap_model(tiny.model, tiny.tokenizer, name="smollm2-135m", prompt_format="chat")
-    return probe("smollm2-135m", "capitals", n=2, samples=1, max_new_tokens=4, judge_modes=("isolated",),
+    # zero-shot: the stand-in's 256-token context holds no few-shot examples
+    return probe("smollm2-135m", "capitals", n=2, samples=1, max_new_tokens=4, judge_modes=("isolated",), few_shot=0,
                  out=tmp_path_factory.mktemp("base") / "run", loaded={"smollm2-135m": stand_in},
                  progress=False).path
 

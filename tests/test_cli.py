@@ -110,3 +110,10 @@ def test_version_matches_the_package_metadata():
     pyproject = Path(__file__).resolve().parents[1] / "pyproject.toml"
     assert read_configuration(pyproject)["project"]["version"] == selfbias.__version__
     assert importlib.metadata.version("selfbias") == selfbias.__version__
+
+
+def test_probe_few_shot_option_is_listed_and_checked(tmp_path):
+    helped = runner.invoke(app, ["probe", "--help"])
+    assert helped.exit_code == 0 and "--few-shot" in helped.output
+    bad = runner.invoke(app, ["probe", "--n", "2", "--few-shot", "-1", "--out", str(tmp_path / "run")])
+    assert bad.exit_code == 2 and "few_shot" in bad.output and not (tmp_path / "run").exists()

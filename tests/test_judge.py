@@ -187,7 +187,8 @@ def test_option_without_single_token_is_a_clear_error(smollm2, tmp_path):
 
 
 def _block(prompt: str) -> list[str]:
-    inside = prompt.split("Possible answers:\n", 1)[1].split("\nIs the following proposed answer correct?", 1)[0]
+    # the judged answer's list is the last block (few-shot examples, if any, come first with lists of their own)
+    inside = prompt.rsplit("Possible answers:\n", 1)[1].split("\nIs the following proposed answer correct?", 1)[0]
     return inside.split("\n")
 
 

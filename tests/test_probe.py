@@ -390,3 +390,183 @@ def test_gold_position_among_an_items_numeric_candidates_is_uninformative():
     counts = np.bincount(perturbations_below, minlength=k + 1)
     assert chisquare(counts).pvalue > 0.01, counts
     assert near_wrong > 100  # many perturbations are neighbours of a wrong answer, not only of the gold
+
+
+# ---------------------------------------------------------------------- multiple choice (no model)
+
+
+def _mc_item(**kw):
+    return Item(**{"id": "m1", "question": "Which is a planet?", "references": ("Mars", "C"),
+                   "distractors": ("Moon", "Sun", "Comet"), "choices": ("Moon", "Sun", "Mars", "Comet"),
+                   "answer_type": "choice", **kw})
+
+
+def test_build_candidates_of_a_choice_item_are_its_options_in_their_own_words():
+    task = Task("t", (_mc_item(),))
+    gens = _gens([("m1", "A", "greedy", 0, "C", True), ("m1", "A", "sample", 0, "(b)", False),
+                  ("m1", "A", "sample", 1, "I do not know", False)])
+    cands = build_candidates(task, gens, ["A"], n_distractors=1, n_perturbations=2)
+    by_text = cands.set_index("text")
+    # every option is a candidate (n_distractors does not limit them), no perturbation is added
+    assert set(by_text.index) == {"Moon", "Sun", "Mars", "Comet", "I do not know"}
+    assert "perturbation" not in {s for src in cands["sources"] for s in src}
+    # the letter answers joined their options; an option is scored in its words only (no letter spelling)
+    assert list(by_text.loc["Mars", "sources"]) == ["own_greedy", "reference"]
+    assert list(by_text.loc["Sun", "sources"]) == ["own_sample", "distractor"]
+    assert all(list(sp) == [t] for t, sp in zip(cands["text"], cands["spellings"]))
+    assert _is(by_text.loc["Mars", "correct"], True) and _is(by_text.loc["Sun", "correct"], False)
+    assert _is(by_text.loc["I do not know", "correct"], False)  # closed item: no option picked is wrong
+
+
+def test_several_true_options_are_each_a_reference():
+    item = _mc_item(references=("Mars", "Venus", "C", "D"), distractors=("Moon", "Sun"),
+                    choices=("Moon", "Sun", "Mars", "Venus"))
+    task = Task("t", (item,))
+    cands = build_candidates(task, _gens([]), ["A"])
+    assert [bool(c) for c in cands["correct"]] == [False, False, True, True]
+    assert task.check("D", item) and task.check("Mars", item) and not task.check("B", item)
+
+
+# ---------------------------------------------------------------------- few-shot examples (no model)
+
+
+def test_hold_out_examples_uses_spares_and_never_the_judged_items():
+    from selfbias.probe import hold_out_examples
+
+    task = arithmetic_task(n=14)
+    judged, pool, taken = hold_out_examples(task, 10, 4)
+    assert judged.items == arithmetic_task(n=10).items and taken == []  # the first n are the run's items
+    assert [it.id for it in pool] == [it.id for it in task.items[10:]]
+    # no spares: few_shot items held out of the task by seed, and not judged
+    judged, pool, taken = hold_out_examples(arithmetic_task(n=10), 10, 4, seed=3)
+    assert len(judged.items) == 6 and len(pool) == len(taken) == 4
+    assert not {it.id for it in pool} & {it.id for it in judged.items}
+    assert hold_out_examples(arithmetic_task(n=10), 10, 4, seed=3)[2] == taken  # seeded
+    assert hold_out_examples(arithmetic_task(n=10), 10, 0)[1] == []
+    from selfbias.errors import InputError
+
+    with pytest.raises(InputError, match="too few to hold 4 out"):
+        hold_out_examples(arithmetic_task(n=4), None, 4)
+
+
+@pytest.mark.parametrize("task, k", [(arithmetic_task(n=16), 4), (arithmetic_task(n=16), 5),
+                                     (Task("mc", tuple(_mc_item(id=f"m{i}") for i in range(6))), 4)])
+def test_few_shot_examples_are_balanced_graded_and_seeded(task, k):
+    from selfbias.probe import few_shot_examples
+
+    shots = few_shot_examples(task.items, k, seed=1)
+    assert len(shots) == k and sum(ex["correct"] for ex in shots) == (k + 1) // 2
+    by_id = {it.id: it for it in task.items}
+    for ex in shots:
+        item = by_id[ex["item_id"]]
+        # the label is the task's own grade of the shown answer; the rival and the list are wrong answers
+        assert task.check(ex["answer"], item) is ex["correct"]
+        assert task.check(ex["other"], item) is not ex["correct"]
+        assert ex["alternatives"] and not any(task.check(a, item) for a in ex["alternatives"])
+        if item.choices:
+            assert ex["question"].endswith("D. Comet") and ex["answer"] in item.choices
+    assert few_shot_examples(task.items, k, seed=1) == shots
+    assert few_shot_examples(task.items, k, seed=2) != shots
+
+
+# ------------------------------------------------------- multiple choice and few-shot on a real run
+
+
+def _arc_file(tmp_path, n=4):
+    """A small ARC-style nested JSONL (the ARC layout: choices as [{label, text}], answerKey)."""
+    import json
+
+    rows = [("Which of these is a planet?", ["Mars", "the Moon", "the Sun", "a comet"], "A"),
+            ("Which animal can fly?", ["a dog", "a fish", "a bird", "a cow"], "C"),
+            ("What do plants need to make food?", ["darkness", "sunlight", "sand", "plastic"], "B"),
+            ("Which is a liquid at room temperature?", ["iron", "stone", "wood", "water"], "D"),
+            ("Which is the hottest?", ["ice", "snow", "fire", "rain"], "C"),
+            ("What do bees make?", ["milk", "honey", "silk", "wool"], "B")][:n]
+    path = tmp_path / "arc_style.jsonl"
+    path.write_text("".join(json.dumps({"id": f"arc{i}", "question": q, "answerKey": key, "choices": [
+        {"label": lab, "text": t} for lab, t in zip("ABCD", texts)]}) + "\n" for i, (q, texts, key) in enumerate(rows)))
+    return path
+
+
+@pytest.fixture(scope="module")
+def mc_run(smollm2, tmp_path_factory):
+    folder = tmp_path_factory.mktemp("mc")
+    path = _arc_file(folder, n=6)
+    return probe("smollm2-135m", str(path), n=4, samples=2, max_new_tokens=8, judge_modes=("isolated",),
+                 few_shot=2, out=folder / "run", loaded={"smollm2-135m": smollm2}, progress=False,
+                 mapping="question=question,choices=choices.text,labels=choices.label,answer=answerKey,id=id")
+
+
+def test_nested_arc_style_file_runs_with_options_shown_and_every_own_answer_graded(mc_run):
+    items, gens = mc_run.items, mc_run.generations
+    assert list(items["item_id"]) == ["arc0", "arc1", "arc2", "arc3"]  # arc4, arc5 are few-shot spares
+    assert items.loc[0, "question"] == "Which of these is a planet?\nA. Mars\nB. the Moon\nC. the Sun\nD. a comet"
+    assert gens["correct"].notna().all()  # closed items: every own answer graded
+    for row in gens[gens["kind"].isin(["greedy", "sample"])].itertuples():
+        choices = list(items.loc[items["item_id"] == row.item_id, "choices"].iloc[0])
+        assert row.answer in choices or not row.correct  # an answer naming an option is that option's text
+    assert set(mc_run.manifest["own_answer_rules"]) == {"greedy", "sample", "likeliest", "likeliest_norm"}
+    summary = probe_summary(mc_run)
+    assert {"accuracy_likeliest", "accuracy_likeliest_norm"} <= set(summary.columns)
+
+
+def test_likeliest_option_is_the_argmax_of_the_scores_table(mc_run):
+    """The likeliest-option rows, scored in the generation stage, agree with the option candidates'
+    scores of the scoring stage (a separate pass over the same prompt): argmax of the sum log-prob
+    (lm-eval acc), and of the sum over the characters of " " + option (acc_norm)."""
+    gens, cands, scores = mc_run.generations, mc_run.candidates, mc_run.scores
+    table = scores.merge(cands, on=["item_id", "candidate_id"])
+    for item in mc_run.items.itertuples():
+        options = table[(table["item_id"] == item.item_id) & table["text"].isin(list(item.choices))]
+        assert len(options) == 4
+        best_sum = options.loc[options["sum_logprob"].idxmax(), "text"]
+        best_norm = options.loc[(options["sum_logprob"] / (options["text"].str.len() + 1)).idxmax(), "text"]
+        mine = gens[gens["item_id"] == item.item_id].set_index("kind")
+        assert mine.loc["likeliest", "answer"] == best_sum
+        assert mine.loc["likeliest_norm", "answer"] == best_norm
+        row = options[options["text"] == best_sum].iloc[0]
+        assert sum(mine.loc["likeliest", "logprobs"]) == pytest.approx(row["sum_logprob"], abs=1e-4)
+
+
+def test_few_shot_examples_come_from_items_never_judged(mc_run):
+    shot = mc_run.manifest["few_shot"]
+    assert shot["n"] == 2 and shot["requested"] == 2 and set(shot["item_ids"]) <= {"arc4", "arc5"}
+    judged = set(mc_run.judgments["item_id"])
+    assert judged == {"arc0", "arc1", "arc2", "arc3"} and not judged & set(shot["item_ids"])
+    stage = mc_run.manifest["judge"]["stages"]["smollm2-135m=isolated"]
+    examples = stage["few_shot_examples"]
+    assert len(examples) == 2 and sorted(ex["correct"] for ex in examples) == [False, True]
+    questions = set(mc_run.items["question"])
+    assert all(ex["question"] not in questions and "\nA. " in ex["question"] for ex in examples)
+    assert stage["few_shot_source"]["file"] == "few_shot.jsonl"
+
+
+def test_real_arc_file_runs_through_probe_with_a_nested_mapping(smollm2, shared_data, tmp_path):
+    path = shared_data / "arc_easy" / "arc_easy_dev.jsonl"
+    run = probe("smollm2-135m", str(path), n=3, samples=1, max_new_tokens=6, judge_modes=(), out=tmp_path / "arc",
+                mapping="question=question,choices=choices.text,labels=choices.label,answer=answerKey,id=id",
+                loaded={"smollm2-135m": smollm2}, progress=False)
+    gens = run.generations
+    assert len(run.items) == 3 and gens["correct"].notna().all()
+    assert set(gens["kind"]) == {"greedy", "sample", "likeliest", "likeliest_norm"}
+
+
+def test_truthfulqa_mc1_has_graded_own_answers(smollm2, shared_data, tmp_path):
+    path = shared_data / "truthfulqa" / "mc_task.json"
+    run = probe("smollm2-135m", str(path), fmt="truthfulqa_mc1", n=3, samples=2, max_new_tokens=8,
+                judge_modes=(), out=tmp_path / "tqa", loaded={"smollm2-135m": smollm2}, progress=False)
+    gens = run.generations
+    assert gens["correct"].notna().all() and len(gens[gens["kind"] == "sample"]) == 6
+    assert run.candidates["correct"].notna().all()
+
+
+def test_judge_again_reuses_the_probes_examples_and_resumes(mc_run, smollm2):
+    """`selfbias judge RUN` after a few-shot probe: the run's examples are reused, so nothing conflicts
+    and nothing is judged again; asking for zero-shot is another setting, refused without overwrite."""
+    from selfbias.judge import judge
+
+    before = mc_run.judgments
+    again = judge(mc_run.path, modes=("isolated",), models={"smollm2-135m": smollm2}, progress=False)
+    pd.testing.assert_frame_equal(before, again.judgments)
+    with pytest.raises(RunError, match="few_shot"):
+        judge(mc_run.path, modes=("isolated",), few_shot=0, models={"smollm2-135m": smollm2}, progress=False)

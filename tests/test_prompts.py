@@ -129,3 +129,19 @@ def test_judge_follows_the_model_prompt_format(tiny):
     plain = dataclasses.replace(tiny, prompt_format="plain")
     assert _setup("t", plain, ["isolated"], DEFAULT_TEMPLATES, [], 3).format == "plain"
     assert _setup("t", tiny, ["isolated"], DEFAULT_TEMPLATES, [], 3).format == "chat"
+
+
+def test_question_with_choices_letters_the_options_after_the_question():
+    from selfbias.prompts import question_with_choices
+    from selfbias.tasks import Item, chosen_index
+
+    item = Item(id="q", question="Which is a planet?", references=("Mars", "B"), choices=("Moon", "Mars", "Sun"),
+                answer_type="choice")
+    shown = question_with_choices(item)
+    assert shown == "Which is a planet?\nA. Moon\nB. Mars\nC. Sun"
+    # every letter shown is one the answer reader maps back to its option
+    for line in shown.splitlines()[1:]:
+        letter, text = line.split(". ", 1)
+        assert item.choices[chosen_index(letter, item)] == text
+    plain = Item(id="p", question="What is 2 + 2?", references=("4",), answer_type="number")
+    assert question_with_choices(plain) == "What is 2 + 2?"

@@ -134,7 +134,8 @@ def test_list_tasks_are_loadable():
     for name in names:
         assert len(load_task(name, n=3)) == 3
     assert {f for f, _ in list_formats()} == {"truthfulqa", "gsm8k", "arc", "nq_open",
-                                              "truefalse", "jsonl", "csv", "truthfulqa_mc"}
+                                              "truefalse", "jsonl", "csv", "truthfulqa_mc",
+                                              "truthfulqa_mc1", "truthfulqa_mc2"}
 
 
 def test_builtin_option_errors():
