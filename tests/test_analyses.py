@@ -29,11 +29,16 @@ pytestmark = pytest.mark.model  # both analyses run SmolLM2
 #   yes_no_mass          1.0e-05        10x      1e-4
 TOL_01 = {"per_token_sum_diff": 1e-4, "mean_logprob": 1e-4, "p_yes": 1e-4, "yes_no_mass": 1e-4}
 
-# Analysis 5 (20 optimizer steps of fine-tuning, then scoring and judging). Training amplifies a
-# kernel set's different float sums: the same seed gives other weights on another machine. Measured
-# (tests/KERNEL_SPREAD.md): see TOL_05's comment; the numbers are compared at twice the largest measured
-# deviation, and the stable facts (which answers are correct, which candidates exist) exactly.
-TOL_05 = {"per_token_sum_diff": 1e-2, "p_yes": 2e-2, "yes_no_mass": 2e-2}
+# Analysis 5 (20 optimizer steps of fine-tuning, then scoring and judging). Training amplifies a kernel
+# set's different float sums: the same seed gives other weights on another machine. Compared like with
+# like, the stable facts exactly (which answers exist, which are correct, their token counts) and the
+# numbers within the training noise measured across kernel sets (same machine, same day, as above):
+#   column               measured max             margin   tolerance
+#   per-token sum diff   3.8e-03 (AVX2; 1.8e-4    3.9x     1.5e-2 (a broken objective or tokenisation
+#                        on the committing kernels)          moves answers by nats, not hundredths)
+#   p_yes                5.9e-05                  8.5x     5e-4
+#   yes_no_mass          4.2e-05                  12x      5e-4
+TOL_05 = {"per_token_sum_diff": 1.5e-2, "p_yes": 5e-4, "yes_no_mass": 5e-4}
 
 
 def _check(merged, tolerances: dict[str, float]) -> None:
