@@ -515,8 +515,9 @@ def likelihood_regression(
     df) covered 87% under heteroscedastic items (30 items x 8, 150 runs), this 91%.
     method="gee": GEE with an exchangeable working correlation within clusters and the
     bias-reduced robust (sandwich) standard errors of Mancl & DeRouen (2001, Biometrics 57),
-    normal intervals (``df`` inf); it is consistent for the same b and usually more efficient,
-    but its intervals were short with 30 heteroscedastic items (86%): the GLM is the headline.
+    p-values and intervals from t with G - 1 df (normal intervals covered 86% with 30
+    heteroscedastic items); it is consistent for the same b and usually more efficient, but the
+    GLM is the headline.
 
     When several modes are present, `mode_<name>` indicators (reference: `isolated`) and their
     interaction with `correct` are added, so `mode_alternatives` is the shift of wrong answers'
@@ -566,8 +567,14 @@ def likelihood_regression(
         # Mancl & DeRouen (2001) bias-reduced sandwich: the plain robust one was short with 60
         # items (coverage 91-92% per term in issue 10's simulation)
         result = _fit_capturing(lambda: model.fit(cov_type="bias_reduced"), notes)
-        table = _tidy(result.params, result.bse, result.tvalues, result.pvalues, result.conf_int())
-        table["df"] = np.inf
+        # t with G - 1 df rather than normal intervals: with 30 heteroscedastic items the normal
+        # intervals covered 86% (issue 27)
+        df_t = max(design.n_clusters - 1, 1)
+        q = st.t.ppf(0.975, df_t)
+        ci = pd.DataFrame({"low": result.params - q * result.bse, "high": result.params + q * result.bse})
+        p = pd.Series(2 * st.t.sf(np.abs(result.tvalues), df_t), index=result.params.index)
+        table = _tidy(result.params, result.bse, result.tvalues, p, ci)
+        table["df"] = float(df_t)
     else:
         model = sm.GLM(design.endog, design.exog, family=family)
         if design.n_clusters >= 2:

@@ -152,6 +152,9 @@ def test_gee_verdict_and_mixed_are_statsmodels_too(small_run):
                      cov_struct=sm.cov_struct.Exchangeable()).fit(cov_type="bias_reduced")
     np.testing.assert_allclose(gee.coefficients["estimate"], direct.params, rtol=1e-9)
     np.testing.assert_allclose(gee.coefficients["std_error"], direct.bse, rtol=1e-9)
+    half = stats.t.ppf(0.975, 39) * direct.bse.to_numpy()  # t with G - 1 = 39 df
+    np.testing.assert_allclose(gee.coefficients["ci_high"] - gee.coefficients["estimate"], half, rtol=1e-9)
+    assert (gee.coefficients["df"] == 39).all()
     verdict = likelihood_regression(small_run, response="verdict")
     direct = smf.glm(verdict.formula, data, family=sm.families.Binomial()).fit()
     np.testing.assert_allclose(verdict.coefficients["estimate"], direct.params, rtol=1e-7, atol=1e-9)
