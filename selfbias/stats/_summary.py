@@ -426,11 +426,17 @@ def _findings(
     for _, r in calib[calib["measure"] == "ece"].iterrows():
         s = (f"Judge {r['judge']} ({r['mode']}): ECE {_ci(r['estimate'], r['ci_low'], r['ci_high'])} "
              f"({int(r['n_bins'])} equal-count bins)")
+        pv = r.get("p_value", np.nan)
+        if np.isfinite(pv):
+            # the consistency-resampling test: sized correctly, unlike the debiased interval (issue 27)
+            s += (f"; test of calibration p = {pv:.3g} "
+                  f"({'miscalibrated' if pv < 0.05 else 'no evidence of miscalibration'} at 5%)")
         if (r["judge"], r["mode"]) in deb.index:
             d = deb.loc[(r["judge"], r["mode"])]
-            real = np.isfinite(d["ci_low"]) and d["ci_low"] > 0
-            s += (f"; debiased squared calibration error {d['estimate']:.4f} [{d['ci_low']:.4f}, {d['ci_high']:.4f}]"
-                  f" ({'miscalibrated' if real else 'consistent with a calibrated judge'})")
+            s += f"; debiased squared calibration error {d['estimate']:.4f} [{d['ci_low']:.4f}, {d['ci_high']:.4f}]"
+            if not np.isfinite(pv):
+                real = np.isfinite(d["ci_low"]) and d["ci_low"] > 0
+                s += f" ({'miscalibrated' if real else 'consistent with a calibrated judge'})"
         out.append(s + ".")
     # 5. comparison effect (no significance claimed for a judge that failed its health checks)
     unhealthy = _unhealthy(health)
