@@ -22,7 +22,7 @@ from ._bootstrap import (
     check_columns,
     holm,
 )
-from ._discrimination import auc_score, weighted_auc
+from ._discrimination import auc_score
 
 __all__ = ["COMPARISON_MEASURES", "comparison_effect"]
 
@@ -109,7 +109,51 @@ def _swap_auc_test(
     return float(res.pvalue)
 
 
-def _measure(measure, pb, pa, y, codes, items, boot, threshold, n_perm, seed) -> dict:
+def _placements(score: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """DeLong placement values: for each correct row the share of wrong rows it outranks (ties
+    1/2), for each wrong row the share of correct rows that outrank it."""
+    pos, neg = np.sort(score[y]), np.sort(score[~y])
+    v10 = (np.searchsorted(neg, score[y], "left") + np.searchsorted(neg, score[y], "right")) / (2 * neg.size)
+    v01 = (2 * pos.size - np.searchsorted(pos, score[~y], "left") - np.searchsorted(pos, score[~y], "right")) / (
+        2 * pos.size)
+    return v10, v01
+
+
+def clustered_auc_difference(
+    codes: np.ndarray, y: np.ndarray, p_against: np.ndarray, p_base: np.ndarray, confidence: float,
+) -> tuple[float, float, float, float]:
+    """AUROC(against) - AUROC(baseline) on the same candidates, its item-clustered standard error
+    and a t interval with G - 1 degrees of freedom.
+
+    The variance is Obuchowski's (1997, "Nonparametric analysis of clustered ROC curve data",
+    Biometrics 53) for clustered data, applied to the difference of the two scores' structural
+    (DeLong placement) components, which is how DeLong, DeLong & Clarke-Pearson (1988) compare
+    correlated AUROCs: with ``D10_i`` (``D01_i``) the item-i sum over its correct (wrong)
+    candidates of the difference of their placement values, M (N) correct (wrong) candidates and
+    G items, ``S10 = G / ((G - 1) M) sum (D10_i - m_i D)^2``, ``S01`` alike, ``S11 = G / (G - 1)
+    sum (D10_i - m_i D)(D01_i - n_i D)`` and ``Var(D) = S10 / M + S01 / N + 2 S11 / (M N)``.
+    Replaces a percentile item bootstrap that covered 90% at 30 items (issue 27).
+    """
+    n_items = int(codes.max()) + 1 if codes.size else 0
+    if n_items < 2 or y.all() or not y.any():
+        return np.nan, np.nan, np.nan, np.nan
+    a10, a01 = _placements(p_against, y)
+    b10, b01 = _placements(p_base, y)
+    d = float(a10.mean() - b10.mean())
+    m_i = np.bincount(codes[y], minlength=n_items)
+    n_i = np.bincount(codes[~y], minlength=n_items)
+    r10 = np.bincount(codes[y], a10 - b10, minlength=n_items) - m_i * d
+    r01 = np.bincount(codes[~y], a01 - b01, minlength=n_items) - n_i * d
+    m, n, g = float(y.sum()), float((~y).sum()), n_items
+    s10 = g / ((g - 1) * m) * (r10**2).sum()
+    s01 = g / ((g - 1) * n) * (r01**2).sum()
+    s11 = g / (g - 1) * (r10 * r01).sum()
+    se = float(np.sqrt(max(s10 / m + s01 / n + 2 * s11 / (m * n), 0.0)))
+    q = _st.t.ppf(0.5 + confidence / 2, g - 1)
+    return d, se, d - q * se, d + q * se
+
+
+def _measure(measure, pb, pa, y, codes, items, boot, threshold, n_perm, seed, confidence=0.95) -> dict:
     """One paired measure of :func:`comparison_effect` with its interval and item-aware test."""
     wrong = ~y
     if measure in ("mean_p_yes_wrong", "false_acceptance"):
@@ -128,8 +172,8 @@ def _measure(measure, pb, pa, y, codes, items, boot, threshold, n_perm, seed) ->
     else:  # auroc
         bv, av = auc_score(y, pb), auc_score(y, pa)
         lo = hi = np.nan
-        if np.isfinite(bv) and np.isfinite(av):
-            lo, hi = boot.ci_weighted(lambda w: weighted_auc(pa, y, w) - weighted_auc(pb, y, w))
+        if np.isfinite(bv) and np.isfinite(av) and boot.n_boot > 0:
+            _, _, lo, hi = clustered_auc_difference(codes, y, pa, pb, confidence)
         p = _swap_auc_test(codes, y, pa, pb, n_perm, seed) if n_perm > 0 else np.nan
         return dict(baseline_value=bv, against_value=av, estimate=av - bv, ci_low=lo, ci_high=hi,
                     n=int(y.size), n_items=int(pd.unique(items).size), test="cluster_swap",
@@ -244,7 +288,7 @@ def comparison_effect(
             boot = ClusterBootstrap(items, n_boot=n_boot, seed=seed, confidence=confidence)
             common = {**dict(zip(["judge", *by], values)), "baseline": base_mode, "against": mode}
             for measure in measures:
-                rec = _measure(measure, pb, pa, y, codes, items, boot, threshold, n_perm, seed)
+                rec = _measure(measure, pb, pa, y, codes, items, boot, threshold, n_perm, seed, confidence)
                 rows.append({**common, "measure": measure, **rec})
     cols = ["judge", *by, "baseline", "against", "measure", "baseline_value", "against_value", *ESTIMATE_COLUMNS,
             "test", "statistic", "p_value", "p_holm"]

@@ -210,10 +210,22 @@ def agreement_discrimination(
 
 def _rejection_area(order_key: np.ndarray, target: np.ndarray) -> float:
     """Area under the prediction-rejection curve as lm-polygraph's ``PredictionRejectionArea``:
-    keep the k most confident rows (smallest ``order_key`` first, stable) for k = N..1 and average
-    the mean target of the kept rows over the N rejection levels."""
-    sorted_target = target[np.argsort(order_key, kind="stable")]
-    return float(np.mean(np.cumsum(sorted_target) / np.arange(1, target.size + 1)))
+    keep the k most confident rows (smallest ``order_key`` first) for k = N..1 and average the
+    mean target of the kept rows over the N rejection levels -- with tied keys broken at random
+    and the area averaged over those orders (its expectation): within a block of tied rows the
+    first j kept carry j times the block's mean target in expectation, and the area is linear in
+    those cumulative sums.  lm-polygraph's ``argsort`` keeps input order instead, which makes the
+    area depend on how rows happen to be sorted (issue 27: a constant judge got PRR 1.0 or -0.76)."""
+    order = np.argsort(order_key, kind="stable")
+    key, sorted_target = np.asarray(order_key)[order], target[order]
+    starts = np.flatnonzero(np.r_[True, key[1:] != key[:-1]])
+    block = np.repeat(np.arange(starts.size), np.diff(np.r_[starts, key.size]))
+    sizes = np.diff(np.r_[starts, key.size])
+    block_sum = np.add.reduceat(sorted_target, starts)
+    before = (np.cumsum(block_sum) - block_sum)[block]  # target of the blocks ranked above
+    position = np.arange(key.size) - starts[block] + 1  # rows kept so far inside the block
+    expected = before + position * (block_sum / sizes)[block]
+    return float(np.mean(expected / np.arange(1, target.size + 1)))
 
 
 def _prr(score: np.ndarray, target: np.ndarray) -> float:
@@ -248,7 +260,10 @@ def prediction_rejection_ratio(
     random, < 0 worse. Areas as lm-polygraph's ``PredictionRejectionArea`` (Fadeeva et al. 2023,
     "LM-Polygraph: Uncertainty Estimation for Language Models", EMNLP demo; Malinin et al. 2017
     introduced PRR): the mean over k = 1..N of the accuracy of the k most confident rows. Tied
-    scores keep input order (as lm-polygraph's ``argsort``).
+    scores are broken at random and the areas averaged over those orders (their exact expectation,
+    so the result does not depend on row order); lm-polygraph's ``argsort`` keeps input order
+    instead, and the two agree when no scores tie. A judge that gives every row the same score
+    has PRR exactly 0 (no better than random), and so does each bootstrap resample.
 
     Parameters
     ----------

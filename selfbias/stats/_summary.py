@@ -253,6 +253,8 @@ def compact_table(t: pd.DataFrame, digits: int = 3) -> pd.DataFrame:
     p_col = "p_holm" if "p_holm" in t.columns and t["p_holm"].notna().any() else "p_value"
     if p_col in t.columns:
         out["p"] = [_fmt(v, 2) for v in t[p_col]]
+    if HEALTH_COLUMN in t.columns:  # a judge that failed its health checks: say so beside its numbers
+        out["what"] = out["what"] + np.where(t[HEALTH_COLUMN].astype(bool), "", " [judge fails health]")
     if "status" in t.columns:
         ok = t["status"].astype(str) == "ok"
         out.loc[~ok.to_numpy(), ["estimate", "interval"]] = ""
@@ -305,6 +307,37 @@ def _likelihood(analysis_df: pd.DataFrame, notes: list[str]) -> pd.DataFrame | N
         tables.append(t)
         notes.extend(f"likelihood regression ({judge}): {n}" for n in res.notes)
     return pd.concat(tables, ignore_index=True) if tables else None
+
+
+#: The column that marks, in every table of :func:`summarize`, the rows computed from a judge
+#: that failed its health checks (False) -- so a p-value or interval read from a CSV carries it.
+HEALTH_COLUMN = "judge_passes_health"
+
+
+def _mark_health(table: pd.DataFrame | None, health: pd.DataFrame, *, modes: Sequence[str] = ("mode",),
+                 pair_health: pd.DataFrame | None = None) -> pd.DataFrame | None:
+    """``table`` with :data:`HEALTH_COLUMN`: False when the row's judge failed :func:`judge_health`
+    in the row's mode (every mode named by the ``modes`` columns, e.g. both sides of a contrast),
+    or in any mode when the row has none (a regression over all modes, the thesis, likelihood
+    AUROC); with ``pair_health``, the pairwise judge's :func:`pairwise_health` decides."""
+    if table is None or "judge" not in table.columns:
+        return table
+    out = table.copy()
+    if pair_health is not None:
+        bad_pair = set(pair_health.loc[pair_health["degenerate"], "judge"].astype(str))
+        out[HEALTH_COLUMN] = [str(j) not in bad_pair for j in out["judge"]]
+        return out
+    unhealthy = set(_unhealthy(health))
+    bad_judges = {j for j, _ in unhealthy}
+    cols = [c for c in modes if c in out.columns]
+    passes = []
+    for _, r in out.iterrows():
+        judge = str(r["judge"])
+        named = [str(r[c]) for c in cols if not (r[c] is None or r[c] is pd.NA
+                                                 or (isinstance(r[c], float) and math.isnan(r[c])))]
+        passes.append(not any((judge, m) in unhealthy for m in named) if named else judge not in bad_judges)
+    out[HEALTH_COLUMN] = np.array(passes, dtype=bool)
+    return out
 
 
 def _unhealthy(health: pd.DataFrame) -> dict[tuple[str, str], str]:
@@ -393,11 +426,17 @@ def _findings(
     for _, r in calib[calib["measure"] == "ece"].iterrows():
         s = (f"Judge {r['judge']} ({r['mode']}): ECE {_ci(r['estimate'], r['ci_low'], r['ci_high'])} "
              f"({int(r['n_bins'])} equal-count bins)")
+        pv = r.get("p_value", np.nan)
+        if np.isfinite(pv):
+            # the consistency-resampling test: sized correctly, unlike the debiased interval (issue 27)
+            s += (f"; test of calibration p = {pv:.3g} "
+                  f"({'miscalibrated' if pv < 0.05 else 'no evidence of miscalibration'} at 5%)")
         if (r["judge"], r["mode"]) in deb.index:
             d = deb.loc[(r["judge"], r["mode"])]
-            real = np.isfinite(d["ci_low"]) and d["ci_low"] > 0
-            s += (f"; debiased squared calibration error {d['estimate']:.4f} [{d['ci_low']:.4f}, {d['ci_high']:.4f}]"
-                  f" ({'miscalibrated' if real else 'consistent with a calibrated judge'})")
+            s += f"; debiased squared calibration error {d['estimate']:.4f} [{d['ci_low']:.4f}, {d['ci_high']:.4f}]"
+            if not np.isfinite(pv):
+                real = np.isfinite(d["ci_low"]) and d["ci_low"] > 0
+                s += f" ({'miscalibrated' if real else 'consistent with a calibrated judge'})"
         out.append(s + ".")
     # 5. comparison effect (no significance claimed for a judge that failed its health checks)
     unhealthy = _unhealthy(health)
@@ -597,6 +636,13 @@ def summarize(
     findings = _findings(health, misplaced_pooled, disc, calib, comparison, likelihood, published,
                          confidence)
     findings = _with_thesis(findings, thesis_sentences, health)
+    # every p-value and interval of a judge that failed its health checks is marked in the tables
+    misplaced, disc, calib, prr = (_mark_health(t, health) for t in (misplaced, disc, calib, prr))
+    comparison = _mark_health(comparison, health, modes=("baseline", "against"))
+    likelihood = _mark_health(likelihood, health, modes=())
+    thesis = _mark_health(thesis, health, modes=())
+    if published is not None and pair_health is not None:
+        published = _mark_health(published, health, pair_health=pair_health)
     return Summary(
         misplaced=misplaced, comparison=comparison, discrimination=disc, calibration=calib,
         health=health, likelihood=likelihood, published=published, findings=tuple(findings),

@@ -203,6 +203,12 @@ def _planted_coefficients(modes, effects: dict, calibrated: bool) -> dict[str, f
         "self_authored": effects["self_effect"],
         "z_loglik:correct": 0.0,
         "z_loglik:self_authored": 0.0,
+        # the item means (Mundlak terms) of the within-varying covariates: P(Yes) depends on none
+        # of them (self_authored's item mean is constant here, so it is not fitted)
+        "log_n_tokens_between": 0.0,
+        "correct_between": 0.0,
+        "z_loglik_x_correct_between": 0.0,
+        "z_loglik_x_self_authored_between": 0.0,
     }
     step = 0.0 if comparison_only else effects["comparison_effect"]  # vs the reference mode
     for mode in sorted(set(modes) - {"isolated" if not comparison_only else min(modes)}):
@@ -314,7 +320,9 @@ def simulate_run(
       self_authored = self_effect, correct = correct_effect, mode_<m> = comparison_effect,
       mode_<m>:correct = -comparison_effect, log_n_tokens and the z_loglik interactions = 0,
       z_loglik (the within-item slope) = likelihood_slope, z_loglik_between =
-      likelihood_slope + item_likelihood_effect.
+      likelihood_slope + item_likelihood_effect, and the item means of the other within-varying
+      terms (log_n_tokens_between, correct_between, z_loglik_x_correct_between,
+      z_loglik_x_self_authored_between) = 0.
       "coefficients_by_mode": the same for the rows of one mode (for a comparison mode alone the
       intercept is intercept + comparison_effect and correct is correct_effect -
       comparison_effect).  None when calibrated (correctness is then an outcome of P(Yes)).

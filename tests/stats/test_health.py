@@ -52,7 +52,8 @@ def test_exactly_constant_judge():
     assert (h["auroc_ci_low"], h["auroc_ci_high"]) == (0.5, 0.5)
     # every candidate ties for the top: top-1 equals chance exactly
     assert h["top1_rate"] == pytest.approx(h["chance_rate"])
-    assert "top-rated candidate" in h["reasons"]
+    # the within-item ranking is all ties: exactly chance (issue 27 replaced the top-1 flag)
+    assert h["within_auroc"] == 0.5 and "does not rank the candidates" in h["reasons"]
 
 
 def test_good_judge_is_healthy():
@@ -75,7 +76,43 @@ def test_question_driven_judge_is_flagged():
     h = judge_health(frame(p, correct, k), n_boot=300).iloc[0]
     assert h["degenerate"]
     assert h["within_item_share"] < 0.05
-    assert "between candidates of the same" in h["reasons"]
+    assert "does not rank the candidates of the same item" in h["reasons"]
+    assert h["within_auroc_ci_low"] <= 0.5 <= h["within_auroc_ci_high"]
+
+
+def test_within_item_auroc_by_hand_and_by_sklearn():
+    # item A: correct 0.9, wrong 0.5, 0.95 -> pairs (0.9 > 0.5) yes, (0.9 > 0.95) no: 1 of 2
+    # item B: correct 0.3, 0.3; wrong 0.3 -> two ties: 1/2 + 1/2 = 1 of 2
+    # item C: all correct, not ranked.  Within-item AUROC = (1 + 1) / 4 = 0.5
+    from selfbias.stats._health import _within_pairs
+
+    p = np.array([0.9, 0.5, 0.95, 0.3, 0.3, 0.3, 0.8])
+    y = np.array([1, 0, 0, 1, 1, 0, 1], bool)
+    codes = np.array([0, 0, 0, 1, 1, 1, 2])
+    conc, pairs = _within_pairs(p, y, codes)
+    assert list(conc) == [1.0, 1.0] and list(pairs) == [2.0, 2.0]
+    # per item it is sklearn's AUROC of the item's candidates
+    from sklearn.metrics import roc_auc_score
+
+    rng = np.random.default_rng(7)
+    codes = np.repeat(np.arange(30), 5)
+    y = rng.random(150) < 0.5
+    p = rng.random(150)
+    conc, pairs = _within_pairs(p, y, codes)
+    ranked = [i for i in range(30) if 0 < y[codes == i].sum() < 5]
+    np.testing.assert_allclose(conc / pairs, [roc_auc_score(y[codes == i], p[codes == i]) for i in ranked])
+
+
+def test_a_perfect_ranking_in_a_narrow_band_is_healthy():
+    # issue 27: P(Yes) 0.60-0.64, every correct answer above every wrong one, was flagged
+    # "nearly constant" in 100% of runs
+    rng = np.random.default_rng(8)
+    correct = rng.random(200) < 0.4
+    p = 0.60 + 0.02 * correct + rng.uniform(0, 0.0199, 200)
+    h = judge_health(frame(p, correct, 4), n_boot=200).iloc[0]
+    assert h["logit_sd"] < MIN_LOGIT_SD  # the band is narrow on every scale ...
+    assert h["auroc"] == 1.0 and h["within_auroc"] == 1.0
+    assert not h["degenerate"], h["reasons"]  # ... and the judge is fine
 
 
 def test_below_chance_judge_is_flagged():
@@ -203,6 +240,14 @@ def test_informative_pairwise_judges_pass(position_bias):
         # the definitions by hand
         assert h["p_first"] == pytest.approx(((pw["p_a_first"] + 1 - pw["p_a_second"]) / 2).mean())
         assert h["orders_agree"] == pytest.approx(pw["orders_agree"].mean())
+
+
+def test_constant_half_pairwise_judge_fails_without_a_verdict_column():
+    # issue 27: p_a_first = p_a_second = 0.5 counted as "both orders agree" and passed
+    for extra in ({}, {"orders_agree": True}):
+        h = pairwise_health(_pairs(np.full(240, 0.5), np.full(240, 0.5)).assign(**extra), n_boot=100).iloc[0]
+        assert h["degenerate"] and h["orders_agree"] == 0.0
+        assert "agree in only 0%" in h["reasons"]
 
 
 def test_pairwise_verdict_column_is_used_when_present():

@@ -23,6 +23,43 @@ def test_prr_by_hand():
     assert np.isnan(_prr(np.array([0.2, 0.4]), np.array([1.0, 1.0])))
 
 
+def _argsort_prr(score, target):
+    """lm-polygraph's PRR: stable argsort of -score, areas of cumulative accuracies (no tie rule)."""
+    def area(key):
+        t = target[np.argsort(key, kind="stable")]
+        return np.mean(np.cumsum(t) / np.arange(1, t.size + 1))
+    random = target.mean()
+    return (area(-score) - random) / (area(-target) - random)
+
+
+def test_prr_with_ties_is_the_average_over_all_orders_of_the_tied_rows():
+    # the mean of lm-polygraph's argsort PRR over every permutation of the rows (7! = 5040
+    # orders, so every way of breaking the ties) must equal the tie-averaged PRR
+    from itertools import permutations
+
+    score = np.array([0.9, 0.5, 0.5, 0.5, 0.2, 0.2, 0.7])
+    target = np.array([1.0, 1, 0, 0, 1, 0, 0])
+    values = [_argsort_prr(score[list(o)], target[list(o)]) for o in permutations(range(7))]
+    assert _prr(score, target) == pytest.approx(np.mean(values), rel=1e-12)
+    assert np.ptp(values) > 0.3  # the argsort value depends on the row order; ours does not
+    rng = np.random.default_rng(1)
+    for _ in range(5):
+        o = rng.permutation(7)
+        assert _prr(score[o], target[o]) == pytest.approx(_prr(score, target), rel=1e-12)
+    # without ties the two definitions agree
+    distinct = np.array([0.9, 0.5, 0.4, 0.3, 0.2, 0.1, 0.7])
+    assert _prr(distinct, target) == pytest.approx(_argsort_prr(distinct, target))
+
+
+def test_a_constant_judge_has_prr_zero_whatever_the_row_order():
+    run = simulate_run(n_items=40, modes=("isolated",), seed=6).analysis.assign(p_yes=0.62)
+    for frame in (run, run.sort_values("correct"), run.sort_values("correct", ascending=False)):
+        r = prediction_rejection_ratio(frame, n_boot=200).iloc[0]
+        assert r["estimate"] == pytest.approx(0.0, abs=1e-12)
+        assert r["ci_low"] <= r["estimate"] <= r["ci_high"]
+        assert r["ci_low"] == pytest.approx(0.0, abs=1e-12) and r["ci_high"] == pytest.approx(0.0, abs=1e-12)
+
+
 def test_prr_random_scores_average_zero_and_the_table():
     # a score unrelated to correctness: PRR 0 on average (random rejection's area is the mean)
     rng = np.random.default_rng(0)

@@ -41,6 +41,9 @@ def linear_predictor(analysis: pd.DataFrame, coefficients: dict) -> np.ndarray:
         x[f"mode_{mode}"] = (analysis["mode"] == mode).to_numpy(float)
     eta = np.zeros(len(analysis))
     for term, value in coefficients.items():
+        if term.endswith("_between") and term != "z_loglik_between":
+            assert value == 0.0, term  # the Mundlak item means of the other covariates carry nothing
+            continue
         eta += value * np.prod([x[v] for v in term.split(":")], axis=0)
     return eta
 

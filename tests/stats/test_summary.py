@@ -193,3 +193,27 @@ def test_new_tables_are_in_the_summary(summary):
     assert "sq_ce_debiased" in set(summary.calibration["measure"])
     assert {"z_loglik", "z_loglik_between"} <= set(summary.likelihood["term"])
     assert any("among answers to the same question" in f for f in summary.findings)
+
+
+def test_every_table_marks_the_rows_of_a_judge_that_fails_health(summary, tmp_path):
+    # issue 27: the findings said "no significance claimed" but the tables carried flat's Holm
+    # p-values unmarked; now every table of estimates has judge_passes_health, False exactly for
+    # the rows computed from the judge x mode that failed (flat fails in both modes, good passes)
+    from selfbias.stats._summary import HEALTH_COLUMN
+
+    marked = ("misplaced", "comparison", "discrimination", "calibration", "prr", "likelihood", "published")
+    for name in marked:
+        t = getattr(summary, name)
+        if t is None:
+            continue
+        assert HEALTH_COLUMN in t.columns, name
+        assert (t[HEALTH_COLUMN] == (t["judge"].astype(str) != "flat")).all(), name
+    folder = summary.write(tmp_path / "marked")
+    back = pd.read_csv(folder / "comparison.csv")
+    assert not back.loc[back["judge"] == "flat", HEALTH_COLUMN].any()
+    assert back.loc[back["judge"] == "good", HEALTH_COLUMN].all()
+    view = stats.compact_table(summary.comparison)
+    flat_rows = summary.comparison["judge"].astype(str).eq("flat").to_numpy()
+    assert view.loc[flat_rows, "what"].str.endswith("[judge fails health]").all()
+    assert not view.loc[~flat_rows, "what"].str.contains("fails health").any()
+    assert "judge_passes_health" in summary.to_markdown()
