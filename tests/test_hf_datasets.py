@@ -131,7 +131,7 @@ def test_probe_runs_a_saved_dataset_from_the_command_line(tmp_path, tiny_folder)
     out = tmp_path / "run"
     result = CliRunner().invoke(app, ["probe", "-m", str(tiny_folder), "--task", f"hf:{folder}",
                                       "--mapping", "question=q,answer=a,distractors=wrong", "--n", "3",
-                                      "--samples", "1", "--max-new-tokens", "4", "--judge-modes", "isolated",
+                                      "--samples", "1", "--max-new-tokens", "4", "--judge-modes", "isolated", "--few-shot", "0",
                                       "--out", str(out), "--device", "cpu"])
     assert result.exit_code == 0, result.output
     run = load_run(out)
