@@ -19,8 +19,9 @@ from selfbias.runs import RunError, load_run
 
 TABLES = ("items", "generations", "candidates", "scores", "agreement", "judgments")
 # few items and samples: 9 items are two generation/scoring chunks (8 + 1) and one judge chunk per mode
+# zero-shot: a probe without judge modes builds no examples, and one test judges such a run afterwards
 SMALL = dict(task="arithmetic", n=9, samples=1, max_new_tokens=8, judge_modes=("isolated", "alternatives"),
-             progress=False)
+             few_shot=0, progress=False)
 TWO_ACTORS = dict(actors=2, num_cpus=1)
 
 
@@ -183,7 +184,7 @@ def test_killed_driver_then_rerun_gives_the_same_tables(cluster, reference, tmp_
     out = tmp_path / "run"  # given relative to the driver's folder: actors write where the driver means
     cli = [sys.executable, "-m", "selfbias.cli", "probe", "--model", "smollm2-135m", "--task", "arithmetic",
            "--n", "9", "--samples", "1", "--max-new-tokens", "8", "--judge-modes", "isolated,alternatives",
-           "--out", "run", "--ray", cluster, "--ray-actors", "2", "--ray-cpus", "1"]
+           "--few-shot", "0", "--out", "run", "--ray", cluster, "--ray-actors", "2", "--ray-cpus", "1"]
     repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # this checkout's selfbias, from any folder
     env = _env(PYTHONPATH=os.pathsep.join([repo, os.environ.get("PYTHONPATH", "")]))
     proc = subprocess.Popen(cli, env=env, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

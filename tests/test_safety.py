@@ -29,6 +29,7 @@ def tiny_run(tiny_folder, tmp_path_factory):
     from selfbias.probe import probe
 
     return probe([str(tiny_folder)], "capitals", n=2, samples=1, max_new_tokens=4, judge_modes=("isolated",),
+                 few_shot=0,  # the tiny model's 256-token context holds no examples
                  out=tmp_path_factory.mktemp("tiny_run") / "run", progress=False).path
 
 
@@ -442,7 +443,7 @@ def test_probe_judges_its_own_served_model_without_asking_again(tiny, tmp_path, 
 
     spec = "openai:m@http://127.0.0.1:9/v1"
     stand_in = wrap_model(tiny.model, tiny.tokenizer, name=spec, prompt_format="chat")
-    run = probe(spec, "capitals", n=2, samples=1, max_new_tokens=4, judge_modes=("isolated",),
+    run = probe(spec, "capitals", n=2, samples=1, max_new_tokens=4, judge_modes=("isolated",), few_shot=0,
                 out=tmp_path / "run", loaded={spec: stand_in}, progress=False)
     assert len(run.judgments) > 0
     refused(["judge", run.path, "--mode", "alternatives"], "--trust-run-servers", watch=run.path)
