@@ -353,7 +353,8 @@ def test_cli_probe_killed_mid_run_resumes_to_the_same_tables(server, tmp_path):
 
     def command(run):
         return [sys.executable, "-m", "selfbias.cli", "probe", "-m", f"openai:smollm2@{server.url}", "-t", "capitals",
-                "--n", "6", "-k", "2", "-o", str(run), "--judge-modes", "isolated"]
+                "--n", "6", "-k", "2", "-o", str(run), "--judge-modes", "isolated",
+                "--few-shot", "0"]  # resumption is the point: zero-shot keeps the served run short
 
     killed, cache = tmp_path / "killed", tmp_path / "killed" / "cache" / "openai"
     proc = subprocess.Popen(command(killed), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
