@@ -234,7 +234,7 @@ def probe(
 ) -> None:
     """Answer, score and judge: the model's own answers against the alternatives."""
     _use_base_url(base_url)
-    _use_server_options(concurrency, timeout)
+    server_options = _server_options(concurrency, timeout)
     from . import _validate
     from .probe import probe as run_probe, probe_summary
 
@@ -253,7 +253,8 @@ def probe(
                     templates=templates, alt_sources=alt_sources, pair_sources=pair_sources,
                     template_set=template_set, few_shot=few_shot, prompt_format=prompt_format,
                     chat_template_kwargs=parse_kwargs(chat_template_kwargs),
-                    ray=_ray_options(ray, ray_actors, ray_gpus, ray_cpus, ray_timeout), answer_marker=answer_marker)
+                    ray=_ray_options(ray, ray_actors, ray_gpus, ray_cpus, ray_timeout), answer_marker=answer_marker,
+                    server_options=server_options)
     summary = probe_summary(run).rename(columns={
         "own_wrong_beats_reference": "own wrong > ref", "wrong_items_compared": "n wrong",
         "sample_agreement": "agreement"})
@@ -282,13 +283,13 @@ def _use_base_url(base_url: str | None) -> None:
         os.environ["SELFBIAS_BASE_URL"] = check_url(base_url, "--base-url")
 
 
-def _use_server_options(concurrency: int | None, timeout: float | None) -> None:
-    """``--concurrency`` / ``--timeout``: read by every served model's backend
-    (:class:`selfbias.backends.openai.OpenAIBackend`) as its defaults; local models ignore them."""
-    if concurrency is not None:
-        os.environ["SELFBIAS_CONCURRENCY"] = str(concurrency)
-    if timeout is not None:
-        os.environ["SELFBIAS_TIMEOUT"] = str(timeout)
+def _server_options(concurrency: int | None, timeout: float | None):
+    """``--concurrency`` / ``--timeout`` as the settings handed to every served model's backend
+    (:class:`selfbias.backends.openai.ServerOptions`, passed down explicitly; the environment is left
+    alone); local models ignore them."""
+    from .backends.openai import ServerOptions
+
+    return ServerOptions(concurrency=concurrency, timeout=timeout)
 
 
 def parse_kwargs(text: str | None) -> dict:
@@ -375,7 +376,7 @@ def judge(
 ) -> None:
     """Add judgments to a run (resumable; modes and judges add to those already there)."""
     _use_base_url(base_url)
-    _use_server_options(concurrency, timeout)
+    server_options = _server_options(concurrency, timeout)
     from . import _validate
     from .judge import judge as run_judge
 
@@ -390,7 +391,7 @@ def judge(
                        few_shot_file=few_shot_file, seed=seed, templates=overrides, template_set=template_set,
                        list_design=list_design, p_correct=p_correct, overwrite=overwrite,
                        ray=_ray_options(ray, ray_actors, ray_gpus, ray_cpus, ray_timeout),
-                       base_url=base_url, trust_run_servers=trust_run_servers)
+                       base_url=base_url, trust_run_servers=trust_run_servers, server_options=server_options)
     headline = _judge_headline(result.analysis())
     if headline is not None:
         console.print(_frame_table(headline, "judge: mean P(Yes) by correctness"))

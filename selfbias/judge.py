@@ -996,6 +996,7 @@ def judge(
     ray: Any = None,
     base_url: str | None = None,
     trust_run_servers: bool = False,
+    server_options: Any = None,
 ) -> "Run":
     """Add judgments to an existing run (table ``judgments``) and return the finalized :class:`Run`.
 
@@ -1069,6 +1070,8 @@ def judge(
     trust_run_servers : bool
         Send the API key to the servers the run folder names without naming them again (else a served
         model recorded in the run, with a key in the environment, is refused before it is contacted).
+    server_options : ServerOptions, dict or None
+        How requests reach the served judges loaded here (:class:`selfbias.backends.openai.ServerOptions`).
 
     Returns
     -------
@@ -1207,6 +1210,7 @@ def judge(
                 options = _recorded_prompting(store, name)
                 if base_url and name.startswith("openai:"):
                     options["base_url"] = base_url
+                options["server_options"] = server_options
                 lm, loaded_here = load_backend(name, **options), True
             lm = _as_backend(lm, batch_size)
             from .backends import keep_responses

@@ -120,6 +120,7 @@ def probe(
     progress: bool = True,
     ray: Any = None,
     answer_marker: str | None = None,
+    server_options: Any = None,
 ) -> Run:
     """Run the probe of ``models`` on ``task`` into a run folder and return the :class:`Run`.
 
@@ -207,6 +208,10 @@ def probe(
         answer was complete is left ungraded (``correct`` NA, empty answer) and counted
         (:func:`probe_summary`'s ``truncated``), never graded as if complete. Candidates are still
         scored as the bare final answer after the prompt.
+    server_options : ServerOptions, dict or None
+        How requests reach served models (:class:`selfbias.backends.openai.ServerOptions`:
+        ``concurrency``, ``timeout``, ``retries``; the CLI's ``--concurrency`` / ``--timeout``); local
+        models ignore it. Recorded per model (``transport``), not part of the run request.
 
     Returns
     -------
@@ -247,6 +252,10 @@ def probe(
         from .distributed import check_ray
 
         check_ray(ray)
+    if server_options is not None:
+        from .backends.openai import ServerOptions
+
+        server_options = ServerOptions.coerce(server_options)  # an InputError before anything loads
     t0 = time.perf_counter()
     task_obj = task if isinstance(task, Task) else _load_with_spares(
         task, n, few_shot, dict(seed=seed, level=level, mapping=mapping, fmt=fmt, skip_invalid=skip_invalid))
@@ -273,7 +282,8 @@ def probe(
     _validate.check_run_out(out)
     lms = {name: _prompted((loaded or {}).get(name), prompt_format, chat_template_kwargs)
            or load_backend(name, device=device, dtype=dtype, prompt_format=prompt_format,
-                           chat_template_kwargs=chat_template_kwargs) for name in models}
+                           chat_template_kwargs=chat_template_kwargs, server_options=server_options)
+           for name in models}
     tmpl = {name: (templates or {}).get(name) or (worked_template(lm, answer_marker) if answer_marker
                                                   else default_template(lm)) for name, lm in lms.items()}
     if templates:

@@ -48,8 +48,8 @@ from ..generation import Generation
 from ..scoring import ContextTooLong, NextToken, Score, ScoringError, join_texts, split_join
 from .base import Capabilities
 
-__all__ = ["OpenAIBackend", "ServerError", "ServerUnavailable", "ServerMisaligned", "API_KEY_ENVS", "parse_spec",
-           "check_url"]
+__all__ = ["OpenAIBackend", "ServerError", "ServerUnavailable", "ServerMisaligned", "ServerOptions", "API_KEY_ENVS",
+           "parse_spec", "check_url"]
 
 API_KEY_ENVS = ("SELFBIAS_API_KEY", "OPENAI_API_KEY")  # first one set wins
 RETRY_STATUS = frozenset({408, 429, 500, 502, 503, 504})
@@ -74,6 +74,75 @@ class ServerUnavailable(ServerError):
 
 class ServerMisaligned(ServerError):
     """The server's prompt log-probs fail the alignment check (see the module doc)."""
+
+
+DEFAULT_CONCURRENCY = 8
+DEFAULT_TIMEOUT = 60.0
+DEFAULT_RETRIES = 5
+
+
+@dataclass(frozen=True)
+class ServerOptions:
+    """How requests reach a served model: the transport settings of :class:`OpenAIBackend`.
+
+    Passed down explicitly (``probe(server_options=)``, ``judge(server_options=)``, the CLI's
+    ``--concurrency`` / ``--timeout``) to every served model's backend; local models ignore them. A
+    field left None takes the backend's default: ``$SELFBIAS_CONCURRENCY`` / ``$SELFBIAS_TIMEOUT``
+    when the user set them, else 8 requests in flight, 60 s per request, 5 retries. They change how
+    fast a run goes, not what it computes, so they are recorded per model (``transport`` in the
+    manifest's ``models_loaded``) but are not part of the run request: a run resumes under others.
+
+    Parameters
+    ----------
+    concurrency : int or None
+        Requests in flight at once (at least 1).
+    timeout : float or None
+        Seconds one request may take before it is retried (positive).
+    retries : int or None
+        Further tries after a 408/429/5xx or a connection error (0 or more), with backoff
+        0.5, 1, 2, 4, 8 s.
+    """
+
+    concurrency: int | None = None
+    timeout: float | None = None
+    retries: int | None = None
+
+    def __post_init__(self) -> None:
+        from ..errors import InputError
+
+        checks = (("concurrency", int, 1, "--concurrency"), ("timeout", (int, float), 0, "--timeout"),
+                  ("retries", int, 0, "retries"))
+        for field, kind, low, flag in checks:
+            value = getattr(self, field)
+            if value is None:
+                continue
+            if isinstance(value, bool) or not isinstance(value, kind) or value != value or \
+                    (value <= low if field == "timeout" else value < low):
+                need = {"concurrency": "an integer of at least 1", "timeout": "a positive number of seconds",
+                        "retries": "an integer of 0 or more"}[field]
+                raise InputError(f"{field} ({flag}) must be {need}, got {value!r}")
+
+    @classmethod
+    def coerce(cls, value: ServerOptions | dict | None) -> ServerOptions:
+        """``value`` as ServerOptions (a mapping of its fields, or None for the defaults); an unknown
+        field is an ``InputError`` naming it."""
+        from ..errors import InputError
+
+        if value is None:
+            return cls()
+        if isinstance(value, cls):
+            return value
+        if not isinstance(value, dict):
+            raise InputError(f"server_options must be a ServerOptions or a dict, got {type(value).__name__}")
+        unknown = sorted(set(value) - {"concurrency", "timeout", "retries"})
+        if unknown:
+            raise InputError(f"server_options: unknown setting {unknown[0]!r}; use concurrency, timeout, retries")
+        return cls(**value)
+
+    def backend_kwargs(self) -> dict[str, Any]:
+        """The settings that are set, as :class:`OpenAIBackend` keyword arguments."""
+        return {k: v for k, v in (("concurrency", self.concurrency), ("timeout", self.timeout),
+                                  ("retries", self.retries)) if v is not None}
 
 
 def parse_spec(spec: str, base_url: str | None = None) -> tuple[str, str]:
@@ -174,15 +243,16 @@ class OpenAIBackend:
         Seconds per request (default ``$SELFBIAS_TIMEOUT``, else 60; ``--timeout``).
     retries : int
         Further tries after a 429/5xx/connection error, with backoff 0.5, 1, 2, ... seconds (at most 8).
+        (These three are :class:`ServerOptions`; ``load_backend(spec, server_options=...)`` passes them.)
     cache_dir : path, optional
         Where every response is kept (see :meth:`use_cache_dir`); None keeps nothing.
     """
 
     def __init__(self, base_url: str, model: str, *, api_key: str | None = None, tokenizer: Any = None,
-                 concurrency: int | None = None, timeout: float | None = None, retries: int = 5, cache_dir: str | os.PathLike | None = None,
+                 concurrency: int | None = None, timeout: float | None = None, retries: int = DEFAULT_RETRIES, cache_dir: str | os.PathLike | None = None,
                  prompt_format: str = "auto", chat_template_kwargs: dict | None = None, name: str | None = None):
-        concurrency = _env_number("SELFBIAS_CONCURRENCY", int, 8) if concurrency is None else concurrency
-        timeout = _env_number("SELFBIAS_TIMEOUT", float, 60.0) if timeout is None else timeout
+        concurrency = _env_number("SELFBIAS_CONCURRENCY", int, DEFAULT_CONCURRENCY) if concurrency is None else concurrency
+        timeout = _env_number("SELFBIAS_TIMEOUT", float, DEFAULT_TIMEOUT) if timeout is None else timeout
         if concurrency < 1:
             raise ServerError(f"concurrency must be at least 1, got {concurrency}")
         if not timeout > 0:
@@ -221,10 +291,13 @@ class OpenAIBackend:
     # ------------------------------------------------------------------------ construction
 
     @classmethod
-    def from_spec(cls, spec: str, *, base_url: str | None = None, **options) -> OpenAIBackend:
+    def from_spec(cls, spec: str, *, base_url: str | None = None, server_options: ServerOptions | dict | None = None,
+                  **options) -> OpenAIBackend:
         """Build from ``openai:NAME@http://HOST:PORT/v1`` (or ``openai:NAME`` and ``base_url``); the
-        backend's ``name`` (the model's name in the run) is the spec itself."""
+        backend's ``name`` (the model's name in the run) is the spec itself. ``server_options``
+        (:class:`ServerOptions`) sets ``concurrency``, ``timeout`` and ``retries``."""
         name, url = parse_spec(spec, base_url)
+        options = {**ServerOptions.coerce(server_options).backend_kwargs(), **options}
         # The run knows a model by the spec it was given (as for a local model), so judge and a
         # resumed probe load it again from the run's records.
         options.setdefault("name", spec)
@@ -838,6 +911,7 @@ class OpenAIBackend:
             "adds_bos": self.adds_bos,
             "tokenizer": "server /tokenize" if self.has_tokenize else ("local" if self.tokenizer is not None else None),
             "capabilities": caps.to_dict(),
+            "transport": {"concurrency": self.concurrency, "timeout": self.timeout, "retries": self.retries},
         }
 
     def close(self) -> None:
