@@ -1211,7 +1211,10 @@ def judge(
                 if base_url and name.startswith("openai:"):
                     options["base_url"] = base_url
                 options["server_options"] = server_options
-                lm, loaded_here = load_backend(name, **options), True
+                from ._progress import loading
+
+                with loading(name, progress):
+                    lm, loaded_here = load_backend(name, **options), True
             lm = _as_backend(lm, batch_size)
             from .backends import keep_responses
 
@@ -1226,9 +1229,12 @@ def judge(
             save()
             bare = dataclasses.replace(setup, lm=None)  # a job carries no weights (Ray sends it to an actor)
             jobs = [ChunkJob(name, "judgments", _stage(name, mode), str(c), _judge_chunk,
-                             (bare, data, mode, chunks[c], k, seed, batch_size, lists, tuple(pair_sources)))
+                             (bare, data, mode, chunks[c], k, seed, batch_size, lists, tuple(pair_sources)),
+                             n_items=len(chunks[c]))
                     for mode, c in todo[name]]
-            run_chunks(store, {name: lm}, jobs, f"judge {name}", progress, executor)
+            n_modes = len({mode for mode, _ in todo[name]})
+            run_chunks(store, {name: lm}, jobs, f"judge {name}" + (f", {n_modes} modes" if n_modes > 1 else ""),
+                       progress, executor)
             del setup
             if loaded_here:
                 lm.close()

@@ -280,10 +280,15 @@ def probe(
     shots = few_shot_examples(shot_items, few_shot, seed) if few_shot else []
     out = Path(out) if out is not None else default_run_dir(models, task_spec, n, seed)
     _validate.check_run_out(out)
-    lms = {name: _prompted((loaded or {}).get(name), prompt_format, chat_template_kwargs)
-           or load_backend(name, device=device, dtype=dtype, prompt_format=prompt_format,
-                           chat_template_kwargs=chat_template_kwargs, server_options=server_options)
-           for name in models}
+    from ._progress import loading
+
+    lms = {}
+    for name in models:
+        lms[name] = _prompted((loaded or {}).get(name), prompt_format, chat_template_kwargs)
+        if lms[name] is None:
+            with loading(name, progress):  # a status line: nothing else moves while weights load or a server is checked
+                lms[name] = load_backend(name, device=device, dtype=dtype, prompt_format=prompt_format,
+                                         chat_template_kwargs=chat_template_kwargs, server_options=server_options)
     tmpl = {name: (templates or {}).get(name) or (worked_template(lm, answer_marker) if answer_marker
                                                   else default_template(lm)) for name, lm in lms.items()}
     if templates:
@@ -625,7 +630,7 @@ def _timed(store: RunStore, name: str, work) -> None:
 def _generate_all(store, lms, tmpl, task: Task, chunks, settings, progress, executor=None) -> None:
     todo = [(name, k) for name in lms for k in range(len(chunks)) if not store.has_chunk("generations", name, str(k))]
     jobs = [ChunkJob(name, "generations", name, str(k), _generation_chunk,
-                     (name, tmpl[name], task, chunks[k], settings)) for name, k in todo]
+                     (name, tmpl[name], task, chunks[k], settings), n_items=len(chunks[k])) for name, k in todo]
     run_chunks(store, lms, jobs, "generating answers", progress, executor)
 
 
@@ -844,7 +849,8 @@ def _score_all(store, lms, tmpl, task: Task, candidates: pd.DataFrame, chunks, p
     todo = [(name, k) for name in lms for k in range(len(chunks)) if not store.has_chunk("scores", name, str(k))]
     # each job carries only its chunk's candidates (what a Ray actor is sent)
     jobs = [ChunkJob(name, "scores", name, str(k), _score_chunk,
-                     (name, tmpl[name], [(item, by_item[item.id]) for item in chunks[k] if item.id in by_item]))
+                     (name, tmpl[name], [(item, by_item[item.id]) for item in chunks[k] if item.id in by_item]),
+                     n_items=len(chunks[k]))
             for name, k in todo]
     run_chunks(store, lms, jobs, "scoring candidates", progress, executor)
 
