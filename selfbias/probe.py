@@ -311,6 +311,9 @@ def probe(
         "settings": settings,
         "judge_modes": list(judge_modes),
     }
+    for lm in lms.values():  # a served model against the responses the run keeps, before the run is touched
+        if hasattr(lm, "check_cache_dir") and not overwrite:
+            lm.check_cache_dir(out / "cache" / str(lm.to_manifest().get("backend") or "server"))
     store = RunStore.open(out, request, overwrite=overwrite)
     from .backends import keep_responses
 

@@ -62,6 +62,12 @@ ALIGNMENT_REPEATS = 3
 ALIGNMENT_COPY_MIN = -1.5
 ALIGNMENT_COPY_GAIN = 3.0
 ALIGNMENT_POSITION_TOL = 0.05  # nats: the same server reading one position twice
+# Identity: the same model answers a fixed probe with the same log-probs up to the server's float32
+# arithmetic (two vLLM runs: 2.2e-05 at most, ARCHITECTURE.md); another model, or the same one quantised,
+# moves them by far more (SmolLM2-135M float32 against a random 2-layer model: nats).
+IDENTITY_TOL = 1e-3
+IDENTITY_FILE = "identity-{}.json"  # RUN/cache/openai/identity-<served name hash>.json (beside, not among, the responses)
+SEED_PROBE_TOKENS = 8  # tokens drawn at temperature 1.5 to tell whether the server honours per-request seeds
 
 
 class ServerError(SelfbiasError):
@@ -270,8 +276,6 @@ class OpenAIBackend:
         self._pool = ThreadPoolExecutor(concurrency)
         self._tokenize_memo: dict[str, list[int]] = {}
         self._down: ServerUnavailable | None = None  # set by the first request that exhausts its retries
-        if cache_dir is not None:
-            self.use_cache_dir(cache_dir)
         self.bos_id: int | None = None
         try:
             self._connect(tokenizer)
@@ -287,6 +291,12 @@ class OpenAIBackend:
 
         self.prompt_format = pick_prompt_format(prompt_format, has_template, model, self.detail.get("root"))
         self.chat_template_kwargs = dict(chat_template_kwargs or {})
+        if cache_dir is not None:  # after connect: the folder checks the server's identity
+            try:
+                self.use_cache_dir(cache_dir)
+            except BaseException:
+                self._pool.shutdown(wait=False)
+                raise
 
     # ------------------------------------------------------------------------ construction
 
@@ -304,9 +314,51 @@ class OpenAIBackend:
         return cls(url, name, **options)
 
     def use_cache_dir(self, folder: str | os.PathLike) -> None:
-        """Keep every response under ``folder`` (probe/judge pass ``RUN/cache/openai``)."""
-        self.cache_dir = Path(folder)
-        self.cache_dir.mkdir(parents=True, exist_ok=True)
+        """Keep every response under ``folder`` (probe/judge pass ``RUN/cache/openai``).
+
+        Responses are keyed by the request, not the host, so a server back on another address serves
+        the run's cached answers; that is right only for the same model. The folder therefore keeps
+        each served model's identity (:meth:`identity`: served name, tokens and log-probs of a fixed
+        probe text) the first time, and a server whose identity differs from the recorded one is
+        refused (:class:`ServerError`, naming both addresses) before any cached response is used.
+        """
+        folder = Path(folder)
+        if self.check_cache_dir(folder):
+            self.cache_dir = folder
+            return
+        record = folder / IDENTITY_FILE.format(hashlib.sha256(self.served_model.encode()).hexdigest()[:16])
+        folder.mkdir(parents=True, exist_ok=True)
+        tmp = record.with_suffix(f".tmp{os.getpid()}")
+        tmp.write_text(json.dumps({**self.identity(), "location": self.base_url}))
+        os.replace(tmp, record)
+        self.cache_dir = folder
+
+    def check_cache_dir(self, folder: str | os.PathLike) -> bool:
+        """Whether ``folder`` records this served model's identity (True) or none (False); a
+        :class:`ServerError` when it records another model under the same served name. Reads only:
+        probe calls it before the run is opened, so a refused server changes no file."""
+        folder = Path(folder)
+        record = folder / IDENTITY_FILE.format(hashlib.sha256(self.served_model.encode()).hexdigest()[:16])
+        try:
+            known = json.loads(record.read_text())
+        except (OSError, ValueError):
+            return False  # none yet, or damaged (writes are atomic, so not by a kill): recorded again
+        problem = identity_mismatch(known, self.identity()) if isinstance(known, dict) else None
+        if problem:
+            raise ServerError(
+                f"server {self.base_url} serves {self.served_model!r}, but not the model whose responses "
+                f"{folder} holds (recorded from {known.get('location')}): {problem}; use a new run "
+                "folder, or the server that served this run")
+        return isinstance(known, dict)
+
+    def identity(self) -> dict[str, Any]:
+        """What identifies the served model apart from its address (recorded in the run as
+        ``identity``): the served name, and a fingerprint read at connect from the alignment text
+        (:data:`ALIGNMENT_TEXT`): its token ids and, where the server scores, the log-prob of every
+        token (else the top next-token log-probs after it). A server moved to another port passes
+        :func:`identity_mismatch` against the recorded identity; another model, or the same one
+        quantised, does not."""
+        return {"served_model": self.served_model, "fingerprint": dict(self._fingerprint)}
 
     def _load_tokenizer(self, tokenizer):
         if tokenizer is not None and not isinstance(tokenizer, (str, os.PathLike)):
@@ -473,6 +525,8 @@ class OpenAIBackend:
         self.score_method = usable[0] if usable else None
         detail["score_method"] = self.score_method
         detail["generation_logprobs"] = self._probe_raw_logprobs(sample) if self.score_method else "unknown"
+        detail["seeded_sampling"] = self._probe_seed(sample)
+        self._fingerprint = self._read_fingerprint()
         self.capabilities = Capabilities(
             score=self.score_method is not None,
             generate=True,
@@ -480,6 +534,41 @@ class OpenAIBackend:
             max_top_k=self.max_top_k,
             detail=detail,
         )
+
+    def _probe_seed(self, sample: list[int]) -> str:
+        """Whether the server honours a per-request ``seed`` (vLLM does; OpenAI's own API calls it best
+        effort): "honoured" when two draws at temperature 1.5 with one seed are the same tokens and a
+        draw with another seed differs, "ignored" when the two same-seed draws differ (sampled answers
+        then differ between runs: recorded, and :meth:`generate` warns), "unknown" when all three agree
+        (a model too sure of the next tokens to tell)."""
+        body = {"model": self.served_model, "prompt": sample, "max_tokens": SEED_PROBE_TOKENS, "temperature": 1.5,
+                "logprobs": 0, "return_token_ids": True}
+        try:
+            a, b, c = (self._call("POST", "/completions", {**body, "seed": seed}) for seed in (11, 11, 12))
+            draws = [(ch.get("token_ids") or ch.get("text")) for ch in (r["choices"][0] for r in (a, b, c))]
+        except ServerUnavailable:
+            raise
+        except (ServerError, KeyError, IndexError, TypeError):
+            return "unknown"
+        if draws[0] != draws[1]:
+            return "ignored"
+        return "honoured" if draws[0] != draws[2] else "unknown"
+
+    def _read_fingerprint(self) -> dict[str, Any]:
+        """The identity fingerprint (see :meth:`identity`), read once at connect."""
+        ids = self._server_ids(ALIGNMENT_TEXT)
+        out: dict[str, Any] = {"text": ALIGNMENT_TEXT, "token_ids": list(ids)}
+        if self.score_method is not None:
+            values = self._prompt_logprobs(self.score_method, ids)
+            out |= {"kind": "prompt_logprobs", "logprobs": [None if v is None else round(v[0], 6) for v in values]}
+        elif self.max_top_k:
+            payload = self._call("POST", "/completions", {"model": self.served_model, "prompt": ids, "max_tokens": 1,
+                                                          "temperature": 0, "logprobs": min(5, self.max_top_k)})
+            top = payload["choices"][0]["logprobs"]["top_logprobs"][0]
+            out |= {"kind": "top_logprobs", "top": {str(k): round(float(v), 6) for k, v in sorted(top.items())}}
+        else:
+            out["kind"] = "tokens"
+        return out
 
     def _try(self, body: dict, accept: Callable[[dict], bool]) -> bool:
         status, payload = self._http_retrying({"model": self.served_model, **body})
@@ -768,6 +857,11 @@ class OpenAIBackend:
             self._tokenize_all(prompts)
         from ..generation import _row_seed
 
+        if temperature > 0 and self.detail.get("seeded_sampling") == "ignored":
+            import warnings
+
+            warnings.warn(f"server {self.base_url} ignores per-request seeds: {self.name}'s sampled answers will "
+                          "differ between runs (recorded in the run as seeded_sampling: ignored)", stacklevel=2)
         bodies = []
         draws = n if temperature > 0 else 1
         for p in prompts:
@@ -912,6 +1006,8 @@ class OpenAIBackend:
             "tokenizer": "server /tokenize" if self.has_tokenize else ("local" if self.tokenizer is not None else None),
             "capabilities": caps.to_dict(),
             "transport": {"concurrency": self.concurrency, "timeout": self.timeout, "retries": self.retries},
+            "identity": self.identity(),
+            "seeded_sampling": self.detail.get("seeded_sampling"),
         }
 
     def close(self) -> None:
@@ -925,6 +1021,33 @@ class OpenAIBackend:
 
     def __repr__(self) -> str:
         return f"OpenAIBackend({self.name!r}, {self.base_url}, score={self.score_method})"
+
+
+def identity_mismatch(known: dict, found: dict, tol: float = IDENTITY_TOL) -> str | None:
+    """Why the served model ``found`` is not the recorded ``known`` (both :meth:`OpenAIBackend.identity`),
+    or None when it is the same: same served name, same tokens of the probe text, and log-probs within
+    ``tol`` nats (:data:`IDENTITY_TOL`) where both were read the same way."""
+    if known.get("served_model") != found.get("served_model"):
+        return f"served name {found.get('served_model')!r}, recorded {known.get('served_model')!r}"
+    a, b = known.get("fingerprint") or {}, found.get("fingerprint") or {}
+    if a.get("text") != b.get("text"):
+        return None  # a fingerprint taken on another probe text (another selfbias version): nothing to compare
+    if a.get("token_ids") != b.get("token_ids"):
+        return "its tokenizer splits the probe text differently"
+    if a.get("kind") != b.get("kind"):
+        return None  # read another way (the server gained or lost prompt log-probs): only the tokens compare
+    if a.get("kind") == "prompt_logprobs":
+        pairs = [(x, y) for x, y in zip(a["logprobs"], b["logprobs"]) if x is not None and y is not None]
+    elif a.get("kind") == "top_logprobs":
+        if set(a["top"]) != set(b["top"]):
+            return "its top next tokens after the probe text differ"
+        pairs = [(a["top"][k], b["top"][k]) for k in a["top"]]
+    else:
+        return None
+    worst = max((abs(x - y) for x, y in pairs), default=0.0)
+    if worst > tol:
+        return f"its log-probs of a fixed probe text differ by up to {worst:.3g} nats (same model: < {tol:g})"
+    return None
 
 
 def _best_per_position(method: str, payload: dict, n: int) -> list[float | None]:
