@@ -1173,6 +1173,7 @@ def judge(
         spellings = dict(previous.get("spellings") or {})
         skipped = dict(previous.get("skipped_items") or {})
         designs = dict(previous.get("list_designs") or {})
+        served = dict(previous.get("backends") or {})  # judges behind a server: what they are (judge only?)
         for name in names:
             if any(m in LIST_MODES for m in modes):
                 skipped[name] = lists.skipped(data, name)
@@ -1183,7 +1184,8 @@ def judge(
             stages = {**{d: kept[d] for d in drops if d in kept},
                       **{st_name: v for st_name, v in recorded.items() if st_name not in drops}}
             store.update_manifest(judge={"version": SETTINGS_VERSION, "stages": stages, "spellings": spellings,
-                                         "skipped_items": skipped, "list_designs": designs})
+                                         "skipped_items": skipped, "list_designs": designs,
+                                         **({"backends": served} if served else {})})
 
         def drop(owner: str | None) -> None:
             """Drop the overwritten stages of judge ``owner`` (None: every one left)."""
@@ -1219,6 +1221,8 @@ def judge(
             from .backends import keep_responses
 
             keep_responses([lm], store.path)
+            if lm.to_manifest().get("backend", "hf") != "hf":
+                served[name] = lm.to_manifest()
             setup = _setup(name, lm, modes, resolved, examples, k)
             if any(d.startswith(_stage(name, "")) for d in drops):
                 _precheck(setup, data, modes, chunks, k, seed, lists, tuple(pair_sources))

@@ -289,6 +289,12 @@ def probe(
             with loading(name, progress):  # a status line: nothing else moves while weights load or a server is checked
                 lms[name] = load_backend(name, device=device, dtype=dtype, prompt_format=prompt_format,
                                          chat_template_kwargs=chat_template_kwargs, server_options=server_options)
+        detail = getattr(getattr(lms[name], "capabilities", None), "detail", None) or {}
+        if detail.get("judge_only"):  # an API-only model: no prompt log-probs, no drawn tokens
+            raise _validate.InputError(
+                f"model {name!r} is reached through chat completions only: probe needs its answers' log-probs "
+                f"(scores) and its own answers, which such a server does not give; it can judge a run made with "
+                f"other models (selfbias judge RUN --judge {name})")
     tmpl = {name: (templates or {}).get(name) or (worked_template(lm, answer_marker) if answer_marker
                                                   else default_template(lm)) for name, lm in lms.items()}
     if templates:

@@ -15,7 +15,7 @@ import pytest
 from typer.testing import CliRunner
 
 from selfbias import cli
-from selfbias.backends.openai import IDENTITY_TOL, OpenAIBackend, ServerError, ServerOptions, identity_mismatch
+from selfbias.backends.openai import IDENTITY_TOL, OpenAIBackend, ServerError, identity_mismatch
 
 from _fake_server import FakeModel, FakeServer
 from conftest import tiny_tokenizer
@@ -120,3 +120,68 @@ def test_cli_run_resumes_on_a_moved_server_and_refuses_another_model(tok, tiny_f
     assert {p for p in after if p not in before} == set() and all(after[p] == t for p, t in before.items()
                                                                    if p.name != "run.lock"), "the run changed"
     assert asked  # the moved server was connected to (its checks), the run itself came from the cache
+
+
+# ------------------------------------------------------------------ API-only models: chat completions
+
+
+def test_chat_only_model_reads_the_next_token_from_top_logprobs(tok):
+    """The verdict read through /v1/chat/completions equals the fake model's top-k computed here from
+    the chat template and the closed form; scoring and generation are refused, naming why."""
+    with FakeServer(tok, "m", completions=False) as server:
+        with pytest.warns(UserWarning, match="chat completions only"):
+            b = OpenAIBackend(server.url, "m")
+        with b:
+            manifest = b.to_manifest()
+            assert manifest["api"] == "chat_completions" and manifest["judge_only"]
+            assert not b.capabilities.score and not b.capabilities.generate and b.capabilities.next_token == "top_k"
+            assert b.prompt_format == "chat"
+            messages = [{"role": "user", "content": "The capital of Peru is Lima. The capital of Peru is"}]
+            text = b.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+            lima = b.tokenizer(" Lima", add_special_tokens=False)["input_ids"][0]
+            (nt,), = b.next_token_logprobs([(text, [""])], select=[lima], top_k=5)
+            ids = list(tok(tok.apply_chat_template(messages, tokenize=False, add_generation_prompt=True),
+                           add_special_tokens=False)["input_ids"])
+            expected: dict[str, float] = {}
+            for t, v in FakeModel(tok, 0.9).top(ids, 5):
+                word = tok.decode([t])
+                expected[word] = math.log(math.exp(expected[word]) + math.exp(v)) if word in expected else v
+            got = dict(zip(b.tokenizer.convert_ids_to_tokens(list(nt.top_ids)), nt.top_logprobs))
+            assert got.keys() == expected.keys() and max(abs(got[w] - expected[w]) for w in got) < 1e-9
+            assert nt.covered_mass == pytest.approx(sum(math.exp(v) for v in expected.values()))
+            if " Lima" not in expected:
+                assert lima in nt.bounded  # outside the top-k: only an upper bound
+            with pytest.raises(ServerError, match="chat completions only.*cannot score"):
+                b.score_requests([("Question: 2+2?\nAnswer:", [" 4"])])
+            with pytest.raises(ServerError, match="chat completions only.*cannot generate"):
+                b.generate(["Question: 2+2?\nAnswer:"])
+
+
+def test_chat_only_judge_on_a_run_and_probe_refused(tok, tiny, tmp_path):
+    """An API-only model judges a run made with another model (isolated: P(Yes) from its top
+    log-probs, reported as a judge only in the output and the manifest); probe refuses it with one line
+    before any file is written."""
+    import warnings
+
+    import selfbias
+
+    run = selfbias.probe("tiny-llama", "capitals", n=2, samples=1, max_new_tokens=4, judge_modes=(), few_shot=0,
+                         out=tmp_path / "run", loaded={"tiny-llama": tiny}, progress=False).path
+    with FakeServer(tok, "m", completions=False) as server:
+        spec = f"openai:m@{server.url}"
+        with warnings.catch_warnings():
+            warnings.simplefilter("always")  # the command prints each warning as a note: line
+            result = CliRunner().invoke(cli.app, ["judge", str(run), "--judge", spec, "--mode", "isolated"])
+        assert result.exit_code == 0, result.output
+        assert "reached through chat completions only" in " ".join(result.stdout.split())
+        recorded = json.loads((run / "manifest.json").read_text())["judge"]["backends"][spec]
+        assert recorded["judge_only"] and recorded["api"] == "chat_completions"
+        judgments = selfbias.load_run(run).table("judgments")
+        mine = judgments[judgments["judge"] == spec]
+        assert len(mine) > 0 and mine["p_yes"].between(0, 1).all() and (mine["top_k_mass"] < 1).all()
+        refused = CliRunner().invoke(cli.app, ["probe", "-m", spec, "--task", "capitals", "--n", "2",
+                                               "--out", str(tmp_path / "probed")])
+    assert refused.exit_code == 2
+    lines = [line for line in refused.stdout.splitlines() if line.strip() and not line.startswith("note:")]
+    assert len(lines) == 1 and "chat completions only" in lines[0] and "selfbias judge RUN --judge" in lines[0]
+    assert not (tmp_path / "probed").exists()

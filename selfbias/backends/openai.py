@@ -290,6 +290,12 @@ class OpenAIBackend:
         from ..models import pick_prompt_format
 
         self.prompt_format = pick_prompt_format(prompt_format, has_template, model, self.detail.get("root"))
+        if self.api == "chat_completions":
+            if prompt_format == "plain":
+                self._pool.shutdown(wait=False)
+                raise ServerError(f"{self.name} is reached through chat completions only: it takes chat prompts, "
+                                  "not prompt_format 'plain'")
+            self.prompt_format = "chat"
         self.chat_template_kwargs = dict(chat_template_kwargs or {})
         if cache_dir is not None:  # after connect: the folder checks the server's identity
             try:
@@ -495,6 +501,10 @@ class OpenAIBackend:
         self.context_length = int(info.get("max_model_len") or 0) or None
         detail: dict[str, Any] = {"root": info.get("root"), "max_model_len": self.context_length}
         self.detail = detail
+        self.api = "completions"
+        if not self._offers_completions():
+            return self._connect_chat()
+        detail["api"] = self.api
         self.tokenizer = self._load_tokenizer(tokenizer)
         self.has_tokenize = self._probe_tokenize()
         detail["tokenize_endpoint"] = self.has_tokenize
@@ -534,6 +544,66 @@ class OpenAIBackend:
             max_top_k=self.max_top_k,
             detail=detail,
         )
+
+    def _offers_completions(self) -> bool:
+        """Whether ``/v1/completions`` exists (an API-only model offers ``/v1/chat/completions`` alone)."""
+        status, payload = self._http("POST", "/completions", {"model": self.served_model, "prompt": "a",
+                                                              "max_tokens": 1, "temperature": 0})
+        if status in (401, 403):
+            self._call("POST", "/completions", {"model": self.served_model, "prompt": "a", "max_tokens": 1})
+        return status not in (404, 405, 501)
+
+    def _connect_chat(self) -> None:
+        """A chat-completions-only model (:mod:`selfbias.backends._chat`): judge reads only, from the
+        top log-probs of the first generated token; no scores, no generation, recorded as such."""
+        from ._chat import ChatTokenizer, top_logprobs
+
+        self.api = "chat_completions"
+        self.tokenizer, self.has_tokenize, self.score_method, self.bos_id = ChatTokenizer(), False, None, None
+        self.context_length = None  # its tokens are the server's: the judge's context check is the server's
+        detail = self.detail
+        probe = [{"role": "user", "content": ALIGNMENT_TEXT.strip()}]
+        self.max_top_k = None
+        for k in (20, 10, 5, 1):
+            status, payload = self._http_chat({"messages": probe, "max_tokens": 1, "temperature": 0, "logprobs": True,
+                                               "top_logprobs": k})
+            try:
+                top = top_logprobs(payload) if status == 200 else None
+            except (KeyError, IndexError, TypeError, ValueError):
+                top = None
+            if top:
+                self.max_top_k = k
+                break
+        if not self.max_top_k:
+            raise ServerError(f"server {self.base_url} has no /v1/completions and its /v1/chat/completions returns "
+                              "no top_logprobs: selfbias can neither score nor judge with it")
+        detail |= {"api": self.api, "judge_only": True, "max_top_k": self.max_top_k, "echo_logprobs": False,
+                   "prompt_logprobs": False, "tokenize_endpoint": False, "score_method": None,
+                   "generation_logprobs": "unknown", "seeded_sampling": "not used (no generation)",
+                   "options_matched_by": "the exact text of the server's top tokens"}
+        self._fingerprint = {"text": ALIGNMENT_TEXT, "token_ids": None, "kind": "top_logprobs",
+                             "top": {t: round(v, 6) for t, v in top[:5]}}
+        self.capabilities = Capabilities(score=False, generate=False, next_token="top_k", max_top_k=self.max_top_k,
+                                         detail=detail)
+        import warnings
+
+        warnings.warn(f"{self.name} is reached through chat completions only: it judges from its top-{self.max_top_k} "
+                      "next-token log-probs (an option word outside them is an upper bound); it cannot score or "
+                      "generate, so it is a judge only, with no likelihood statistics", stacklevel=3)
+
+    def _http_chat(self, body: dict) -> tuple[int, dict]:
+        try:
+            return 200, self._call("POST", "/chat/completions", {"model": self.served_model, **body})
+        except ServerUnavailable:
+            raise
+        except ServerError as exc:
+            return 400, {"error": {"message": str(exc)}}
+
+    def _judge_only(self, what: str) -> ServerError:
+        return ServerError(f"{self.name} is reached through chat completions only (server {self.base_url} has no "
+                           f"/v1/completions): it cannot {what}, which needs the prompt's log-probs or the drawn "
+                           "tokens; it can judge a run made with other models (selfbias judge RUN --judge "
+                           f"{self.name})")
 
     def _probe_seed(self, sample: list[int]) -> str:
         """Whether the server honours a per-request ``seed`` (vLLM does; OpenAI's own API calls it best
@@ -793,6 +863,8 @@ class OpenAIBackend:
 
         Same contract as :func:`selfbias.scoring.score_requests`; tokens are the server's.
         """
+        if self.api == "chat_completions":
+            raise self._judge_only("score answers")
         if self.score_method is None:
             raise ServerError(
                 f"server {self.base_url} offers neither echo+logprobs nor prompt_logprobs on /v1/completions: "
@@ -852,6 +924,8 @@ class OpenAIBackend:
 
         if isinstance(prompts, str):
             raise TypeError("prompts must be a sequence of strings")
+        if self.api == "chat_completions":
+            raise self._judge_only("generate answers with their log-probs")
         check_generation(temperature=temperature, top_p=top_p, n=n, max_new_tokens=max_new_tokens)
         if self.has_tokenize:
             self._tokenize_all(prompts)
@@ -931,6 +1005,14 @@ class OpenAIBackend:
             raise ServerError(f"server {self.base_url} returns no top log-probs: next-token reads (the judge) "
                               "need logprobs on /v1/completions")
         k = min(top_k, self.max_top_k)
+        if self.api == "chat_completions":
+            texts = [prefix + suffix for prefix, suffixes in requests for suffix in suffixes]
+            reads = self._map(lambda text: self._chat_next_one(text, k, tuple(select)), texts)
+            out, i = [], 0
+            for _, suffixes in requests:
+                out.append(reads[i: i + len(suffixes)])
+                i += len(suffixes)
+            return out
         if self.has_tokenize:
             self._tokenize_all([t for p, suffixes in requests for s in suffixes
                                 for t in (join_texts(p, s) if s else (p,))])
@@ -961,6 +1043,11 @@ class OpenAIBackend:
         top = payload["choices"][0]["logprobs"]["top_logprobs"][0]
         pairs = sorted(((self._token_id(t), float(v)) for t, v in top.items()), key=lambda p: -p[1])[:k]
         pairs = [p for p in pairs if p[0] is not None]
+        return self._next_from_top(pairs, select, ids)
+
+    def _next_from_top(self, pairs: list[tuple[int, float]], select: tuple[int, ...], ids: list[int]) -> NextToken:
+        """A :class:`NextToken` from the top-k (id, log-prob) pairs, likeliest first; selected ids outside
+        them are read by scoring ``ids + [id]`` where the server scores, else bounded."""
         top_ids = tuple(i for i, _ in pairs)
         top_lp = tuple(v for _, v in pairs)
         covered = float(sum(math.exp(v) for v in top_lp))
@@ -978,6 +1065,21 @@ class OpenAIBackend:
                 bounded.add(token)
         return NextToken(selected=selected, top_ids=top_ids, top_logprobs=top_lp, covered_mass=min(covered, 1.0),
                          bounded=frozenset(bounded))
+
+    def _chat_next_one(self, text: str, k: int, select: tuple[int, ...]) -> NextToken:
+        """One next-token read through chat completions: the top-k token texts become the stand-in
+        tokenizer's ids; a selected id outside them is only bounded (no prompt log-probs to read it)."""
+        from ._chat import request_body, top_logprobs
+
+        try:
+            body = request_body(text, k)
+        except ValueError as exc:
+            raise ServerError(f"{self.name}: {exc}") from None
+        mass: dict[int, float] = {}  # two server tokens with one text are one answer: their mass adds
+        for text_, value in top_logprobs(self._post_cached("/chat/completions", body))[:k]:
+            i = self.tokenizer.token_id(text_)
+            mass[i] = math.log(math.exp(mass[i]) + math.exp(value)) if i in mass else value
+        return self._next_from_top(sorted(mass.items(), key=lambda p: -p[1]), select, [])
 
     def _token_id(self, key: str) -> int | None:
         if key.startswith("token_id:"):
@@ -1003,11 +1105,15 @@ class OpenAIBackend:
             "prompt_format": self.prompt_format,
             "chat_template_kwargs": dict(self.chat_template_kwargs),
             "adds_bos": self.adds_bos,
-            "tokenizer": "server /tokenize" if self.has_tokenize else ("local" if self.tokenizer is not None else None),
+            "tokenizer": ("none: option words matched to the server's token texts" if self.api == "chat_completions"
+                          else "server /tokenize" if self.has_tokenize
+                          else ("local" if self.tokenizer is not None else None)),
             "capabilities": caps.to_dict(),
             "transport": {"concurrency": self.concurrency, "timeout": self.timeout, "retries": self.retries},
             "identity": self.identity(),
             "seeded_sampling": self.detail.get("seeded_sampling"),
+            "api": self.api,
+            "judge_only": self.api == "chat_completions",
         }
 
     def close(self) -> None:
