@@ -63,10 +63,10 @@ def test_concurrency_and_timeout_reach_the_served_backend(monkeypatch, tmp_path)
         monkeypatch.delenv(name, raising=False)
     before = dict(os.environ)
     result = runner.invoke(cli.app, ["probe", "-m", "openai:m@http://127.0.0.1:9/v1", "--concurrency", "3",
-                                     "--timeout", "2.5", "--judge-modes", "none", "--n", "2",
+                                     "--timeout", "2.5", "--retries", "1", "--judge-modes", "none", "--n", "2",
                                      "--out", str(tmp_path / "run")])
     assert result.exit_code == 2 and "stopped by the test" in result.output
-    assert seen == {"concurrency": 3, "timeout": 2.5, "retries": 5, "workers": 3}
+    assert seen == {"concurrency": 3, "timeout": 2.5, "retries": 1, "workers": 3}
     assert dict(os.environ) == before  # nothing process-global was set
     with pytest.raises(ServerError, match="stopped"):
         OpenAIBackend("http://127.0.0.1:9/v1", "m")
