@@ -49,6 +49,7 @@ from ..scoring import ContextTooLong, NextToken, Score, ScoringError, join_texts
 from .base import Capabilities
 
 __all__ = ["OpenAIBackend", "ServerError", "ServerUnavailable", "ServerMisaligned", "ServerOptions", "API_KEY_ENVS",
+           "identity_mismatch",
            "parse_spec", "check_url"]
 
 API_KEY_ENVS = ("SELFBIAS_API_KEY", "OPENAI_API_KEY")  # first one set wins
