@@ -30,10 +30,17 @@ class FakeModel:
     def __init__(self, tokenizer, copy: float = 0.9):
         self.tokenizer, self.copy = tokenizer, copy
         self.vocab = len(tokenizer)
+        self._memo: dict[tuple[int, ...], int | None] = {}  # prompts share prefixes across requests
 
     def predicted(self, ids: list[int]) -> int | None:
         """The token copied after ``ids`` (None: nothing to copy): the one that followed the latest
         earlier occurrence of the longest suffix of ``ids`` (up to 8 tokens), as an induction head."""
+        key = tuple(ids)
+        if key not in self._memo:
+            self._memo[key] = self._predict(ids)
+        return self._memo[key]
+
+    def _predict(self, ids: list[int]) -> int | None:
         for length in range(min(8, len(ids) - 1), 0, -1):
             suffix = ids[-length:]
             for j in range(len(ids) - length - 1, -1, -1):
