@@ -19,7 +19,8 @@ from ._progress import stage
 @dataclass(frozen=True)
 class ChunkJob:
     """One chunk to compute: ``fn(lm_of(model), *args)`` returns the DataFrame stored as
-    ``table`` / ``stage`` / ``key``. ``fn`` must be a module-level function (Ray pickles it by name)."""
+    ``table`` / ``stage`` / ``key``. ``fn`` must be a module-level function (Ray pickles it by name).
+    ``n_items``: the task items the chunk covers (what progress counts; 1 when not said)."""
 
     model: str
     table: str
@@ -27,14 +28,20 @@ class ChunkJob:
     key: str
     fn: Callable[..., Any]
     args: tuple = ()
+    n_items: int = 1
+
+
+def total_items(jobs: Sequence[ChunkJob]) -> int:
+    """The items ``jobs`` cover, counted once per job (the unit of the progress bars)."""
+    return sum(job.n_items for job in jobs)
 
 
 def run_local(store, lms: Mapping[str, Any], jobs: Sequence[ChunkJob], description: str, progress: bool) -> None:
     """Compute ``jobs`` in this process, in order, each written atomically by ``store`` as it finishes."""
-    with stage(description, len(jobs), progress) as advance:
+    with stage(description, total_items(jobs), progress) as advance:
         for job in jobs:
             store.write_chunk(job.table, job.stage, job.key, job.fn(lms[job.model], *job.args))
-            advance()
+            advance(job.n_items)
 
 
 def run_chunks(store, lms: Mapping[str, Any], jobs: Sequence[ChunkJob], description: str, progress: bool,

@@ -231,10 +231,11 @@ def probe(
     base_url: Optional[str] = typer.Option(None, "--base-url", help="Server of `-m openai:NAME` models given without @URL, e.g. http://host:8000/v1 (default $SELFBIAS_BASE_URL); API key from $SELFBIAS_API_KEY or $OPENAI_API_KEY."),
     concurrency: Optional[int] = typer.Option(None, "--concurrency", min=1, help="Served models: requests in flight at once (default $SELFBIAS_CONCURRENCY, else 8)."),
     timeout: Optional[float] = typer.Option(None, "--timeout", min=0.001, help="Served models: seconds per request before a retry (default $SELFBIAS_TIMEOUT, else 60)."),
+    retries: Optional[int] = typer.Option(None, "--retries", min=0, help="Served models: further tries after a 408/429/5xx or a lost connection, with backoff 0.5, 1, 2, 4, 8 s (default 5)."),
 ) -> None:
     """Answer, score and judge: the model's own answers against the alternatives."""
     _use_base_url(base_url)
-    _use_server_options(concurrency, timeout)
+    server_options = _server_options(concurrency, timeout, retries)
     from . import _validate
     from .probe import probe as run_probe, probe_summary
 
@@ -253,7 +254,8 @@ def probe(
                     templates=templates, alt_sources=alt_sources, pair_sources=pair_sources,
                     template_set=template_set, few_shot=few_shot, prompt_format=prompt_format,
                     chat_template_kwargs=parse_kwargs(chat_template_kwargs),
-                    ray=_ray_options(ray, ray_actors, ray_gpus, ray_cpus, ray_timeout), answer_marker=answer_marker)
+                    ray=_ray_options(ray, ray_actors, ray_gpus, ray_cpus, ray_timeout), answer_marker=answer_marker,
+                    server_options=server_options)
     summary = probe_summary(run).rename(columns={
         "own_wrong_beats_reference": "own wrong > ref", "wrong_items_compared": "n wrong",
         "sample_agreement": "agreement"})
@@ -282,13 +284,13 @@ def _use_base_url(base_url: str | None) -> None:
         os.environ["SELFBIAS_BASE_URL"] = check_url(base_url, "--base-url")
 
 
-def _use_server_options(concurrency: int | None, timeout: float | None) -> None:
-    """``--concurrency`` / ``--timeout``: read by every served model's backend
-    (:class:`selfbias.backends.openai.OpenAIBackend`) as its defaults; local models ignore them."""
-    if concurrency is not None:
-        os.environ["SELFBIAS_CONCURRENCY"] = str(concurrency)
-    if timeout is not None:
-        os.environ["SELFBIAS_TIMEOUT"] = str(timeout)
+def _server_options(concurrency: int | None, timeout: float | None, retries: int | None = None):
+    """``--concurrency`` / ``--timeout`` / ``--retries`` as the settings handed to every served model's backend
+    (:class:`selfbias.backends.openai.ServerOptions`, passed down explicitly; the environment is left
+    alone); local models ignore them."""
+    from .backends.openai import ServerOptions
+
+    return ServerOptions(concurrency=concurrency, timeout=timeout, retries=retries)
 
 
 def parse_kwargs(text: str | None) -> dict:
@@ -372,10 +374,11 @@ def judge(
     trust_run_servers: bool = typer.Option(False, "--trust-run-servers", help="Send the API key to the servers the run folder names (else a served model the run records is contacted only when --base-url names its URL)."),
     concurrency: Optional[int] = typer.Option(None, "--concurrency", min=1, help="Served models: requests in flight at once (default $SELFBIAS_CONCURRENCY, else 8)."),
     timeout: Optional[float] = typer.Option(None, "--timeout", min=0.001, help="Served models: seconds per request before a retry (default $SELFBIAS_TIMEOUT, else 60)."),
+    retries: Optional[int] = typer.Option(None, "--retries", min=0, help="Served models: further tries after a 408/429/5xx or a lost connection, with backoff 0.5, 1, 2, 4, 8 s (default 5)."),
 ) -> None:
     """Add judgments to a run (resumable; modes and judges add to those already there)."""
     _use_base_url(base_url)
-    _use_server_options(concurrency, timeout)
+    server_options = _server_options(concurrency, timeout, retries)
     from . import _validate
     from .judge import judge as run_judge
 
@@ -390,7 +393,7 @@ def judge(
                        few_shot_file=few_shot_file, seed=seed, templates=overrides, template_set=template_set,
                        list_design=list_design, p_correct=p_correct, overwrite=overwrite,
                        ray=_ray_options(ray, ray_actors, ray_gpus, ray_cpus, ray_timeout),
-                       base_url=base_url, trust_run_servers=trust_run_servers)
+                       base_url=base_url, trust_run_servers=trust_run_servers, server_options=server_options)
     headline = _judge_headline(result.analysis())
     if headline is not None:
         console.print(_frame_table(headline, "judge: mean P(Yes) by correctness"))

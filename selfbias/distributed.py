@@ -451,7 +451,9 @@ class RayExecutor:
         by_model: dict[str, deque] = {}
         for job in jobs:
             by_model.setdefault(job.model, deque()).append(job)
-        with stage(description, len(jobs), progress) as advance:
+        from ._chunks import total_items
+
+        with stage(description, total_items(jobs), progress) as advance:
             for wave in split_actors(self.n_actors, list(by_model)):
                 self._staff(wave, lms)
                 self._run_wave(store, lms, {m: by_model[m] for m in wave}, refs, advance)
@@ -495,7 +497,7 @@ class RayExecutor:
                 raise _cause(e) from None
             self.timings.append({"table": job.table, "stage": job.stage, "key": job.key, "node": slot.node,
                                  "seconds": seconds})
-            advance()
+            advance(job.n_items)
             idle.append(slot)
             if self.options.after_chunk is not None:
                 self.options.after_chunk(self, job)

@@ -996,6 +996,7 @@ def judge(
     ray: Any = None,
     base_url: str | None = None,
     trust_run_servers: bool = False,
+    server_options: Any = None,
 ) -> "Run":
     """Add judgments to an existing run (table ``judgments``) and return the finalized :class:`Run`.
 
@@ -1069,6 +1070,8 @@ def judge(
     trust_run_servers : bool
         Send the API key to the servers the run folder names without naming them again (else a served
         model recorded in the run, with a key in the environment, is refused before it is contacted).
+    server_options : ServerOptions, dict or None
+        How requests reach the served judges loaded here (:class:`selfbias.backends.openai.ServerOptions`).
 
     Returns
     -------
@@ -1170,6 +1173,7 @@ def judge(
         spellings = dict(previous.get("spellings") or {})
         skipped = dict(previous.get("skipped_items") or {})
         designs = dict(previous.get("list_designs") or {})
+        served = dict(previous.get("backends") or {})  # judges behind a server: what they are (judge only?)
         for name in names:
             if any(m in LIST_MODES for m in modes):
                 skipped[name] = lists.skipped(data, name)
@@ -1180,7 +1184,8 @@ def judge(
             stages = {**{d: kept[d] for d in drops if d in kept},
                       **{st_name: v for st_name, v in recorded.items() if st_name not in drops}}
             store.update_manifest(judge={"version": SETTINGS_VERSION, "stages": stages, "spellings": spellings,
-                                         "skipped_items": skipped, "list_designs": designs})
+                                         "skipped_items": skipped, "list_designs": designs,
+                                         **({"backends": served} if served else {})})
 
         def drop(owner: str | None) -> None:
             """Drop the overwritten stages of judge ``owner`` (None: every one left)."""
@@ -1207,11 +1212,17 @@ def judge(
                 options = _recorded_prompting(store, name)
                 if base_url and name.startswith("openai:"):
                     options["base_url"] = base_url
-                lm, loaded_here = load_backend(name, **options), True
+                options["server_options"] = server_options
+                from ._progress import loading
+
+                with loading(name, progress):
+                    lm, loaded_here = load_backend(name, **options), True
             lm = _as_backend(lm, batch_size)
             from .backends import keep_responses
 
             keep_responses([lm], store.path)
+            if lm.to_manifest().get("backend", "hf") != "hf":
+                served[name] = lm.to_manifest()
             setup = _setup(name, lm, modes, resolved, examples, k)
             if any(d.startswith(_stage(name, "")) for d in drops):
                 _precheck(setup, data, modes, chunks, k, seed, lists, tuple(pair_sources))
@@ -1222,9 +1233,12 @@ def judge(
             save()
             bare = dataclasses.replace(setup, lm=None)  # a job carries no weights (Ray sends it to an actor)
             jobs = [ChunkJob(name, "judgments", _stage(name, mode), str(c), _judge_chunk,
-                             (bare, data, mode, chunks[c], k, seed, batch_size, lists, tuple(pair_sources)))
+                             (bare, data, mode, chunks[c], k, seed, batch_size, lists, tuple(pair_sources)),
+                             n_items=len(chunks[c]))
                     for mode, c in todo[name]]
-            run_chunks(store, {name: lm}, jobs, f"judge {name}", progress, executor)
+            n_modes = len({mode for mode, _ in todo[name]})
+            run_chunks(store, {name: lm}, jobs, f"judge {name}" + (f", {n_modes} modes" if n_modes > 1 else ""),
+                       progress, executor)
             del setup
             if loaded_here:
                 lm.close()

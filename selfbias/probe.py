@@ -120,6 +120,7 @@ def probe(
     progress: bool = True,
     ray: Any = None,
     answer_marker: str | None = None,
+    server_options: Any = None,
 ) -> Run:
     """Run the probe of ``models`` on ``task`` into a run folder and return the :class:`Run`.
 
@@ -207,6 +208,10 @@ def probe(
         answer was complete is left ungraded (``correct`` NA, empty answer) and counted
         (:func:`probe_summary`'s ``truncated``), never graded as if complete. Candidates are still
         scored as the bare final answer after the prompt.
+    server_options : ServerOptions, dict or None
+        How requests reach served models (:class:`selfbias.backends.openai.ServerOptions`:
+        ``concurrency``, ``timeout``, ``retries``; the CLI's ``--concurrency`` / ``--timeout``); local
+        models ignore it. Recorded per model (``transport``), not part of the run request.
 
     Returns
     -------
@@ -247,6 +252,10 @@ def probe(
         from .distributed import check_ray
 
         check_ray(ray)
+    if server_options is not None:
+        from .backends.openai import ServerOptions
+
+        server_options = ServerOptions.coerce(server_options)  # an InputError before anything loads
     t0 = time.perf_counter()
     task_obj = task if isinstance(task, Task) else _load_with_spares(
         task, n, few_shot, dict(seed=seed, level=level, mapping=mapping, fmt=fmt, skip_invalid=skip_invalid))
@@ -271,9 +280,21 @@ def probe(
     shots = few_shot_examples(shot_items, few_shot, seed) if few_shot else []
     out = Path(out) if out is not None else default_run_dir(models, task_spec, n, seed)
     _validate.check_run_out(out)
-    lms = {name: _prompted((loaded or {}).get(name), prompt_format, chat_template_kwargs)
-           or load_backend(name, device=device, dtype=dtype, prompt_format=prompt_format,
-                           chat_template_kwargs=chat_template_kwargs) for name in models}
+    from ._progress import loading
+
+    lms = {}
+    for name in models:
+        lms[name] = _prompted((loaded or {}).get(name), prompt_format, chat_template_kwargs)
+        if lms[name] is None:
+            with loading(name, progress):  # a status line: nothing else moves while weights load or a server is checked
+                lms[name] = load_backend(name, device=device, dtype=dtype, prompt_format=prompt_format,
+                                         chat_template_kwargs=chat_template_kwargs, server_options=server_options)
+        detail = getattr(getattr(lms[name], "capabilities", None), "detail", None) or {}
+        if detail.get("judge_only"):  # an API-only model: no prompt log-probs, no drawn tokens
+            raise _validate.InputError(
+                f"model {name!r} is reached through chat completions only: probe needs its answers' log-probs "
+                f"(scores) and its own answers, which such a server does not give; it can judge a run made with "
+                f"other models (selfbias judge RUN --judge {name})")
     tmpl = {name: (templates or {}).get(name) or (worked_template(lm, answer_marker) if answer_marker
                                                   else default_template(lm)) for name, lm in lms.items()}
     if templates:
@@ -296,6 +317,9 @@ def probe(
         "settings": settings,
         "judge_modes": list(judge_modes),
     }
+    for lm in lms.values():  # a served model against the responses the run keeps, before the run is touched
+        if hasattr(lm, "check_cache_dir") and not overwrite:
+            lm.check_cache_dir(out / "cache" / str(lm.to_manifest().get("backend") or "server"))
     store = RunStore.open(out, request, overwrite=overwrite)
     from .backends import keep_responses
 
@@ -615,7 +639,7 @@ def _timed(store: RunStore, name: str, work) -> None:
 def _generate_all(store, lms, tmpl, task: Task, chunks, settings, progress, executor=None) -> None:
     todo = [(name, k) for name in lms for k in range(len(chunks)) if not store.has_chunk("generations", name, str(k))]
     jobs = [ChunkJob(name, "generations", name, str(k), _generation_chunk,
-                     (name, tmpl[name], task, chunks[k], settings)) for name, k in todo]
+                     (name, tmpl[name], task, chunks[k], settings), n_items=len(chunks[k])) for name, k in todo]
     run_chunks(store, lms, jobs, "generating answers", progress, executor)
 
 
@@ -834,7 +858,8 @@ def _score_all(store, lms, tmpl, task: Task, candidates: pd.DataFrame, chunks, p
     todo = [(name, k) for name in lms for k in range(len(chunks)) if not store.has_chunk("scores", name, str(k))]
     # each job carries only its chunk's candidates (what a Ray actor is sent)
     jobs = [ChunkJob(name, "scores", name, str(k), _score_chunk,
-                     (name, tmpl[name], [(item, by_item[item.id]) for item in chunks[k] if item.id in by_item]))
+                     (name, tmpl[name], [(item, by_item[item.id]) for item in chunks[k] if item.id in by_item]),
+                     n_items=len(chunks[k]))
             for name, k in todo]
     run_chunks(store, lms, jobs, "scoring candidates", progress, executor)
 

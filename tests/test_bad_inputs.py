@@ -45,7 +45,8 @@ def refused(args: list[str], place: str, *, watch: Path | None = None, code: int
     """Run ``selfbias ARGS``: exit ``code``, one error line containing ``place``, ``watch`` untouched."""
     before = snapshot(watch)
     result = runner.invoke(app, [str(a) for a in args])
-    lines = [line for line in result.output.splitlines() if line.strip()]
+    # stdout: the error line (progress and status lines, "loading MODEL ...", go to stderr)
+    lines = [line for line in result.stdout.splitlines() if line.strip()]
     assert result.exit_code == code, result.output
     assert "Traceback" not in result.output, result.output
     assert len(lines) == 1 and lines[0].startswith("error:"), result.output

@@ -1,5 +1,5 @@
 """Command-line basics: names and install commands never cut in 80 columns, --concurrency / --timeout
-reach a served model's backend, a 401 names the variable to set, no third-party bar while a GGUF
+reach a served model's backend (passed down, not through the environment), a 401 names the variable to set, no third-party bar while a GGUF
 file converts."""
 
 from __future__ import annotations
@@ -44,27 +44,59 @@ def test_tables_fold_long_names_instead_of_cutting_them():
 
 
 def test_concurrency_and_timeout_reach_the_served_backend(monkeypatch, tmp_path):
+    """The flags are handed down as ServerOptions (probe -> load_backend -> the backend), not through
+    the environment: after the command the process environment is as it was."""
+    import os
+
+    from selfbias.backends import load_backend
+    from selfbias.backends.openai import ServerOptions
+
     seen = {}
 
     def connect(self, tokenizer):
-        seen.update(concurrency=self.concurrency, timeout=self.timeout, workers=self._pool._max_workers)
+        seen.update(concurrency=self.concurrency, timeout=self.timeout, retries=self.retries,
+                    workers=self._pool._max_workers)
         raise ServerError("stopped by the test after the backend was made")
 
     monkeypatch.setattr(OpenAIBackend, "_connect", connect)
     for name in ("SELFBIAS_CONCURRENCY", "SELFBIAS_TIMEOUT"):
-        monkeypatch.setenv(name, "")  # restored after the test (the CLI sets them in this process)
+        monkeypatch.delenv(name, raising=False)
+    before = dict(os.environ)
     result = runner.invoke(cli.app, ["probe", "-m", "openai:m@http://127.0.0.1:9/v1", "--concurrency", "3",
-                                     "--timeout", "2.5", "--judge-modes", "none", "--n", "2",
+                                     "--timeout", "2.5", "--retries", "1", "--judge-modes", "none", "--n", "2",
                                      "--out", str(tmp_path / "run")])
     assert result.exit_code == 2 and "stopped by the test" in result.output
-    assert seen == {"concurrency": 3, "timeout": 2.5, "workers": 3}
-    monkeypatch.setenv("SELFBIAS_CONCURRENCY", "")
-    monkeypatch.setenv("SELFBIAS_TIMEOUT", "")
+    assert seen == {"concurrency": 3, "timeout": 2.5, "retries": 1, "workers": 3}
+    assert dict(os.environ) == before  # nothing process-global was set
     with pytest.raises(ServerError, match="stopped"):
         OpenAIBackend("http://127.0.0.1:9/v1", "m")
-    assert seen == {"concurrency": 8, "timeout": 60.0, "workers": 8}  # the documented defaults
+    assert seen == {"concurrency": 8, "timeout": 60.0, "retries": 5, "workers": 8}  # the documented defaults
+    monkeypatch.setenv("SELFBIAS_CONCURRENCY", "5")  # a user's own setting is still the default
+    with pytest.raises(ServerError, match="stopped"):
+        load_backend("openai:m@http://127.0.0.1:9/v1", server_options=ServerOptions(timeout=4, retries=0))
+    assert seen == {"concurrency": 5, "timeout": 4.0, "retries": 0, "workers": 5}
+    with pytest.raises(ServerError, match="stopped"):  # explicit settings win over the environment
+        load_backend("openai:m@http://127.0.0.1:9/v1", server_options={"concurrency": 2})
+    assert seen["concurrency"] == 2
     bad = runner.invoke(cli.app, ["probe", "-m", "openai:m@http://127.0.0.1:9/v1", "--concurrency", "0"])
     assert bad.exit_code == 2
+
+
+def test_server_options_refuse_bad_settings():
+    from selfbias.backends.openai import ServerOptions
+    from selfbias.errors import InputError
+
+    assert ServerOptions(concurrency=4, timeout=1.5).backend_kwargs() == {"concurrency": 4, "timeout": 1.5}
+    assert ServerOptions.coerce(None) == ServerOptions() and ServerOptions().backend_kwargs() == {}
+    for bad, field in (({"concurrency": 0}, "concurrency"), ({"timeout": 0}, "timeout"),
+                       ({"timeout": float("nan")}, "timeout"), ({"retries": -1}, "retries"),
+                       ({"concurrency": True}, "concurrency"), ({"workers": 2}, "workers")):
+        with pytest.raises(InputError, match=field):
+            ServerOptions.coerce(bad)
+    import selfbias
+
+    with pytest.raises(InputError, match="concurrency"):  # probe checks them before any model loads
+        selfbias.probe("openai:m@http://127.0.0.1:9/v1", "capitals", n=2, server_options={"concurrency": 0})
 
 
 class _Refuses(BaseHTTPRequestHandler):

@@ -84,6 +84,10 @@ def test_capabilities_detected_and_recorded(backend):
     assert caps["score"] and caps["echo_logprobs"] and caps["prompt_logprobs"] and caps["tokenize_endpoint"]
     assert caps["score_method"] == "prompt_logprobs" and caps["max_top_k"] == 20  # vLLM's default max_logprobs
     assert caps["generation_logprobs"] == "raw"  # vLLM's default logprobs_mode
+    assert caps["seeded_sampling"] == manifest["seeded_sampling"] == "honoured"  # vLLM takes a per-request seed
+    fingerprint = manifest["identity"]["fingerprint"]  # the model's identity, apart from the URL
+    assert manifest["identity"]["served_model"] == "smollm2" and fingerprint["kind"] == "prompt_logprobs"
+    assert len(fingerprint["logprobs"]) == len(fingerprint["token_ids"]) and fingerprint["logprobs"][0] is None
     for record in caps["alignment"].values():
         assert record["first_entry_null"] and record["last_copy_second_half_mean"] > -1.5
     json.dumps(manifest)  # recorded in the run's manifest: must be JSON
@@ -327,7 +331,7 @@ def test_cli_probe_judge_analyze_figures_against_the_server(server, tmp_path):
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
     spec = f"openai:smollm2@{server.url}"
     for args in (["probe", "-m", spec, "-t", "capitals", "--n", "4", "-k", "2", "-o", str(run),
-                  "--judge-modes", "isolated"],
+                  "--judge-modes", "isolated", "--few-shot", "0"],  # zero-shot: the commands are the point
                  ["judge", str(run), "--mode", "alternatives", "--trust-run-servers"],  # the server probe named
                  ["analyze", str(run)],
                  ["figures", str(run), "--out", str(tmp_path / "figures")]):
@@ -344,17 +348,21 @@ def test_cli_probe_judge_analyze_figures_against_the_server(server, tmp_path):
                     "backend interface) is not in this tree yet")
 def test_cli_probe_killed_mid_run_resumes_to_the_same_tables(server, tmp_path):
     """kill -9 the probe once some responses are cached; the same command again finishes the run without
-    re-asking any cached request (their files are never rewritten) and gives a straight run's tables."""
+    re-asking any cached request (their files are never rewritten) and gives a straight run's tables.
+
+    Kept small (3 items, 1 sample, zero-shot, one judge mode: about 60 requests a run) since resumption
+    is the point; the straight run is made in this process (same code below the command line)."""
     import pandas as pd
 
     import selfbias
 
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+    spec = f"openai:smollm2@{server.url}"
+    settings = dict(n=3, samples=1, judge_modes=("isolated",), few_shot=0)
 
     def command(run):
-        return [sys.executable, "-m", "selfbias.cli", "probe", "-m", f"openai:smollm2@{server.url}", "-t", "capitals",
-                "--n", "6", "-k", "2", "-o", str(run), "--judge-modes", "isolated",
-                "--few-shot", "0"]  # resumption is the point: zero-shot keeps the served run short
+        return [sys.executable, "-m", "selfbias.cli", "probe", "-m", spec, "-t", "capitals", "--n", "3", "-k", "1",
+                "-o", str(run), "--judge-modes", "isolated", "--few-shot", "0"]
 
     killed, cache = tmp_path / "killed", tmp_path / "killed" / "cache" / "openai"
     proc = subprocess.Popen(command(killed), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -365,14 +373,13 @@ def test_cli_probe_killed_mid_run_resumes_to_the_same_tables(server, tmp_path):
     proc.wait(timeout=60)
     before = {f: f.stat().st_mtime_ns for f in cache.glob("*/*.json")}
     assert len(before) >= 10
+    assert not (killed / "judgments.parquet").exists()  # killed before it finished
     done = subprocess.run(command(killed), env=env, capture_output=True, text=True, timeout=900)
     assert done.returncode == 0, (done.stdout + done.stderr)[-2000:]
     assert all(f.stat().st_mtime_ns == t for f, t in before.items())  # no cached request asked again
     assert len(list(cache.glob("*/*.json"))) > len(before)
-    straight = tmp_path / "straight"
-    done = subprocess.run(command(straight), env=env, capture_output=True, text=True, timeout=900)
-    assert done.returncode == 0, (done.stdout + done.stderr)[-2000:]
-    a, b = selfbias.load_run(killed), selfbias.load_run(straight)
+    straight = selfbias.probe(spec, "capitals", out=tmp_path / "straight", progress=False, **settings)
+    a, b = selfbias.load_run(killed), straight
     assert sorted(a.tables()) == sorted(b.tables()) and "scores" in a.tables() and "judgments" in a.tables()
     # Same texts, tokens, ids and flags; floats up to vLLM's batch-dependent arithmetic: concurrent
     # requests share decode batches, and a long sample's log-probs moved by up to 2.2e-05 between two runs.

@@ -50,6 +50,8 @@ def load_backend(spec: str, **options: Any) -> Backend:
         Passed to the backend's loader: :func:`selfbias.models.load_model` (``device``, ``dtype``,
         ``prompt_format``, ...) or ``OpenAIBackend.from_spec`` (which gets every option but the
         weight-loading ones: ``device``, ``dtype``, ``cache_dir``, ``device_map``).
+        ``server_options`` (:class:`selfbias.backends.openai.ServerOptions`: concurrency, timeout,
+        retries) goes to served models only; a local model ignores it.
 
     Returns
     -------
@@ -73,6 +75,7 @@ def load_backend(spec: str, **options: Any) -> Backend:
 
     from ..models import ModelError, load_model
 
+    options.pop("server_options", None)  # how to reach a server means nothing to weights loaded here
     try:
         with warnings.catch_warnings():  # torch's note on the pickle protocol of a file it then refuses
             warnings.filterwarnings("ignore", message=".*pickle protocol.*")

@@ -48,8 +48,9 @@ from ..generation import Generation
 from ..scoring import ContextTooLong, NextToken, Score, ScoringError, join_texts, split_join
 from .base import Capabilities
 
-__all__ = ["OpenAIBackend", "ServerError", "ServerUnavailable", "ServerMisaligned", "API_KEY_ENVS", "parse_spec",
-           "check_url"]
+__all__ = ["OpenAIBackend", "ServerError", "ServerUnavailable", "ServerMisaligned", "ServerOptions", "API_KEY_ENVS",
+           "identity_mismatch",
+           "parse_spec", "check_url"]
 
 API_KEY_ENVS = ("SELFBIAS_API_KEY", "OPENAI_API_KEY")  # first one set wins
 RETRY_STATUS = frozenset({408, 429, 500, 502, 503, 504})
@@ -62,6 +63,12 @@ ALIGNMENT_REPEATS = 3
 ALIGNMENT_COPY_MIN = -1.5
 ALIGNMENT_COPY_GAIN = 3.0
 ALIGNMENT_POSITION_TOL = 0.05  # nats: the same server reading one position twice
+# Identity: the same model answers a fixed probe with the same log-probs up to the server's float32
+# arithmetic (two vLLM runs: 2.2e-05 at most, ARCHITECTURE.md); another model, or the same one quantised,
+# moves them by far more (SmolLM2-135M float32 against a random 2-layer model: nats).
+IDENTITY_TOL = 1e-3
+IDENTITY_FILE = "identity-{}.json"  # RUN/cache/openai/identity-<served name hash>.json (beside, not among, the responses)
+SEED_PROBE_TOKENS = 8  # tokens drawn at temperature 1.5 to tell whether the server honours per-request seeds
 
 
 class ServerError(SelfbiasError):
@@ -74,6 +81,75 @@ class ServerUnavailable(ServerError):
 
 class ServerMisaligned(ServerError):
     """The server's prompt log-probs fail the alignment check (see the module doc)."""
+
+
+DEFAULT_CONCURRENCY = 8
+DEFAULT_TIMEOUT = 60.0
+DEFAULT_RETRIES = 5
+
+
+@dataclass(frozen=True)
+class ServerOptions:
+    """How requests reach a served model: the transport settings of :class:`OpenAIBackend`.
+
+    Passed down explicitly (``probe(server_options=)``, ``judge(server_options=)``, the CLI's
+    ``--concurrency`` / ``--timeout``) to every served model's backend; local models ignore them. A
+    field left None takes the backend's default: ``$SELFBIAS_CONCURRENCY`` / ``$SELFBIAS_TIMEOUT``
+    when the user set them, else 8 requests in flight, 60 s per request, 5 retries. They change how
+    fast a run goes, not what it computes, so they are recorded per model (``transport`` in the
+    manifest's ``models_loaded``) but are not part of the run request: a run resumes under others.
+
+    Parameters
+    ----------
+    concurrency : int or None
+        Requests in flight at once (at least 1).
+    timeout : float or None
+        Seconds one request may take before it is retried (positive).
+    retries : int or None
+        Further tries after a 408/429/5xx or a connection error (0 or more), with backoff
+        0.5, 1, 2, 4, 8 s.
+    """
+
+    concurrency: int | None = None
+    timeout: float | None = None
+    retries: int | None = None
+
+    def __post_init__(self) -> None:
+        from ..errors import InputError
+
+        checks = (("concurrency", int, 1, "--concurrency"), ("timeout", (int, float), 0, "--timeout"),
+                  ("retries", int, 0, "retries"))
+        for field, kind, low, flag in checks:
+            value = getattr(self, field)
+            if value is None:
+                continue
+            if isinstance(value, bool) or not isinstance(value, kind) or value != value or \
+                    (value <= low if field == "timeout" else value < low):
+                need = {"concurrency": "an integer of at least 1", "timeout": "a positive number of seconds",
+                        "retries": "an integer of 0 or more"}[field]
+                raise InputError(f"{field} ({flag}) must be {need}, got {value!r}")
+
+    @classmethod
+    def coerce(cls, value: ServerOptions | dict | None) -> ServerOptions:
+        """``value`` as ServerOptions (a mapping of its fields, or None for the defaults); an unknown
+        field is an ``InputError`` naming it."""
+        from ..errors import InputError
+
+        if value is None:
+            return cls()
+        if isinstance(value, cls):
+            return value
+        if not isinstance(value, dict):
+            raise InputError(f"server_options must be a ServerOptions or a dict, got {type(value).__name__}")
+        unknown = sorted(set(value) - {"concurrency", "timeout", "retries"})
+        if unknown:
+            raise InputError(f"server_options: unknown setting {unknown[0]!r}; use concurrency, timeout, retries")
+        return cls(**value)
+
+    def backend_kwargs(self) -> dict[str, Any]:
+        """The settings that are set, as :class:`OpenAIBackend` keyword arguments."""
+        return {k: v for k, v in (("concurrency", self.concurrency), ("timeout", self.timeout),
+                                  ("retries", self.retries)) if v is not None}
 
 
 def parse_spec(spec: str, base_url: str | None = None) -> tuple[str, str]:
@@ -174,15 +250,16 @@ class OpenAIBackend:
         Seconds per request (default ``$SELFBIAS_TIMEOUT``, else 60; ``--timeout``).
     retries : int
         Further tries after a 429/5xx/connection error, with backoff 0.5, 1, 2, ... seconds (at most 8).
+        (These three are :class:`ServerOptions`; ``load_backend(spec, server_options=...)`` passes them.)
     cache_dir : path, optional
         Where every response is kept (see :meth:`use_cache_dir`); None keeps nothing.
     """
 
     def __init__(self, base_url: str, model: str, *, api_key: str | None = None, tokenizer: Any = None,
-                 concurrency: int | None = None, timeout: float | None = None, retries: int = 5, cache_dir: str | os.PathLike | None = None,
+                 concurrency: int | None = None, timeout: float | None = None, retries: int = DEFAULT_RETRIES, cache_dir: str | os.PathLike | None = None,
                  prompt_format: str = "auto", chat_template_kwargs: dict | None = None, name: str | None = None):
-        concurrency = _env_number("SELFBIAS_CONCURRENCY", int, 8) if concurrency is None else concurrency
-        timeout = _env_number("SELFBIAS_TIMEOUT", float, 60.0) if timeout is None else timeout
+        concurrency = _env_number("SELFBIAS_CONCURRENCY", int, DEFAULT_CONCURRENCY) if concurrency is None else concurrency
+        timeout = _env_number("SELFBIAS_TIMEOUT", float, DEFAULT_TIMEOUT) if timeout is None else timeout
         if concurrency < 1:
             raise ServerError(f"concurrency must be at least 1, got {concurrency}")
         if not timeout > 0:
@@ -200,8 +277,6 @@ class OpenAIBackend:
         self._pool = ThreadPoolExecutor(concurrency)
         self._tokenize_memo: dict[str, list[int]] = {}
         self._down: ServerUnavailable | None = None  # set by the first request that exhausts its retries
-        if cache_dir is not None:
-            self.use_cache_dir(cache_dir)
         self.bos_id: int | None = None
         try:
             self._connect(tokenizer)
@@ -216,24 +291,81 @@ class OpenAIBackend:
         from ..models import pick_prompt_format
 
         self.prompt_format = pick_prompt_format(prompt_format, has_template, model, self.detail.get("root"))
+        if self.api == "chat_completions":
+            if prompt_format == "plain":
+                self._pool.shutdown(wait=False)
+                raise ServerError(f"{self.name} is reached through chat completions only: it takes chat prompts, "
+                                  "not prompt_format 'plain'")
+            self.prompt_format = "chat"
         self.chat_template_kwargs = dict(chat_template_kwargs or {})
+        if cache_dir is not None:  # after connect: the folder checks the server's identity
+            try:
+                self.use_cache_dir(cache_dir)
+            except BaseException:
+                self._pool.shutdown(wait=False)
+                raise
 
     # ------------------------------------------------------------------------ construction
 
     @classmethod
-    def from_spec(cls, spec: str, *, base_url: str | None = None, **options) -> OpenAIBackend:
+    def from_spec(cls, spec: str, *, base_url: str | None = None, server_options: ServerOptions | dict | None = None,
+                  **options) -> OpenAIBackend:
         """Build from ``openai:NAME@http://HOST:PORT/v1`` (or ``openai:NAME`` and ``base_url``); the
-        backend's ``name`` (the model's name in the run) is the spec itself."""
+        backend's ``name`` (the model's name in the run) is the spec itself. ``server_options``
+        (:class:`ServerOptions`) sets ``concurrency``, ``timeout`` and ``retries``."""
         name, url = parse_spec(spec, base_url)
+        options = {**ServerOptions.coerce(server_options).backend_kwargs(), **options}
         # The run knows a model by the spec it was given (as for a local model), so judge and a
         # resumed probe load it again from the run's records.
         options.setdefault("name", spec)
         return cls(url, name, **options)
 
     def use_cache_dir(self, folder: str | os.PathLike) -> None:
-        """Keep every response under ``folder`` (probe/judge pass ``RUN/cache/openai``)."""
-        self.cache_dir = Path(folder)
-        self.cache_dir.mkdir(parents=True, exist_ok=True)
+        """Keep every response under ``folder`` (probe/judge pass ``RUN/cache/openai``).
+
+        Responses are keyed by the request, not the host, so a server back on another address serves
+        the run's cached answers; that is right only for the same model. The folder therefore keeps
+        each served model's identity (:meth:`identity`: served name, tokens and log-probs of a fixed
+        probe text) the first time, and a server whose identity differs from the recorded one is
+        refused (:class:`ServerError`, naming both addresses) before any cached response is used.
+        """
+        folder = Path(folder)
+        if self.check_cache_dir(folder):
+            self.cache_dir = folder
+            return
+        record = folder / IDENTITY_FILE.format(hashlib.sha256(self.served_model.encode()).hexdigest()[:16])
+        folder.mkdir(parents=True, exist_ok=True)
+        tmp = record.with_suffix(f".tmp{os.getpid()}")
+        tmp.write_text(json.dumps({**self.identity(), "location": self.base_url}))
+        os.replace(tmp, record)
+        self.cache_dir = folder
+
+    def check_cache_dir(self, folder: str | os.PathLike) -> bool:
+        """Whether ``folder`` records this served model's identity (True) or none (False); a
+        :class:`ServerError` when it records another model under the same served name. Reads only:
+        probe calls it before the run is opened, so a refused server changes no file."""
+        folder = Path(folder)
+        record = folder / IDENTITY_FILE.format(hashlib.sha256(self.served_model.encode()).hexdigest()[:16])
+        try:
+            known = json.loads(record.read_text())
+        except (OSError, ValueError):
+            return False  # none yet, or damaged (writes are atomic, so not by a kill): recorded again
+        problem = identity_mismatch(known, self.identity()) if isinstance(known, dict) else None
+        if problem:
+            raise ServerError(
+                f"server {self.base_url} serves {self.served_model!r}, but not the model whose responses "
+                f"{folder} holds (recorded from {known.get('location')}): {problem}; use a new run "
+                "folder, or the server that served this run")
+        return isinstance(known, dict)
+
+    def identity(self) -> dict[str, Any]:
+        """What identifies the served model apart from its address (recorded in the run as
+        ``identity``): the served name, and a fingerprint read at connect from the alignment text
+        (:data:`ALIGNMENT_TEXT`): its token ids and, where the server scores, the log-prob of every
+        token (else the top next-token log-probs after it). A server moved to another port passes
+        :func:`identity_mismatch` against the recorded identity; another model, or the same one
+        quantised, does not."""
+        return {"served_model": self.served_model, "fingerprint": dict(self._fingerprint)}
 
     def _load_tokenizer(self, tokenizer):
         if tokenizer is not None and not isinstance(tokenizer, (str, os.PathLike)):
@@ -370,6 +502,10 @@ class OpenAIBackend:
         self.context_length = int(info.get("max_model_len") or 0) or None
         detail: dict[str, Any] = {"root": info.get("root"), "max_model_len": self.context_length}
         self.detail = detail
+        self.api = "completions"
+        if not self._offers_completions():
+            return self._connect_chat()
+        detail["api"] = self.api
         self.tokenizer = self._load_tokenizer(tokenizer)
         self.has_tokenize = self._probe_tokenize()
         detail["tokenize_endpoint"] = self.has_tokenize
@@ -400,6 +536,8 @@ class OpenAIBackend:
         self.score_method = usable[0] if usable else None
         detail["score_method"] = self.score_method
         detail["generation_logprobs"] = self._probe_raw_logprobs(sample) if self.score_method else "unknown"
+        detail["seeded_sampling"] = self._probe_seed(sample)
+        self._fingerprint = self._read_fingerprint()
         self.capabilities = Capabilities(
             score=self.score_method is not None,
             generate=True,
@@ -407,6 +545,101 @@ class OpenAIBackend:
             max_top_k=self.max_top_k,
             detail=detail,
         )
+
+    def _offers_completions(self) -> bool:
+        """Whether ``/v1/completions`` exists (an API-only model offers ``/v1/chat/completions`` alone)."""
+        status, payload = self._http("POST", "/completions", {"model": self.served_model, "prompt": "a",
+                                                              "max_tokens": 1, "temperature": 0})
+        if status in (401, 403):
+            self._call("POST", "/completions", {"model": self.served_model, "prompt": "a", "max_tokens": 1})
+        return status not in (404, 405, 501)
+
+    def _connect_chat(self) -> None:
+        """A chat-completions-only model (:mod:`selfbias.backends._chat`): judge reads only, from the
+        top log-probs of the first generated token; no scores, no generation, recorded as such."""
+        from ._chat import ChatTokenizer, top_logprobs
+
+        self.api = "chat_completions"
+        self.tokenizer, self.has_tokenize, self.score_method, self.bos_id = ChatTokenizer(), False, None, None
+        self.context_length = None  # its tokens are the server's: the judge's context check is the server's
+        detail = self.detail
+        probe = [{"role": "user", "content": ALIGNMENT_TEXT.strip()}]
+        self.max_top_k = None
+        for k in (20, 10, 5, 1):
+            status, payload = self._http_chat({"messages": probe, "max_tokens": 1, "temperature": 0, "logprobs": True,
+                                               "top_logprobs": k})
+            try:
+                top = top_logprobs(payload) if status == 200 else None
+            except (KeyError, IndexError, TypeError, ValueError):
+                top = None
+            if top:
+                self.max_top_k = k
+                break
+        if not self.max_top_k:
+            raise ServerError(f"server {self.base_url} has no /v1/completions and its /v1/chat/completions returns "
+                              "no top_logprobs: selfbias can neither score nor judge with it")
+        detail |= {"api": self.api, "judge_only": True, "max_top_k": self.max_top_k, "echo_logprobs": False,
+                   "prompt_logprobs": False, "tokenize_endpoint": False, "score_method": None,
+                   "generation_logprobs": "unknown", "seeded_sampling": "not used (no generation)",
+                   "options_matched_by": "the exact text of the server's top tokens"}
+        self._fingerprint = {"text": ALIGNMENT_TEXT, "token_ids": None, "kind": "top_logprobs",
+                             "top": {t: round(v, 6) for t, v in top[:5]}}
+        self.capabilities = Capabilities(score=False, generate=False, next_token="top_k", max_top_k=self.max_top_k,
+                                         detail=detail)
+        import warnings
+
+        warnings.warn(f"{self.name} is reached through chat completions only: it judges from its top-{self.max_top_k} "
+                      "next-token log-probs (an option word outside them is an upper bound); it cannot score or "
+                      "generate, so it is a judge only, with no likelihood statistics", stacklevel=3)
+
+    def _http_chat(self, body: dict) -> tuple[int, dict]:
+        try:
+            return 200, self._call("POST", "/chat/completions", {"model": self.served_model, **body})
+        except ServerUnavailable:
+            raise
+        except ServerError as exc:
+            return 400, {"error": {"message": str(exc)}}
+
+    def _judge_only(self, what: str) -> ServerError:
+        return ServerError(f"{self.name} is reached through chat completions only (server {self.base_url} has no "
+                           f"/v1/completions): it cannot {what}, which needs the prompt's log-probs or the drawn "
+                           "tokens; it can judge a run made with other models (selfbias judge RUN --judge "
+                           f"{self.name})")
+
+    def _probe_seed(self, sample: list[int]) -> str:
+        """Whether the server honours a per-request ``seed`` (vLLM does; OpenAI's own API calls it best
+        effort): "honoured" when two draws at temperature 1.5 with one seed are the same tokens and a
+        draw with another seed differs, "ignored" when the two same-seed draws differ (sampled answers
+        then differ between runs: recorded, and :meth:`generate` warns), "unknown" when all three agree
+        (a model too sure of the next tokens to tell)."""
+        body = {"model": self.served_model, "prompt": sample, "max_tokens": SEED_PROBE_TOKENS, "temperature": 1.5,
+                "logprobs": 0, "return_token_ids": True}
+        try:
+            a, b, c = (self._call("POST", "/completions", {**body, "seed": seed}) for seed in (11, 11, 12))
+            draws = [(ch.get("token_ids") or ch.get("text")) for ch in (r["choices"][0] for r in (a, b, c))]
+        except ServerUnavailable:
+            raise
+        except (ServerError, KeyError, IndexError, TypeError):
+            return "unknown"
+        if draws[0] != draws[1]:
+            return "ignored"
+        return "honoured" if draws[0] != draws[2] else "unknown"
+
+    def _read_fingerprint(self) -> dict[str, Any]:
+        """The identity fingerprint (see :meth:`identity`), read once at connect."""
+        ids = self._server_ids(ALIGNMENT_TEXT)
+        out: dict[str, Any] = {"text": ALIGNMENT_TEXT, "token_ids": list(ids)}
+        if self.score_method is not None:
+            values = self._prompt_logprobs(self.score_method, ids)
+            out |= {"kind": "prompt_logprobs", "logprobs": [None if v is None else round(v[0], 6) for v in values]}
+        elif self.max_top_k:
+            payload = self._call("POST", "/completions", {"model": self.served_model, "prompt": ids, "max_tokens": 1,
+                                                          "temperature": 0, "logprobs": min(5, self.max_top_k)})
+            top = payload["choices"][0]["logprobs"]["top_logprobs"][0]
+            out |= {"kind": "top_logprobs", "top": {str(k): round(float(v), 6) for k, v in sorted(top.items())}}
+        else:
+            out["kind"] = "tokens"
+        return out
 
     def _try(self, body: dict, accept: Callable[[dict], bool]) -> bool:
         status, payload = self._http_retrying({"model": self.served_model, **body})
@@ -631,6 +864,8 @@ class OpenAIBackend:
 
         Same contract as :func:`selfbias.scoring.score_requests`; tokens are the server's.
         """
+        if self.api == "chat_completions":
+            raise self._judge_only("score answers")
         if self.score_method is None:
             raise ServerError(
                 f"server {self.base_url} offers neither echo+logprobs nor prompt_logprobs on /v1/completions: "
@@ -690,11 +925,18 @@ class OpenAIBackend:
 
         if isinstance(prompts, str):
             raise TypeError("prompts must be a sequence of strings")
+        if self.api == "chat_completions":
+            raise self._judge_only("generate answers with their log-probs")
         check_generation(temperature=temperature, top_p=top_p, n=n, max_new_tokens=max_new_tokens)
         if self.has_tokenize:
             self._tokenize_all(prompts)
         from ..generation import _row_seed
 
+        if temperature > 0 and self.detail.get("seeded_sampling") == "ignored":
+            import warnings
+
+            warnings.warn(f"server {self.base_url} ignores per-request seeds: {self.name}'s sampled answers will "
+                          "differ between runs (recorded in the run as seeded_sampling: ignored)", stacklevel=2)
         bodies = []
         draws = n if temperature > 0 else 1
         for p in prompts:
@@ -764,6 +1006,14 @@ class OpenAIBackend:
             raise ServerError(f"server {self.base_url} returns no top log-probs: next-token reads (the judge) "
                               "need logprobs on /v1/completions")
         k = min(top_k, self.max_top_k)
+        if self.api == "chat_completions":
+            texts = [prefix + suffix for prefix, suffixes in requests for suffix in suffixes]
+            reads = self._map(lambda text: self._chat_next_one(text, k, tuple(select)), texts)
+            out, i = [], 0
+            for _, suffixes in requests:
+                out.append(reads[i: i + len(suffixes)])
+                i += len(suffixes)
+            return out
         if self.has_tokenize:
             self._tokenize_all([t for p, suffixes in requests for s in suffixes
                                 for t in (join_texts(p, s) if s else (p,))])
@@ -794,6 +1044,11 @@ class OpenAIBackend:
         top = payload["choices"][0]["logprobs"]["top_logprobs"][0]
         pairs = sorted(((self._token_id(t), float(v)) for t, v in top.items()), key=lambda p: -p[1])[:k]
         pairs = [p for p in pairs if p[0] is not None]
+        return self._next_from_top(pairs, select, ids)
+
+    def _next_from_top(self, pairs: list[tuple[int, float]], select: tuple[int, ...], ids: list[int]) -> NextToken:
+        """A :class:`NextToken` from the top-k (id, log-prob) pairs, likeliest first; selected ids outside
+        them are read by scoring ``ids + [id]`` where the server scores, else bounded."""
         top_ids = tuple(i for i, _ in pairs)
         top_lp = tuple(v for _, v in pairs)
         covered = float(sum(math.exp(v) for v in top_lp))
@@ -811,6 +1066,21 @@ class OpenAIBackend:
                 bounded.add(token)
         return NextToken(selected=selected, top_ids=top_ids, top_logprobs=top_lp, covered_mass=min(covered, 1.0),
                          bounded=frozenset(bounded))
+
+    def _chat_next_one(self, text: str, k: int, select: tuple[int, ...]) -> NextToken:
+        """One next-token read through chat completions: the top-k token texts become the stand-in
+        tokenizer's ids; a selected id outside them is only bounded (no prompt log-probs to read it)."""
+        from ._chat import request_body, top_logprobs
+
+        try:
+            body = request_body(text, k)
+        except ValueError as exc:
+            raise ServerError(f"{self.name}: {exc}") from None
+        mass: dict[int, float] = {}  # two server tokens with one text are one answer: their mass adds
+        for text_, value in top_logprobs(self._post_cached("/chat/completions", body))[:k]:
+            i = self.tokenizer.token_id(text_)
+            mass[i] = math.log(math.exp(mass[i]) + math.exp(value)) if i in mass else value
+        return self._next_from_top(sorted(mass.items(), key=lambda p: -p[1]), select, [])
 
     def _token_id(self, key: str) -> int | None:
         if key.startswith("token_id:"):
@@ -836,8 +1106,15 @@ class OpenAIBackend:
             "prompt_format": self.prompt_format,
             "chat_template_kwargs": dict(self.chat_template_kwargs),
             "adds_bos": self.adds_bos,
-            "tokenizer": "server /tokenize" if self.has_tokenize else ("local" if self.tokenizer is not None else None),
+            "tokenizer": ("none: option words matched to the server's token texts" if self.api == "chat_completions"
+                          else "server /tokenize" if self.has_tokenize
+                          else ("local" if self.tokenizer is not None else None)),
             "capabilities": caps.to_dict(),
+            "transport": {"concurrency": self.concurrency, "timeout": self.timeout, "retries": self.retries},
+            "identity": self.identity(),
+            "seeded_sampling": self.detail.get("seeded_sampling"),
+            "api": self.api,
+            "judge_only": self.api == "chat_completions",
         }
 
     def close(self) -> None:
@@ -851,6 +1128,33 @@ class OpenAIBackend:
 
     def __repr__(self) -> str:
         return f"OpenAIBackend({self.name!r}, {self.base_url}, score={self.score_method})"
+
+
+def identity_mismatch(known: dict, found: dict, tol: float = IDENTITY_TOL) -> str | None:
+    """Why the served model ``found`` is not the recorded ``known`` (both :meth:`OpenAIBackend.identity`),
+    or None when it is the same: same served name, same tokens of the probe text, and log-probs within
+    ``tol`` nats (:data:`IDENTITY_TOL`) where both were read the same way."""
+    if known.get("served_model") != found.get("served_model"):
+        return f"served name {found.get('served_model')!r}, recorded {known.get('served_model')!r}"
+    a, b = known.get("fingerprint") or {}, found.get("fingerprint") or {}
+    if a.get("text") != b.get("text"):
+        return None  # a fingerprint taken on another probe text (another selfbias version): nothing to compare
+    if a.get("token_ids") != b.get("token_ids"):
+        return "its tokenizer splits the probe text differently"
+    if a.get("kind") != b.get("kind"):
+        return None  # read another way (the server gained or lost prompt log-probs): only the tokens compare
+    if a.get("kind") == "prompt_logprobs":
+        pairs = [(x, y) for x, y in zip(a["logprobs"], b["logprobs"]) if x is not None and y is not None]
+    elif a.get("kind") == "top_logprobs":
+        if set(a["top"]) != set(b["top"]):
+            return "its top next tokens after the probe text differ"
+        pairs = [(a["top"][k], b["top"][k]) for k in a["top"]]
+    else:
+        return None
+    worst = max((abs(x - y) for x, y in pairs), default=0.0)
+    if worst > tol:
+        return f"its log-probs of a fixed probe text differ by up to {worst:.3g} nats (same model: < {tol:g})"
+    return None
 
 
 def _best_per_position(method: str, payload: dict, n: int) -> list[float | None]:
