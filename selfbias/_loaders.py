@@ -19,22 +19,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 from selfbias._checkers import normalize_text
-from selfbias.errors import SelfbiasError
-
-
-class TaskError(SelfbiasError, ValueError):
-    """A task could not be loaded: one line naming the file, line and field where known."""
-
-    def __init__(self, reason: str, *, path: str | Path | None = None, line: int | None = None,
-                 field: str | None = None, record: int | None = None):
-        self.path, self.line, self.field, self.reason, self.record = path, line, field, reason, record
-        where = "" if path is None else str(path)
-        if line is not None:
-            where += f" line {line}"
-        if record is not None:  # a record of a JSON array file (often all on one line)
-            where += f" record {record}"
-        what = reason if field is None else f"field '{field}' {reason}"
-        super().__init__(f"{where}: {what}" if where else what)
+from selfbias.errors import TaskError  # TaskError re-exported (defined in errors)
 
 
 @dataclass(frozen=True)

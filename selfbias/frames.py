@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .store import RunError
+from .errors import RunError
 
 __all__ = ["ANALYSIS_COLUMNS", "PAIRWISE_COLUMNS", "make_analysis_frame", "make_pairwise_frame", "pair_type_name"]
 

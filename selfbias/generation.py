@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 import torch
 
-from .errors import SelfbiasError
+from .errors import GenerationTimeout  # re-exported (defined in errors)
 from ._batching import forward_contexts, memory_budgets, plan_batches, token_ids
 from .models import LoadedModel
 
@@ -165,10 +165,6 @@ def generate(
             for i, gens in zip(batch, results):
                 out[i] = gens
     return out
-
-
-class GenerationTimeout(SelfbiasError):
-    """A batch ran past its time bound (``batch_seconds``); the message names the batch."""
 
 
 def _generate_batch(lm, contexts, prompts, n, temperature, top_p, max_new_tokens, stop, seed, deadline=math.inf):

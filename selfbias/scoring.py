@@ -65,7 +65,7 @@ from ._batching import (
 from ._fused import inplace_mlp
 from ._logits import Kept, forward_kept, plain_head, read_head
 from ._packed import TrieLayout, mask_argument, packed_attention, row_spans
-from .errors import SelfbiasError
+from .errors import ContextTooLong, ScoringError  # re-exported (defined in errors)
 from .models import LoadedModel
 
 __all__ = [
@@ -82,14 +82,6 @@ __all__ = [
     "score_token_ids",
     "split_join",
 ]
-
-
-class ScoringError(SelfbiasError, ValueError):
-    """Bad scoring input (empty continuation, nothing to condition on)."""
-
-
-class ContextTooLong(ScoringError):
-    """Prompt + continuation exceed the model's context window and truncation was not asked for."""
 
 
 @dataclass(frozen=True)

@@ -57,7 +57,7 @@ import pandas as pd
 import pyarrow as pa
 
 from selfbias import _storage as st
-from selfbias.errors import SelfbiasError
+from selfbias.errors import RunError  # RunError re-exported (defined in errors)
 
 if TYPE_CHECKING:
     from selfbias.runs import Run
@@ -87,13 +87,6 @@ FORMAT = "selfbias-run/1"
 _VERSION_PACKAGES = (
     "selfbias", "torch", "transformers", "numpy", "pandas", "pyarrow", "scipy", "statsmodels",
 )
-
-
-class RunError(SelfbiasError, RuntimeError):
-    """A run folder or one of its tables cannot be used as asked.
-
-    The message is one line naming the path or field and, where there is one, what to do.
-    """
 
 
 # ----------------------------------------------------------------------------- small helpers

@@ -43,7 +43,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..errors import SelfbiasError
+from ..errors import SelfbiasError, ServerError, ServerMisaligned, ServerUnavailable  # re-exported (defined in errors)
 from ..generation import Generation
 from ..scoring import ContextTooLong, NextToken, Score, ScoringError, join_texts, split_join
 from .base import Capabilities
@@ -62,18 +62,6 @@ ALIGNMENT_REPEATS = 3
 ALIGNMENT_COPY_MIN = -1.5
 ALIGNMENT_COPY_GAIN = 3.0
 ALIGNMENT_POSITION_TOL = 0.05  # nats: the same server reading one position twice
-
-
-class ServerError(SelfbiasError):
-    """The server refused a request (a 4xx other than 429) or answered something unusable."""
-
-
-class ServerUnavailable(ServerError):
-    """The server did not answer after all retries; the cached responses let the run resume."""
-
-
-class ServerMisaligned(ServerError):
-    """The server's prompt log-probs fail the alignment check (see the module doc)."""
 
 
 def parse_spec(spec: str, base_url: str | None = None) -> tuple[str, str]:
