@@ -44,8 +44,8 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import SelfbiasError, ServerError, ServerMisaligned, ServerUnavailable  # re-exported (defined in errors)
-from ..generation import Generation
-from ..scoring import ContextTooLong, NextToken, Score, ScoringError, join_texts, split_join
+from ..errors import ContextTooLong, ScoringError
+from .types import Generation, NextToken, Score, join_texts, row_seed, split_join
 from .base import Capabilities
 
 __all__ = ["OpenAIBackend", "ServerError", "ServerUnavailable", "ServerMisaligned", "API_KEY_ENVS", "parse_spec",
@@ -674,14 +674,13 @@ class OpenAIBackend:
         generator whose order depends on scheduling.) The draws differ from the local backend's; greedy
         answers match it up to the server's arithmetic. At temperature 0 one request serves all ``n``.
         """
-        from .._validate import check_generation
+        from .._inputs import check_generation
 
         if isinstance(prompts, str):
             raise TypeError("prompts must be a sequence of strings")
         check_generation(temperature=temperature, top_p=top_p, n=n, max_new_tokens=max_new_tokens)
         if self.has_tokenize:
             self._tokenize_all(prompts)
-        from ..generation import _row_seed
 
         bodies = []
         draws = n if temperature > 0 else 1
@@ -693,7 +692,7 @@ class OpenAIBackend:
                 body = {"prompt": ids, "n": 1, "temperature": temperature, "top_p": top_p,
                         "max_tokens": max_new_tokens, "logprobs": 0, "return_token_ids": True}
                 if temperature > 0:
-                    body["seed"] = _row_seed(seed, p, j) & (2**31 - 1)
+                    body["seed"] = row_seed(seed, p, j) & (2**31 - 1)
                 if stop:
                     body["stop"] = list(stop)
                 bodies.append(body)
