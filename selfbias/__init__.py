@@ -16,7 +16,7 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING
 
-__version__ = "0.1.0"
+from ._version import __version__  # one place: selfbias/_version.py (read by setuptools)
 
 # public name -> module that defines it
 _EXPORTS = {

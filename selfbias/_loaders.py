@@ -146,7 +146,7 @@ def _jsonl_records(text: str) -> Iterator[tuple[int, dict | _RowError]]:
 
 def _unreadable_json(exc: BaseException) -> str:
     """Why valid-looking JSON could not be read: Python's limits on integer digits and on nesting."""
-    from ._validate import json_problem
+    from ._inputs import json_problem
 
     return json_problem(exc)
 

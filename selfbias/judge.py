@@ -102,6 +102,17 @@ from ._judge_templates import (
     select_examples,
 )
 from .errors import InputError
+from ._judge_rules import (  # re-exported: the names of what the judge is shown live in _judge_rules
+    ALT_SOURCES,
+    DEFAULT_ALT_SOURCES,
+    DEFAULT_P_CORRECT,
+    DEFAULT_PAIR_SOURCES,
+    KIND_ORDER,
+    LIST_DESIGNS,
+    LIST_MODES,
+    PAIR_NAME,
+    PAIR_SOURCES,
+)
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -137,17 +148,8 @@ TOP_K = 5
 CRITIQUE_MAX_NEW_TOKENS = 48
 CRITIQUE_STOP = ("\n",)
 SETTINGS_VERSION = 2
-LIST_MODES = ("own_samples", "alternatives")
-LIST_DESIGNS = ("cells", "pooled")  # cells: the design of issue 23 (default); pooled: the earlier matched pools
-DEFAULT_P_CORRECT = 0.5
-
-# Sources of listed / paired answers, relative to the judge: another model's answer, or a dataset source.
-ALT_SOURCES = ("other_model", "distractor", "perturbation", "reference", "correct")
-DEFAULT_ALT_SOURCES = ("other_model", "distractor", "perturbation")
-PAIR_SOURCES = ("other_model", "reference", "distractor", "perturbation")
-DEFAULT_PAIR_SOURCES = ("other_model",)
-_KIND_ORDER = ("other_model", "reference", "distractor", "perturbation")
-_PAIR_NAME = {"other_model": "other"}  # pair_type spells another model's answer "other"
+_KIND_ORDER = KIND_ORDER
+_PAIR_NAME = PAIR_NAME
 
 RULES = {
     "lists": (

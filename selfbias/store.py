@@ -278,7 +278,7 @@ def read_manifest(path: Path) -> dict:
     except FileNotFoundError:
         raise RunError(f"{path}: not a selfbias run folder (no {MANIFEST})") from None
     except (OSError, ValueError, RecursionError) as e:
-        from ._validate import json_problem
+        from ._inputs import json_problem
 
         reason = json_problem(e) if isinstance(e, RecursionError) or "digits" in str(e) else e
         raise RunError(f"{mpath}: unreadable run manifest ({reason})") from None
