@@ -36,8 +36,9 @@ MANIFEST = "manifest.json"
 
 def check_judge_modes(modes: Any, *, allow_empty: bool = False, option: str = "modes") -> tuple[str, ...]:
     """Judge modes: known, no duplicates; empty only where judging may be skipped."""
-    from ._judge_templates import MODES
+    from .judge_modes import judge_mode_names
 
+    MODES = judge_mode_names()  # the built-in modes and any registered ones
     if isinstance(modes, str):
         modes = tuple(m.strip() for m in modes.split(",")) if "," in modes else (modes,)
     modes = tuple(modes)

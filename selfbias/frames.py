@@ -27,6 +27,7 @@ import pandas as pd
 
 from ._judge_rules import LIST_MODES
 from .errors import RunError
+from .judge_modes import frame_of
 
 __all__ = ["ANALYSIS_COLUMNS", "PAIRWISE_COLUMNS", "make_analysis_frame", "make_pairwise_frame", "pair_type_name"]
 
@@ -176,7 +177,7 @@ def make_analysis_frame(
     """
     if judgments.empty or "mode" not in judgments:
         return pd.DataFrame({c: pd.Series(dtype=object) for c in ANALYSIS_COLUMNS})
-    j = judgments[judgments["mode"] != "pairwise"]
+    j = judgments[judgments["mode"].map(frame_of) == "analysis"]  # the modes whose rows are per candidate
     gold, length = _list_info(j, candidates)
     design = _design_info(j, gold)
     j = j.reindex(columns=["item_id", "candidate_id", "judge", "mode", "p_yes", "yes_no_mass"])
