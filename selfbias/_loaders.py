@@ -1,3 +1,4 @@
+# Over 600 lines: every question file format (TruthfulQA, GSM8K, ARC, NQ-open, statements, JSONL/CSV, hf datasets) shares row validation.
 """File loaders for the public question formats (TruthfulQA, GSM8K, ARC, NQ-open, true/false
 statements) and a generic JSONL/CSV loader with a column mapping.
 

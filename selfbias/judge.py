@@ -1,3 +1,4 @@
+# Over 600 lines: the judging orchestration (settings, resume, overwrite, chunks), the run reader and judge_prompts; mode rules are in judge_modes/_judge_jobs/_judge_rules, the settings split is left for later.
 """Judgments: P(Yes) / P(True), pairwise preference and critique-then-verdict, by any model of any answer.
 
 ``judge(run)`` asks each judge model (by default every model of the run: self-judgment) whether

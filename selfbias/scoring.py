@@ -1,3 +1,4 @@
+# Over 600 lines: one algorithm: the prefix-trie scorer, its packing and KV-reuse paths and next-token reads share their batching.
 """Exact per-token log-probabilities of continuations, sharing each prompt's forward pass.
 
 How a continuation is cut from its prompt (as lm-evaluation-harness does, with the join checked)::

@@ -1,3 +1,4 @@
+# Over 600 lines: the run folder's writer (manifest, lock, chunks, resume, drop, finalize) and its reading functions share the layout.
 """The run store: a run folder's manifest, lock and chunked atomic Parquet tables (:class:`RunStore`).
 
 Writing a run (``probe``, ``judge``) goes through :class:`RunStore`; reading one goes through

@@ -186,3 +186,14 @@ def test_http_backend_imports_no_torch(module):
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=ROOT)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "", f"import {module} loaded {done.stdout.strip()}"
+
+
+LONG_FILE = 600  # lines; a longer module says why on its first line
+
+
+def test_long_modules_say_why():
+    long = [f"{m} ({n} lines)" for m, p in MODULES.items()
+            if (n := len(p.read_text(encoding="utf-8").splitlines())) > LONG_FILE
+            and not p.read_text(encoding="utf-8").startswith(f"# Over {LONG_FILE} lines: ")]
+    assert not long, (f"modules over {LONG_FILE} lines without a first line '# Over {LONG_FILE} lines: <reason>.' "
+                      "(or split them): " + ", ".join(long))

@@ -1,3 +1,4 @@
+# Over 600 lines: one HTTP backend: connection, capability detection, alignment check, scoring, generation, next-token reads, cache.
 """An OpenAI-compatible server backend (vLLM, SGLang, TGI, ...): ``-m openai:NAME@http://HOST:PORT/v1``.
 
 What the server must offer, detected once when the backend connects (:meth:`OpenAIBackend.connect`)
