@@ -4,7 +4,9 @@
 ``judge(run)`` asks each judge model (by default every model of the run: self-judgment) whether
 each candidate answer of each item is correct, and writes the ``judgments`` table (ARCHITECTURE.md).
 
-Modes (templates are data: :data:`DEFAULT_TEMPLATES`, overridable, recorded in the manifest):
+Modes (templates are data: :data:`DEFAULT_TEMPLATES`, overridable, recorded in the manifest; each mode is
+a :class:`~selfbias.judge_modes.JudgeMode` of the registry in :mod:`selfbias.judge_modes`, where
+:func:`~selfbias.judge_modes.register_judge_mode` adds others):
 
 * ``isolated`` (Kadavath et al. 2022, P(True)): question, proposed answer, "Is the proposed answer
   correct?". P(Yes) is read from the next-token distribution: the mass on every single-token
