@@ -115,10 +115,8 @@ from ._judge_rules import (  # re-exported: the names of what the judge is shown
     DEFAULT_ALT_SOURCES,
     DEFAULT_P_CORRECT,
     DEFAULT_PAIR_SOURCES,
-    KIND_ORDER,
     LIST_DESIGNS,
     LIST_MODES,
-    PAIR_NAME,
     PAIR_SOURCES,
 )
 
@@ -162,8 +160,6 @@ TOP_K = 5
 CRITIQUE_MAX_NEW_TOKENS = 48
 CRITIQUE_STOP = ("\n",)
 SETTINGS_VERSION = 2
-_KIND_ORDER = KIND_ORDER
-_PAIR_NAME = PAIR_NAME
 
 RULES = {
     "lists": (
