@@ -16,7 +16,7 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING
 
-__version__ = "0.1.0"
+from ._version import __version__  # one place: selfbias/_version.py (read by setuptools)
 
 # public name -> module that defines it
 _EXPORTS = {
@@ -32,9 +32,10 @@ _EXPORTS = {
     "TrainResult": "train",
     "Backend": "backends", "HFBackend": "backends", "load_backend": "backends",
     "write_report": "report", "read_eval_log": "eval_logs",
+    "JudgeMode": "judge_modes", "register_judge_mode": "judge_modes",
 }
 _SUBMODULES = {"backends", "errors", "models", "scoring", "generation", "tasks", "prompts", "store", "frames",
-               "runs", "analysis", "stats", "plots", "cli", "report", "eval_logs"}
+               "runs", "analysis", "stats", "plots", "cli", "report", "eval_logs", "judge_modes"}
 
 from .judge import judge  # noqa: E402  (light modules: torch loads inside the functions)
 from .probe import probe  # noqa: E402
@@ -69,3 +70,4 @@ if TYPE_CHECKING:  # for editors and type checkers
     from .train import TrainResult
     from .report import write_report
     from .eval_logs import read_eval_log
+    from .judge_modes import JudgeMode, register_judge_mode

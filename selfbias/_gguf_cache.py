@@ -167,7 +167,7 @@ def _convert(gguf: Path, out: Path, sha: str) -> None:
         with _no_conversion_bar():
             model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
     except Exception as exc:  # noqa: BLE001 - the reader fails in many ways on a damaged file; say which file
-        from .models import ModelError
+        from .errors import ModelError
 
         reason = " ".join(str(exc).split())[:160]
         raise ModelError(f"{gguf}: cannot convert this GGUF file ({type(exc).__name__}: {reason}); "

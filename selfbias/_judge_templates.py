@@ -43,6 +43,34 @@ ALLOWED_FIELDS: dict[str, tuple[str, ...]] = dict(REQUIRED_FIELDS)
 DEFAULT_OPTIONS = {"pairwise": ("1", "2")}  # every other mode: ("Yes", "No")
 
 
+def _mode_spec(mode: str) -> tuple[tuple[str, ...], tuple[str, ...], tuple[str, str]]:
+    """(required fields, allowed fields, default options) of a built-in mode, or of a registered one
+    (:mod:`selfbias.judge_modes`)."""
+    if mode in MODES:
+        return REQUIRED_FIELDS[mode], ALLOWED_FIELDS[mode], DEFAULT_OPTIONS.get(mode, ("Yes", "No"))
+    from .judge_modes import judge_mode, judge_mode_names
+
+    if not isinstance(mode, str) or mode not in judge_mode_names():
+        raise ValueError(f"judge template: unknown mode {mode!r}; use one of {', '.join(judge_mode_names())}")
+    spec = judge_mode(mode)
+    return spec.fields, spec.allowed_fields, spec.options
+
+
+def mode_templates(mode) -> dict[str, "JudgeTemplate"]:
+    """The default templates ``{"chat": ..., "plain": ...}`` of a registered (not built-in) judge mode,
+    checked against its fields; a dict entry gets ``mode`` and ``format`` from the mode and the key."""
+    if not mode.templates:
+        raise ValueError(f"judge mode {mode.name!r} has no default templates; give them (templates=...)")
+    out = {}
+    for fmt, t in mode.templates.items():
+        if fmt not in FORMATS:
+            raise ValueError(f"judge mode {mode.name!r}: templates has unknown format {fmt!r}; use chat or plain")
+        out[fmt] = t if isinstance(t, JudgeTemplate) else JudgeTemplate.from_dict(t, mode=mode.name, format=fmt)
+        if out[fmt].mode != mode.name or out[fmt].format != fmt:
+            raise ValueError(f"judge mode {mode.name!r}: templates['{fmt}'] is a template of {out[fmt].name}")
+    return out
+
+
 def _fields_of(text: str, where: str) -> list[str]:
     try:
         parsed = list(string.Formatter().parse(text))
@@ -80,8 +108,7 @@ class JudgeTemplate:
     options: tuple[str, str] | None = None
 
     def __post_init__(self):
-        if self.mode not in MODES:
-            raise ValueError(f"judge template: unknown mode {self.mode!r}; use one of {', '.join(MODES)}")
+        required, allowed, default_options = _mode_spec(self.mode)
         if self.format not in FORMATS:
             raise ValueError(f"judge template '{self.mode}': unknown format {self.format!r}; use 'chat' or 'plain'")
         name = self.name
@@ -92,7 +119,7 @@ class JudgeTemplate:
             raise ValueError(f"judge template '{name}': system must be a string or None")
         if not self.prefix.strip():
             raise ValueError(f"judge template '{name}': prefix (the request) is empty")
-        options = self.options if self.options is not None else DEFAULT_OPTIONS.get(self.mode, ("Yes", "No"))
+        options = self.options if self.options is not None else default_options
         if isinstance(options, str) or len(tuple(options)) != 2:
             raise ValueError(f"judge template '{name}': options must be two words, got {options!r}")
         options = tuple(str(o) for o in options)
@@ -101,14 +128,13 @@ class JudgeTemplate:
         object.__setattr__(self, "options", options)
         used = _fields_of(self.prefix, f"judge template '{name}' prefix") + _fields_of(
             self.suffix, f"judge template '{name}' suffix")
-        allowed = ALLOWED_FIELDS[self.mode]
         for f in used:
             if f not in allowed:
                 raise ValueError(
                     f"judge template '{name}': field {{{f}}} is not used by mode '{self.mode}' "
                     f"(its fields: {', '.join('{' + a + '}' for a in allowed)})"
                 )
-        for f in REQUIRED_FIELDS[self.mode]:
+        for f in required:
             if f not in used:
                 raise ValueError(f"judge template '{name}': missing field {{{f}}} required by mode '{self.mode}'")
         if self.mode == "critique" and "critique" not in _fields_of(self.suffix, name):
@@ -246,10 +272,12 @@ def resolve_templates(templates: Mapping[str, Any] | None, modes: Sequence[str],
     """
     if template_set not in TEMPLATE_SETS:
         raise ValueError(f"template_set: unknown set {template_set!r}; use one of {', '.join(TEMPLATE_SETS)}")
-    out = {m: dict(TEMPLATE_SETS[template_set][m]) for m in modes}
+    from .judge_modes import judge_mode, judge_mode_names
+
+    out = {m: dict(TEMPLATE_SETS[template_set][m]) if m in MODES else mode_templates(judge_mode(m)) for m in modes}
     for key, value in (templates or {}).items():
-        if key not in MODES:
-            raise ValueError(f"templates: unknown mode {key!r}; use one of {', '.join(MODES)}")
+        if key not in judge_mode_names():
+            raise ValueError(f"templates: unknown mode {key!r}; use one of {', '.join(judge_mode_names())}")
         if isinstance(value, Mapping) and set(value) <= set(FORMATS) and value:
             entries = [(fmt, v) for fmt, v in value.items()]
         else:
@@ -390,6 +418,13 @@ def select_examples(n: int | None, examples: Sequence[FewShotExample], item_ques
 
 def example_fields(ex: FewShotExample, position: int, mode: str, k: int) -> tuple[dict[str, str], int]:
     """Fields of a few-shot example shown as the ``position``-th one, and its verdict (0 = first option)."""
+    if mode not in MODES:  # a registered mode: its own rule, else question and answer
+        from .judge_modes import judge_mode
+
+        spec = judge_mode(mode)
+        if spec.example_fields is not None:
+            return spec.example_fields(ex, position, k)
+        return {"question": ex.question, "answer": ex.answer}, 0 if ex.correct else 1
     fields = {"question": ex.question, "answer": ex.answer}
     if mode in ("own_samples", "alternatives"):
         fields["samples" if mode == "own_samples" else "alternatives"] = format_list(list(ex.alternatives)[:k])

@@ -1,3 +1,4 @@
+# Over 600 lines: every question file format (TruthfulQA, GSM8K, ARC, NQ-open, statements, JSONL/CSV, hf datasets) shares row validation.
 """File loaders for the public question formats (TruthfulQA, GSM8K, ARC, NQ-open, true/false
 statements) and a generic JSONL/CSV loader with a column mapping.
 
@@ -19,22 +20,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 from selfbias._checkers import normalize_text
-from selfbias.errors import SelfbiasError
-
-
-class TaskError(SelfbiasError, ValueError):
-    """A task could not be loaded: one line naming the file, line and field where known."""
-
-    def __init__(self, reason: str, *, path: str | Path | None = None, line: int | None = None,
-                 field: str | None = None, record: int | None = None):
-        self.path, self.line, self.field, self.reason, self.record = path, line, field, reason, record
-        where = "" if path is None else str(path)
-        if line is not None:
-            where += f" line {line}"
-        if record is not None:  # a record of a JSON array file (often all on one line)
-            where += f" record {record}"
-        what = reason if field is None else f"field '{field}' {reason}"
-        super().__init__(f"{where}: {what}" if where else what)
+from selfbias.errors import TaskError  # TaskError re-exported (defined in errors)
 
 
 @dataclass(frozen=True)
@@ -161,7 +147,7 @@ def _jsonl_records(text: str) -> Iterator[tuple[int, dict | _RowError]]:
 
 def _unreadable_json(exc: BaseException) -> str:
     """Why valid-looking JSON could not be read: Python's limits on integer digits and on nesting."""
-    from ._validate import json_problem
+    from ._inputs import json_problem
 
     return json_problem(exc)
 

@@ -13,7 +13,6 @@ an output folder is tried with a hidden file that is removed at once.
 
 from __future__ import annotations
 
-import math
 import os
 import string
 from collections.abc import Mapping, Sequence
@@ -21,7 +20,9 @@ from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
-from .errors import InputError
+from .backends.types import BACKEND_KINDS, backend_kind
+from ._inputs import check_generation, check_int, json_problem, show  # re-exported (defined there)
+from .errors import InputError, SelfbiasError
 
 FIGURE_FORMATS = ("pdf", "png", "svg")
 MANIFEST = "manifest.json"
@@ -30,39 +31,14 @@ MANIFEST = "manifest.json"
 # ------------------------------------------------------------------------------------ numbers
 
 
-def check_int(name: str, value: Any, low: int) -> int:
-    """``value`` as an int >= ``low`` (bools refused: ``True`` is not a count)."""
-    if isinstance(value, bool) or not isinstance(value, int) or value < low:
-        raise InputError(f"{name} must be an integer >= {low}, got {value!r}")
-    return int(value)
-
-
-def check_generation(*, temperature: Any = 0.0, top_p: Any = 1.0, samples: Any = 0, max_new_tokens: Any = 1,
-                     n: Any = 1, prefix: str = "") -> None:
-    """Sampling settings: temperature finite and >= 0, top_p in (0, 1], samples >= 0,
-    max_new_tokens >= 1, n >= 1. ``prefix`` names the options (``"--"`` on the command line)."""
-    def name(s: str) -> str:
-        return prefix + (s.replace("_", "-") if prefix else s)
-
-    for key, value in (("temperature", temperature), ("top_p", top_p)):
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-            raise InputError(f"{name(key)} must be a finite number, got {value!r}")
-    if temperature < 0:
-        raise InputError(f"{name('temperature')} must be >= 0 (0 = greedy), got {temperature!r}")
-    if not 0 < top_p <= 1:
-        raise InputError(f"{name('top_p')} must be in (0, 1], got {top_p!r}")
-    check_int(name("samples"), samples, 0)
-    check_int(name("max_new_tokens"), max_new_tokens, 1)
-    check_int(name("n"), n, 1)
-
-
 # ------------------------------------------------------------------------------------ modes, formats
 
 
 def check_judge_modes(modes: Any, *, allow_empty: bool = False, option: str = "modes") -> tuple[str, ...]:
     """Judge modes: known, no duplicates; empty only where judging may be skipped."""
-    from ._judge_templates import MODES
+    from .judge_modes import judge_mode_names
 
+    MODES = judge_mode_names()  # the built-in modes and any registered ones
     if isinstance(modes, str):
         modes = tuple(m.strip() for m in modes.split(",")) if "," in modes else (modes,)
     modes = tuple(modes)
@@ -78,7 +54,7 @@ def check_judge_modes(modes: Any, *, allow_empty: bool = False, option: str = "m
 
 def check_sources(option: str, value: Any, which: str) -> None:
     """An alternatives (``which="alt"``) or pairwise (``"pair"``) source list: known names, not empty."""
-    from .judge import ALT_SOURCES, PAIR_SOURCES
+    from ._judge_rules import ALT_SOURCES, PAIR_SOURCES
 
     if value is None:
         return
@@ -100,21 +76,6 @@ def check_template_set(option: str, value: Any) -> None:
 
     if value not in TEMPLATE_SETS:
         raise InputError(f"{option}: unknown set {show(value)}; use one of {', '.join(TEMPLATE_SETS)}")
-
-
-def json_problem(exc: BaseException) -> str:
-    """Why a file that looks like JSON could not be read (Python's limits on integer digits and nesting)."""
-    if isinstance(exc, RecursionError):
-        return "JSON nested too deeply to read"
-    if "digits" in str(exc):
-        return "JSON holds a number too long to read (over 4300 digits)"
-    return f"unreadable JSON ({' '.join(str(exc).split())[:100]})"
-
-
-def show(value: Any, limit: int = 80) -> str:
-    """``repr`` of user input for an error line: control characters escaped, long values cut."""
-    text = "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in repr(value))
-    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def check_figure_formats(formats: Any) -> tuple[str, ...]:
@@ -181,13 +142,15 @@ def check_model_spec(spec: Any) -> None:
 
     if not isinstance(spec, str) or not spec.strip():
         raise InputError(f"model spec must be a non-empty string, got {spec!r}")
-    if spec.startswith("openai:"):  # a served model: the spec and URL are checked here, the server when it connects
-        from .backends.openai import ServerError, parse_spec
+    entry = backend_kind(spec)
+    if entry is not None:  # a served model: the spec (and URL) checked here, the server when it connects
+        if entry.parse is not None:
+            import importlib
 
-        try:
-            parse_spec(spec)
-        except ServerError as e:
-            raise InputError(str(e)) from None
+            try:
+                getattr(importlib.import_module(entry.module), entry.parse)(spec)
+            except SelfbiasError as e:
+                raise InputError(str(e)) from None
         return
     if spec in BUNDLED_MODELS:
         bundled = BUNDLED_MODELS[spec]
@@ -521,7 +484,8 @@ def check_server_consent(run: Any, judges: Any, *, base_url: str | None = None, 
     named = {check_url(u) for u in (base_url, os.environ.get("SELFBIAS_BASE_URL")) if u}
     for entry in recorded:
         spec = entry.get("name") if isinstance(entry, Mapping) else entry
-        if not isinstance(spec, str) or not spec.startswith("openai:") or "@" not in spec or spec in (models or {}):
+        if not isinstance(spec, str) or not spec.startswith(BACKEND_KINDS["openai"].prefix) or "@" not in spec \
+                or spec in (models or {}):
             continue  # a local model, a served one on the user's own --base-url, or one already connected
         try:
             name, url = parse_spec(spec)

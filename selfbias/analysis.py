@@ -21,7 +21,7 @@ from typing import Any
 import pandas as pd
 
 from . import stats
-from .store import RunError
+from .errors import RunError
 
 __all__ = ["RunAnalysis", "analyze_run", "DEFAULT_N_BOOT", "DEFAULT_SEED", "DEFAULT_CONFIDENCE"]
 

@@ -43,7 +43,7 @@ console = Console()
 
 def _print_version(value: bool) -> None:
     if value:
-        from . import __version__
+        from ._version import __version__
 
         console.print(f"selfbias {__version__}", highlight=False)
         raise typer.Exit()

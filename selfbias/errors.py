@@ -1,8 +1,10 @@
 """The package's errors: one base class, and the exit codes of the ``selfbias`` command.
 
-Every error that selfbias raises on purpose derives from :class:`SelfbiasError` (``RunError``,
-``ModelError``, ``TaskError``, ``ScoringError``, ``InputError``), so a caller catches them all with
-one ``except SelfbiasError``. Their message is one line naming the place at fault (file, line,
+Every error that selfbias raises on purpose derives from :class:`SelfbiasError` and is defined here
+(``InputError``, ``RunError``, ``ModelError``, ``TaskError``, ``ScoringError`` / ``ContextTooLong``,
+``GenerationTimeout``, ``ServerError`` / ``ServerUnavailable`` / ``ServerMisaligned``), so a caller
+catches them all with one ``except SelfbiasError`` and no module needs another one's code to raise
+them (the modules that used to define them re-export them: ``selfbias.store.RunError`` still works). Their message is one line naming the place at fault (file, line,
 field, argument or item id) and, where there is one, what to do.
 
 Exit codes of the command line (also in ``selfbias --help`` and the README):
@@ -17,8 +19,11 @@ Exit codes of the command line (also in ``selfbias --help`` and the README):
 
 from __future__ import annotations
 
-__all__ = ["SelfbiasError", "InputError", "EXIT_OK", "EXIT_INTERNAL", "EXIT_BAD_INPUT", "EXIT_INTERRUPTED",
-           "EXIT_CODES"]
+from pathlib import Path
+
+__all__ = ["SelfbiasError", "InputError", "RunError", "ModelError", "TaskError", "ScoringError", "ContextTooLong",
+           "GenerationTimeout", "ServerError", "ServerUnavailable", "ServerMisaligned",
+           "EXIT_OK", "EXIT_INTERNAL", "EXIT_BAD_INPUT", "EXIT_INTERRUPTED", "EXIT_CODES"]
 
 EXIT_OK = 0
 EXIT_INTERNAL = 1
@@ -48,3 +53,53 @@ class InputError(SelfbiasError, ValueError):
     Raised by the validation step (:mod:`selfbias._validate`) before any model loads or any file
     is written; a ``ValueError`` too, so code that caught ``ValueError`` keeps working.
     """
+
+
+class RunError(SelfbiasError, RuntimeError):
+    """A run folder or one of its tables cannot be used as asked.
+
+    The message is one line naming the path or field and, where there is one, what to do.
+    """
+
+
+class ModelError(SelfbiasError, RuntimeError):
+    """A model could not be found or loaded; the message says which and what to do."""
+
+
+class TaskError(SelfbiasError, ValueError):
+    """A task could not be loaded: one line naming the file, line and field where known."""
+
+    def __init__(self, reason: str, *, path: str | Path | None = None, line: int | None = None,
+                 field: str | None = None, record: int | None = None):
+        self.path, self.line, self.field, self.reason, self.record = path, line, field, reason, record
+        where = "" if path is None else str(path)
+        if line is not None:
+            where += f" line {line}"
+        if record is not None:  # a record of a JSON array file (often all on one line)
+            where += f" record {record}"
+        what = reason if field is None else f"field '{field}' {reason}"
+        super().__init__(f"{where}: {what}" if where else what)
+
+
+class ScoringError(SelfbiasError, ValueError):
+    """Bad scoring input (empty continuation, nothing to condition on)."""
+
+
+class ContextTooLong(ScoringError):
+    """Prompt + continuation exceed the model's context window and truncation was not asked for."""
+
+
+class GenerationTimeout(SelfbiasError):
+    """A batch ran past its time bound (``batch_seconds``); the message names the batch."""
+
+
+class ServerError(SelfbiasError):
+    """The server refused a request (a 4xx other than 429) or answered something unusable."""
+
+
+class ServerUnavailable(ServerError):
+    """The server did not answer after all retries; the cached responses let the run resume."""
+
+
+class ServerMisaligned(ServerError):
+    """The server's prompt log-probs fail the alignment check (see the module doc)."""

@@ -25,7 +25,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .store import RunError
+from ._judge_rules import LIST_MODES
+from .errors import RunError
+from .judge_modes import frame_of
 
 __all__ = ["ANALYSIS_COLUMNS", "PAIRWISE_COLUMNS", "make_analysis_frame", "make_pairwise_frame", "pair_type_name"]
 
@@ -108,7 +110,7 @@ def _list_info(j: pd.DataFrame, candidates: pd.DataFrame) -> tuple[list[bool], l
     alts = j["alternatives"].tolist() if "alternatives" in j else [None] * n
     gold, length = [], []
     for item, mode, shown, g, L in zip(j["item_id"], j["mode"], alts, recorded_gold, recorded_len):
-        shown = list(shown) if _listlike(shown) and mode in _LIST_MODES else []
+        shown = list(shown) if _listlike(shown) and mode in LIST_MODES else []
         length.append(int(L) if L is not None and not (isinstance(L, float) and math.isnan(L)) else len(shown))
         if g is not None and not (isinstance(g, float) and math.isnan(g)):
             gold.append(bool(g))
@@ -117,7 +119,6 @@ def _list_info(j: pd.DataFrame, candidates: pd.DataFrame) -> tuple[list[bool], l
     return gold, length
 
 
-_LIST_MODES = ("own_samples", "alternatives")
 
 
 def _design_info(j: pd.DataFrame, gold: list[bool]) -> dict[str, pd.Series]:
@@ -176,7 +177,7 @@ def make_analysis_frame(
     """
     if judgments.empty or "mode" not in judgments:
         return pd.DataFrame({c: pd.Series(dtype=object) for c in ANALYSIS_COLUMNS})
-    j = judgments[judgments["mode"] != "pairwise"]
+    j = judgments[judgments["mode"].map(frame_of) == "analysis"]  # the modes whose rows are per candidate
     gold, length = _list_info(j, candidates)
     design = _design_info(j, gold)
     j = j.reindex(columns=["item_id", "candidate_id", "judge", "mode", "p_yes", "yes_no_mass"])

@@ -11,16 +11,15 @@ depend on which other prompts share its batch: a resumed run regenerates identic
 
 from __future__ import annotations
 
-import hashlib
 import math
 import os
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 import torch
 
-from .errors import SelfbiasError
+from .backends.types import Generation, row_seed  # Generation re-exported (defined there, torch-free)
+from .errors import GenerationTimeout  # re-exported (defined in errors)
 from ._batching import forward_contexts, memory_budgets, plan_batches, token_ids
 from .models import LoadedModel
 
@@ -28,25 +27,6 @@ __all__ = ["Generation", "GenerationTimeout", "generate"]
 
 BATCH_SECONDS_ENV = "SELFBIAS_BATCH_SECONDS"
 DEFAULT_BATCH_SECONDS = 1800.0  # the bound on one generation batch: generous, yet no run hangs for hours
-
-
-@dataclass(frozen=True)
-class Generation:
-    """One generated answer: its text, tokens, raw log-probs and why it ended."""
-
-    text: str  # decoded tokens; a stop string and what follows it are not included
-    token_ids: tuple[int, ...]
-    logprobs: tuple[float, ...]  # log p_model(token | prompt, earlier tokens), before temperature
-    finish_reason: str  # "eos" | "stop" | "length"
-
-    @property
-    def sum_logprob(self) -> float:
-        return float(sum(self.logprobs))
-
-
-def _row_seed(seed: int, prompt: str, index: int) -> int:
-    digest = hashlib.sha256(f"{seed}\x00{index}\x00{prompt}".encode()).digest()
-    return int.from_bytes(digest[:8], "little") & (2**63 - 1)
 
 
 def _choose(logits: torch.Tensor, temperature: float, top_p: float, generators: list) -> list[int]:
@@ -144,7 +124,7 @@ def generate(
         A batch ran longer than ``batch_seconds`` (raised between two tokens, so no run sits silently
         for hours).
     """
-    from ._validate import check_generation
+    from ._inputs import check_generation
 
     if isinstance(prompts, str):
         raise TypeError("prompts must be a sequence of strings")
@@ -167,10 +147,6 @@ def generate(
     return out
 
 
-class GenerationTimeout(SelfbiasError):
-    """A batch ran past its time bound (``batch_seconds``); the message names the batch."""
-
-
 def _generate_batch(lm, contexts, prompts, n, temperature, top_p, max_new_tokens, stop, seed, deadline=math.inf):
     logits, cache, mask, lengths = forward_contexts(lm, contexts)
     # row r = sample (r % n) of prompt (r // n)
@@ -178,7 +154,7 @@ def _generate_batch(lm, contexts, prompts, n, temperature, top_p, max_new_tokens
     cache.batch_select_indices(rows)
     logits, mask, lengths = logits[rows], mask[rows], lengths[rows]
     generators = [
-        torch.Generator().manual_seed(_row_seed(seed, prompts[r // n], r % n)) if temperature > 0 else None
+        torch.Generator().manual_seed(row_seed(seed, prompts[r // n], r % n)) if temperature > 0 else None
         for r in range(len(rows))
     ]
     eos = set(lm.eos_token_ids)

@@ -1,9 +1,12 @@
+# Over 600 lines: the judging orchestration (settings, resume, overwrite, chunks), the run reader and judge_prompts; mode rules are in judge_modes/_judge_jobs/_judge_rules, the settings split is left for later.
 """Judgments: P(Yes) / P(True), pairwise preference and critique-then-verdict, by any model of any answer.
 
 ``judge(run)`` asks each judge model (by default every model of the run: self-judgment) whether
 each candidate answer of each item is correct, and writes the ``judgments`` table (ARCHITECTURE.md).
 
-Modes (templates are data: :data:`DEFAULT_TEMPLATES`, overridable, recorded in the manifest):
+Modes (templates are data: :data:`DEFAULT_TEMPLATES`, overridable, recorded in the manifest; each mode is
+a :class:`~selfbias.judge_modes.JudgeMode` of the registry in :mod:`selfbias.judge_modes`, where
+:func:`~selfbias.judge_modes.register_judge_mode` adds others):
 
 * ``isolated`` (Kadavath et al. 2022, P(True)): question, proposed answer, "Is the proposed answer
   correct?". P(Yes) is read from the next-token distribution: the mass on every single-token
@@ -77,7 +80,6 @@ import hashlib
 import json
 import math
 import os
-import random
 import re
 import string
 import time
@@ -86,8 +88,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 from ._judge_templates import (
+    ALLOWED_FIELDS,
+    DEFAULT_OPTIONS,
     DEFAULT_TEMPLATES,
     MODES,
+    REQUIRED_FIELDS,
     PTRUE_TEMPLATES,
     TEMPLATE_SETS,
     FewShotExample,
@@ -95,13 +100,25 @@ from ._judge_templates import (
     builtin_examples,
     example_fields,
     find_option_tokens,
-    format_list,
     read_few_shot_file,
     render,
     resolve_templates,
     select_examples,
 )
 from .errors import InputError
+from .judge_modes import JobContext, JudgeMode, judge_mode, judge_mode_names, register_judge_mode
+from ._judge_jobs import JudgeJob, isolated_jobs, list_jobs, pairwise_jobs
+from ._judge_jobs import JudgeJob as _Job
+from ._judge_rules import loose as _loose, shown_kind as _shown_kind
+from ._judge_rules import (  # re-exported: the names of what the judge is shown live in _judge_rules
+    ALT_SOURCES,
+    DEFAULT_ALT_SOURCES,
+    DEFAULT_P_CORRECT,
+    DEFAULT_PAIR_SOURCES,
+    LIST_DESIGNS,
+    LIST_MODES,
+    PAIR_SOURCES,
+)
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -124,6 +141,12 @@ __all__ = [
     "DEFAULT_ALT_SOURCES",
     "PAIR_SOURCES",
     "DEFAULT_PAIR_SOURCES",
+    # the mode registry (selfbias.judge_modes) and what a mode's job builder makes and reads
+    "JudgeMode",
+    "JobContext",
+    "JudgeJob",
+    "RunData",
+    "register_judge_mode",
 ]
 
 JUDGMENT_COLUMNS = [
@@ -137,17 +160,6 @@ TOP_K = 5
 CRITIQUE_MAX_NEW_TOKENS = 48
 CRITIQUE_STOP = ("\n",)
 SETTINGS_VERSION = 2
-LIST_MODES = ("own_samples", "alternatives")
-LIST_DESIGNS = ("cells", "pooled")  # cells: the design of issue 23 (default); pooled: the earlier matched pools
-DEFAULT_P_CORRECT = 0.5
-
-# Sources of listed / paired answers, relative to the judge: another model's answer, or a dataset source.
-ALT_SOURCES = ("other_model", "distractor", "perturbation", "reference", "correct")
-DEFAULT_ALT_SOURCES = ("other_model", "distractor", "perturbation")
-PAIR_SOURCES = ("other_model", "reference", "distractor", "perturbation")
-DEFAULT_PAIR_SOURCES = ("other_model",)
-_KIND_ORDER = ("other_model", "reference", "distractor", "perturbation")
-_PAIR_NAME = {"other_model": "other"}  # pair_type spells another model's answer "other"
 
 RULES = {
     "lists": (
@@ -206,10 +218,6 @@ def _as_text(v: Any) -> str:
     if v is None or (isinstance(v, float) and math.isnan(v)):
         return ""
     return str(v)
-
-
-def _loose(text: str) -> str:
-    return " ".join(text.split()).casefold()
 
 
 @dataclass
@@ -297,32 +305,6 @@ def _as_bool(v: Any) -> bool | None:
     if v is None or v is pd.NA or (isinstance(v, float) and math.isnan(v)):
         return None
     return bool(v)
-
-
-def _kinds(c: _Candidate, judge: str) -> list[str]:
-    """The sources of ``c`` as seen by ``judge``, best first: another model's answer (``other_model``),
-    then the dataset sources. Empty for an answer only the judge gave."""
-    found = set()
-    for source, author in zip(c.sources, c.authors):
-        if author == judge:
-            continue
-        found.add("other_model" if source in ("own_greedy", "own_sample") else source)
-    return [k for k in _KIND_ORDER if k in found]
-
-
-def _shown_kind(c: _Candidate, judge: str, allowed: Sequence[str]) -> str | None:
-    """The source under which ``c`` may be shown to ``judge`` (None: not at all): never an answer the
-    judge wrote itself, else the first of its sources that ``allowed`` holds."""
-    if judge in c.authors:
-        return None
-    return next((k for k in _kinds(c, judge) if k in allowed), None)
-
-
-def _seeded(entries: list, key: str) -> list:
-    """``entries`` sorted by id (their first element) and shuffled with ``random.Random(key)``."""
-    order = sorted(entries, key=lambda e: e[0])
-    random.Random(key).shuffle(order)
-    return order
 
 
 @dataclass(frozen=True)
@@ -491,118 +473,19 @@ class ListRule:
 # ------------------------------------------------------------------------------------ jobs
 
 
-@dataclass
-class _Job:
-    """One prompt to read: a row of the judgments table before the verdict is known."""
-
-    item_id: str
-    candidate_id: str
-    order: int
-    other_candidate_id: str | None
-    alternatives: list[str]
-    fields: dict[str, str]
-    vary: tuple[str, ...]  # fields that differ between the prompts sharing a prefix
-    critique: str | None = None
-    chosen_second: bool = False  # pairwise: the judged candidate is shown second (p_yes = P(option 2))
-    gold_shown: bool = False
-    shown_sources: tuple[str, ...] = ()
-    judged_in_list: bool = False
-    pair_type: str | None = None
-    list_has_correct: bool = False  # the design's cell (pooled design: a listed answer is correct)
-    correct_position: int = -1  # slot of the correct answer in the list (-1: none)
-    list_mean_loglik: float = math.nan  # mean log-likelihood of the listed answers under the judge
-    prompt: str = ""
-    prefix: str = ""
-    suffix: str = ""
+RunData = _RunData  # what a job builder reads (JobContext.data)
 
 
-def _pair_name(kind: str) -> str:
-    return _PAIR_NAME.get(kind, kind)
-
-
-def _pair_jobs(iid: str, q: str, a: _Candidate, b: _Candidate, pair_type: str) -> list[_Job]:
-    """Both orders of the pair (a, b); ``p_yes`` will be P(a chosen)."""
-    return [
-        _Job(iid, a.candidate_id, 0, b.candidate_id, [a.candidate_id, b.candidate_id],
-             {"question": q, "answer_1": a.text, "answer_2": b.text}, ("answer_2",), pair_type=pair_type),
-        _Job(iid, a.candidate_id, 1, b.candidate_id, [b.candidate_id, a.candidate_id],
-             {"question": q, "answer_1": b.text, "answer_2": a.text}, ("answer_1", "answer_2"),
-             chosen_second=True, pair_type=pair_type),
-    ]
-
-
-def _mean_loglik(data: _RunData, judge: str, item_id: str, shown: Sequence[Any]) -> float:
-    """Mean log-likelihood under the judge of the listed answers (NaN where one has no score)."""
-    values = [data.loglik.get((judge, item_id, x.id)) for x in shown]
-    if not values or any(v is None for v in values):
-        return math.nan
-    return float(sum(values) / len(values))  # type: ignore[arg-type]
-
-
-def _list_job(iid: str, q: str, c: _Candidate, field: str, shown: Sequence[Any], has_correct: bool, position: int,
-              loglik: float) -> _Job:
-    return _Job(
-        iid, c.candidate_id, 0, None, [x.id for x in shown],
-        {"question": q, field: format_list([x.text for x in shown]), "answer": c.text}, (field, "answer"),
-        gold_shown=any(x.correct is True for x in shown), shown_sources=tuple(x.source for x in shown),
-        judged_in_list=any(x.id == c.candidate_id or _loose(x.text) == _loose(c.text) for x in shown),
-        list_has_correct=has_correct, correct_position=position, list_mean_loglik=loglik)
+def _context(data: _RunData | None, judge_name: str, item_ids: Sequence[str], k: int, seed: int,
+             lists: ListRule | None, pair_sources: Sequence[str]) -> JobContext:
+    return JobContext(data, judge_name, tuple(item_ids), k, seed, lists or ListRule(k, 1, DEFAULT_ALT_SOURCES),
+                      tuple(pair_sources))
 
 
 def _build_jobs(data: _RunData, judge_name: str, mode: str, item_ids: Sequence[str], k: int, seed: int,
                 lists: ListRule | None = None, pair_sources: Sequence[str] = DEFAULT_PAIR_SOURCES) -> list[_Job]:
-    lists = lists or ListRule(k, 1, DEFAULT_ALT_SOURCES)
-    jobs: list[_Job] = []
-    for iid in item_ids:
-        q = data.questions[iid]
-        cands = data.candidates[iid]
-        if mode in ("isolated", "critique"):
-            for c in cands:
-                jobs.append(_Job(iid, c.candidate_id, 0, None, [], {"question": q, "answer": c.text},
-                                 ("answer", "critique")))
-        elif mode in LIST_MODES:
-            field = "samples" if mode == "own_samples" else "alternatives"
-            if lists.design == "cells":
-                plan = lists.plan(data, judge_name, iid, seed)
-                if plan.skipped:
-                    continue  # pools too small: skipped in every cell (counted by ListRule.skipped)
-                for c in cands:
-                    cell = plan.lists.get(c.candidate_id)
-                    if cell is None:
-                        continue  # its drawn cell cannot be filled here: skipped in both modes (counted)
-                    shown = list(cell.own if mode == "own_samples" else cell.outside)
-                    jobs.append(_list_job(iid, q, c, field, shown, cell.has_correct, cell.position,
-                                          _mean_loglik(data, judge_name, iid, shown)))
-                continue
-            n = lists.item_k(data, judge_name, iid)
-            if n == 0:
-                continue  # pool too small: skipped in both list modes (counted by ListRule.skipped)
-            for c in cands:
-                pool = [(x.id, x) for x in lists.pools(data, judge_name, iid, c)[mode]]
-                shown = [x for _, x in _seeded(pool, f"{seed}|{mode}|{iid}|{c.candidate_id}")[:n]]
-                where = [i for i, x in enumerate(shown) if x.correct is True]
-                jobs.append(_list_job(iid, q, c, field, shown, bool(where), where[0] if where else -1,
-                                      _mean_loglik(data, judge_name, iid, shown)))
-        elif mode == "pairwise":
-            others = [(x.candidate_id, x) for x in cands if judge_name not in x.authors]
-            a = data.own_greedy(judge_name, iid)
-            if a is not None:
-                for _, b in [e for e in _seeded(others, f"{seed}|pairwise|{iid}")
-                             if _shown_kind(e[1], judge_name, pair_sources)][:k]:
-                    kind = _pair_name(_shown_kind(b, judge_name, pair_sources))
-                    jobs += _pair_jobs(iid, q, a, b, f"self_{kind}")
-            control = ("other_model", "distractor", "perturbation") + (
-                ("reference",) if "reference" in pair_sources else ())
-            pool = sorted((x for _, x in others if _shown_kind(x, judge_name, control)), key=lambda x: x.candidate_id)
-            pairs = [(f"{x.candidate_id}|{y.candidate_id}", (x, y)) for i, x in enumerate(pool) for y in pool[i + 1:]]
-            for _, (x, y) in _seeded(pairs, f"{seed}|controls|{iid}")[:k]:
-                kx, ky = _shown_kind(x, judge_name, control), _shown_kind(y, judge_name, control)
-                if _KIND_ORDER.index(ky) < _KIND_ORDER.index(kx):  # name the pair in kind order
-                    (x, kx), (y, ky) = (y, ky), (x, kx)
-                jobs += _pair_jobs(iid, q, x, y, f"{_pair_name(kx)}_{_pair_name(ky)}")
-        else:  # pragma: no cover - modes are checked earlier
-            raise InputError(f"unknown judge mode {mode!r}")
-    return jobs
+    """The jobs of one judge, mode and chunk of items: the mode's builder (:mod:`selfbias.judge_modes`)."""
+    return list(judge_mode(mode).build_jobs(_context(data, judge_name, item_ids, k, seed, lists, pair_sources)))
 
 
 def _critique_lead(suffix: str) -> str:
@@ -789,8 +672,9 @@ def _judge_items(setup: _JudgeSetup, data: _RunData, mode: str, item_ids: Sequen
                  batch_size: int | None, lists: ListRule, pair_sources: Sequence[str]) -> tuple[list[_Job], list[dict]]:
     template = setup.templates[mode]
     jobs = _build_jobs(data, setup.name, mode, item_ids, k, seed, lists, pair_sources)
-    if mode == "critique":
-        _write_critiques(setup.lm, jobs, template, setup.examples[mode])
+    prepare = judge_mode(mode).prepare
+    if prepare is not None:
+        prepare(setup.lm, jobs, template, setup.examples[mode])
     _render_jobs(jobs, template, setup.lm.tokenizer, setup.examples[mode])
     _check_context(setup.lm, jobs, mode)
     first, second = setup.option_ids[mode]
@@ -842,10 +726,10 @@ def _check_modes(modes: Any) -> tuple[str, ...]:
         modes = (modes,)
     modes = tuple(modes)
     if not modes:
-        raise InputError("modes is empty; use some of " + ", ".join(MODES))
+        raise InputError("modes is empty; use some of " + ", ".join(judge_mode_names()))
     for m in modes:
-        if m not in MODES:
-            raise InputError(f"unknown judge mode {m!r}; use one of {', '.join(MODES)}")
+        if m not in judge_mode_names():
+            raise InputError(f"unknown judge mode {m!r}; use one of {', '.join(judge_mode_names())}")
     if len(set(modes)) != len(modes):
         raise InputError(f"modes has duplicates: {list(modes)}")
     return modes
@@ -932,14 +816,12 @@ def _stage_settings(mode: str, *, k: int, seed: int, template_set: str, template
         "top_k": TOP_K,
         "rules": {"p_yes": RULES["p_yes"], "prompt_hash": RULES["prompt_hash"]},
     }
-    if mode in LIST_MODES:
-        out.update(seed=seed, lists=lists.to_dict())
-        out["rules"]["lists"] = RULES["list_cells" if lists.design == "cells" else "lists"]
-    elif mode == "pairwise":
-        out.update(seed=seed, k=k, pair_sources=list(pair_sources))
-        out["rules"]["pairwise"] = RULES["pairwise"]
-    elif mode == "critique":
-        out["critique"] = {"decoding": "greedy", "max_new_tokens": CRITIQUE_MAX_NEW_TOKENS, "stop": list(CRITIQUE_STOP)}
+    settings = judge_mode(mode).settings
+    if settings is not None:  # the mode's own settings; its rules join the common ones
+        extra = dict(settings(_context(None, "", (), k, seed, lists, pair_sources)))
+        rules = extra.pop("rules", {})
+        out.update(extra)
+        out["rules"].update(rules)
     return json.loads(json.dumps(out))
 
 
@@ -1259,7 +1141,7 @@ def _precheck(setup: _JudgeSetup, data: _RunData, modes: Sequence[str], chunks: 
     so that --overwrite deletes the old judgments only when the new ones can be made (critique
     prompts hold generated text and are checked as they are made)."""
     for mode in modes:
-        if mode == "critique":
+        if judge_mode(mode).prepare is not None:  # its prompts hold text made while judging
             continue
         for item_ids in chunks:
             jobs = _build_jobs(data, setup.name, mode, item_ids, k, seed, lists, pair_sources)
@@ -1377,8 +1259,9 @@ def judge_prompts(
     item_ids = list(items) if items is not None else data.item_ids
     template = setup.templates[mode]
     jobs = _build_jobs(data, setup.name, mode, item_ids, k, seed, lists, pair_sources)
-    if mode == "critique":
-        _write_critiques(lm, jobs, template, setup.examples[mode])
+    prepare = judge_mode(mode).prepare
+    if prepare is not None:
+        prepare(lm, jobs, template, setup.examples[mode])
     _render_jobs(jobs, template, lm.tokenizer, setup.examples[mode])
     df = pd.DataFrame([{
         "item_id": j.item_id, "candidate_id": j.candidate_id, "order": j.order,
@@ -1395,3 +1278,39 @@ def judge_prompts(
         verdicts = pd.DataFrame(_read_verdicts(lm, jobs, first, second))
         df = pd.concat([df, verdicts], axis=1)
     return df
+
+
+# ------------------------------------------------------------------------------------ built-in modes
+
+
+def _list_settings(ctx: JobContext) -> dict[str, Any]:
+    return {"seed": ctx.seed, "lists": ctx.lists.to_dict(),
+            "rules": {"lists": RULES["list_cells" if ctx.lists.design == "cells" else "lists"]}}
+
+
+def _pairwise_settings(ctx: JobContext) -> dict[str, Any]:
+    return {"seed": ctx.seed, "k": ctx.k, "pair_sources": list(ctx.pair_sources), "rules": {"pairwise": RULES["pairwise"]}}
+
+
+def _critique_settings(ctx: JobContext) -> dict[str, Any]:
+    return {"critique": {"decoding": "greedy", "max_new_tokens": CRITIQUE_MAX_NEW_TOKENS, "stop": list(CRITIQUE_STOP)}}
+
+
+def _builtin(name: str, build, **extra: Any) -> JudgeMode:
+    return JudgeMode(name, REQUIRED_FIELDS[name], build, options=DEFAULT_OPTIONS.get(name, ("Yes", "No")),
+                     allowed_fields=ALLOWED_FIELDS[name], builtin=True, **extra)
+
+
+for _mode in (
+    _builtin("isolated", isolated_jobs, description="P(Yes) that the proposed answer is correct (Kadavath et al. 2022)"),
+    _builtin("own_samples", lambda ctx: list_jobs(ctx, "own_samples"), settings=_list_settings,
+             description="the same after a list of the judge's own answers"),
+    _builtin("alternatives", lambda ctx: list_jobs(ctx, "alternatives"), settings=_list_settings,
+             description="the same after a list of answers from outside the judge"),
+    _builtin("pairwise", pairwise_jobs, settings=_pairwise_settings, frame="pairwise",
+             description="which of two answers is correct, in both orders (Panickssery et al. 2024)"),
+    _builtin("critique", isolated_jobs, settings=_critique_settings, prepare=_write_critiques,
+             description="P(Yes) after the judge's own one-line critique"),
+):
+    if _mode.name not in judge_mode_names():  # a reloaded module keeps the first registration
+        register_judge_mode(_mode)

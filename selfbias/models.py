@@ -20,7 +20,7 @@ from typing import Any
 import torch
 
 from . import _gguf_cache
-from .errors import SelfbiasError
+from .errors import ModelError  # ModelError re-exported (defined in errors)
 
 __all__ = [
     "BUNDLED_MODELS",
@@ -36,10 +36,6 @@ __all__ = [
     "pick_prompt_format",
     "wrap_model",
 ]
-
-
-class ModelError(SelfbiasError, RuntimeError):
-    """A model could not be found or loaded; the message says which and what to do."""
 
 
 @dataclass(frozen=True)

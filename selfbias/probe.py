@@ -1,3 +1,4 @@
+# Over 600 lines: the probe's stages (answers, candidates, agreement, scores, few-shot, judging) share one request and run store.
 """The main job: collect a model's own answers and the alternatives, and score them all.
 
     task items ──► generations (each model: greedy + K samples, raw log-probs kept)

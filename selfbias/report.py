@@ -90,7 +90,7 @@ def summary_dict(run) -> dict:
         ``tables`` (each table of :meth:`selfbias.stats.Summary.tables` as a list of records, NaN
         as null); ``findings``, ``notes`` and ``tables`` are empty when the run has no judgments yet.
     """
-    from . import __version__
+    from ._version import __version__
     from .runs import Run, load_run
 
     run = run if isinstance(run, Run) else load_run(run)
@@ -174,7 +174,7 @@ def write_report(run, out: str | Path | None = None) -> Report:
     Report
         The paths written, the figures' status table and the summary as JSON values.
     """
-    from . import __version__
+    from ._version import __version__
     from .runs import Run, load_run
 
     run = run if isinstance(run, Run) else load_run(run)

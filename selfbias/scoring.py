@@ -1,3 +1,4 @@
+# Over 600 lines: one algorithm: the prefix-trie scorer, its packing and KV-reuse paths and next-token reads share their batching.
 """Exact per-token log-probabilities of continuations, sharing each prompt's forward pass.
 
 How a continuation is cut from its prompt (as lm-evaluation-harness does, with the join checked)::
@@ -65,7 +66,9 @@ from ._batching import (
 from ._fused import inplace_mlp
 from ._logits import Kept, forward_kept, plain_head, read_head
 from ._packed import TrieLayout, mask_argument, packed_attention, row_spans
-from .errors import SelfbiasError
+from .backends.types import NextToken, Score, join_texts, split_join  # re-exported (defined there, torch-free)
+from .backends.types import common_prefix as _common_prefix
+from .errors import ContextTooLong, ScoringError  # re-exported (defined in errors)
 from .models import LoadedModel
 
 __all__ = [
@@ -84,38 +87,6 @@ __all__ = [
 ]
 
 
-class ScoringError(SelfbiasError, ValueError):
-    """Bad scoring input (empty continuation, nothing to condition on)."""
-
-
-class ContextTooLong(ScoringError):
-    """Prompt + continuation exceed the model's context window and truncation was not asked for."""
-
-
-@dataclass(frozen=True)
-class Score:
-    """Log-probability of one continuation under one model, token by token (natural log)."""
-
-    token_ids: tuple[int, ...]
-    tokens: tuple[str, ...]
-    logprobs: tuple[float, ...]
-    is_argmax: tuple[bool, ...]  # was each token the model's most likely next token?
-    truncated_tokens: int = 0  # prompt tokens dropped on the left to fit the context window
-    join_overlap: int = 0  # prompt tokens re-tokenised into the continuation (see module doc)
-
-    @property
-    def sum_logprob(self) -> float:
-        return float(sum(self.logprobs))
-
-    @property
-    def n_tokens(self) -> int:
-        return len(self.logprobs)
-
-    @property
-    def mean_logprob(self) -> float:
-        return self.sum_logprob / self.n_tokens
-
-
 @dataclass(frozen=True)
 class EncodedRequest:
     """Token ids of a context and of the continuations that share it."""
@@ -125,98 +96,10 @@ class EncodedRequest:
     join_overlaps: tuple[int, ...]
 
 
-@dataclass(frozen=True)
-class NextToken:
-    """The next-token distribution after one prompt: chosen ids' log-probs and the top-k."""
-
-    selected: dict[int, float]  # token id -> log-prob, for the ids asked for
-    top_ids: tuple[int, ...]
-    top_logprobs: tuple[float, ...]
-    # Probability mass of the returned top-k; 1.0 where the full distribution was read (HF backend).
-    # A server returning only a top-k covers less, so a judge's P(Yes) read from it is a bound.
-    covered_mass: float = 1.0
-    # Ids in ``selected`` whose value is only an upper bound (the server did not return them).
-    bounded: frozenset[int] = frozenset()
-
-
 # --------------------------------------------------------------------------------------- encoding
 
 
 _ids = token_ids  # the model's tokenisation with its BOS rule (see selfbias._batching)
-
-
-def _split_trailing_spaces(prompt: str, continuation: str) -> tuple[str, str]:
-    stripped = prompt.rstrip(" \t")
-    return stripped, prompt[len(stripped):] + continuation
-
-
-def join_texts(prompt: str, continuation: str) -> tuple[str, str]:
-    """The two texts a continuation's join is read from (see the module doc's diagram).
-
-    Parameters
-    ----------
-    prompt, continuation : str
-        The prompt and the answer scored after it.
-
-    Returns
-    -------
-    (str, str)
-        The context text (the prompt without its trailing spaces, which move to the continuation)
-        and the whole text (prompt + continuation).
-
-    Raises
-    ------
-    ScoringError
-        An empty continuation.
-    """
-    if not continuation:
-        raise ScoringError(f"empty continuation for prompt {prompt[-60:]!r}: nothing to score")
-    context_text, cont_text = _split_trailing_spaces(prompt, continuation)
-    return context_text, context_text + cont_text
-
-
-def _common_prefix(seqs: Sequence[Sequence[int]]) -> int:
-    """How many leading tokens every sequence of ``seqs`` shares."""
-    first, n, k = seqs[0], min(len(q) for q in seqs), 0
-    while k < n and all(q[k] == first[k] for q in seqs):
-        k += 1
-    return k
-
-
-def split_join(context: Sequence[int], whole: Sequence[int], continuation: str
-               ) -> tuple[tuple[int, ...], tuple[int, ...], int]:
-    """Split the whole text's ids into context and continuation ids where the two tokenisations differ.
-
-    The tokenizer may merge the prompt's last tokens with the answer's first ones: the longest common
-    prefix of the two tokenisations is the context, the rest the continuation, and the prompt tokens
-    re-tokenised into the continuation are counted (``join_overlap``). Every backend uses it, so a
-    served model's join is read the way the local scorer reads it.
-
-    Parameters
-    ----------
-    context : sequence of int
-        Ids of the context text (:func:`join_texts`), shape ``[n_context]``.
-    whole : sequence of int
-        Ids of the whole text, shape ``[n_whole]``.
-    continuation : str
-        The continuation (named in the errors).
-
-    Returns
-    -------
-    (tuple of int, tuple of int, int)
-        Context ids, continuation ids and the join overlap.
-
-    Raises
-    ------
-    ScoringError
-        The continuation adds no token, or there is nothing to condition its first token on.
-    """
-    k = _common_prefix((context, whole))
-    if k == len(whole):
-        raise ScoringError(f"continuation {continuation!r} adds no token to its prompt")
-    if k == 0:
-        raise ScoringError("nothing to condition the first token on: the prompt is empty and the model adds no BOS")
-    return tuple(whole[:k]), tuple(whole[k:]), len(context) - k
 
 
 def _encode_one(lm: LoadedModel, prompt: str, continuation: str, context_cache: dict) -> tuple[tuple[int, ...], tuple[int, ...], int]:

@@ -1,3 +1,4 @@
+# Over 600 lines: the run folder's writer (manifest, lock, chunks, resume, drop, finalize) and its reading functions share the layout.
 """The run store: a run folder's manifest, lock and chunked atomic Parquet tables (:class:`RunStore`).
 
 Writing a run (``probe``, ``judge``) goes through :class:`RunStore`; reading one goes through
@@ -57,7 +58,7 @@ import pandas as pd
 import pyarrow as pa
 
 from selfbias import _storage as st
-from selfbias.errors import SelfbiasError
+from selfbias.errors import RunError  # RunError re-exported (defined in errors)
 
 if TYPE_CHECKING:
     from selfbias.runs import Run
@@ -87,13 +88,6 @@ FORMAT = "selfbias-run/1"
 _VERSION_PACKAGES = (
     "selfbias", "torch", "transformers", "numpy", "pandas", "pyarrow", "scipy", "statsmodels",
 )
-
-
-class RunError(SelfbiasError, RuntimeError):
-    """A run folder or one of its tables cannot be used as asked.
-
-    The message is one line naming the path or field and, where there is one, what to do.
-    """
 
 
 # ----------------------------------------------------------------------------- small helpers
@@ -285,7 +279,7 @@ def read_manifest(path: Path) -> dict:
     except FileNotFoundError:
         raise RunError(f"{path}: not a selfbias run folder (no {MANIFEST})") from None
     except (OSError, ValueError, RecursionError) as e:
-        from ._validate import json_problem
+        from ._inputs import json_problem
 
         reason = json_problem(e) if isinstance(e, RecursionError) or "digits" in str(e) else e
         raise RunError(f"{mpath}: unreadable run manifest ({reason})") from None

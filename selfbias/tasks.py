@@ -1,3 +1,4 @@
+# Over 600 lines: the Task API: built-in tasks, load_task's dispatch over sources, perturbations and the checkers it re-exports.
 """Question sets: ``Item``, ``Task``, the built-in tasks, file loaders and answer checkers.
 
 ``load_task(spec)`` is the entry point. ``spec`` is a built-in name or a file path:

@@ -15,16 +15,18 @@ from typing import Any
 
 from .base import Backend, Capabilities
 from .hf import HFBackend, as_backend
+from .types import BACKEND_KINDS, BackendKind, backend_kind
 
-__all__ = ["OPENAI_PREFIX", "Backend", "Capabilities", "HFBackend", "as_backend", "is_server_spec", "keep_responses",
-           "load_backend"]
+__all__ = ["BACKEND_KINDS", "OPENAI_PREFIX", "Backend", "BackendKind", "Capabilities", "HFBackend", "as_backend",
+           "backend_kind", "is_server_spec", "keep_responses", "load_backend"]
 
-OPENAI_PREFIX = "openai:"
+OPENAI_PREFIX = BACKEND_KINDS["openai"].prefix
 _HF_LOADING = ("device", "dtype", "cache_dir", "device_map")  # load_model options a server spec drops
 
 
 def is_server_spec(spec: str) -> bool:
-    """Whether a model spec names a served model (``openai:NAME@URL``) rather than a local one.
+    """Whether a model spec names a backend of :data:`BACKEND_KINDS` (``openai:NAME@URL``) rather than a
+    local Hugging Face model.
 
     Parameters
     ----------
@@ -34,7 +36,7 @@ def is_server_spec(spec: str) -> bool:
     -------
     bool
     """
-    return isinstance(spec, str) and spec.startswith(OPENAI_PREFIX)
+    return backend_kind(spec) is not None
 
 
 def load_backend(spec: str, **options: Any) -> Backend:
@@ -57,19 +59,23 @@ def load_backend(spec: str, **options: Any) -> Backend:
     -------
     Backend
     """
-    if is_server_spec(spec):
+    entry = backend_kind(spec)
+    if entry is not None:
         try:
-            module = importlib.import_module(f"{__name__}.openai")
+            module = importlib.import_module(entry.module)
         except ModuleNotFoundError as exc:
-            if exc.name != f"{__name__}.openai":
+            if exc.name != entry.module:
                 raise
-            from ..models import ModelError
+            from ..errors import ModelError
 
-            raise ModelError(f"model {spec!r}: the OpenAI-compatible server backend (selfbias.backends.openai) "
+            raise ModelError(f"model {spec!r}: the {entry.kind} backend ({entry.module}) "
                              "is not installed in this version of selfbias") from None
         for option in _HF_LOADING:  # how to load weights here means nothing to a served model
             options.pop(option, None)
-        return module.OpenAIBackend.from_spec(spec, **options)
+        factory: Any = module
+        for attr in entry.factory.split("."):
+            factory = getattr(factory, attr)
+        return factory(spec, **options)
     import pickle
     import warnings
 

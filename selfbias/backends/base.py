@@ -22,8 +22,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 if TYPE_CHECKING:
-    from ..generation import Generation
-    from ..scoring import NextToken, Score
+    from .types import Generation, NextToken, Score
 
 __all__ = ["NEXT_TOKEN_KINDS", "Backend", "Capabilities"]
 

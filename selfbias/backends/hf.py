@@ -7,11 +7,14 @@ sees the whole distribution, so ``NextToken.covered_mass`` is 1.0 and nothing is
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from ..models import LoadedModel
 from .base import Capabilities
+
+if TYPE_CHECKING:  # selfbias.models imports torch: loaded only when a LoadedModel is wrapped
+    from ..models import LoadedModel
 
 __all__ = ["HFBackend", "as_backend"]
 
@@ -41,7 +44,7 @@ class HFBackend:
 
     def __init__(self, lm: LoadedModel, *, memory_mb: float | None = None, generate_memory_mb: float | None = None,
                  batch_size: int | None = None) -> None:
-        if not isinstance(lm, LoadedModel):
+        if not _is_loaded_model(lm):
             raise TypeError(f"HFBackend wraps a LoadedModel, got {type(lm).__name__}")
         self.lm = lm
         self.memory_mb = memory_mb
@@ -248,10 +251,17 @@ def as_backend(model: Any, *, batch_size: int | None = None) -> Any:
     """
     from .base import Backend
 
-    if isinstance(model, LoadedModel):
+    if _is_loaded_model(model):
         return HFBackend(model, batch_size=batch_size)
     if isinstance(model, HFBackend):
         return model if batch_size is None else model.replace(batch_size=batch_size)
     if isinstance(model, Backend):
         return model
     raise TypeError(f"expected a LoadedModel or a selfbias Backend, got {type(model).__name__}")
+
+
+def _is_loaded_model(obj: Any) -> bool:
+    """Whether ``obj`` is a :class:`~selfbias.models.LoadedModel`, without importing torch: one can only
+    exist once :mod:`selfbias.models` has been imported."""
+    models = sys.modules.get("selfbias.models")
+    return models is not None and isinstance(obj, models.LoadedModel)

@@ -1,3 +1,4 @@
+# Over 600 lines: one HTTP backend: connection, capability detection, alignment check, scoring, generation, next-token reads, cache.
 """An OpenAI-compatible server backend (vLLM, SGLang, TGI, ...): ``-m openai:NAME@http://HOST:PORT/v1``.
 
 What the server must offer, detected once when the backend connects (:meth:`OpenAIBackend.connect`)
@@ -43,9 +44,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..errors import SelfbiasError
-from ..generation import Generation
-from ..scoring import ContextTooLong, NextToken, Score, ScoringError, join_texts, split_join
+from ..errors import SelfbiasError, ServerError, ServerMisaligned, ServerUnavailable  # re-exported (defined in errors)
+from ..errors import ContextTooLong, ScoringError
+from .types import Generation, NextToken, Score, join_texts, row_seed, split_join
 from .base import Capabilities
 
 __all__ = ["OpenAIBackend", "ServerError", "ServerUnavailable", "ServerMisaligned", "ServerOptions", "API_KEY_ENVS",
@@ -69,18 +70,6 @@ ALIGNMENT_POSITION_TOL = 0.05  # nats: the same server reading one position twic
 IDENTITY_TOL = 1e-3
 IDENTITY_FILE = "identity-{}.json"  # RUN/cache/openai/identity-<served name hash>.json (beside, not among, the responses)
 SEED_PROBE_TOKENS = 8  # tokens drawn at temperature 1.5 to tell whether the server honours per-request seeds
-
-
-class ServerError(SelfbiasError):
-    """The server refused a request (a 4xx other than 429) or answered something unusable."""
-
-
-class ServerUnavailable(ServerError):
-    """The server did not answer after all retries; the cached responses let the run resume."""
-
-
-class ServerMisaligned(ServerError):
-    """The server's prompt log-probs fail the alignment check (see the module doc)."""
 
 
 DEFAULT_CONCURRENCY = 8
@@ -921,7 +910,7 @@ class OpenAIBackend:
         generator whose order depends on scheduling.) The draws differ from the local backend's; greedy
         answers match it up to the server's arithmetic. At temperature 0 one request serves all ``n``.
         """
-        from .._validate import check_generation
+        from .._inputs import check_generation
 
         if isinstance(prompts, str):
             raise TypeError("prompts must be a sequence of strings")
@@ -930,7 +919,6 @@ class OpenAIBackend:
         check_generation(temperature=temperature, top_p=top_p, n=n, max_new_tokens=max_new_tokens)
         if self.has_tokenize:
             self._tokenize_all(prompts)
-        from ..generation import _row_seed
 
         if temperature > 0 and self.detail.get("seeded_sampling") == "ignored":
             import warnings
@@ -947,7 +935,7 @@ class OpenAIBackend:
                 body = {"prompt": ids, "n": 1, "temperature": temperature, "top_p": top_p,
                         "max_tokens": max_new_tokens, "logprobs": 0, "return_token_ids": True}
                 if temperature > 0:
-                    body["seed"] = _row_seed(seed, p, j) & (2**31 - 1)
+                    body["seed"] = row_seed(seed, p, j) & (2**31 - 1)
                 if stop:
                     body["stop"] = list(stop)
                 bodies.append(body)

@@ -1,3 +1,4 @@
+# Over 600 lines: the one figure style (palettes, labels, sizes, saving), kept together so every figure matches.
 """Private style helpers of :mod:`selfbias.plots`: palette, sizes, fonts, labels, saving.
 
 One style for every figure:

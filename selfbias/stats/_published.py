@@ -1,3 +1,4 @@
+# Over 600 lines: the published self-preference metrics (Kadavath, Panickssery, Wataoka, Chen, Roytburg) side by side.
 """Self-preference metrics as defined in published papers.
 
 Pairwise metrics take ``Run.pairwise_frame()`` (one row per judged pair x judge, orders combined:

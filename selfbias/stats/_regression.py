@@ -1,3 +1,4 @@
+# Over 600 lines: the likelihood regressions (logistic, mixed effects, per judge, mediation) share design matrices and fits.
 """Does the judge trust likely text?  Regressions of the verdict on the judge's own log-likelihood.
 
 Self-preference is thought to run through familiarity: text with a high likelihood (low perplexity)

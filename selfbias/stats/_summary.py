@@ -1,3 +1,4 @@
+# Over 600 lines: the run summary assembles every statistic into one table and its plain-words findings.
 """One call from a run's tables to every statistic, and plain-words findings.
 
 :func:`summarize` runs judge health, misplaced confidence, discrimination (P(Yes), the answer's
