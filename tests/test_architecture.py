@@ -43,7 +43,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
                 "selfbias._fused", "selfbias._packed")),
     ("model operations", ("selfbias.scoring", "selfbias.generation")),
     ("backends", ("selfbias.backends", "selfbias.backends.base", "selfbias.backends.hf", "selfbias.backends.openai",
-                  "selfbias.backends._local_server")),
+                  "selfbias.backends._local_server", "selfbias.backends._chat")),
     ("validation and execution", ("selfbias._validate", "selfbias._chunks", "selfbias.distributed")),
     ("stages", ("selfbias.judge", "selfbias.probe", "selfbias.train", "selfbias.audit", "selfbias.report")),
     ("package", ("selfbias",)),
