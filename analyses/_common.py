@@ -136,7 +136,10 @@ def assemble_readme() -> None:
              "zero-shot judges** (their P(Yes) barely moves between candidates): where a judge is degenerate "
              "the figures say so, and its verdict numbers describe noise, not judgment. Runtimes are wall "
              "time on this project's 2-core machine, each analysis run alone.", "",
-             "Design (issue 9): the `own_samples` and `alternatives` lists show wrong answers only (no gold "
+             "Analyses 1-5 use the earlier list rule (`list_design=\"pooled\"`, 2 perturbations an item, "
+             "zero-shot judging), pinned so that their committed numbers reproduce; analysis 6 uses the "
+             "toolkit's defaults (the cells design of issue 23, few-shot judging).", "",
+             "Earlier rule (issue 9, analyses 1-5): the `own_samples` and `alternatives` lists show wrong answers only (no gold "
              "answer is ever listed by default), have one length per item in both modes, never contain the "
              "judged answer and are shuffled with a seed; numeric perturbations sit at random offsets around "
              "the gold and the wrong answers, so the gold's position carries no information; candidates are "

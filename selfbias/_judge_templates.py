@@ -335,7 +335,13 @@ class FewShotExample:
     where: str = "built-in"
 
 
+EXAMPLE_K = 3  # the list length of the judged lists (judge's k); the built-in examples have 2 wrong answers to list
+EXAMPLE_P_CORRECT = 0.5  # the judged lists' DEFAULT_P_CORRECT
+
+
 def builtin_examples(indices: Sequence[int]) -> list[FewShotExample]:
+    from ._list_design import example_list
+
     out = []
     for pos, i in enumerate(indices):
         question, right, wrong = FEW_SHOT_POOL[i]
@@ -343,7 +349,10 @@ def builtin_examples(indices: Sequence[int]) -> list[FewShotExample]:
         shown = right if good else wrong[0]
         critique = (f"{shown} is the right answer to this question." if good
                     else f"{shown} is wrong; the answer is {right}.")
-        out.append(FewShotExample(question, shown, good, (wrong[1], wrong[2]), critique,
+        # the list follows the judged lists' design (a correct answer with probability 1/2, seeded by
+        # question, not by position or verdict); wrong[0] is kept aside as the shown wrong answer / rival
+        alternatives = example_list(right, wrong[1:], question, EXAMPLE_K, EXAMPLE_P_CORRECT)
+        out.append(FewShotExample(question, shown, good, alternatives, critique,
                                   wrong[0] if good else right, f"built-in example {i}"))
     return out
 

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import math
 import random
+import re
 from dataclasses import dataclass
 from functools import lru_cache
 from itertools import combinations
@@ -33,7 +34,8 @@ from typing import Sequence
 
 import numpy as np
 
-__all__ = ["Entry", "CellList", "ItemPlan", "draw_cell", "match_pair", "match_plausibility", "mean_loglik", "plan_item"]
+__all__ = ["Entry", "CellList", "ItemPlan", "draw_cell", "example_list", "is_non_answer", "match_pair",
+           "match_plausibility", "mean_loglik", "plan_item"]
 
 MAX_COMBINATIONS = 5000  # exhaustive plausibility matching up to this many subsets, else a greedy pick
 MAX_OWN_SUBSETS = 64  # own-list subsets tried against the outside pool (the first in the seeded order)
@@ -65,10 +67,37 @@ class CellList:
 @dataclass(frozen=True)
 class ItemPlan:
     """The lists of one item for one judge: ``lists[candidate_id]`` (None: that candidate's cell could
-    not be filled), or ``skipped`` (the pools cannot fill k slots for every candidate)."""
+    not be filled), or ``skipped`` (the pools cannot fill k slots for every candidate);
+    ``non_answers``: ids of the pool entries left out as no answer at all (:func:`is_non_answer`)."""
 
     skipped: bool
     lists: dict[str, CellList | None]
+    non_answers: tuple[str, ...] = ()
+
+
+# What a generation says when it gives no answer: placeholders and refusals, the whole answer (after
+# lower-casing and stripping punctuation); and markup of a model's special tokens left in the text
+# ("Panama City<start_of_image>Question: ..."), which no answer contains.
+_NON_ANSWERS = re.compile(  # matched against the answer lower-cased, punctuation and apostrophes as spaces
+    r"(n a|none|null|nothing|unknown|not (provided|given|available|applicable|known|sure)|no answer"
+    r"|(i )?(do not|don ?t|cannot|can ?t|could not|couldn ?t) (know|say|answer|tell|help)"
+    r"( that| this| the answer)?( question)?"
+    r"|(i ?m|i am) (sorry|not sure|unable)\b.*|sorry\b.*|as an ai\b.*|(the )?answer( is)?|question)")
+_SPECIAL_TOKEN = re.compile(r"<\|[^|>]*\|>|<(start|end)_of_[a-z_]+>|</?s>|<(bos|eos|pad|unk)>")
+
+
+def is_non_answer(text: str) -> bool:
+    """Is ``text`` no answer at all (empty, a placeholder such as "not provided" / "N/A" / "unknown", a
+    refusal such as "I don't know" / "I'm sorry, ...", or text holding a model's special-token markup)?
+
+    Such own answers are graded wrong, but listing them would show the judge "wrong answers" that no
+    outside source writes, so the list pools leave them out (:func:`plan_item`, issue 23). Wrong
+    answers that are real answers ("Moldavia", "205") stay.
+    """
+    if _SPECIAL_TOKEN.search(text or ""):
+        return True
+    core = re.sub(r"[\s.,;:!?/\"'`*()\[\]-]+", " ", (text or "").lower()).strip()
+    return not core or _NON_ANSWERS.fullmatch(core) is not None
 
 
 def mean_loglik(entries: Sequence[Entry]) -> float:
@@ -180,8 +209,11 @@ def plan_item(item_id: str, candidate_ids: Sequence[str], *, own_wrong: Sequence
     correct entry of each list (None: none exists); ``with_own``: the judge has answers of its
     own in the run (else only the outside lists are checked and filled).
     """
+    dropped = tuple(e.id for e in [*own_wrong, *outside_wrong] if is_non_answer(e.text))
+    own_wrong = [e for e in own_wrong if e.id not in dropped]
+    outside_wrong = [e for e in outside_wrong if e.id not in dropped]
     if (with_own and len(own_wrong) - 1 < k) or len(outside_wrong) - 1 < k or not candidate_ids:
-        return ItemPlan(True, {})
+        return ItemPlan(True, {}, dropped)
     lists: dict[str, CellList | None] = {}
     for cid in candidate_ids:
         has, position = draw_cell(seed, item_id, cid, p_correct, k)
@@ -199,4 +231,25 @@ def plan_item(item_id: str, candidate_ids: Sequence[str], *, own_wrong: Sequence
             _place(own_fill, own_correct if has else None, position, f"{seed}|own_samples|order|{item_id}|{cid}"),
             _place(out_fill, outside_correct if has else None, position, f"{seed}|alternatives|order|{item_id}|{cid}"),
         )
-    return ItemPlan(False, lists)
+    return ItemPlan(False, lists, dropped)
+
+
+def example_list(right: str, wrong: Sequence[str], key: str, k: int, p_correct: float, seed: int = 0) -> tuple[str, ...]:
+    """The list shown with one few-shot example, drawn by the judged lists' rule.
+
+    ``wrong``: the example's wrong answers other than the one it may show (the caller keeps its
+    first wrong answer aside for the shown answer or the pairwise rival, so the list is the same
+    whether the example's shown answer is right or wrong). A seeded draw (:func:`draw_cell` with
+    ``key`` as the item and ``"few-shot"`` as the candidate) decides whether the list holds
+    ``right`` and at which slot; the other slots hold the first wrong answers in a seeded order.
+    Length ``min(k, len(wrong))`` (at least 1 with a correct entry) whatever the cell, so the
+    length says nothing about it; the examples then teach the judge the lists it will see: a
+    correct answer listed with probability ``p_correct`` (issue 23), not wrong answers only.
+    """
+    size = max(min(k, len(wrong)), 1)
+    has, position = draw_cell(seed, key, "few-shot", p_correct, size)
+    entries = [Entry(f"{i:04d}", text, False, "example") for i, text in enumerate(wrong)]
+    fillers = [e.text for e in _seeded(entries, f"{seed}|few-shot|order|{key}")][:size - int(has)]
+    if has:
+        fillers.insert(position, right)
+    return tuple(fillers)

@@ -435,6 +435,7 @@ class ListRule:
         cells = {"with_correct": 0, "without_correct": 0}
         unfilled: list[str] = []
         diffs: list[float] = []
+        non_answers = 0  # pool entries that are no answer ("not provided", refusals): never listed
         for iid in data.item_ids:
             if not data.candidates[iid]:
                 continue
@@ -444,6 +445,7 @@ class ListRule:
                     lengths[str(n)] = lengths.get(str(n), 0) + len(data.candidates[iid])
                 continue
             plan = self.plan(data, judge, iid, seed)
+            non_answers += len(set(plan.non_answers))
             for cid, cell in plan.lists.items():
                 if cell is None:
                     unfilled.append(cid)
@@ -457,6 +459,7 @@ class ListRule:
                                "items_skipped": len(self.skipped(data, judge))}
         if self.design == "cells":
             out.update(cells=cells, candidates_unfilled=len(unfilled), unfilled_candidates=unfilled,
+                       non_answers_dropped=non_answers,
                        loglik_own_minus_outside={
                            "n": len(diffs), "mean": float(sum(diffs) / len(diffs)) if diffs else None,
                            "mean_abs": float(sum(map(abs, diffs)) / len(diffs)) if diffs else None,

@@ -386,8 +386,9 @@ FEW_SHOT_RULE = ("examples are items of the task that are never probed nor judge
                  "(the task loaded with 4 x few_shot spares), else few_shot items held out of the task by seed; "
                  "of those, few_shot drawn by seed, ceil(few_shot/2) shown with their reference answer (correct) and "
                  "the rest with a wrong answer (a dataset distractor, else a perturbation of the reference), in a "
-                 "seeded order; the listed alternatives and the pairwise rival are wrong answers of the same "
-                 "item, the same whether the shown answer is right or wrong")
+                 "seeded order; the pairwise rival is a wrong answer of the same item; the listed answers follow the judged "
+                 "lists' design: up to 3 answers, the reference among them with probability 1/2 at a seeded slot, the "
+                 "rest wrong answers of the same item, the same whether the shown answer is right or wrong")
 
 
 def _load_with_spares(spec, n: int | None, few_shot: int, options: dict) -> Task:
@@ -477,6 +478,10 @@ def few_shot_examples(pool, few_shot: int, seed: int = 0) -> list[dict]:
     """
     import random
 
+    from ._judge_templates import EXAMPLE_K
+    from ._list_design import example_list
+    from .judge import DEFAULT_P_CORRECT
+
     rng = random.Random(f"few_shot:{seed}")
     order = list(range(len(pool)))
     rng.shuffle(order)
@@ -493,7 +498,9 @@ def few_shot_examples(pool, few_shot: int, seed: int = 0) -> list[dict]:
         shown = right if good else wrong[0]
         out.append({
             "question": question_with_choices(item), "answer": shown, "correct": good,
-            "alternatives": wrong[1:3] if len(wrong) > 1 else wrong[:1],
+            # the list follows the judged lists' design (issue 23): a correct answer with probability
+            # 1/2 at a seeded slot, by item not by verdict; wrong[0] is the shown wrong answer / rival
+            "alternatives": list(example_list(right, wrong[1:], item.id, EXAMPLE_K, DEFAULT_P_CORRECT, seed)),
             "critique": (f"{shown} is the right answer to this question." if good
                          else f"{shown} is wrong; the answer is {right}."),
             "other": wrong[0] if good else right, "item_id": item.id,
@@ -501,23 +508,24 @@ def few_shot_examples(pool, few_shot: int, seed: int = 0) -> list[dict]:
     return out
 
 
-def _right_and_wrong(pool, index: int, seed: int) -> tuple[str, list[str]]:
-    """An item's correct answer and up to three wrong ones (options, distractors, then perturbations)."""
+def _right_and_wrong(pool, index: int, seed: int, n_wrong: int = 4) -> tuple[str, list[str]]:
+    """An item's correct answer and up to ``n_wrong`` wrong ones (options, distractors, then perturbations):
+    the first is shown (or is the pairwise rival), the rest fill the example's list (k = 3)."""
     item = pool[index]
     if _multiple_choice(item):
         right_ix = correct_choices(item)
         right = item.choices[min(right_ix)] if right_ix else item.references[0]
-        return right, [c for i, c in enumerate(item.choices) if i not in right_ix][:3]
+        return right, [c for i, c in enumerate(item.choices) if i not in right_ix][:n_wrong]
     right = item.references[0]
-    wrong = list(item.distractors[:3])
-    if len(wrong) < 3:
+    wrong = list(item.distractors[:n_wrong])
+    if len(wrong) < n_wrong:
         if item.answer_type == "number":
             try:
-                wrong += numeric_perturbations(right, 3 - len(wrong), wrong=wrong, seed=seed, key=item.id)
+                wrong += numeric_perturbations(right, n_wrong - len(wrong), wrong=wrong, seed=seed, key=item.id)
             except ValueError:  # a reference with no number
                 pass
         else:
-            wrong += [t for t in text_perturbations(pool, index, k=3, seed=seed) if t not in wrong][:3 - len(wrong)]
+            wrong += [t for t in text_perturbations(pool, index, k=n_wrong, seed=seed) if t not in wrong][:n_wrong - len(wrong)]
     return right, wrong
 
 

@@ -327,7 +327,7 @@ def _sequences(context: tuple[int, ...], branches: Sequence[_Branch]) -> list[tu
 
 def _new_nodes(row: _Row, seqs) -> int:
     """How many nodes adding these sequences would create in ``row``."""
-    pending: set = set()
+    pending: dict = {}
     count = 0
     for seq, _, _ in seqs:
         node = -1
@@ -335,12 +335,13 @@ def _new_nodes(row: _Row, seqs) -> int:
             key = (node, t)
             found = row.children.get(key)
             if found is None:
-                if key not in pending:
-                    pending.add(key)
+                found = pending.get(key)
+                if found is None:
                     count += 1
-                node = key  # a pending node: later tokens of this path are new as well
-            else:
-                node = found
+                    # a pending node gets a flat id below the root's -1 (not its key: keys nested one
+                    # level per token overflowed the recursion limit when hashed, on 1000-token prompts)
+                    found = pending[key] = -1 - count
+            node = found  # a pending node's children are not in the row either: new as well
     return count
 
 

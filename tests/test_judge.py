@@ -618,15 +618,22 @@ def test_bad_sources_are_one_line_errors(tiny, tmp_path):
 def test_builtin_few_shot_lists_do_not_depend_on_the_verdict():
     from selfbias._judge_templates import FEW_SHOT_POOL, builtin_examples, example_fields
 
-    for i, (_q, right, _wrong) in enumerate(FEW_SHOT_POOL):
+    with_correct = 0
+    for i, (_q, right, wrong) in enumerate(FEW_SHOT_POOL):
         good, bad = builtin_examples([i, i])  # shown right at position 0, wrong at position 1
         assert good.correct and not bad.correct and good.alternatives == bad.alternatives
+        # the judged lists' design: the correct answer listed by seed (not by verdict), the rest wrong
+        # answers other than the shown wrong one, one length whatever the cell
+        assert len(good.alternatives) == 2 and set(good.alternatives) <= {right, *wrong[1:]}
+        with_correct += right in good.alternatives
         for mode, field in (("alternatives", "alternatives"), ("own_samples", "samples")):
             (fg, vg), (fb, vb) = example_fields(good, 0, mode, 3), example_fields(bad, 1, mode, 3)
-            assert fg[field] == fb[field] and f"- {right}" not in fg[field] and (vg, vb) == (0, 1)
+            assert fg[field] == fb[field] and (vg, vb) == (0, 1)
             assert f"- {fb['answer']}" not in fb[field]
         (p0, v0), (p1, v1) = example_fields(good, 0, "pairwise", 3), example_fields(bad, 1, "pairwise", 3)
         assert (p0["answer_1"], v0) == (right, 0) and (p1["answer_2"], v1) == (right, 1)  # position alternates
+    # a seeded Bernoulli(1/2) per example: between 0.2 and 0.8 of the pool (binomial 95% range for n = 20: 6-14)
+    assert 0.2 * len(FEW_SHOT_POOL) <= with_correct <= 0.8 * len(FEW_SHOT_POOL), with_correct
 
 
 def test_few_shot_file_and_its_errors(smollm2, tmp_path):

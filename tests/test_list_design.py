@@ -13,7 +13,8 @@ import pandas as pd
 import pytest
 import statsmodels.formula.api as smf
 
-from selfbias._list_design import Entry, draw_cell, match_pair, match_plausibility, plan_item
+from selfbias._list_design import (Entry, draw_cell, example_list, is_non_answer, match_pair, match_plausibility,
+                                   plan_item)
 from selfbias.stats import list_balance
 
 J = importlib.import_module("selfbias.judge")
@@ -37,6 +38,23 @@ def test_cells_are_drawn_from_ids_and_seed_at_the_stated_rate():
     assert draw_cell(0, "a", "a#1", 0.5, 3) == draw_cell(0, "a", "a#1", 0.5, 3)
     assert {draw_cell(0, "a", f"a#{c}", 1.0, 3)[0] for c in range(20)} == {True}
     assert {draw_cell(0, "a", f"a#{c}", 0.0, 3)[0] for c in range(20)} == {False}
+
+
+def test_few_shot_example_lists_follow_the_design():
+    """Examples' lists: the correct answer at the design's rate (2000 keys: within 3 binomial SE of 1/2),
+    at a uniform slot, one length whatever the cell, the other slots wrong answers, seeded by key."""
+    wrong = ["w1", "w2", "w3", "w4"]
+    lists = [example_list("R", wrong, f"item{i}", 3, 0.5) for i in range(2000)]
+    assert {len(x) for x in lists} == {3}
+    has = [x for x in lists if "R" in x]
+    assert abs(len(has) / len(lists) - 0.5) < 3 * math.sqrt(0.25 / len(lists))
+    slots = np.bincount([x.index("R") for x in has], minlength=3)
+    assert slots.min() > 0.28 * slots.sum()
+    assert all(set(x) - {"R"} <= set(wrong) and len(set(x)) == 3 for x in lists)
+    assert example_list("R", wrong, "a", 3, 0.5) == example_list("R", wrong, "a", 3, 0.5)
+    assert {len(example_list("R", wrong[:2], f"k{i}", 3, 0.5)) for i in range(50)} == {2}  # short pools: min(k, pool)
+    assert all("R" in example_list("R", wrong, f"k{i}", 3, 1.0) for i in range(20))
+    assert not any("R" in example_list("R", wrong, f"k{i}", 3, 0.0) for i in range(20))
 
 
 def test_plausibility_matching_is_the_best_subset_by_brute_force():
@@ -91,6 +109,39 @@ def test_skips_are_by_item_and_by_unfillable_cell():
     unfilled = [cid for cid, cell in plan.lists.items() if cell is None]
     drawn = [cid for cid in plan.lists if draw_cell(0, "it", cid, 0.5, 3)[0]]
     assert unfilled == drawn and 0 < len(unfilled) < 40
+
+
+@pytest.mark.parametrize("text", ["", "  ", "not provided", "Not provided.", "N/A", "none", "Unknown", "I don't know",
+                                  "I do not know the answer", "I'm sorry, I cannot help with that", "Answer:",
+                                  "Panama City<start_of_image>Question: What is", "<|im_end|>", "Lima</s>"])
+def test_non_answers_are_recognised(text):
+    assert is_non_answer(text)
+
+
+@pytest.mark.parametrize("text", ["Moldavia", "205", "100,000,000", "Na", "No", "Yes", "None of the above", "Nowhere",
+                                  "unknown city", "Dar es Salaam", "TUN", "A/B", "3 < 4"])
+def test_real_answers_are_not_non_answers(text):
+    assert not is_non_answer(text)
+
+
+def test_non_answers_never_enter_the_pools_and_are_counted():
+    rng = random.Random(1)
+    own = _entries("own", 5, rng=rng)
+    junk = [Entry("junk1", "not provided", False, "own", -1.0), Entry("junk2", "", False, "own", -1.5),
+            Entry("junk3", "I don't know", False, "out", -1.2)]
+    out = _entries("out", 6, rng=rng)
+    gold = Entry("gold", "the gold", True, "reference", -2.0)
+    judged = ["gold", "own0", "junk1"]
+    plan = plan_item("it", judged, own_wrong=[*own, *junk[:2]], own_correct=gold, outside_wrong=[*out, junk[2]],
+                     outside_correct=gold, k=3, p_correct=0.5, seed=0)
+    assert sorted(plan.non_answers) == ["junk1", "junk2", "junk3"] and not plan.skipped
+    assert set(plan.lists) == set(judged)  # a non-answer is still judged, it is only never listed
+    shown = {e.id for cell in plan.lists.values() if cell for e in (*cell.own, *cell.outside)}
+    assert not shown & {"junk1", "junk2", "junk3"}
+    # the pools are counted without them: 3 real own wrong answers (+ 2 non-answers) cannot fill k = 3
+    thin = plan_item("it", judged, own_wrong=[*own[:3], *junk[:2]], own_correct=gold, outside_wrong=out,
+                     outside_correct=gold, k=3, p_correct=0.5, seed=0)
+    assert thin.skipped and len(thin.non_answers) == 2
 
 
 def test_lists_do_not_depend_on_the_judged_answers_correctness(tmp_path):

@@ -614,3 +614,25 @@ def test_group_wider_than_a_row(tiny, monkeypatch, rows):
     else:
         assert any(cached for _, _, cached, _ in calls)  # the branches' pass on the context's cache
     assert_matches_reference(tiny, requests, results)
+
+
+def test_trie_node_count_of_long_prompts():
+    """_new_nodes on 6000-token contexts (few-shot judge prompts of TruthfulQA with options run long; the
+    earlier nested-tuple keys raised RecursionError from about 4000 tokens): the count equals the nodes
+    _insert then adds (an independent count), into an empty row and into one sharing a prefix."""
+    from selfbias import scoring
+
+    rng = random.Random(0)
+    context = [rng.randrange(50) for _ in range(6000)]
+    branches = [scoring._Branch(0, [rng.randrange(50) for _ in range(n)], kind)
+                for n, kind in ((3, "continuation"), (4, "next"), (1, "continuation"))]
+    seqs = scoring._sequences(context, branches)
+    empty = scoring._Row([], [], {}, [])
+    n = scoring._new_nodes(empty, seqs)
+    scoring._insert(empty, seqs)
+    assert n == len(empty.tokens) > 6000
+    other = scoring._sequences(context[:5000] + [7] * 5, branches)  # shares 5000 tokens with the row
+    n_other = scoring._new_nodes(empty, other)
+    before = len(empty.tokens)
+    scoring._insert(empty, other)
+    assert n_other == len(empty.tokens) - before < 20 + sum(len(b.tokens) for b in branches)
