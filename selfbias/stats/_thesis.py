@@ -69,6 +69,10 @@ class ThesisResult:
         an own wrong answer more than an own correct answer does). ``own_list_loglik`` /
         ``outside_list_loglik``: mean log-likelihood under the judge of the listed answers of
         those rows (the plausibility the lists were matched on; NaN where not recorded).
+        With the list-design column also the within-item likelihood slope on own wrong answers
+        (logit per SD) per cell: ``slope_own_list_<cell>``, ``slope_outside_list_<cell>``, their
+        difference ``slope_change_<cell>`` and ``slope_change_interaction`` (``with_correct``
+        minus ``no_correct`` change).
     sentences : tuple of str
         The result in words, with its direction, one per judge.
     notes : tuple of str
@@ -418,13 +422,29 @@ def thesis_effect(
     * ``p_yes_shift``: mean paired difference of P(Yes), the same candidate judged in both modes;
       item-bootstrap interval and item sign-flip test (the candidates of an item move together);
     * ``slope_change_own_wrong``: on wrong answers, a fractional logit (Papke & Wooldridge 1996)
-      of P(Yes) on the within-item log-likelihood ``z_loglik`` (its item mean
-      ``z_loglik_between`` held fixed, see :func:`likelihood_regression`), ``log_n_tokens``,
+      of P(Yes) on the within-item log-likelihood ``z_loglik``, ``log_n_tokens``,
       self-authorship, ``external`` (mode is ``alternatives``) and their interactions; the
       estimand is ``z_loglik:external + z_loglik:external:self_authored``, how much the
       likelihood slope on *own* wrong answers changes when the list is external (negative: the
       familiarity link weakens); ``slope_change_vs_other`` is the three-way term alone (that
-      change beyond the change on other sources' wrong answers). Item-clustered t intervals.
+      change beyond the change on other sources' wrong answers).  Every slope is within-item
+      for every covariate: the item means, over the rows fitted, of every term that varies
+      within items are in the model (Mundlak 1978; Papke & Wooldridge 2008's correlated random
+      effects; :func:`selfbias.stats._regression.within_item_exog`), beside the item's mean
+      likelihood and length over all its candidates -- entered whole, a length term carries the
+      item effect into the slope (issue 27).  Errors: item-clustered CR2 sandwich on the
+      IRLS-weighted fit (Bell & McCaffrey 2002), t with each estimand's Bell-McCaffrey df; the
+      statsmodels cluster errors (CR1, t with G - 1 df) rejected 6.5% at 5% with 30 items.
+    * the within-item likelihood slope on own wrong answers per cell (with the list-design
+      column): the same fractional logit on own wrong answers judged in both list modes, on
+      ``z_loglik x external x listed`` (``listed``: a correct answer in the list) and
+      ``log_n_tokens`` with the item means of every within-varying term, giving
+      ``slope_own_list_<cell>``, ``slope_outside_list_<cell>``, ``slope_change_<cell>``
+      (outside minus own) and ``slope_change_interaction``.  It needs items with two or more
+      own wrong answers of different likelihood.  Measured on an independent generator with
+      answer length driving likelihood, an item effect tied to mean length and item x mode
+      shifts (tests/stats/REFERENCE_VALUES.md, 400 runs each): coverage and size in the table
+      there.
 
     * the four cells (with a ``list_has_correct`` column, else ``gold_shown``): on own wrong
       answers judged in both list modes with the same cell, mean P(Yes) after the own and after
