@@ -399,8 +399,18 @@ def _cell_sentence(cells: list[dict]) -> str:
             parts.append(f"{words} a correct answer listed the shift is {r['estimate']:+.3f} "
                          f"[{r['ci_low']:+.3f}, {r['ci_high']:+.3f}] (n={r['n']})")
     verb, amount = _direction(inter["estimate"], inter["ci_low"], inter["ci_high"], "more", "less")
-    return (" By cell: " + "; ".join(parts) + f"; a correct answer in the outside list lowers P(Yes) on own "
-            f"wrong answers {verb} than one in the own list, {amount} (interaction).")
+    out = (" By cell: " + "; ".join(parts) + f"; a correct answer in the outside list lowers P(Yes) on own "
+           f"wrong answers {verb} than one in the own list, {amount} (interaction).")
+    slopes = []
+    for name, words in (("no_correct", "without"), ("with_correct", "with")):
+        r = by.get(f"slope_change_{name}")
+        if r is not None and np.isfinite(r["estimate"]):
+            slopes.append(f"{words} a correct answer listed {r['estimate']:+.3f} "
+                          f"[{r['ci_low']:+.3f}, {r['ci_high']:+.3f}]")
+    if slopes:
+        out += (" The within-item likelihood slope on own wrong answers changes, outside minus own list, "
+                + "; ".join(slopes) + " logit per SD.")
+    return out
 
 
 def thesis_effect(

@@ -100,6 +100,8 @@ def test_cell_slopes_are_within_item_where_a_whole_length_term_is_not():
     whole = smf.glm("p_yes ~ z_loglik * external * listed + log_n_tokens + z_loglik_between", own,
                     family=sm.families.Binomial()).fit()
     assert abs(whole.params["z_loglik"]) > 3 * abs(t.loc["slope_own_list_no_correct", "estimate"]) + 0.1
+    (sentence,) = thesis_effect(df, n_boot=0, n_perm=0).sentences
+    assert "within-item likelihood slope on own wrong answers changes" in sentence
 
 
 def _runs(n_runs: int, seed0: int, **kw) -> pd.DataFrame:
