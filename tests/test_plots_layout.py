@@ -237,3 +237,19 @@ def test_degenerate_warnings_are_shown_in_full(drawn):
             assert "nearly constant" in joined, (scenario, name)
         warnings_ = [t for t in texts if "degenerate" in t or "nearly constant" in t]
         assert not any("…" in t for t in warnings_), (scenario, name, warnings_)
+
+
+def test_every_figure_csv_marks_the_judge_that_fails_health(drawn):
+    """Issue 27: every interval or p-value a figure's CSV holds carries ``judge_passes_health``,
+    False exactly on the rows of the degenerate judge (as in every table of ``summarize``)."""
+    scenario, degenerate, figures = drawn
+    for name, fig in figures.items():
+        data = getattr(fig, "selfbias_data", None)
+        if data is None or not ({"ci_low", "ci_high", "p_value", "auroc_ci_low", "share"} & set(data.columns)):
+            continue
+        failing = data["judge"].astype(str) == degenerate if degenerate else np.zeros(len(data), bool)
+        if name == "judge_health":  # the health table marks itself, as summarize's health table does
+            assert (data["degenerate"].astype(bool) == failing).all(), scenario
+            continue
+        assert "judge_passes_health" in data.columns, (scenario, name)
+        assert (~data["judge_passes_health"].astype(bool) == failing).all(), (scenario, name)

@@ -35,8 +35,17 @@ def analysis_rows(df: pd.DataFrame, what: str, extra: Sequence[str] = ()) -> pd.
 
 
 def attach(fig: Figure, data: pd.DataFrame) -> Figure:
-    """``fig`` with the numbers it shows as ``fig.selfbias_data`` (draw_all writes them as CSV)."""
-    fig.selfbias_data = data.reset_index(drop=True)
+    """``fig`` with the numbers it shows as ``fig.selfbias_data`` (draw_all writes them as CSV).
+
+    Where the rows say which judge failed its health checks (``degenerate_reason``), they also
+    get ``judge_passes_health`` (False for those rows), the column every table of estimates of
+    :func:`selfbias.stats.summarize` carries, so an interval or p-value read from any CSV is
+    marked the same way.  (The judge-health table itself is marked by its ``degenerate`` column,
+    as in ``summarize``'s ``health`` table.)"""
+    data = data.reset_index(drop=True)
+    if "degenerate_reason" in data.columns and _stats.HEALTH_COLUMN not in data.columns:
+        data[_stats.HEALTH_COLUMN] = data["degenerate_reason"].isna().to_numpy()
+    fig.selfbias_data = data
     return fig
 
 

@@ -72,7 +72,7 @@ from ._figure_data import (
     per_judge_regression,
     require_columns,
 )
-from ._summary import MIN_N_PUBLISHED, Summary, compact_table, summarize
+from ._summary import HEALTH_COLUMN, MIN_N_PUBLISHED, Summary, compact_table, summarize
 from ._thesis import ThesisResult, thesis_effect
 from ._balance import BALANCE_FEATURES, list_balance
 
@@ -80,6 +80,7 @@ __all__ = [
     "BALANCE_FEATURES",
     "CHANCE_AUROC",
     "GOOD_AUROC",
+    "HEALTH_COLUMN",
     "MAX_POSITION_BIAS",
     "MIN_LOGIT_SD",
     "MIN_ORDERS_AGREE",

@@ -160,12 +160,13 @@ def calibration(
     **The test of calibration** is the ``p_value`` of the ``ece`` row (NaN in the other rows): the
     consistency-resampling test of :func:`consistency_test` (``n_resamples`` draws of correctness
     from P(Yes)).  Measured (tests/stats/CALIBRATION_TEST.md, ``python -m
-    tests.stats.calibration_power``, 300 runs per scenario), 40 items x 8 candidates: size 5.7% on
-    calibrated judges, power 99.3% against an overconfident judge (logit x 2.2, ECE ~0.12) and
-    71.7% against one shifted by +0.09, where the debiased interval excluding 0 caught 40% and
-    17% (100 runs); 100 items x 5: size 2.0%, power 100% and 92%; 20 items x 4: size 2.0%, power
-    70% and 18% (small runs are conservative: the ECE of 8 candidates per bin is coarse).  It
-    assumes correctness independent across candidates given P(Yes).
+    tests.stats.calibration_power 2000 100 500``: 2000 calibrated runs, 500 per power scenario),
+    40 items x 8 candidates: size 4.7% on calibrated judges, power 99.4% against an
+    overconfident judge (logit x 2.2, ECE ~0.12) and 69% against one shifted by +0.09, where the
+    debiased interval excluding 0 caught 40% and 17% (100 runs); 100 items x 5: size 4.2%, power
+    100% and 92%; 20 items x 4: size 5.0%, power 70% and 19% (80 candidates in 10 bins is little
+    to detect a shift with).  The size is exact given P(Yes) (ties are negligible).  It assumes
+    correctness independent across candidates given P(Yes).
 
     Equal-count bins: candidates sorted by P(Yes) (ties in input order) and split into
     ``min(n_bins, N)`` consecutive chunks whose sizes differ by at most one (first chunks larger).

@@ -203,9 +203,16 @@ def _indicators(prefix: str, values: np.ndarray, reference: str) -> dict[str, np
     return columns
 
 
-def _item_means(values: np.ndarray, judges: np.ndarray, items: np.ndarray) -> np.ndarray:
-    """Mean of `values` over the rows of the same judge and item, repeated on every row."""
-    codes = pd.factorize(pd.MultiIndex.from_arrays([judges, items]))[0]
+def _item_codes(judges: np.ndarray, items: np.ndarray) -> np.ndarray:
+    """One integer per (judge, item) pair."""
+    return pd.factorize(pd.MultiIndex.from_arrays([judges, items]))[0]
+
+
+def _item_means(values: np.ndarray, judges: np.ndarray, items: np.ndarray, codes: np.ndarray | None = None
+                ) -> np.ndarray:
+    """Mean of `values` over the rows of the same judge and item, repeated on every row (``codes``:
+    :func:`_item_codes` of the two, when already computed)."""
+    codes = _item_codes(judges, items) if codes is None else codes
     return (np.bincount(codes, values) / np.bincount(codes))[codes]
 
 
@@ -254,7 +261,8 @@ def design_frame(
         "self_authored": raw["self_authored"].to_numpy(dtype=bool).astype(float),
     }
     total = columns[f"z_{loglik}"]
-    between = _item_means(total, judges, columns["item_id"])
+    codes = _item_codes(judges, columns["item_id"])
+    between = _item_means(total, judges, columns["item_id"], codes)
     columns["z_loglik_total"] = total
     columns["z_loglik_between"] = between
     columns["z_loglik"] = total - between
@@ -271,7 +279,7 @@ def design_frame(
     for m in mode_columns:
         standard += [m, f"{m}:correct"]
     for term in standard:
-        out[between_name(term)] = _item_means(_term_values(out, term), judges, columns["item_id"])
+        out[between_name(term)] = _item_means(_term_values(out, term), judges, columns["item_id"], codes)
     return out, tuple(notes)
 
 
@@ -332,6 +340,7 @@ def _with_item_means(data: pd.DataFrame, terms: list[str], notes: list[str]) -> 
     the item effect it picks up leaks into the z_loglik slope (issue 27: 0.65 where the truth is
     0).  Adds missing mean columns to `data` in place."""
     judges, items = data["judge"].to_numpy(), data["item_id"].to_numpy()
+    codes = _item_codes(judges, items)
     out: list[str] = []
     added: list[str] = []
     basis = np.ones((len(data), 1))
@@ -343,7 +352,7 @@ def _with_item_means(data: pd.DataFrame, terms: list[str], notes: list[str]) -> 
             continue
         name = between_name(term)
         if name not in data.columns:
-            data[name] = _item_means(values, judges, items)
+            data[name] = _item_means(values, judges, items, codes)
         mean = data[name].to_numpy(dtype=float)
         if np.allclose(values, mean):  # constant within every item: no within-item part to protect
             continue
@@ -705,7 +714,8 @@ def cluster_cr2(x: np.ndarray, resid: np.ndarray, groups: np.ndarray, *, adjust:
     return _cr2(x, resid, groups, adjust=adjust)[0]
 
 
-def _cr2(x: np.ndarray, resid: np.ndarray, groups: np.ndarray, *, adjust: bool = True):
+def _cr2(x: np.ndarray, resid: np.ndarray, groups: np.ndarray, *, adjust: bool = True,
+         contrasts: np.ndarray | None = None):
     """CR2 covariance and, per coefficient, the Bell-McCaffrey (Satterthwaite) degrees of freedom.
 
     For coefficient j the CR2 variance is ``sum_g (w_g' y)^2``; under the working model
@@ -713,12 +723,14 @@ def _cr2(x: np.ndarray, resid: np.ndarray, groups: np.ndarray, *, adjust: bool =
     ``O = diag(|u_g|^2) - C' (X'X)^-1 C``, ``u_g = A_g X_g (X'X)^-1 e_j`` and ``C[:, g] = X_g' u_g``
     (Bell & McCaffrey 2002, section 4; the ``O`` form is ``W'W`` for ``w_g = (I - H)_{., g} u_g``).
     With few clusters or one dominant cluster it is far below G - 1, which is what makes t
-    intervals hold their level there."""
+    intervals hold their level there.  With ``contrasts`` (k x m, one linear combination of the
+    coefficients per column) the df are those of each combination (``e_j`` replaced by its column)."""
     x = np.asarray(x, float)
     resid = np.asarray(resid, float)
     groups = np.asarray(groups)
     bread = np.linalg.pinv(x.T @ x)
-    k = x.shape[1]
+    lmat = np.eye(x.shape[1]) if contrasts is None else np.asarray(contrasts, float)
+    k = lmat.shape[1]
     meat = np.zeros_like(bread)
     order = np.argsort(groups, kind="stable")
     bounds = np.flatnonzero(np.r_[True, groups[order][1:] != groups[order][:-1], True])
@@ -733,14 +745,14 @@ def _cr2(x: np.ndarray, resid: np.ndarray, groups: np.ndarray, *, adjust: bool =
             a = np.eye(rows.size)
         score = xg.T @ (a @ eg)
         meat += np.outer(score, score)
-        u = a @ xg @ bread  # (n_g, k): u_g for every coefficient at once
+        u = a @ xg @ bread @ lmat  # (n_g, m): u_g for every coefficient (contrast) at once
         norms.append((u**2).sum(axis=0))
         cross.append(xg.T @ u)  # (k, k): column j is C[:, g] for coefficient j
-    norms_arr = np.array(norms)  # (G, k)
-    cross_arr = np.array(cross)  # (G, k, k)
+    norms_arr = np.array(norms)  # (G, m)
+    cross_arr = np.array(cross)  # (G, p, m)
     dfs = np.empty(k)
     for j in range(k):
-        c = cross_arr[:, :, j].T  # (k, G)
+        c = cross_arr[:, :, j].T  # (p, G)
         omega = np.diag(norms_arr[:, j]) - c.T @ bread @ c
         dfs[j] = np.trace(omega) ** 2 / max(float((omega**2).sum()), 1e-300)
     return bread @ meat @ bread, dfs
@@ -758,6 +770,56 @@ def _robust_table(params: pd.Series, xw: np.ndarray, resid_w: np.ndarray, groups
     table = _tidy(params, bse, z, p, ci)
     table["df"] = dfs
     return table
+
+
+def cr2_contrasts(params: np.ndarray, xw: np.ndarray, resid_w: np.ndarray, groups: np.ndarray,
+                  contrasts: np.ndarray, confidence: float = 0.95) -> pd.DataFrame:
+    """Linear combinations of coefficients with CR2 item-clustered errors and Bell-McCaffrey t.
+
+    ``contrasts`` is k x m (one combination per column); ``xw``, ``resid_w`` as for
+    :func:`cluster_cr2` (whitened design and residuals; for a GLM ``sqrt(w) X`` and
+    ``(y - mu) / sqrt(w)`` at the solution).  Returns one row per combination: ``estimate,
+    std_error, df, ci_low, ci_high, p_value`` (two-sided, t with the combination's own
+    Bell-McCaffrey df, at least 1)."""
+    lmat = np.asarray(contrasts, float)
+    cov, dfs = _cr2(xw, resid_w, groups, contrasts=lmat)
+    est = lmat.T @ np.asarray(params, float)
+    se = np.sqrt(np.clip(np.einsum("km,kl,lm->m", lmat, cov, lmat), 0, None))
+    dfs = np.clip(dfs, 1.0, None)
+    q = st.t.ppf(0.5 + confidence / 2, dfs)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        p = 2 * st.t.sf(np.abs(est / se), dfs)
+    return pd.DataFrame({"estimate": est, "std_error": se, "df": dfs, "ci_low": est - q * se,
+                         "ci_high": est + q * se, "p_value": p})
+
+
+def within_item_exog(data: pd.DataFrame, terms: Sequence[str], items: np.ndarray,
+                     controls: Sequence[str] = ()) -> pd.DataFrame:
+    """Design matrix ``1 + terms + controls`` plus the item means, over the rows of ``data``, of
+    every term that varies within items (Mundlak 1978), for a fit on a subset of the analysis
+    frame (the thesis' wrong answers): each mean is named ``<term>_in_item`` and kept only where
+    it is not collinear with the columns before it.  The means are taken over the rows fitted, so
+    every coefficient of ``terms`` compares rows of the same item -- for a linear fit exactly the
+    item fixed-effects (within) estimator.  ``controls`` are item-level columns entered as they
+    are (e.g. ``z_loglik_between``, the item mean over all of the item's candidates)."""
+    exog = _exog(data, [*terms, *controls])
+    # an orthonormal basis of the columns so far; a mean joins when it leaves a residual off it
+    u, sv, _ = np.linalg.svd(exog.to_numpy(float), full_matrices=False)
+    basis = u[:, sv > sv.max() * max(exog.shape) * np.finfo(float).eps]
+    codes = pd.factorize(np.asarray(items))[0]
+    counts = np.bincount(codes)
+    for term in terms:
+        values = exog[term].to_numpy(float)
+        mean = (np.bincount(codes, values) / counts)[codes]
+        if np.allclose(values, mean):
+            continue
+        resid = mean - basis @ (basis.T @ mean)
+        resid -= basis @ (basis.T @ resid)  # twice: Gram-Schmidt loses orthogonality once
+        norm = np.linalg.norm(resid)
+        if norm > 1e-8 * max(np.linalg.norm(mean), 1.0):
+            basis = np.column_stack([basis, resid / norm])
+            exog[term.replace(":", "_x_") + "_in_item"] = mean
+    return exog
 
 
 def _single(data: pd.DataFrame, column: str) -> None:

@@ -34,7 +34,7 @@ from ._bootstrap import (
     check_columns,
 )
 from ._comparison import sign_flip_test
-from ._regression import design_frame
+from ._regression import cr2_contrasts, design_frame, within_item_exog
 
 __all__ = ["ThesisResult", "thesis_effect"]
 
@@ -69,6 +69,10 @@ class ThesisResult:
         an own wrong answer more than an own correct answer does). ``own_list_loglik`` /
         ``outside_list_loglik``: mean log-likelihood under the judge of the listed answers of
         those rows (the plausibility the lists were matched on; NaN where not recorded).
+        With the list-design column also the within-item likelihood slope on own wrong answers
+        (logit per SD) per cell: ``slope_own_list_<cell>``, ``slope_outside_list_<cell>``, their
+        difference ``slope_change_<cell>`` and ``slope_change_interaction`` (``with_correct``
+        minus ``no_correct`` change).
     sentences : tuple of str
         The result in words, with its direction, one per judge.
     notes : tuple of str
@@ -194,7 +198,7 @@ def _cells(data: pd.DataFrame, confidence: float, notes: list[str]) -> list[dict
             rows.append({"estimand": estimand, **_clustered_mean(values[sel], items[sel], confidence),
                          "n": n, "n_items": n_items, **plaus})
     rows.append(_interaction(d, h, items, confidence, notes))
-    return rows
+    return rows + _slope_cells(data, m[key], col, confidence, notes)
 
 
 def _clustered_mean(values: np.ndarray, items: np.ndarray, confidence: float) -> dict:
@@ -234,10 +238,92 @@ def _interaction(d: np.ndarray, h: np.ndarray, items: np.ndarray, confidence: fl
             "p_value": float(fit.pvalues[1])}
 
 
+_SLOPE_METHOD = ("fractional logit on wrong answers with the item means of every within-varying term, "
+                 "item-clustered CR2 (t, Bell-McCaffrey df)")
+_CELL_SLOPE_METHOD = ("fractional logit on own wrong answers with the item means of every within-varying term, "
+                      "item-clustered CR2 (t, Bell-McCaffrey df)")
+# the item-level controls taken from the whole frame: the item's mean likelihood and length over all
+# of its candidates (the item effects of real runs follow these, not the means over the rows fitted)
+_ITEM_CONTROLS = ["z_loglik_between", "log_n_tokens_between"]
+_CELL_TERMS = ["z_loglik", "external", "listed", "z_loglik:external", "z_loglik:listed", "external:listed",
+               "z_loglik:external:listed", "log_n_tokens"]
+#: the within-item likelihood slope on own wrong answers per cell (list author x correct answer listed),
+#: as sums of the coefficients of _CELL_TERMS
+CELL_SLOPES = {
+    "slope_own_list_no_correct": ("z_loglik",),
+    "slope_own_list_with_correct": ("z_loglik", "z_loglik:listed"),
+    "slope_outside_list_no_correct": ("z_loglik", "z_loglik:external"),
+    "slope_outside_list_with_correct": ("z_loglik", "z_loglik:listed", "z_loglik:external",
+                                        "z_loglik:external:listed"),
+    "slope_change_no_correct": ("z_loglik:external",),
+    "slope_change_with_correct": ("z_loglik:external", "z_loglik:external:listed"),
+    "slope_change_interaction": ("z_loglik:external:listed",),
+}
+
+
+def _fit_contrasts(rows: pd.DataFrame, terms: list[str], contrasts: dict[str, tuple[str, ...]],
+                   confidence: float, method: str) -> list[dict]:
+    """A fractional logit (Papke & Wooldridge 1996) of P(Yes) on ``terms``, the item-level
+    controls and the item means over ``rows`` of every within-varying term (Mundlak 1978 /
+    Papke & Wooldridge 2008's correlated random effects), and the sums of coefficients named by
+    ``contrasts`` with CR2 item-clustered errors (Bell & McCaffrey 2002) on the IRLS-weighted fit
+    and t intervals with each sum's Bell-McCaffrey df.  Raises ValueError when not identified."""
+    items = rows["item_id"].to_numpy()
+    groups = pd.factorize(items)[0]
+    controls = [c for c in _ITEM_CONTROLS if c in rows.columns and rows[c].nunique() > 1]
+    exog = within_item_exog(rows, terms, items, controls)
+    x, y = exog.to_numpy(float), rows["p_yes"].to_numpy(float)
+    if len(rows) <= x.shape[1] or groups.max() < 1 or np.linalg.matrix_rank(x) < x.shape[1]:
+        raise ValueError("too few rows or items, or a term does not vary")
+    # every contrast's terms must vary within items, else the slope is not identified from them
+    for names in contrasts.values():
+        for t in names:
+            v = exog[t].to_numpy(float)
+            if np.allclose(v, (np.bincount(groups, v) / np.bincount(groups))[groups]):
+                raise ValueError(f"{t} does not vary within items")
+    params, mu = _fractional_logit(x, y)
+    w = np.clip(mu * (1 - mu), 1e-12, None)
+    cols = list(exog.columns)
+    lmat = np.zeros((len(cols), len(contrasts)))
+    for j, names in enumerate(contrasts.values()):
+        for t in names:
+            lmat[cols.index(t), j] = 1.0
+    table = cr2_contrasts(params, np.sqrt(w)[:, None] * x, (y - mu) / np.sqrt(w), groups, lmat,
+                          confidence)
+    n, n_items = int(len(rows)), int(groups.max() + 1)
+    return [{"estimand": e, "estimate": float(r.estimate), "ci_low": float(r.ci_low), "ci_high": float(r.ci_high),
+             "p_value": float(r.p_value), "n": n, "n_items": n_items, "method": method}
+            for e, r in zip(contrasts, table.itertuples())]
+
+
+def _fractional_logit(x: np.ndarray, y: np.ndarray, tol: float = 1e-10, max_iter: int = 100
+                      ) -> tuple[np.ndarray, np.ndarray]:
+    """Coefficients and fitted means of the Bernoulli quasi-likelihood (logit link) for y in [0, 1]
+    by iteratively reweighted least squares: statsmodels' ``GLM(y, x, Binomial()).fit()`` without
+    its per-model set-up cost (tests/stats/test_thesis_within.py compares the two)."""
+    beta = np.zeros(x.shape[1])
+    eta = np.full(y.size, np.log((y.mean() + 0.5 / y.size) / (1 - y.mean() + 0.5 / y.size)))
+    dev_old = np.inf
+    for _ in range(max_iter):
+        mu = 1 / (1 + np.exp(-eta))
+        w = np.clip(mu * (1 - mu), 1e-12, None)
+        z = eta + (y - mu) / w
+        sw = np.sqrt(w)
+        beta = np.linalg.lstsq(sw[:, None] * x, sw * z, rcond=None)[0]
+        eta = x @ beta
+        mu = 1 / (1 + np.exp(-eta))
+        with np.errstate(divide="ignore", invalid="ignore"):
+            dev = -2 * float(np.sum(y * np.log(np.clip(mu, 1e-300, None)) + (1 - y) * np.log(np.clip(1 - mu, 1e-300, None))))
+        if abs(dev - dev_old) <= tol * (abs(dev) + 0.1):
+            break
+        dev_old = dev
+    return beta, 1 / (1 + np.exp(-eta))
+
+
 def _slope_change(data: pd.DataFrame, confidence: float, notes: list[str]) -> list[dict]:
-    blank = [{"estimand": e, "estimate": np.nan, "ci_low": np.nan, "ci_high": np.nan, "p_value": np.nan,
-              "n": 0, "n_items": 0, "method": "fractional logit on wrong answers, item-clustered"}
-             for e in ("slope_change_own_wrong", "slope_change_vs_other")]
+    estimands = {"slope_change_own_wrong": ("z_loglik:external", "z_loglik:external:self_authored"),
+                 "slope_change_vs_other": ("z_loglik:external:self_authored",)}
+    blank = [_blank(e, _SLOPE_METHOD) for e in estimands]
     try:
         design, dropped = design_frame(data)
     except ValueError as exc:
@@ -246,30 +332,37 @@ def _slope_change(data: pd.DataFrame, confidence: float, notes: list[str]) -> li
     notes.extend(dropped)
     design["external"] = (design["mode"] == EXTERNAL).astype(float)
     wrong = design[design["correct"] == 0].reset_index(drop=True)
-    exog = pd.DataFrame({"Intercept": np.ones(len(wrong))})
-    for term in _SLOPE_TERMS:
-        exog[term] = np.prod([wrong[v].to_numpy() for v in term.split(":")], axis=0)
-    groups = pd.factorize(wrong["item_id"])[0]
-    if len(wrong) <= exog.shape[1] or np.linalg.matrix_rank(exog.to_numpy()) < exog.shape[1] or groups.max() < 1:
+    try:
+        return _fit_contrasts(wrong, _SLOPE_TERMS, estimands, confidence, _SLOPE_METHOD)
+    except ValueError as exc:
         notes.append("slope change not estimated: too few wrong answers, or self-authorship, mode or "
-                     "within-item likelihood does not vary among them")
+                     f"within-item likelihood does not vary among them ({exc})")
         return blank
-    fit = sm.GLM(wrong["p_yes"], exog, family=sm.families.Binomial()).fit(
-        cov_type="cluster", cov_kwds={"groups": groups}, use_t=True)
-    alpha = 1 - confidence
-    n, n_items = int(len(wrong)), int(groups.max() + 1)
-    rows = []
-    for estimand, weights in (
-        ("slope_change_own_wrong", {"z_loglik:external": 1.0, "z_loglik:external:self_authored": 1.0}),
-        ("slope_change_vs_other", {"z_loglik:external:self_authored": 1.0}),
-    ):
-        contrast = np.array([[weights.get(c, 0.0) for c in exog.columns]])
-        test = fit.t_test(contrast)
-        lo, hi = np.asarray(test.conf_int(alpha=alpha)).ravel()
-        rows.append({"estimand": estimand, "estimate": float(np.ravel(test.effect)[0]), "ci_low": float(lo),
-                     "ci_high": float(hi), "p_value": float(np.ravel(test.pvalue)[0]), "n": n, "n_items": n_items,
-                     "method": "fractional logit on wrong answers, item-clustered (t, G-1 df)"})
-    return rows
+
+
+def _slope_cells(data: pd.DataFrame, keys: pd.DataFrame, col: str, confidence: float,
+                 notes: list[str]) -> list[dict]:
+    """The within-item likelihood slope on own wrong answers per cell (:data:`CELL_SLOPES`), on
+    the candidates ``keys`` (item_id, candidate_id) that ``_cells`` pairs."""
+    blank = [{**_blank(e, _CELL_SLOPE_METHOD), "own_list_loglik": np.nan, "outside_list_loglik": np.nan}
+             for e in CELL_SLOPES]
+    try:
+        design, _ = design_frame(data, keep=(col, "candidate_id"))
+    except ValueError as exc:
+        notes.append(f"cell slopes not estimated: {exc}")
+        return blank
+    design["external"] = (design["mode"] == EXTERNAL).astype(float)
+    design["listed"] = design[col].fillna(False).astype(bool).astype(float)
+    chosen = pd.MultiIndex.from_frame(keys[["item_id", "candidate_id"]].astype(str))
+    at = pd.MultiIndex.from_arrays([design["item_id"].astype(str), design["candidate_id"].astype(str)])
+    rows = design[at.isin(chosen) & (design["correct"] == 0) & (design["self_authored"] == 1)]
+    try:
+        out = _fit_contrasts(rows.reset_index(drop=True), _CELL_TERMS, CELL_SLOPES, confidence, _CELL_SLOPE_METHOD)
+    except ValueError as exc:
+        notes.append("cell slopes not estimated: they need items with two or more own wrong answers of "
+                     f"different likelihood, in both cells ({exc})")
+        return blank
+    return [{**r, "own_list_loglik": np.nan, "outside_list_loglik": np.nan} for r in out]
 
 
 def _direction(est: float, lo: float, hi: float, down: str, up: str, unit: str = "") -> tuple[str, str]:
@@ -306,8 +399,18 @@ def _cell_sentence(cells: list[dict]) -> str:
             parts.append(f"{words} a correct answer listed the shift is {r['estimate']:+.3f} "
                          f"[{r['ci_low']:+.3f}, {r['ci_high']:+.3f}] (n={r['n']})")
     verb, amount = _direction(inter["estimate"], inter["ci_low"], inter["ci_high"], "more", "less")
-    return (" By cell: " + "; ".join(parts) + f"; a correct answer in the outside list lowers P(Yes) on own "
-            f"wrong answers {verb} than one in the own list, {amount} (interaction).")
+    out = (" By cell: " + "; ".join(parts) + f"; a correct answer in the outside list lowers P(Yes) on own "
+           f"wrong answers {verb} than one in the own list, {amount} (interaction).")
+    slopes = []
+    for name, words in (("no_correct", "without"), ("with_correct", "with")):
+        r = by.get(f"slope_change_{name}")
+        if r is not None and np.isfinite(r["estimate"]):
+            slopes.append(f"{words} a correct answer listed {r['estimate']:+.3f} "
+                          f"[{r['ci_low']:+.3f}, {r['ci_high']:+.3f}]")
+    if slopes:
+        out += (" The within-item likelihood slope on own wrong answers changes, outside minus own list, "
+                + "; ".join(slopes) + " logit per SD.")
+    return out
 
 
 def thesis_effect(
@@ -329,13 +432,29 @@ def thesis_effect(
     * ``p_yes_shift``: mean paired difference of P(Yes), the same candidate judged in both modes;
       item-bootstrap interval and item sign-flip test (the candidates of an item move together);
     * ``slope_change_own_wrong``: on wrong answers, a fractional logit (Papke & Wooldridge 1996)
-      of P(Yes) on the within-item log-likelihood ``z_loglik`` (its item mean
-      ``z_loglik_between`` held fixed, see :func:`likelihood_regression`), ``log_n_tokens``,
+      of P(Yes) on the within-item log-likelihood ``z_loglik``, ``log_n_tokens``,
       self-authorship, ``external`` (mode is ``alternatives``) and their interactions; the
       estimand is ``z_loglik:external + z_loglik:external:self_authored``, how much the
       likelihood slope on *own* wrong answers changes when the list is external (negative: the
       familiarity link weakens); ``slope_change_vs_other`` is the three-way term alone (that
-      change beyond the change on other sources' wrong answers). Item-clustered t intervals.
+      change beyond the change on other sources' wrong answers).  Every slope is within-item
+      for every covariate: the item means, over the rows fitted, of every term that varies
+      within items are in the model (Mundlak 1978; Papke & Wooldridge 2008's correlated random
+      effects; :func:`selfbias.stats._regression.within_item_exog`), beside the item's mean
+      likelihood and length over all its candidates -- entered whole, a length term carries the
+      item effect into the slope (issue 27).  Errors: item-clustered CR2 sandwich on the
+      IRLS-weighted fit (Bell & McCaffrey 2002), t with each estimand's Bell-McCaffrey df; the
+      statsmodels cluster errors (CR1, t with G - 1 df) rejected 6.5% at 5% with 30 items.
+    * the within-item likelihood slope on own wrong answers per cell (with the list-design
+      column): the same fractional logit on own wrong answers judged in both list modes, on
+      ``z_loglik x external x listed`` (``listed``: a correct answer in the list) and
+      ``log_n_tokens`` with the item means of every within-varying term, giving
+      ``slope_own_list_<cell>``, ``slope_outside_list_<cell>``, ``slope_change_<cell>``
+      (outside minus own) and ``slope_change_interaction``.  It needs items with two or more
+      own wrong answers of different likelihood.  Measured on an independent generator with
+      answer length driving likelihood, an item effect tied to mean length and item x mode
+      shifts (tests/stats/REFERENCE_VALUES.md, 400 runs each): coverage and size in the table
+      there.
 
     * the four cells (with a ``list_has_correct`` column, else ``gold_shown``): on own wrong
       answers judged in both list modes with the same cell, mean P(Yes) after the own and after

@@ -49,16 +49,19 @@ def rates(name: str, n_items: int, k: int, n_runs: int, n_boot: int = 200, n_res
 if __name__ == "__main__":
     n_runs = int(sys.argv[1]) if len(sys.argv) > 1 else 400
     n_debiased = int(sys.argv[2]) if len(sys.argv) > 2 else 100
-    lines = ["| scenario | items x candidates | mean ECE | consistency test rejects (5%) | debiased CI excludes 0 |",
-             "|---|---|---|---|---|"]
+    n_power = int(sys.argv[3]) if len(sys.argv) > 3 else n_runs
+    lines = ["| scenario | items x candidates | runs | mean ECE | consistency test rejects (5%) | debiased CI excludes 0 |",
+             "|---|---|---|---|---|---|"]
     for n_items, k in DESIGNS:
         for name in SCENARIOS:
-            r = rates(name, n_items, k, n_runs, n_boot=0)  # the test needs no bootstrap
+            n = n_runs if name == "calibrated" else n_power
+            r = rates(name, n_items, k, n, n_boot=0)  # the test needs no bootstrap
             d = rates(name, n_items, k, n_debiased, n_resamples=0)  # the debiased interval does
-            lines.append(f"| {name} | {n_items} x {k} | {r['ece']:.3f} | {r['test']:.1%} | {d['debiased']:.1%} |")
+            lines.append(f"| {name} | {n_items} x {k} | {n} | {r['ece']:.3f} | {r['test']:.1%} | {d['debiased']:.1%} |")
     head = (f"# Calibration test: size and power (issue 27)\n\nProduced by `python -m tests.stats.calibration_power "
-            f"{n_runs} {n_debiased}`: the consistency-resampling test over {n_runs} runs per row (1000 resamples), "
-            f"the debiased interval over the first {n_debiased} (200 bootstrap resamples). For `calibrated` the "
+            f"{n_runs} {n_debiased} {n_power}`: the consistency-resampling test (1000 resamples) over seeds 0 to "
+            f"runs - 1 ({n_runs} runs for the size rows, {n_power} for the power rows), the debiased interval over "
+            f"the first {n_debiased} (200 bootstrap resamples). For `calibrated` the "
             "rejection rate is the size (target 5%; binomial SE "
             f"{np.sqrt(0.05 * 0.95 / n_runs):.1%}), otherwise the power.\n\n")
     Path(__file__).with_name("CALIBRATION_TEST.md").write_text(head + "\n".join(lines) + "\n")

@@ -4,7 +4,7 @@ Datasets: 60 items x 4 candidates, isolated mode only (240 rows, 60 item cluster
 P(Yes) with E[P(Yes) | x] = expit(x'b) — exactly the fractional-logit model, so the planted
 coefficients are the estimand.  The default GLM path (cluster-robust SEs, t with G - 1 df) is the
 fastest estimator. The full checks (800 and 400 datasets) run with ``SELFBIAS_SLOW=1``; CI runs the
-short twins (200 and 150 datasets) with bands widened to the same number of standard deviations.
+short twins (80 datasets each) with bands set by the binomial tail (false failure below 1%).
 """
 
 import numpy as np
@@ -36,16 +36,17 @@ def _null_rejection(n: int) -> float:
 
 
 def test_intervals_cover_the_planted_values_short():
-    # 200 datasets: the coverage of one term has SD sqrt(.95 * .05 / 200) = 1.5%; the 7-term mean is
-    # tighter. Bands of about +-2.5 SD for z_loglik and the mean.
-    coverage = _coverage(200)
-    assert 0.91 <= coverage["z_loglik"] <= 0.99, coverage
-    assert 0.925 <= np.mean(list(coverage.values())) <= 0.975, coverage
+    # 80 datasets (was 200; the slow test pins the nominal rate): z_loglik covered in >= 70 of 80
+    # (P(<= 69 | 95%) = 0.2%); the mean over the terms (a dozen per dataset, tighter than one term)
+    # within 91-98.5% (about 3 SD).  An estimator whose intervals cover 85% fails the band.
+    coverage = _coverage(80)
+    assert coverage["z_loglik"] >= 70 / 80, coverage
+    assert 0.91 <= np.mean(list(coverage.values())) <= 0.985, coverage
 
 
 def test_likelihood_slope_test_holds_its_size_short():
-    # 150 null datasets: SD of the rejection rate 1.8%; accept 1% to 10%.
-    assert 0.01 <= _null_rejection(150) <= 0.10
+    # 80 null datasets (was 150): at most 9 rejections (P(>= 10 | 5%) = 0.7%).
+    assert _null_rejection(80) <= 9 / 80
 
 
 @slow

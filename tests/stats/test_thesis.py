@@ -33,20 +33,43 @@ def test_recovers_the_planted_slope_change_and_shift(planted):
 
 
 def test_three_way_term_is_statsmodels_formula(planted):
+    """The slope changes are statsmodels' fractional logit on wrong answers with the item means
+    (over the wrong answers, by pandas) of every within-varying term and the whole-frame item
+    means; their intervals are t with the Bell-McCaffrey df of the CR2 covariance computed from
+    statsmodels' fit (`cluster_cr2` on the IRLS-weighted design; the df by reparametrising, so
+    that the sum of two coefficients is one coefficient)."""
+    from scipy import stats
+
+    from selfbias.stats._regression import _cr2
+
     a = planted.analysis
     res = thesis_effect(a, n_boot=0, n_perm=0)
     d, _ = design_frame(a)
     d["external"] = (d["mode"] == "alternatives").astype(float)
     wrong = d[d["correct"] == 0].reset_index(drop=True)
-    fit = smf.glm("p_yes ~ z_loglik * external * self_authored + z_loglik_between + log_n_tokens", wrong,
-                  family=sm.families.Binomial()).fit(
-        cov_type="cluster", cov_kwds={"groups": pd.factorize(wrong["item_id"])[0]}, use_t=True)
+    for name, values in {"z": wrong["z_loglik"], "n": wrong["log_n_tokens"], "s": wrong["self_authored"],
+                         "zs": wrong["z_loglik"] * wrong["self_authored"]}.items():
+        wrong[f"m_{name}"] = values.groupby(wrong["item_id"]).transform("mean")
+    formula = ("p_yes ~ z_loglik * external * self_authored + log_n_tokens + z_loglik_between"
+               " + log_n_tokens_between + m_z + m_n + m_s + m_zs")
+    fit = smf.glm(formula, wrong, family=sm.families.Binomial()).fit()
     t = res.table.set_index("estimand")
     three = fit.params["z_loglik:external:self_authored"]
-    assert t.loc["slope_change_vs_other", "estimate"] == pytest.approx(three, rel=1e-8)
+    assert t.loc["slope_change_vs_other", "estimate"] == pytest.approx(three, rel=1e-6)
     assert t.loc["slope_change_own_wrong", "estimate"] == pytest.approx(
-        three + fit.params["z_loglik:external"], rel=1e-8)
-    assert t.loc["slope_change_vs_other", "ci_low"] == pytest.approx(fit.conf_int().loc["z_loglik:external:self_authored", 0])
+        three + fit.params["z_loglik:external"], rel=1e-6)
+    groups = pd.factorize(wrong["item_id"])[0]
+    mu = fit.fittedvalues.to_numpy()
+    x = pd.DataFrame(fit.model.exog, columns=fit.model.exog_names)
+    # own_wrong = b(z:ext) + b(z:ext:self): with the column z:ext:self replaced by z:ext:self - z:ext,
+    # the coefficient of z:ext is that sum
+    x["z_loglik:external:self_authored"] -= x["z_loglik:external"]
+    xw = np.sqrt(mu * (1 - mu))[:, None] * x.to_numpy()
+    cov, dfs = _cr2(xw, (wrong["p_yes"].to_numpy() - mu) / np.sqrt(mu * (1 - mu)), groups)
+    j = list(x.columns).index("z_loglik:external")
+    half = stats.t.ppf(0.975, dfs[j]) * np.sqrt(cov[j, j])
+    row = t.loc["slope_change_own_wrong"]
+    assert row["ci_high"] - row["estimate"] == pytest.approx(half, rel=1e-5)
     # the paired shift by hand
     ow = a[a["self_authored"] & ~a["correct"]].pivot(index="candidate_id", columns="mode", values="p_yes")
     assert t.loc["p_yes_shift", "estimate"] == pytest.approx((ow["alternatives"] - ow["own_samples"]).mean())
