@@ -871,8 +871,8 @@ def _batched_branches(lm, contexts, branch_lists, memory_mb, batch_size, padding
 
     With ``share_root``, the leading tokens that every context shares (:func:`_root_length`: a
     judge's few-shot block and whatever its items' prompts share after it) are read once for the
-    whole call where the contexts take more than one batch (within a batch the rows share them
-    already), and every batch continues their cache (:class:`_Root`): the contexts are planned and
+    whole call where the batches would read them again (at least ``MIN_PREFIX_SAVING`` tokens more:
+    within a batch the rows share them already), and every batch continues their cache (:class:`_Root`): the contexts are planned and
     run as what follows the root. Batches whose rows are padded count the root's tokens in their
     width (each row holds a copy of its cache); packed rows hold none.
     """
@@ -880,7 +880,7 @@ def _batched_branches(lm, contexts, branch_lists, memory_mb, batch_size, padding
     plan = _plan(lm, contexts, branch_lists, token_budget, logit_budget, batch_size, prefix_trie)
     root = None
     r = _root_length(lm, contexts) if share_root else 0
-    if r and len(plan[0]) + len(plan[1]) > 1:
+    if r and (len(plan[0]) + len(plan[1]) - 1) * r >= MIN_PREFIX_SAVING:  # read once, not once a batch
         with torch.inference_mode(), inplace_mlp(lm):
             root = _read_root(lm, contexts[0][:r])
     if root is not None:
