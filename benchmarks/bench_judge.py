@@ -171,6 +171,26 @@ def _requests(prompts: pd.DataFrame) -> list[tuple[str, list[str]]]:
     return [(prefix, [prompts.prompt_suffix[i] for i in idx]) for prefix, idx in groups.items()]
 
 
+def tokens_run(lm, fn) -> tuple[int, int]:
+    """(forward passes, tokens they ran, pads included) while ``fn()`` runs: what a reader costs,
+    whatever the machine's load."""
+    from selfbias._logits import plain_head
+
+    module = lm.model.base_model if plain_head(lm) else lm.model
+    real, seen = module.forward, []
+
+    def spy(*args, **kwargs):
+        seen.append(kwargs["input_ids"].numel())
+        return real(*args, **kwargs)
+
+    module.forward = spy
+    try:
+        fn()
+    finally:
+        del module.forward  # back to the class's method
+    return len(seen), sum(seen)
+
+
 def shared_section(n_items: int, repeats: int, naive: bool = False) -> list[dict]:
     """Few-shot judge reads with the call's shared root (``next_token_logprobs(shared_prefix=True)``,
     the default) against the same reads without it (``shared_prefix=False``: every batch reads the
@@ -191,7 +211,7 @@ def shared_section(n_items: int, repeats: int, naive: bool = False) -> list[dict
             root = _common_prefix([token_ids(lm, p) for p, _ in requests])  # tokens every prompt starts with
             read = {flag: (lambda flag=flag: next_token_logprobs(lm, requests, select=first + second, top_k=5,
                                                                  shared_prefix=flag)) for flag in (False, True)}
-            read[True]()  # warm-up
+            passes = {flag: tokens_run(lm, read[flag]) for flag in (False, True)}  # (and the warm-up)
             times = {False: [], True: []}
             out = {}
             for _ in range(repeats):
@@ -202,21 +222,24 @@ def shared_section(n_items: int, repeats: int, naive: bool = False) -> list[dict
             d_p = max(abs(_p_first(a.selected, first, second, False) - _p_first(b.selected, first, second, False))
                       for a, b in pairs)
             d_lp = max(abs(a.selected[t] - b.selected[t]) for a, b in pairs for t in first + second)
-            row = dict(workload=f"{mode}, {shots}-shot", prompts=len(prompts), tokens=tokens, root=root,
+            row = dict(workload=f"{mode}, {shots}-shot", prompts=len(prompts), tokens=tokens, root=root, passes=passes,
                        t_unshared=min(times[False]), t_shared=min(times[True]), d_p=d_p, d_lp=d_lp)
             if naive:
                 row["t_naive"], _, _ = best_of(lambda: read_naive(lm, prompts, {"|".join(opts): (first, second)}), 1)
             rows.append(row)
             print(f"  {row['workload']}: {len(prompts)} prompts, {tokens} tokens, shared root {root} tokens; "
-                  f"unshared {_fmt(times[False])} s, shared {_fmt(times[True])} s", flush=True)
+                  f"unshared {_fmt(times[False])} s ({passes[False][0]} passes, {passes[False][1]} tokens run), "
+                  f"shared {_fmt(times[True])} s ({passes[True][0]} passes, {passes[True][1]} tokens run)", flush=True)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     print()
     print(f"== Judge reads sharing the call's leading tokens: one chunk of {n_items} items, SmolLM2-135M fp32 CPU, "
           f"{torch.get_num_threads()} threads, best of {repeats} (alternating) ==")
-    head = ["workload", "prompts", "tokens", "shared root", "unshared s", "shared s", "speed-up",
+    head = ["workload", "prompts", "tokens", "shared root", "passes / tokens run (unshared -> shared)",
+            "unshared s", "shared s", "speed-up",
             "max |dP(Yes)|", "max |d log p|"] + (["one prompt/forward s"] if naive else [])
-    print(table(head, [[r["workload"], r["prompts"], r["tokens"], r["root"], f"{r['t_unshared']:.2f}",
+    print(table(head, [[r["workload"], r["prompts"], r["tokens"], r["root"],
+                        "{} / {} -> {} / {}".format(*r["passes"][False], *r["passes"][True]), f"{r['t_unshared']:.2f}",
                         f"{r['t_shared']:.2f}", f"{r['t_unshared'] / r['t_shared']:.2f}x", f"{r['d_p']:.1e}",
                         f"{r['d_lp']:.1e}"] + ([f"{r['t_naive']:.2f}"] if naive else []) for r in rows]))
     return rows

@@ -38,6 +38,10 @@ reaches a sliding window, takes the two-pass path instead: every distinct contex
 batched; leading tokens that every context of a batch shares run once for the batch); its key/value
 cache is then gathered for each of its continuations, which run right-padded in a second pass.
 ``prefix_trie=False`` forces the two-pass path (the tests check both against a per-prefix reference).
+Next-token reads (:func:`next_token_logprobs`, the judge) whose every prompt starts with the same
+tokens (a few-shot block) and that take several batches read those tokens once for the call (a root)
+and every batch, on any path, continues a copy of its key/value cache at the positions after it;
+models with sliding-window layers read unshared (tests/test_shared_prefix.py).
 Logits are computed only at scored positions: the decoder runs without its head and
 :mod:`selfbias._logits` applies the output embedding to the kept positions a vocabulary block at a
 time (an online log-sum-exp, no [positions, vocabulary] table), so a 262k vocabulary costs one row
@@ -342,6 +346,33 @@ def _read_root(lm: LoadedModel, tokens: Sequence[int]) -> _Root | None:
     if not layers or any(type(layer) is not DynamicLayer for layer in layers):
         return None
     return _Root(len(tokens), cache)
+
+
+_ROOTS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # model -> (tokens, weights' state, _Root)
+
+
+def _weights_state(model) -> tuple:
+    """Changes whenever a weight is replaced or written in place (a training step, a loaded state)."""
+    return tuple((p.data_ptr(), p._version) for p in model.parameters())
+
+
+def _root(lm: LoadedModel, tokens: tuple[int, ...], read: bool) -> _Root | None:
+    """A root over ``tokens`` or their first ones: the one kept from an earlier call of this model
+    (the judge reads a chunk of items per call, each starting with the same few-shot block) while its
+    weights are unchanged, where its tokens begin ``tokens`` and a new read would not save
+    ``MIN_PREFIX_SAVING`` more; else read now when ``read`` (and kept, one root per model); else None."""
+    state = _weights_state(lm.model)
+    kept = _ROOTS.get(lm.model)
+    if kept is not None and kept[1] == state and tokens[:len(kept[0])] == kept[0] and (
+            not read or len(tokens) - len(kept[0]) < MIN_PREFIX_SAVING):
+        return kept[2]
+    if not read:
+        return None
+    with torch.inference_mode(), inplace_mlp(lm):
+        root = _read_root(lm, tokens)
+    if root is not None:
+        _ROOTS[lm.model] = (tokens, state, root)
+    return root
 
 
 def _fork(root: _Root, rows: int = 1):
@@ -872,7 +903,8 @@ def _batched_branches(lm, contexts, branch_lists, memory_mb, batch_size, padding
     With ``share_root``, the leading tokens that every context shares (:func:`_root_length`: a
     judge's few-shot block and whatever its items' prompts share after it) are read once for the
     whole call where the batches would read them again (at least ``MIN_PREFIX_SAVING`` tokens more:
-    within a batch the rows share them already), and every batch continues their cache (:class:`_Root`): the contexts are planned and
+    within a batch the rows share them already) or they are that long (kept for the model's next
+    call: the judge's next chunk of items, :func:`_root`), or an earlier call read them, and every batch continues their cache (:class:`_Root`): the contexts are planned and
     run as what follows the root. Batches whose rows are padded count the root's tokens in their
     width (each row holds a copy of its cache); packed rows hold none.
     """
@@ -880,10 +912,11 @@ def _batched_branches(lm, contexts, branch_lists, memory_mb, batch_size, padding
     plan = _plan(lm, contexts, branch_lists, token_budget, logit_budget, batch_size, prefix_trie)
     root = None
     r = _root_length(lm, contexts) if share_root else 0
-    if r and (len(plan[0]) + len(plan[1]) - 1) * r >= MIN_PREFIX_SAVING:  # read once, not once a batch
-        with torch.inference_mode(), inplace_mlp(lm):
-            root = _read_root(lm, contexts[0][:r])
+    if r:  # kept from an earlier call, or read now where the batches would read it again or it is long
+        worth = max(r, (len(plan[0]) + len(plan[1]) - 1) * r) >= MIN_PREFIX_SAVING
+        root = _root(lm, tuple(contexts[0][:r]), worth)
     if root is not None:
+        r = root.length
         contexts = [c[r:] for c in contexts]
         plan = _plan(lm, contexts, branch_lists, token_budget, logit_budget, batch_size, prefix_trie, r)
     trie_batches, two_pass_batches, packed = plan

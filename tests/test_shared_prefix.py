@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 import random
+import weakref
 
 import pandas as pd
 import pytest
@@ -81,7 +82,9 @@ def compare(shared, unshared, ref, first, second) -> tuple[float, float]:
 
 
 def spy_roots(monkeypatch) -> list[int]:
-    """Records the length of every root read (scoring._read_root) and whether it was kept."""
+    """Records the length of every root read (scoring._read_root; negative: refused); no root kept
+    from earlier tests."""
+    monkeypatch.setattr(scoring, "_ROOTS", weakref.WeakKeyDictionary())
     roots = []
     real = scoring._read_root
 
@@ -97,9 +100,8 @@ def spy_roots(monkeypatch) -> list[int]:
 @pytest.mark.parametrize("path", ["packed", "padded", "two_pass"])
 @pytest.mark.parametrize("batch_size,memory_mb", [(None, 1024), (1, 1024), (3, 1024), (None, 0.05)])
 def test_shared_root_matches_unshared_and_reference(tiny, monkeypatch, path, batch_size, memory_mb):
-    """Every path (packed trie rows, padded trie rows, the two-pass path), one batch (no root pass) or
-    many (batch size 1 and 3; a memory budget of a few rows), against the unshared read and the
-    reference."""
+    """Every path (packed trie rows, padded trie rows, the two-pass path), one batch or many (batch
+    size 1 and 3; a memory budget of a few rows), against the unshared read and the reference."""
     monkeypatch.setitem(scoring._PACKED, tiny.model, path == "packed")
     requests = judge_like_requests(tiny)
     first, second = [5, 7], [11, 13]
@@ -109,25 +111,44 @@ def test_shared_root_matches_unshared_and_reference(tiny, monkeypatch, path, bat
     shared = next_token_logprobs(tiny, requests, shared_prefix=True, **kwargs)
     unshared = next_token_logprobs(tiny, requests, shared_prefix=False, **kwargs)
     contexts = [token_ids(tiny, prefix) for prefix, _ in requests]
-    if batch_size is None and memory_mb == 1024:  # one batch: its rows share the block already
-        assert roots == []
-    else:  # read once, the whole block (and what the items share after it)
-        assert roots == [scoring._common_prefix(contexts)] and roots[0] > 60
+    # read once, the whole block (and what the items share after it)
+    assert roots == [scoring._common_prefix(contexts)] and roots[0] > 60
     worst, worst_p = compare(shared, unshared, reference(tiny, requests), first, second)
     assert worst <= TOL and worst_p <= P_TOL, (worst, worst_p)
 
 
 def test_root_only_where_it_pays(tiny, monkeypatch):
-    """One prompt, or prompts that fit in one batch (whose rows share their leading tokens already):
-    no root pass."""
+    """Prompts that fit in one batch (whose rows share their leading tokens already) and share fewer
+    than MIN_PREFIX_SAVING tokens: no root pass."""
     roots = spy_roots(monkeypatch)
-    (prefix, suffixes), *_ = judge_like_requests(tiny)
-    next_token_logprobs(tiny, [(prefix, suffixes)], select=[5])
+    short = judge_like_requests(tiny, block_words=5)
+    assert scoring._common_prefix([token_ids(tiny, p) for p, _ in short]) < scoring.MIN_PREFIX_SAVING
+    next_token_logprobs(tiny, short, select=[5])
     chat = [(tiny.tokenizer.apply_chat_template([{"role": "user", "content": q}], tokenize=False,
                                                 add_generation_prompt=True), [" Yes", ""])
             for q in ("Is 7 prime?", "Capital of Peru?", "What is 2 + 3?")]
     next_token_logprobs(tiny, chat, select=[5])
     assert roots == []
+
+
+def test_root_kept_across_calls_until_the_weights_change(tiny, monkeypatch):
+    """The judge reads a chunk of items per call: the next call with the same leading tokens reuses
+    the root, a change of weights reads it again."""
+    requests = judge_like_requests(tiny, seed=2)
+    first, second = [5, 7], [11, 13]
+    roots = spy_roots(monkeypatch)
+    several = next_token_logprobs(tiny, requests, select=first + second, top_k=5, batch_size=2)
+    assert len(roots) == 1 and roots[0] > 60
+    one_batch = next_token_logprobs(tiny, requests[:2], select=first + second, top_k=5)
+    unshared = next_token_logprobs(tiny, requests[:2], select=first + second, top_k=5, shared_prefix=False)
+    assert len(roots) == 1  # kept
+    worst, worst_p = compare(one_batch, unshared, reference(tiny, requests[:2]), first, second)
+    assert worst <= TOL and worst_p <= P_TOL, (worst, worst_p)
+    assert compare(several[:2], unshared, reference(tiny, requests[:2]), first, second)[0] <= TOL
+    with torch.no_grad():
+        tiny.model.model.norm.weight.mul_(1.0)  # written in place (the same values): read again
+    next_token_logprobs(tiny, requests, select=first + second, top_k=5, batch_size=2)
+    assert len(roots) == 2 and roots[1] == roots[0]
 
 
 @pytest.fixture(scope="module")
