@@ -52,6 +52,7 @@ from selfbias.judge import find_option_tokens, judge, judge_prompts  # noqa: E40
 from selfbias.models import load_model  # noqa: E402
 from selfbias.runs import RunStore  # noqa: E402
 from selfbias._batching import token_ids  # noqa: E402
+from selfbias import scoring  # noqa: E402
 from selfbias.scoring import _common_prefix, next_token_logprobs  # noqa: E402
 from selfbias.tasks import arithmetic_task, numeric_perturbations  # noqa: E402
 
@@ -192,14 +193,18 @@ def tokens_run(lm, fn) -> tuple[int, int]:
 
 
 def shared_section(n_items: int, repeats: int, naive: bool = False) -> list[dict]:
-    """Few-shot judge reads with the call's shared root (``next_token_logprobs(shared_prefix=True)``,
-    the default) against the same reads without it (``shared_prefix=False``: every batch reads the
+    """Few-shot judge reads with the shared root (``next_token_logprobs(shared_prefix=True)``, the
+    default) against the same reads without it (``shared_prefix=False``: every batch reads the
     few-shot block again), on zero-shot and 4-shot prompts, isolated and a list mode (alternatives,
     k=3, pooled design), one judge chunk of ``n_items`` items (the judge reads a chunk per call).
-    Times of the two readers alternate within each repeat; ratios are from this run only."""
+    Three readers: unshared; shared, first chunk (no root kept from an earlier call: it is read in
+    the call); shared, later chunk (the root kept from the previous call, as the judge's next chunk
+    of items with the same few-shot block finds it). They alternate within each repeat; ratios are
+    from this run only."""
     lm = load_model(MODEL)
     tmp = Path(tempfile.mkdtemp(prefix="bench_shared_"))
     rows = []
+    readers = ("unshared", "first", "later")
     try:
         build_run(tmp / "run", n_items, outside=3)
         for mode, shots in SHARED_WORKLOADS:
@@ -209,39 +214,47 @@ def shared_section(n_items: int, repeats: int, naive: bool = False) -> list[dict
             requests = _requests(prompts)
             tokens = sum(len(lm.tokenizer(p, add_special_tokens=False)["input_ids"]) for p in prompts.prompt)
             root = _common_prefix([token_ids(lm, p) for p, _ in requests])  # tokens every prompt starts with
-            read = {flag: (lambda flag=flag: next_token_logprobs(lm, requests, select=first + second, top_k=5,
-                                                                 shared_prefix=flag)) for flag in (False, True)}
-            passes = {flag: tokens_run(lm, read[flag]) for flag in (False, True)}  # (and the warm-up)
-            times = {False: [], True: []}
+
+            def read(name, requests=requests, first=first, second=second):
+                if name == "first":
+                    scoring._ROOTS.clear()  # nothing kept from an earlier call
+                return next_token_logprobs(lm, requests, select=first + second, top_k=5,
+                                           shared_prefix=name != "unshared")
+
+            passes = {name: tokens_run(lm, lambda name=name: read(name)) for name in readers}  # (and warm-up)
+            times: dict = {name: [] for name in readers}
             out = {}
             for _ in range(repeats):
-                for flag in (False, True):
-                    t, out[flag], _ = best_of(read[flag], 1)
-                    times[flag].append(t)
-            pairs = [(a, b) for ra, rb in zip(out[True], out[False]) for a, b in zip(ra, rb)]
+                for name in readers:
+                    t, out[name], _ = best_of(lambda name=name: read(name), 1)
+                    times[name].append(t)
+            pairs = [(a, b) for name in ("first", "later")
+                     for ra, rb in zip(out[name], out["unshared"]) for a, b in zip(ra, rb)]
             d_p = max(abs(_p_first(a.selected, first, second, False) - _p_first(b.selected, first, second, False))
                       for a, b in pairs)
             d_lp = max(abs(a.selected[t] - b.selected[t]) for a, b in pairs for t in first + second)
             row = dict(workload=f"{mode}, {shots}-shot", prompts=len(prompts), tokens=tokens, root=root, passes=passes,
-                       t_unshared=min(times[False]), t_shared=min(times[True]), d_p=d_p, d_lp=d_lp)
+                       t={name: min(times[name]) for name in readers}, d_p=d_p, d_lp=d_lp)
             if naive:
                 row["t_naive"], _, _ = best_of(lambda: read_naive(lm, prompts, {"|".join(opts): (first, second)}), 1)
             rows.append(row)
             print(f"  {row['workload']}: {len(prompts)} prompts, {tokens} tokens, shared root {root} tokens; "
-                  f"unshared {_fmt(times[False])} s ({passes[False][0]} passes, {passes[False][1]} tokens run), "
-                  f"shared {_fmt(times[True])} s ({passes[True][0]} passes, {passes[True][1]} tokens run)", flush=True)
+                  + "; ".join(f"{name} {_fmt(times[name])} s ({passes[name][0]} passes, {passes[name][1]} tokens run)"
+                              for name in readers), flush=True)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     print()
-    print(f"== Judge reads sharing the call's leading tokens: one chunk of {n_items} items, SmolLM2-135M fp32 CPU, "
+    print(f"== Judge reads sharing the leading tokens: one chunk of {n_items} items, SmolLM2-135M fp32 CPU, "
           f"{torch.get_num_threads()} threads, best of {repeats} (alternating) ==")
-    head = ["workload", "prompts", "tokens", "shared root", "passes / tokens run (unshared -> shared)",
-            "unshared s", "shared s", "speed-up",
+    head = ["workload", "prompts", "tokens", "shared root", "tokens run: unshared / first / later chunk",
+            "unshared s", "first chunk s", "later chunk s", "speed-up first / later",
             "max |dP(Yes)|", "max |d log p|"] + (["one prompt/forward s"] if naive else [])
     print(table(head, [[r["workload"], r["prompts"], r["tokens"], r["root"],
-                        "{} / {} -> {} / {}".format(*r["passes"][False], *r["passes"][True]), f"{r['t_unshared']:.2f}",
-                        f"{r['t_shared']:.2f}", f"{r['t_unshared'] / r['t_shared']:.2f}x", f"{r['d_p']:.1e}",
-                        f"{r['d_lp']:.1e}"] + ([f"{r['t_naive']:.2f}"] if naive else []) for r in rows]))
+                        " / ".join(str(r["passes"][name][1]) for name in readers)]
+                       + [f"{r['t'][name]:.2f}" for name in readers]
+                       + [f"{r['t']['unshared'] / r['t']['first']:.2f}x / {r['t']['unshared'] / r['t']['later']:.2f}x",
+                          f"{r['d_p']:.1e}", f"{r['d_lp']:.1e}"]
+                       + ([f"{r['t_naive']:.2f}"] if naive else []) for r in rows]))
     return rows
 
 
