@@ -351,9 +351,14 @@ def _read_root(lm: LoadedModel, tokens: Sequence[int]) -> _Root | None:
 _ROOTS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # model -> (tokens, weights' state, _Root)
 
 
-def _weights_state(model) -> tuple:
-    """Changes whenever a weight is replaced or written in place (a training step, a loaded state)."""
-    return tuple((p.data_ptr(), p._version) for p in model.parameters())
+def _weights_state(model) -> tuple | None:
+    """Changes whenever a weight is replaced or written in place (a training step, a loaded state);
+    None where the weights keep no version counter (made under ``torch.inference_mode``): then no
+    root is kept across calls."""
+    try:
+        return tuple((p.data_ptr(), p._version) for p in model.parameters())
+    except RuntimeError:
+        return None
 
 
 def _root(lm: LoadedModel, tokens: tuple[int, ...], read: bool) -> _Root | None:
@@ -363,14 +368,14 @@ def _root(lm: LoadedModel, tokens: tuple[int, ...], read: bool) -> _Root | None:
     ``MIN_PREFIX_SAVING`` more; else read now when ``read`` (and kept, one root per model); else None."""
     state = _weights_state(lm.model)
     kept = _ROOTS.get(lm.model)
-    if kept is not None and kept[1] == state and tokens[:len(kept[0])] == kept[0] and (
+    if kept is not None and state is not None and kept[1] == state and tokens[:len(kept[0])] == kept[0] and (
             not read or len(tokens) - len(kept[0]) < MIN_PREFIX_SAVING):
         return kept[2]
     if not read:
         return None
     with torch.inference_mode(), inplace_mlp(lm):
         root = _read_root(lm, tokens)
-    if root is not None:
+    if root is not None and state is not None:
         _ROOTS[lm.model] = (tokens, state, root)
     return root
 

@@ -261,3 +261,12 @@ def test_smollm2_few_shot_judge_reads(smollm2, tmp_path, monkeypatch):
     worst, _ = compare([r[:1] for r in shared], [r[:1] for r in unshared],
                        reference(smollm2, [(prefix, suffixes[:1]) for prefix, suffixes in requests]), first, second)
     assert worst <= TOL and worst_p <= P_TOL, (worst, worst_p)
+
+
+def test_weights_without_version_counters_keep_no_root():
+    """Weights made under torch.inference_mode keep no version counter: nothing tells a change of them,
+    so no root is kept across calls (it is still read within a call)."""
+    with torch.inference_mode():
+        frozen = torch.nn.Linear(2, 2)
+    assert scoring._weights_state(frozen) is None
+    assert scoring._weights_state(torch.nn.Linear(2, 2)) is not None
