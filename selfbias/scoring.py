@@ -1154,9 +1154,10 @@ def next_token_logprobs(
     shared_prefix : bool, default True
         Read the leading tokens common to every prompt once for the call (where they are at least
         ``MIN_SHARED_PREFIX`` tokens and save ``MIN_PREFIX_SAVING``, on models whose every layer
-        attends to the whole sequence; sliding-window models read unshared). The numbers are those
-        of the unshared read to float rounding (tests: ``p_yes`` within 1e-5, log-probs within
-        1e-4 in float32).
+        attends to the whole sequence; sliding-window models read unshared). Their key/value cache
+        is kept, one per model, for the next call starting with them (the judge's next chunk of
+        items) while the model's weights are unchanged. The numbers are those of the unshared read
+        to float rounding (tests: ``p_yes`` within 1e-5, log-probs within 1e-4 in float32).
 
     Returns
     -------
