@@ -20,6 +20,14 @@ Three ways of reading the same prompts (built once with ``selfbias.judge.judge_p
 
 Figures: judgments/s of each, the speed-up of (a) and (b) over (c), and the largest |P(Yes)| difference
 between the judge's table and (c).
+
+Shared root (``--shared`` runs only this section): one judge chunk (16 items, ``--items``) read with
+``next_token_logprobs`` as the judge calls it, with the leading tokens every prompt shares (the
+few-shot block) read once for the call (``shared_prefix=True``, the default) and without
+(``shared_prefix=False``: each batch reads them again), on four workloads: isolated and
+alternatives (k=3, pooled design, three outside perturbations per item), zero-shot and 4-shot. The two
+readers alternate within each repeat; printed: times, the ratio, and the largest |P(Yes)| and
+log-prob differences between them (``--naive`` adds one forward per whole prompt).
 """
 
 from __future__ import annotations
@@ -43,7 +51,9 @@ import torch  # noqa: E402
 from selfbias.judge import find_option_tokens, judge, judge_prompts  # noqa: E402
 from selfbias.models import load_model  # noqa: E402
 from selfbias.runs import RunStore  # noqa: E402
-from selfbias.scoring import next_token_logprobs  # noqa: E402
+from selfbias._batching import token_ids  # noqa: E402
+from selfbias import scoring  # noqa: E402
+from selfbias.scoring import _common_prefix, next_token_logprobs  # noqa: E402
 from selfbias.tasks import arithmetic_task, numeric_perturbations  # noqa: E402
 
 MODEL = "smollm2-135m"
@@ -54,17 +64,20 @@ K = 3
 # ------------------------------------------------------------------------------------- workload
 
 
-def build_run(path: Path, n_items: int) -> None:
-    """A finished run with items, candidates and generations (no model involved)."""
+def build_run(path: Path, n_items: int, outside: int = 0) -> None:
+    """A finished run with items, candidates and generations (no model involved); ``outside``: that
+    many more perturbations the model did not write (an outside pool for the ``alternatives`` list)."""
     task = arithmetic_task("mixed", n=n_items, seed=0)
     store = RunStore.open(path, {"models": [{"name": MODEL}], "task": {"name": task.name}, "bench": "judge"})
     cands, gens = [], []
     for item in task.items:
         ref = item.references[0]
-        wrong = numeric_perturbations(ref)[:3]
+        perts = numeric_perturbations(ref, 3 + outside)
+        wrong = perts[:3]
         greedy, samples = wrong[0], [wrong[1], ref, wrong[2]]
         entries = ([(greedy, "own_greedy", MODEL)] + [(s, "own_sample", MODEL) for s in samples]
-                   + [(ref, "reference", "dataset")] + [(w, "perturbation", "perturbation") for w in wrong])
+                   + [(ref, "reference", "dataset")]
+                   + [(w, "perturbation", "perturbation") for w in wrong + perts[3:3 + outside]])
         merged: dict[str, dict] = {}
         for text, source, author in entries:
             row = merged.setdefault(text, {"sources": [], "authors": []})
@@ -145,6 +158,106 @@ def run_judge(lm, template: Path, work: Path) -> pd.DataFrame:
     return judge(work, modes=MODES, k=K, models={MODEL: lm}, progress=False).judgments
 
 
+# ------------------------------------------------------- shared root: few-shot block read once a call
+
+
+SHARED_WORKLOADS = (("isolated", 0), ("isolated", 4), ("alternatives", 0), ("alternatives", 4))
+
+
+def _requests(prompts: pd.DataFrame) -> list[tuple[str, list[str]]]:
+    """The judge's requests for one chunk: one per distinct prefix (selfbias.judge._read_verdicts)."""
+    groups: dict[str, list[int]] = {}
+    for i, prefix in enumerate(prompts.prompt_prefix):
+        groups.setdefault(prefix, []).append(i)
+    return [(prefix, [prompts.prompt_suffix[i] for i in idx]) for prefix, idx in groups.items()]
+
+
+def tokens_run(lm, fn) -> tuple[int, int]:
+    """(forward passes, tokens they ran, pads included) while ``fn()`` runs: what a reader costs,
+    whatever the machine's load."""
+    from selfbias._logits import plain_head
+
+    module = lm.model.base_model if plain_head(lm) else lm.model
+    real, seen = module.forward, []
+
+    def spy(*args, **kwargs):
+        seen.append(kwargs["input_ids"].numel())
+        return real(*args, **kwargs)
+
+    module.forward = spy
+    try:
+        fn()
+    finally:
+        del module.forward  # back to the class's method
+    return len(seen), sum(seen)
+
+
+def shared_section(n_items: int, repeats: int, naive: bool = False) -> list[dict]:
+    """Few-shot judge reads with the shared root (``next_token_logprobs(shared_prefix=True)``, the
+    default) against the same reads without it (``shared_prefix=False``: every batch reads the
+    few-shot block again), on zero-shot and 4-shot prompts, isolated and a list mode (alternatives,
+    k=3, pooled design), one judge chunk of ``n_items`` items (the judge reads a chunk per call).
+    Three readers: unshared; shared, first chunk (no root kept from an earlier call: it is read in
+    the call); shared, later chunk (the root kept from the previous call, as the judge's next chunk
+    of items with the same few-shot block finds it). They alternate within each repeat; ratios are
+    from this run only."""
+    lm = load_model(MODEL)
+    tmp = Path(tempfile.mkdtemp(prefix="bench_shared_"))
+    rows = []
+    readers = ("unshared", "first", "later")
+    try:
+        build_run(tmp / "run", n_items, outside=3)
+        for mode, shots in SHARED_WORKLOADS:
+            prompts = judge_prompts(tmp / "run", lm, mode, k=K, few_shot=shots, list_design="pooled")
+            (opts,) = {tuple(o) for o in prompts.options}
+            first, second = find_option_tokens(lm.tokenizer, opts[0]), find_option_tokens(lm.tokenizer, opts[1])
+            requests = _requests(prompts)
+            tokens = sum(len(lm.tokenizer(p, add_special_tokens=False)["input_ids"]) for p in prompts.prompt)
+            root = _common_prefix([token_ids(lm, p) for p, _ in requests])  # tokens every prompt starts with
+
+            def read(name, requests=requests, first=first, second=second):
+                if name == "first":
+                    scoring._ROOTS.clear()  # nothing kept from an earlier call
+                return next_token_logprobs(lm, requests, select=first + second, top_k=5,
+                                           shared_prefix=name != "unshared")
+
+            passes = {name: tokens_run(lm, lambda name=name: read(name)) for name in readers}  # (and warm-up)
+            times: dict = {name: [] for name in readers}
+            out = {}
+            for _ in range(repeats):
+                for name in readers:
+                    t, out[name], _ = best_of(lambda name=name: read(name), 1)
+                    times[name].append(t)
+            pairs = [(a, b) for name in ("first", "later")
+                     for ra, rb in zip(out[name], out["unshared"]) for a, b in zip(ra, rb)]
+            d_p = max(abs(_p_first(a.selected, first, second, False) - _p_first(b.selected, first, second, False))
+                      for a, b in pairs)
+            d_lp = max(abs(a.selected[t] - b.selected[t]) for a, b in pairs for t in first + second)
+            row = dict(workload=f"{mode}, {shots}-shot", prompts=len(prompts), tokens=tokens, root=root, passes=passes,
+                       t={name: min(times[name]) for name in readers}, d_p=d_p, d_lp=d_lp)
+            if naive:
+                row["t_naive"], _, _ = best_of(lambda: read_naive(lm, prompts, {"|".join(opts): (first, second)}), 1)
+            rows.append(row)
+            print(f"  {row['workload']}: {len(prompts)} prompts, {tokens} tokens, shared root {root} tokens; "
+                  + "; ".join(f"{name} {_fmt(times[name])} s ({passes[name][0]} passes, {passes[name][1]} tokens run)"
+                              for name in readers), flush=True)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    print()
+    print(f"== Judge reads sharing the leading tokens: one chunk of {n_items} items, SmolLM2-135M fp32 CPU, "
+          f"{torch.get_num_threads()} threads, best of {repeats} (alternating) ==")
+    head = ["workload", "prompts", "tokens", "shared root", "tokens run: unshared / first / later chunk",
+            "unshared s", "first chunk s", "later chunk s", "speed-up first / later",
+            "max |dP(Yes)|", "max |d log p|"] + (["one prompt/forward s"] if naive else [])
+    print(table(head, [[r["workload"], r["prompts"], r["tokens"], r["root"],
+                        " / ".join(str(r["passes"][name][1]) for name in readers)]
+                       + [f"{r['t'][name]:.2f}" for name in readers]
+                       + [f"{r['t']['unshared'] / r['t']['first']:.2f}x / {r['t']['unshared'] / r['t']['later']:.2f}x",
+                          f"{r['d_p']:.1e}", f"{r['d_lp']:.1e}"]
+                       + ([f"{r['t_naive']:.2f}"] if naive else []) for r in rows]))
+    return rows
+
+
 # ------------------------------------------------------------------------------------------ main
 
 
@@ -211,6 +324,9 @@ def main(argv=None) -> int:
     parser.add_argument("--quick", action="store_true", help="6 items instead of 16")
     parser.add_argument("--items", type=int, default=None, help="number of arithmetic items")
     parser.add_argument("--repeats", type=int, default=2, help="timed runs per measurement, best reported")
+    parser.add_argument("--shared", action="store_true",
+                        help="only the shared-root section (few-shot judge reads, shared vs unshared)")
+    parser.add_argument("--naive", action="store_true", help="shared-root section: also one prompt per forward")
     parser.add_argument("--threads", type=int, default=None,
                         help="torch threads (on a shared machine 1 thread can be much faster than 2)")
     args = parser.parse_args(argv)
@@ -219,7 +335,10 @@ def main(argv=None) -> int:
     n_items = args.items or (6 if args.quick else 16)
     started = time.perf_counter()
     print(f"bench_judge  {datetime.datetime.now():%Y-%m-%d %H:%M}  {machine()}")
-    judge_section(n_items, args.repeats)
+    if not args.shared:
+        judge_section(n_items, args.repeats)
+    print()
+    shared_section(args.items or 16, args.repeats, args.naive)
     print(f"\ntotal benchmark time {time.perf_counter() - started:.0f} s")
     return 0
 

@@ -54,8 +54,10 @@ class TrieLayout:
     spans : tuple of (start, end)
         Each row's positions ``[start, end)`` in the packed sequence, after the prefix.
     masks : tuple of torch.Tensor
-        Each row's additive mask ``[1, 1, end - start, prefix + end - start]`` over (prefix, row) keys:
-        0 where a node sees the key (the prefix, itself and its ancestors), the dtype's minimum elsewhere.
+        Each row's additive mask ``[1, 1, end - start, c + prefix + end - start]`` over (cached, prefix,
+        row) keys, ``c`` the positions held in a key/value cache before the sequence (0 without one):
+        0 where a node sees the key (the cached positions, the prefix, itself and its ancestors), the
+        dtype's minimum elsewhere.
     """
 
     prefix: int
@@ -73,7 +75,8 @@ def trie_attention(module: torch.nn.Module, query: torch.Tensor, key: torch.Tens
     query : torch.Tensor
         ``[1, H, N, d]`` after the rotary embedding.
     key, value : torch.Tensor
-        ``[1, Hkv, N, d]`` (grouped-query attention: H a multiple of Hkv).
+        ``[1, Hkv, c + N, d]`` (grouped-query attention: H a multiple of Hkv): ``c`` positions from a
+        key/value cache (seen by every query), then the sequence's own.
     attention_mask
         Ignored with a ``trie`` (the rows' masks are in it).
     trie : TrieLayout or None
@@ -91,16 +94,20 @@ def trie_attention(module: torch.nn.Module, query: torch.Tensor, key: torch.Tens
     if unsupported or dropout:
         raise NotImplementedError(f"trie attention does not take {unsupported or 'dropout'}")
     gqa = query.shape[1] != key.shape[1]
+    # Keys before the first query come from a key/value cache (a shared root read in an earlier pass,
+    # see selfbias.scoring): every position sees them, and query i is key c + i.
+    c = key.shape[2] - query.shape[2]
     p = trie.prefix
     out = query.new_empty((1, query.shape[2], query.shape[1], query.shape[3]))
     if p:
-        o = F.scaled_dot_product_attention(query[:, :, :p], key[:, :, :p], value[:, :, :p], is_causal=True,
-                                           scale=scaling, enable_gqa=gqa)
+        seen = torch.ones((p, c + p), dtype=torch.bool, device=query.device).tril(c) if c else None
+        o = F.scaled_dot_product_attention(query[:, :, :p], key[:, :, :c + p], value[:, :, :c + p], attn_mask=seen,
+                                           is_causal=not c, scale=scaling, enable_gqa=gqa)
         out[:, :p] = o.transpose(1, 2)
     for (start, end), mask in zip(trie.spans, trie.masks):
-        k, v = key[:, :, start:end], value[:, :, start:end]
-        if p:  # the row's keys: the shared prefix, then its own nodes
-            k, v = torch.cat([key[:, :, :p], k], 2), torch.cat([value[:, :, :p], v], 2)
+        k, v = key[:, :, c + start:c + end], value[:, :, c + start:c + end]
+        if c + p:  # the row's keys: the cached root and the shared prefix, then its own nodes
+            k, v = torch.cat([key[:, :, :c + p], k], 2), torch.cat([value[:, :, :c + p], v], 2)
         o = F.scaled_dot_product_attention(query[:, :, start:end], k, v, attn_mask=mask, scale=scaling,
                                            enable_gqa=gqa)
         out[:, start:end] = o.transpose(1, 2)

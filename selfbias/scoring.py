@@ -39,6 +39,10 @@ reaches a sliding window, takes the two-pass path instead: every distinct contex
 batched; leading tokens that every context of a batch shares run once for the batch); its key/value
 cache is then gathered for each of its continuations, which run right-padded in a second pass.
 ``prefix_trie=False`` forces the two-pass path (the tests check both against a per-prefix reference).
+Next-token reads (:func:`next_token_logprobs`, the judge) whose every prompt starts with the same
+tokens (a few-shot block) and that take several batches read those tokens once for the call (a root)
+and every batch, on any path, continues a copy of its key/value cache at the positions after it;
+models with sliding-window layers read unshared (tests/test_shared_prefix.py).
 Logits are computed only at scored positions: the decoder runs without its head and
 :mod:`selfbias._logits` applies the output embedding to the kept positions a vocabulary block at a
 time (an online log-sum-exp, no [positions, vocabulary] table), so a 262k vocabulary costs one row
@@ -49,6 +53,7 @@ fewer fresh activation tensors).
 
 from __future__ import annotations
 
+import copy
 import weakref
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
@@ -185,37 +190,131 @@ def _shared_prefix_length(lm: LoadedModel, contexts: Sequence[Sequence[int]]) ->
     return _prefix_pass_length(contexts, len(contexts))
 
 
-def forward_contexts_shared(lm: LoadedModel, contexts: Sequence[Sequence[int]], shared: int):
+@dataclass(frozen=True)
+class _Root:
+    """The leading tokens that every context of a call shares (a judge's few-shot block), read once
+    (:func:`_read_root`): how many, and their key/value cache (batch 1), never written to: every pass
+    that continues it works on a :func:`_fork`."""
+
+    length: int
+    cache: object
+
+
+def _full_attention(lm: LoadedModel) -> bool:
+    """Whether every layer attends to the whole sequence (no sliding window), so that a cache of
+    leading tokens stands for them at any later position."""
+    config = lm.model.config.get_text_config()
+    types = getattr(config, "layer_types", None)
+    if types:
+        return all(t == "full_attention" for t in types)
+    return not getattr(config, "sliding_window", None) or getattr(config, "use_sliding_window", True) is False
+
+
+def _root_length(lm: LoadedModel, contexts: Sequence[Sequence[int]]) -> int:
+    """Leading tokens common to every context of a call, worth reading once for the whole call
+    (:func:`_prefix_pass_length`); 0 for a model with sliding-window layers (their cache keeps only a
+    window and is not shared)."""
+    if len(contexts) < 2 or not _full_attention(lm):
+        return 0
+    return _prefix_pass_length(contexts, len(contexts))
+
+
+def _read_root(lm: LoadedModel, tokens: Sequence[int]) -> _Root | None:
+    """One pass over ``tokens`` for its cache; None (read unshared) unless every layer's cache is a
+    plain growing key/value cache, the one kind :func:`_fork` may copy by reference."""
+    from transformers.cache_utils import DynamicLayer
+
+    _, cache = forward_kept(lm, None, input_ids=torch.tensor([list(tokens)], device=lm.device), use_cache=True)
+    layers = getattr(cache, "layers", None)
+    if not layers or any(type(layer) is not DynamicLayer for layer in layers):
+        return None
+    return _Root(len(tokens), cache)
+
+
+_ROOTS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # model -> (tokens, weights' state, _Root)
+
+
+def _weights_state(model) -> tuple | None:
+    """Changes whenever a weight is replaced or written in place (a training step, a loaded state);
+    None where the weights keep no version counter (made under ``torch.inference_mode``): then no
+    root is kept across calls."""
+    try:
+        return tuple((p.data_ptr(), p._version) for p in model.parameters())
+    except RuntimeError:
+        return None
+
+
+def _root(lm: LoadedModel, tokens: tuple[int, ...], read: bool) -> _Root | None:
+    """A root over ``tokens`` or their first ones: the one kept from an earlier call of this model
+    (the judge reads a chunk of items per call, each starting with the same few-shot block) while its
+    weights are unchanged, where its tokens begin ``tokens`` and a new read would not save
+    ``MIN_PREFIX_SAVING`` more; else read now when ``read`` (and kept, one root per model); else None."""
+    state = _weights_state(lm.model)
+    kept = _ROOTS.get(lm.model)
+    if kept is not None and state is not None and kept[1] == state and tokens[:len(kept[0])] == kept[0] and (
+            not read or len(tokens) - len(kept[0]) < MIN_PREFIX_SAVING):
+        return kept[2]
+    if not read:
+        return None
+    with torch.inference_mode(), inplace_mlp(lm):
+        root = _read_root(lm, tokens)
+    if root is not None and state is not None:
+        _ROOTS[lm.model] = (tokens, state, root)
+    return root
+
+
+def _fork(root: _Root, rows: int = 1):
+    """A cache holding ``root``'s keys and values for ``rows`` rows, that a pass may extend.
+
+    A growing layer replaces its tensors when it is extended or its rows are selected (never writes
+    into them), so copying the layer objects is enough: ``root`` stays as it is for the next fork."""
+    cache = copy.copy(root.cache)
+    cache.layers = [copy.copy(layer) for layer in root.cache.layers]
+    if rows != 1:
+        device = cache.layers[0].keys.device
+        cache.batch_select_indices(torch.zeros(rows, dtype=torch.long, device=device))
+    return cache
+
+
+def forward_contexts_shared(lm: LoadedModel, contexts: Sequence[Sequence[int]], shared: int,
+                            root: _Root | None = None):
     """Like :func:`forward_contexts` (with ``kept=True``), running the ``shared`` common leading tokens once::
 
         pass 1 (batch 1)   [s0 .. s(p-1)]                      cache copied to every row
         pass 2 (batch B)   [s0 .. s(p-1) | t0 t1 t2 pad pad]   each row's own tail, right-padded
+
+    With a ``root`` (:class:`_Root`), the contexts are what follows it: every pass continues its
+    cache at position ``root.length`` (``shared`` may then be 0: no pass 1).
     """
-    prefix = torch.tensor([list(contexts[0][:shared])], device=lm.device)
-    _, cache = forward_kept(lm, None, input_ids=prefix, use_cache=True)
-    cache.batch_select_indices(torch.zeros(len(contexts), dtype=torch.long, device=lm.device))
+    r, n = (root.length if root else 0), len(contexts)
+    cache = _fork(root) if root else None
+    if shared:
+        prefix = torch.tensor([list(contexts[0][:shared])], device=lm.device)
+        positions = r + torch.arange(shared, device=lm.device)[None, :]
+        _, cache = forward_kept(lm, None, input_ids=prefix, position_ids=positions, cache=cache, use_cache=True)
+    cache.batch_select_indices(torch.zeros(n, dtype=torch.long, device=lm.device))
     ids, tail_mask = right_pad([c[shared:] for c in contexts], lm.tokenizer.pad_token_id, lm.device)
     lengths = tail_mask.sum(-1)
     last = torch.zeros_like(tail_mask, dtype=torch.bool)
-    last[torch.arange(len(contexts)), lengths - 1] = True
-    mask = torch.cat([torch.ones((len(contexts), shared), dtype=torch.long, device=lm.device), tail_mask], 1)
-    positions = shared + torch.arange(ids.shape[1], device=lm.device)[None, :].expand_as(ids)
+    last[torch.arange(n), lengths - 1] = True
+    mask = torch.cat([torch.ones((n, r + shared), dtype=torch.long, device=lm.device), tail_mask], 1)
+    positions = r + shared + torch.arange(ids.shape[1], device=lm.device)[None, :].expand_as(ids)
     kept, cache = forward_kept(lm, last, input_ids=ids, attention_mask=mask, position_ids=positions, cache=cache,
                                use_cache=True)
-    return kept, cache, mask, shared + lengths
+    return kept, cache, mask, r + shared + lengths
 
 
 def _run_branches(lm: LoadedModel, contexts: Sequence[Sequence[int]], branches: Sequence[_Branch],
-                  padding_side: str = "left") -> tuple[Kept, list[torch.Tensor]]:
+                  padding_side: str = "left", root: _Root | None = None) -> tuple[Kept, list[torch.Tensor]]:
     """Two passes: contexts, then branches on their gathered cache.
 
     Returns the kept positions of both passes and, per branch, the indices of its positions in
     them: n_tokens positions for "continuation" (the context's last, then x0..x(n-2)), the last one
-    for "next".
+    for "next". With a ``root``, the contexts are what follows it (:func:`forward_contexts_shared`).
     """
     shared = _shared_prefix_length(lm, contexts)
-    if shared:
-        last, cache, ctx_mask, ctx_len = forward_contexts_shared(lm, contexts, shared)
+    if shared or root:
+        last, cache, ctx_mask, ctx_len = forward_contexts_shared(lm, contexts, shared, root)
     else:
         last, cache, ctx_mask, ctx_len = forward_contexts(lm, contexts, padding_side, kept=True)
     # Tokens to feed after the context: a continuation needs predictions for x1..x(n-1) (x0 comes from
@@ -368,9 +467,9 @@ def _group_size(context, branches) -> int:
     return _new_nodes(_Row([], [], {}, []), _sequences(context, branches))
 
 
-def _trie_fits(lm: LoadedModel, context, branches, row_tokens: int, size: int | None = None) -> bool:
+def _trie_fits(lm: LoadedModel, context, branches, row_tokens: int, size: int | None = None, offset: int = 0) -> bool:
     """Whether one context and its branches run in the trie pass (alone they fill at most one row;
-    ``size``: their :func:`_group_size`, when known).
+    ``size``: their :func:`_group_size`, when known; ``offset``: tokens before ``context``, held in a cache).
 
     Position ids are depths, so a sliding-window model is exact here only while every sequence is
     shorter than its window (then the window masks nothing).
@@ -379,7 +478,7 @@ def _trie_fits(lm: LoadedModel, context, branches, row_tokens: int, size: int | 
     if (_group_size(context, branches) if size is None else size) > row_tokens:
         return False
     window = getattr(lm.model.config.get_text_config(), "sliding_window", None)
-    return not (window and max(len(q) for q, _, _ in seqs) >= window)
+    return not (window and offset + max(len(q) for q, _, _ in seqs) >= window)
 
 
 def _allowed(parents: Sequence[Sequence[int]], width: int, offsets: Sequence[int], prefix: int = 0) -> torch.Tensor:
@@ -447,13 +546,14 @@ def _count_rows(sizes: Sequence[int], shared: Sequence[int], cap: int, max_batch
 
 
 def _trie_batches(lm, contexts, branch_lists, groups, token_budget, logit_budget, max_batch, row_tokens,
-                  full_only: bool = False, sizes: dict | None = None):
+                  full_only: bool = False, sizes: dict | None = None, extra: int = 0):
     """Pack ``groups`` into rows (contexts sorted so that shared prefixes meet) and rows into batches.
 
     Rows are balanced: the smallest node cap that needs no more rows than ``row_tokens`` does, so
     that the rows of a batch have about the same width and padding them costs little (next-fit
     never needs more rows for a larger cap, so a bisection finds it).
-    ``sizes``: each group's :func:`_group_size`, when known.
+    ``sizes``: each group's :func:`_group_size`, when known; ``extra``: cached tokens every row
+    holds besides its nodes (a root copied to padded rows), counted in its width.
     Yields lists of (row, {group: [(node path, first kept, last kept + 1) per branch]}).
     """
     order = sorted(groups, key=lambda g: contexts[g])
@@ -482,7 +582,7 @@ def _trie_batches(lm, contexts, branch_lists, groups, token_budget, logit_budget
 
     def fits(first: int, end: int) -> bool:  # rows[first:end] as one batch
         return end - first == 1 or (
-            (end - first) * max(len(row.tokens) for row, _ in rows[first:end]) <= token_budget
+            (end - first) * (extra + max(len(row.tokens) for row, _ in rows[first:end])) <= token_budget
             and sum(kept[first:end]) <= logit_budget
             and not (max_batch and sum(len(row.groups) for row, _ in rows[first:end]) > max_batch))
 
@@ -545,7 +645,7 @@ def _kept_columns(batch, bases: Sequence[int], p: int, n_columns: int
     return keep, items
 
 
-def _run_trie(lm: LoadedModel, batch, padding_side: str, prefix: Sequence[int] = ()
+def _run_trie(lm: LoadedModel, batch, padding_side: str, prefix: Sequence[int] = (), root: _Root | None = None
               ) -> tuple[Kept, list[tuple[int, list[torch.Tensor]]]]:
     """One forward over packed rows; returns the kept positions and, per group, the indices of each
     of its branches' positions in them.
@@ -556,8 +656,11 @@ def _run_trie(lm: LoadedModel, batch, padding_side: str, prefix: Sequence[int] =
         pass 1 (batch 1)   [s0 .. s(p-1)]
         pass 2 (batch B)   [s0 .. s(p-1) | row 0's other nodes     ]   every node sees the prefix,
                            [s0 .. s(p-1) | pad pad row 1's nodes   ]   then its ancestors in its row
+
+    With a ``root`` (:class:`_Root`), the rows' contexts are what follows it: the passes continue
+    its cache, every position ``root.length`` further on.
     """
-    p = len(prefix)
+    p, r = len(prefix), (root.length if root else 0)
     rows = [row for row, _ in batch]
     width = max(len(r.tokens) for r in rows) - p
     offsets = [width - (len(r.tokens) - p) if padding_side == "left" else 0 for r in rows]
@@ -567,20 +670,23 @@ def _run_trie(lm: LoadedModel, batch, padding_side: str, prefix: Sequence[int] =
     for b, (row, off) in enumerate(zip(rows, offsets)):
         tokens, depths, row_parents = _after_prefix(row, p)
         ids[b, off:off + len(tokens)] = torch.tensor(tokens)
-        positions[b, off:off + len(tokens)] = torch.tensor(depths)
+        positions[b, off:off + len(tokens)] = r + torch.tensor(depths)
         parents.append(row_parents)
     keep, items = _kept_columns(batch, [b * width + off for b, off in enumerate(offsets)], p, len(rows) * width)
-    cache = None
+    cache = _fork(root) if root else None
     if p:
-        _, cache = forward_kept(lm, None, input_ids=torch.tensor([list(prefix)], device=lm.device), use_cache=True)
+        _, cache = forward_kept(lm, None, input_ids=torch.tensor([list(prefix)], device=lm.device),
+                                position_ids=r + torch.arange(p, device=lm.device)[None, :], cache=cache,
+                                use_cache=True)
+    if cache is not None:
         cache.batch_select_indices(torch.zeros(len(rows), dtype=torch.long, device=lm.device))
     kept, _ = forward_kept(lm, keep.view(len(rows), width).to(lm.device), input_ids=ids.to(lm.device),
-                           attention_mask=_tree_masks(lm, parents, width, offsets, p),
+                           attention_mask=_tree_masks(lm, parents, width, offsets, r + p),
                            position_ids=positions.to(lm.device), cache=cache, use_cache=cache is not None)
     return kept, items
 
 
-def _run_packed(lm: LoadedModel, batch, prefix: Sequence[int] = ()
+def _run_packed(lm: LoadedModel, batch, prefix: Sequence[int] = (), root: _Root | None = None
                 ) -> tuple[Kept, list[tuple[int, list[torch.Tensor]]]]:
     """:func:`_run_trie` without padding: the rows laid end to end in one sequence, the shared
     ``prefix`` once at its start, each row attending to the prefix and its own trie
@@ -588,23 +694,27 @@ def _run_packed(lm: LoadedModel, batch, prefix: Sequence[int] = ()
 
         packed (batch 1)   [s0 .. s(p-1) | row 0's other nodes | row 1's other nodes | ...]
 
+    With a ``root`` (:class:`_Root`), the rows' contexts are what follows it: the pass continues its
+    cache (every node sees it), every position ``root.length`` further on.
+
     Returns what :func:`_run_trie` returns.
     """
-    p = len(prefix)
-    tokens, positions, widths, masks = list(prefix), list(range(p)), [], []
+    p, r = len(prefix), (root.length if root else 0)
+    tokens, positions, widths, masks = list(prefix), list(range(r, r + p)), [], []
     for row, _ in batch:
         row_tokens, depths, parents = _after_prefix(row, p)
         tokens += row_tokens
-        positions += depths
+        positions += [r + d for d in depths]
         widths.append(len(row_tokens))
-        masks.append(_additive(lm, _allowed([parents], widths[-1], [0], p)))
+        masks.append(_additive(lm, _allowed([parents], widths[-1], [0], r + p)))
     spans = row_spans(widths, p)
     keep, items = _kept_columns(batch, [start for start, _ in spans], p, len(tokens))
+    cache = _fork(root) if root else None
     with packed_attention(lm.model):
         kept, _ = forward_kept(lm, keep[None].to(lm.device), input_ids=torch.tensor([tokens], device=lm.device),
                                position_ids=torch.tensor([positions], device=lm.device),
                                attention_mask=mask_argument(lm.model), trie=TrieLayout(p, spans, tuple(masks)),
-                               use_cache=False)
+                               cache=cache, use_cache=cache is not None)
     return kept, items
 
 
@@ -647,8 +757,28 @@ def packed_rows(lm: LoadedModel) -> bool:
     return _PACKED[model]
 
 
+def _plan(lm, contexts, branch_lists, token_budget, logit_budget, batch_size, prefix_trie, offset=0):
+    """The batches of :func:`_batched_branches`: (trie batches, two-pass batches as context indices,
+    whether trie rows are packed). ``offset``: tokens before every context, held in a shared cache."""
+    # Where the head is applied block by block, a continuation's position costs one hidden state;
+    # only whole distributions returned ("next" branches) take vocabulary-sized rows.
+    full_only = plain_head(lm)
+    sizes = {g: _group_size(contexts[g], branch_lists[g]) for g in range(len(contexts))} if prefix_trie else {}
+    packed = prefix_trie and packed_rows(lm)
+    limit = max(ROW_TOKENS, GROUP_TOKENS) if packed else ROW_TOKENS
+    trie = [g for g in sizes if _trie_fits(lm, contexts[g], branch_lists[g], limit, sizes[g], offset)]
+    two_pass = sorted(set(range(len(contexts))) - set(trie))
+    trie_batches = list(_trie_batches(lm, contexts, branch_lists, trie, token_budget, logit_budget, batch_size,
+                                      ROW_TOKENS, full_only, sizes, 0 if packed else offset))
+    lengths = [(offset + len(contexts[g]), [len(b.tokens) for b in branch_lists[g]]) for g in two_pass]
+    logit_rows = [sum(b.want == "next" for b in branch_lists[g]) for g in two_pass] if full_only else None
+    two_pass_batches = [[two_pass[i] for i in batch]
+                        for batch in plan_batches(lengths, token_budget, logit_budget, batch_size, logit_rows)]
+    return trie_batches, two_pass_batches, packed
+
+
 def _batched_branches(lm, contexts, branch_lists, memory_mb, batch_size, padding_side="left",
-                      prefix_trie=True) -> Iterator[tuple[int, list[_Read]]]:
+                      prefix_trie=True, share_root=False) -> Iterator[tuple[int, list[_Read]]]:
     """Yield (context index, what each of its branches read), batch by batch.
 
     With ``prefix_trie``, contexts whose tokens and branches fit in a row (packed rows: up to
@@ -658,28 +788,36 @@ def _batched_branches(lm, contexts, branch_lists, memory_mb, batch_size, padding
     in two passes, context then branches on its gathered cache (:func:`_run_branches`). All give
     the same numbers (tests check).
     Each batch's positions are then read in one pass over the head (:func:`_read_branches`).
+
+    With ``share_root``, the leading tokens that every context shares (:func:`_root_length`: a
+    judge's few-shot block and whatever its items' prompts share after it) are read once for the
+    whole call where the batches would read them again (at least ``MIN_PREFIX_SAVING`` tokens more:
+    within a batch the rows share them already) or they are that long (kept for the model's next
+    call: the judge's next chunk of items, :func:`_root`), or an earlier call read them, and every batch continues their cache (:class:`_Root`): the contexts are planned and
+    run as what follows the root. Batches whose rows are padded count the root's tokens in their
+    width (each row holds a copy of its cache); packed rows hold none.
     """
     token_budget, logit_budget = memory_budgets(lm, memory_mb)
-    # Where the head is applied block by block, a continuation's position costs one hidden state;
-    # only whole distributions returned ("next" branches) take vocabulary-sized rows.
-    full_only = plain_head(lm)
-    sizes = {g: _group_size(contexts[g], branch_lists[g]) for g in range(len(contexts))} if prefix_trie else {}
-    packed = prefix_trie and packed_rows(lm)
-    limit = max(ROW_TOKENS, GROUP_TOKENS) if packed else ROW_TOKENS
-    trie = [g for g in sizes if _trie_fits(lm, contexts[g], branch_lists[g], limit, sizes[g])]
-    two_pass = sorted(set(range(len(contexts))) - set(trie))
+    plan = _plan(lm, contexts, branch_lists, token_budget, logit_budget, batch_size, prefix_trie)
+    root = None
+    r = _root_length(lm, contexts) if share_root else 0
+    if r:  # kept from an earlier call, or read now where the batches would read it again or it is long
+        worth = max(r, (len(plan[0]) + len(plan[1]) - 1) * r) >= MIN_PREFIX_SAVING
+        root = _root(lm, tuple(contexts[0][:r]), worth)
+    if root is not None:
+        r = root.length
+        contexts = [c[r:] for c in contexts]
+        plan = _plan(lm, contexts, branch_lists, token_budget, logit_budget, batch_size, prefix_trie, r)
+    trie_batches, two_pass_batches, packed = plan
     with torch.inference_mode(), inplace_mlp(lm):
-        for batch in _trie_batches(lm, contexts, branch_lists, trie, token_budget, logit_budget, batch_size,
-                                   ROW_TOKENS, full_only, sizes):
+        for batch in trie_batches:
             prefix = contexts[batch[0][0].groups[0]][:_batch_prefix(contexts, batch, packed)]
-            kept, items = _run_packed(lm, batch, prefix) if packed else _run_trie(lm, batch, padding_side, prefix)
+            kept, items = (_run_packed(lm, batch, prefix, root) if packed
+                           else _run_trie(lm, batch, padding_side, prefix, root))
             yield from _read_branches(lm, kept, items, branch_lists)
-        lengths = [(len(contexts[g]), [len(b.tokens) for b in branch_lists[g]]) for g in two_pass]
-        logit_rows = [sum(b.want == "next" for b in branch_lists[g]) for g in two_pass] if full_only else None
-        for batch in plan_batches(lengths, token_budget, logit_budget, batch_size, logit_rows):
-            batch = [two_pass[i] for i in batch]
+        for batch in two_pass_batches:
             flat = [_Branch(j, b.tokens, b.want) for j, g in enumerate(batch) for b in branch_lists[g]]
-            kept, indices = _run_branches(lm, [contexts[g] for g in batch], flat, padding_side)
+            kept, indices = _run_branches(lm, [contexts[g] for g in batch], flat, padding_side, root)
             items, start = [], 0
             for g in batch:
                 n = len(branch_lists[g])
@@ -868,13 +1006,17 @@ def next_token_logprobs(
     memory_mb: float = 1024,
     batch_size: int | None = None,
     prefix_trie: bool = True,
+    shared_prefix: bool = True,
 ) -> list[list[NextToken]]:
     """The next-token distribution after ``prefix + suffix`` for each suffix of each request.
 
     Used by the judge to read a verdict token's log-probability (as in the self-recognition setup of
     Panickssery et al., 2024). The prefix runs once and the suffixes share it (the judge's prompts of
-    one item share everything up to the answer); only the last position's logits are computed, and
-    log-softmax is taken in float32.
+    one item share everything up to the answer); the leading tokens that every prompt of the call
+    shares (a few-shot block) run once for the whole call, and every batch continues their key/value
+    cache (``shared_prefix``); only the last position's logits are computed, and log-softmax is taken
+    in float32. The prompts are tokenised whole (prefix + suffix) and what they share is their
+    longest common token prefix, so sharing never changes a token.
 
     Parameters
     ----------
@@ -893,6 +1035,13 @@ def next_token_logprobs(
         At most this many distinct prefixes per batch; default: as ``memory_mb`` allows.
     prefix_trie : bool, default True
         Pack prefixes and suffixes into prefix tries (one pass); False forces the two-pass path.
+    shared_prefix : bool, default True
+        Read the leading tokens common to every prompt once for the call (where they are at least
+        ``MIN_SHARED_PREFIX`` tokens and save ``MIN_PREFIX_SAVING``, on models whose every layer
+        attends to the whole sequence; sliding-window models read unshared). Their key/value cache
+        is kept, one per model, for the next call starting with them (the judge's next chunk of
+        items) while the model's weights are unchanged. The numbers are those of the unshared read
+        to float rounding (tests: ``p_yes`` within 1e-5, log-probs within 1e-4 in float32).
 
     Returns
     -------
@@ -924,7 +1073,8 @@ def next_token_logprobs(
         _fit_context(lm, ctx, max(len(b.tokens) for b in bl), False)
     select_t = torch.tensor(list(select), dtype=torch.long)
     found: dict[tuple[int, int], NextToken] = {}
-    for g, rows in _batched_branches(lm, contexts, branch_lists, memory_mb, batch_size, prefix_trie=prefix_trie):
+    for g, rows in _batched_branches(lm, contexts, branch_lists, memory_mb, batch_size, prefix_trie=prefix_trie,
+                                     share_root=shared_prefix):
         for j, read in enumerate(rows):
             row = read.last
             top = torch.topk(row, top_k)
