@@ -141,6 +141,15 @@ class ServerOptions:
                                   ("retries", self.retries)) if v is not None}
 
 
+def _regroup(reads: list, requests) -> list[list]:
+    """Flat per-prompt reads back into one list per ``(prefix, suffixes)`` request, in order."""
+    out, i = [], 0
+    for _, suffixes in requests:
+        out.append(reads[i: i + len(suffixes)])
+        i += len(suffixes)
+    return out
+
+
 def parse_spec(spec: str, base_url: str | None = None) -> tuple[str, str]:
     """``openai:NAME@URL`` (or ``openai:NAME`` with ``base_url``) -> (NAME, URL without trailing /)."""
     if not spec.startswith("openai:"):
@@ -997,11 +1006,7 @@ class OpenAIBackend:
         if self.api == "chat_completions":
             texts = [prefix + suffix for prefix, suffixes in requests for suffix in suffixes]
             reads = self._map(lambda text: self._chat_next_one(text, k, tuple(select)), texts)
-            out, i = [], 0
-            for _, suffixes in requests:
-                out.append(reads[i: i + len(suffixes)])
-                i += len(suffixes)
-            return out
+            return _regroup(reads, requests)
         if self.has_tokenize:
             self._tokenize_all([t for p, suffixes in requests for s in suffixes
                                 for t in (join_texts(p, s) if s else (p,))])
@@ -1020,11 +1025,7 @@ class OpenAIBackend:
                                          f"of {self.context_length}")
                 prompts.append(ids)
         reads = self._map(lambda ids: self._next_one(ids, k, tuple(select)), prompts)
-        out, i = [], 0
-        for _, suffixes in requests:
-            out.append(reads[i: i + len(suffixes)])
-            i += len(suffixes)
-        return out
+        return _regroup(reads, requests)
 
     def _next_one(self, ids: list[int], k: int, select: tuple[int, ...]) -> NextToken:
         body = {"prompt": ids, "max_tokens": 1, "temperature": 0, "logprobs": k, "return_tokens_as_token_ids": True}
