@@ -80,7 +80,7 @@ def test_trained_folder_is_probed_on_heldout_items(tiny, tmp_path, monkeypatch):
     # so a spec with "/" is refused there: pass a loaded model under a plain name for such paths)
     monkeypatch.chdir(tmp_path)
     run = probe("m", task, samples=1, max_new_tokens=4, judge_modes=("isolated",), out=tmp_path / "run",
-                progress=False)
+                few_shot=0, progress=False)  # the task is run whole: no items are left for examples
     assert set(run.items["item_id"]) == set(read_record(out)["split"]["eval_ids"])
     assert len(run.judgments) > 0
 
