@@ -75,6 +75,16 @@ class FakeModel:
         return rng.choice([t for t in range(self.vocab) if t != guess])
 
 
+def send_json(handler: BaseHTTPRequestHandler, status: int, payload: dict) -> None:
+    """Answer ``handler``'s request with ``payload`` as JSON (the fake server's and the tests' proxy's)."""
+    data = json.dumps(payload).encode()
+    handler.send_response(status)
+    handler.send_header("Content-Type", "application/json")
+    handler.send_header("Content-Length", str(len(data)))
+    handler.end_headers()
+    handler.wfile.write(data)
+
+
 class FakeServer:
     """``with FakeServer(tokenizer, name="m") as server:`` serves on ``server.url`` (``http://127.0.0.1:PORT/v1``)."""
 
@@ -91,12 +101,7 @@ class FakeServer:
                 pass
 
             def _send(self, status: int, payload: dict) -> None:
-                data = json.dumps(payload).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
+                send_json(self, status, payload)
 
             def do_GET(self):
                 server.requests.append((self.path, {}))

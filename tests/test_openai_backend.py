@@ -21,6 +21,7 @@ import urllib.request
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
+from _fake_server import send_json
 
 from selfbias.backends._local_server import LocalVLLMServer, bundled_folder, free_port, vllm_python
 from selfbias.backends.openai import OpenAIBackend, ServerError, ServerMisaligned, ServerUnavailable, parse_spec
@@ -204,12 +205,7 @@ class _Proxy:
                 self._send(status, payload)
 
             def _send(self, status, payload):
-                data = json.dumps(payload).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
+                send_json(self, status, payload)
 
             def do_GET(self):
                 self._forward(None)
